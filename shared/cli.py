@@ -1,0 +1,338 @@
+"""The ``course`` command: one entry point for students, instructors and the course's own CI.
+
+    course check                       what this machine can run, and what will be skipped
+    course fixtures [--rebuild]        build / show the fixture models
+    course test LAB [--task K]         run one lab's tests (or one task's)
+    course grade                       score table per lab and task (--json, --gradescope, --submission)
+    course stubs [--check]             regenerate the student skeletons from the solutions
+    course release --out DIR           write the student edition
+
+Every mistake a person can make on the command line ends in one readable line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import hardware
+from .paths import ROOT, lab_dirs, resolve_lab
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UsageProblem(Exception):
+    """A mistake in what was typed: printed as one line, exit code 2."""
+
+
+def _gib(value: int | None) -> str:
+    return "unknown" if value is None else f"{value / hardware.GiB:.1f} GiB"
+
+
+# --------------------------------------------------------------------------------------------
+# course check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .models import DRAFT, FIXTURE, LLAMA2_7B_CONFIG, is_built
+    from .pytest_plugin import REQUIREMENTS, requirement_skip_reason
+
+    started = time.perf_counter()
+    report = hardware.detect()
+    table = Table(title="This machine", show_header=False)
+    table.add_row("system", f"{report.system} {report.machine}, Python {report.python}")
+    cores = f"{report.logical_cores} logical" + (f", {report.physical_cores} physical"
+                                                  if report.physical_cores else "")
+    table.add_row("CPU", f"{report.cpu_model} ({cores})")
+    table.add_row("SIMD", " ".join(report.simd) or "none detected")
+    table.add_row("RAM", _gib(report.ram_bytes))
+    gpus = [f"{a.kind}:{a.index} {a.name} ({_gib(a.memory_bytes)})" for a in report.accelerators]
+    table.add_row("GPUs", "\n".join(gpus) or "none (everything runs on the CPU)")
+    device = hardware.resolve_device("auto")
+    table.add_row("auto device / dtype", f"{device} / {str(hardware.resolve_dtype('auto', device))[6:]}")
+    console.print(table)
+
+    frameworks = Table(title="Frameworks")
+    frameworks.add_column("module")
+    frameworks.add_column("version")
+    for module, version in hardware.framework_status().items():
+        frameworks.add_row(module, version or "[dim]not installed[/dim]")
+    console.print(frameworks)
+
+    runs = Table(title="What runs here")
+    runs.add_column("tests marked")
+    runs.add_column("here")
+    for name in REQUIREMENTS:
+        reason = requirement_skip_reason(name)
+        runs.add_row(name, "[green]run[/green]" if reason is None else f"[yellow]skipped[/yellow]: {reason}")
+    console.print(runs)
+
+    estimate = hardware.estimate_memory(LLAMA2_7B_CONFIG, context_tokens=4096)
+    where = "cuda" if report.has_cuda else "cpu"
+    fits = estimate.fits(hardware.available_memory(where))
+    console.print(
+        f"A 7B model (Llama-2 shape, fp16, one 4096-token sequence) needs about "
+        f"{_gib(estimate.total_bytes)} ({_gib(estimate.weights_bytes)} weights + "
+        f"{_gib(estimate.kv_cache_bytes)} KV cache): "
+        + {True: f"it fits in this machine's {where} memory.",
+           False: f"it does not fit in this machine's {where} memory.",
+           None: "memory size unknown here."}[fits])
+    built = ", ".join(f"{r.name}: {'built' if is_built(r) else 'not built yet (course fixtures)'}"
+                      for r in (FIXTURE, DRAFT))
+    console.print(f"Fixture models: {built}")
+    console.print(f"[dim]checked in {time.perf_counter() - started:.1f} s[/dim]")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# course fixtures
+
+
+def cmd_fixtures(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .models import DRAFT, FIXTURE, fixture_info, fixture_path, is_built, recipe_hash
+    from .paths import cache_dir
+
+    recipes = [FIXTURE, DRAFT]
+    if args.rebuild:
+        for recipe in recipes:
+            shutil.rmtree(cache_dir() / f"{recipe.name}-{recipe_hash(recipe)}", ignore_errors=True)
+    table = Table(title=f"Fixture models (cache: {cache_dir()})")
+    for column in ("model", "parameters", "loss first → last", "built in", "loaded in", "folder"):
+        table.add_column(column)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        for recipe in recipes:
+            bar = progress.add_task(f"{recipe.name}: ready", total=recipe.train_steps)
+
+            def update(stage: str, done: int, total: int, bar: int = bar) -> None:
+                progress.update(bar, description=stage, completed=done, total=total)
+
+            was_built = is_built(recipe)
+            path = fixture_path(recipe, progress=update)
+            progress.update(bar, completed=recipe.train_steps)
+            started = time.perf_counter()
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            AutoTokenizer.from_pretrained(path)
+            AutoModelForCausalLM.from_pretrained(path)
+            load_seconds = time.perf_counter() - started
+            info = fixture_info(path)
+            table.add_row(recipe.name, f"{info['parameters']:,}",
+                          f"{info['first_loss']:.2f} → {info['final_loss']:.2f}",
+                          f"{info['build_seconds']} s" + (" (cached)" if was_built else ""),
+                          f"{load_seconds:.2f} s", str(path))
+    console.print(table)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# course test
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    try:
+        lab = resolve_lab(args.lab)
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
+    command = [sys.executable, "-m", "pytest", str(lab.relative_to(ROOT) / "tests"), f"--impl={args.impl}",
+               *[f"--task={t}" for t in args.task or []], *args.pytest_args]
+    if args.model:
+        command.append(f"--model={args.model}")
+    console.print(f"[dim]$ {' '.join(command[2:])}[/dim]")
+    return subprocess.call(command, cwd=ROOT)
+
+
+# --------------------------------------------------------------------------------------------
+# course grade
+
+
+def print_grade_table(report) -> None:  # noqa: ANN001 - a shared.grading.GradeReport
+    for lab in report.labs:
+        table = Table(title=f"{lab.lab} ({report.impl} code)")
+        for column in ("task", "points", "passed", "failed", "not gradable here"):
+            table.add_column(column, justify="left" if column == "task" else "right")
+        from .grading import _by_task
+
+        for task, tests in _by_task(lab.graded()).items():
+            title = lab.task_titles.get(task, "")
+            earned = sum(t.earned for t in tests)
+            possible = sum(t.points for t in tests if t.gradable)
+            table.add_row(
+                f"{task}. {title}" if title else str(task), f"{earned:g} / {possible:g}",
+                str(sum(t.outcome == "passed" for t in tests)),
+                str(sum(t.outcome in {"failed", "error", "not run"} for t in tests)),
+                str(sum(not t.gradable for t in tests)) or "")
+        table.add_row("[bold]lab total[/bold]", f"[bold]{lab.score:g} / {lab.max_score:g}[/bold]", "", "",
+                      f"{lab.not_gradable_points:g} pts" if lab.not_gradable_points else "")
+        console.print(table)
+        if lab.problem:
+            console.print(f"[red]{lab.problem}[/red]")
+        failures = [t for t in lab.graded() if t.outcome in {"failed", "error", "not run"}]
+        for test in failures[: 3 if len(failures) > 3 else len(failures)]:
+            first = test.message.splitlines()[0] if test.message else test.outcome
+            console.print(f"  [red]✗[/red] {test.nodeid.split('::')[-1]}: {first[:150]}")
+        if len(failures) > 3:
+            console.print(f"  … and {len(failures) - 3} more failing tests "
+                          f"(run `course test {lab.lab[:5]}` to see them all)")
+    console.print(f"[bold]Total: {report.score:g} / {report.max_score:g} points[/bold] "
+                  f"[dim]({report.seconds:.0f} s)[/dim]")
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .grading import GradingError, grade, labs_with_tests, skeleton_problems
+
+    labs = None
+    if args.lab:
+        try:
+            labs = [resolve_lab(name).name for name in args.lab]
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+        missing = [lab for lab in labs if lab not in labs_with_tests()]
+        if missing:
+            raise UsageProblem(f"{', '.join(missing)} has no tests yet")
+    for option in ("json", "gradescope"):
+        value = getattr(args, option)
+        if value and not Path(value).expanduser().resolve().parent.is_dir():
+            raise UsageProblem(f"--{option} {value}: its folder does not exist")
+    try:
+        report = grade(impl=args.impl, submission=args.submission, labs=labs, timeout=args.timeout,
+                       on_progress=lambda text: err_console.print(f"[dim]{text}[/dim]"))
+    except GradingError as error:
+        raise UsageProblem(str(error)) from None
+    print_grade_table(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+        console.print(f"wrote {args.json}")
+    if args.gradescope:
+        Path(args.gradescope).write_text(json.dumps(report.to_gradescope(), indent=2))
+        console.print(f"wrote {args.gradescope} (Gradescope results.json)")
+    if args.expect_skeleton:
+        problems = skeleton_problems(report)
+        if problems:
+            err_console.print("[red]skeleton check failed:[/red]\n  " + "\n  ".join(problems))
+            return 1
+        console.print("skeleton check: every graded test fails with the NotImplementedError of its own task")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# course stubs / release
+
+
+def cmd_stubs(args: argparse.Namespace) -> int:
+    from .stubs import MarkerError, check_skeletons, write_skeletons
+
+    if not any((lab / "solution").is_dir() for lab in lab_dirs()):
+        raise UsageProblem("no lab has a solution/ folder here: this is the student edition, "
+                           "whose src/ is yours (course stubs would overwrite it)")
+    try:
+        if args.check:
+            problems = check_skeletons()
+            if problems:
+                err_console.print("skeletons out of date (run `course stubs` and commit):\n  "
+                                  + "\n  ".join(problems))
+                return 1
+            console.print("skeletons match their solutions")
+            return 0
+        changed = write_skeletons()
+    except MarkerError as error:
+        raise UsageProblem(str(error)) from None
+    for path in changed:
+        console.print(f"wrote {path.relative_to(ROOT)}")
+    console.print(f"{len(changed)} skeleton file(s) changed")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from .release import ReleaseError, write_release
+    from .stubs import MarkerError, check_skeletons
+
+    try:
+        problems = check_skeletons()
+        if problems:
+            raise UsageProblem("skeletons are out of date; run `course stubs` first:\n  " + "\n  ".join(problems))
+        summary = write_release(Path(args.out), force=args.force)
+    except (ReleaseError, MarkerError) as error:
+        raise UsageProblem(str(error)) from None
+    console.print(f"wrote the student edition to {summary.out}: {summary.files} files; "
+                  f"left out {', '.join(summary.left_out)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description="Production LLM Inference, hands-on")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser("check", help="what this machine can run, and what will be skipped")
+
+    fixtures = commands.add_parser("fixtures", help="build / show the cached fixture models")
+    fixtures.add_argument("--rebuild", action="store_true", help="delete and rebuild them")
+
+    impl = {"choices": ["student", "solution"], "default": "student",
+            "help": "test your src/ (default) or the reference solution/"}
+    test = commands.add_parser("test", help="run one lab's tests, or one task's")
+    test.add_argument("lab", help="lab01, 1, huggingface or lab01_huggingface")
+    test.add_argument("--task", type=int, action="append", metavar="K", help="only task K (repeatable)")
+    test.add_argument("--impl", **impl)
+    test.add_argument("--model", metavar="PATH", help="a local Hugging Face model folder instead of the fixture")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="anything after -- goes to pytest")
+
+    grade_cmd = commands.add_parser("grade", help="score table per lab and task")
+    grade_cmd.add_argument("--impl", **impl)
+    grade_cmd.add_argument("--submission", type=Path, metavar="DIR",
+                           help="grade a student's repository (only its lab*/src/ is used)")
+    grade_cmd.add_argument("--lab", action="append", metavar="LAB", help="only this lab (repeatable)")
+    grade_cmd.add_argument("--json", metavar="FILE", help="write the full results as JSON")
+    grade_cmd.add_argument("--gradescope", metavar="FILE", help="write Gradescope's results.json")
+    grade_cmd.add_argument("--timeout", type=float, default=900.0, metavar="S",
+                           help="stop one lab's test run after S seconds (default 900)")
+    grade_cmd.add_argument("--expect-skeleton", action="store_true",
+                           help="CI: require 0 points, each graded test failing with its own task's "
+                                "NotImplementedError")
+
+    stubs = commands.add_parser("stubs", help="regenerate the skeletons in lab*/src from lab*/solution")
+    stubs.add_argument("--check", action="store_true", help="only report skeletons that are out of date")
+
+    release = commands.add_parser("release", help="write the student edition to a folder")
+    release.add_argument("--out", required=True, metavar="DIR")
+    release.add_argument("--force", action="store_true", help="replace DIR if it is not empty")
+    return parser
+
+
+HANDLERS = {"check": cmd_check, "fixtures": cmd_fixtures, "test": cmd_test, "grade": cmd_grade,
+            "stubs": cmd_stubs, "release": cmd_release}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        return HANDLERS[args.command](args)
+    except UsageProblem as problem:
+        err_console.print(f"course {args.command}: {problem}", highlight=False, markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

