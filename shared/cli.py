@@ -73,9 +73,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     runs.add_column("tests marked")
     runs.add_column("here")
     for name in REQUIREMENTS:
-        reason = requirement_skip_reason(name)
+        reason = requirement_skip_reason(name, import_it=args.imports)
         runs.add_row(name, "[green]run[/green]" if reason is None else f"[yellow]skipped[/yellow]: {reason}")
     console.print(runs)
+    if not args.imports:
+        console.print("[dim](frameworks found installed, not imported: `course check --imports` "
+                      "imports each one, which takes a while)[/dim]")
 
     estimate = hardware.estimate_memory(LLAMA2_7B_CONFIG, context_tokens=4096)
     where = "cuda" if report.has_cuda else "cpu"
@@ -158,7 +161,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 # course grade
 
 
-def print_grade_table(report) -> None:  # noqa: ANN001 - a shared.grading.GradeReport
+def print_grade_table(report) -> None:
     for lab in report.labs:
         table = Table(title=f"{lab.lab} ({report.impl} code)")
         for column in ("task", "points", "passed", "failed", "not gradable here"):
@@ -223,7 +226,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if problems:
             err_console.print("[red]skeleton check failed:[/red]\n  " + "\n  ".join(problems))
             return 1
-        console.print("skeleton check: every graded test fails with the NotImplementedError of its own task")
+        console.print("skeleton check: every graded test fails with the NotImplementedError of its own task "
+                      "(or of an earlier task it builds on)")
     return 0
 
 
@@ -278,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description="Production LLM Inference, hands-on")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    commands.add_parser("check", help="what this machine can run, and what will be skipped")
+    check = commands.add_parser("check", help="what this machine can run, and what will be skipped")
+    check.add_argument("--imports", action="store_true",
+                       help="import each optional framework for real (slower: catches broken installs)")
 
     fixtures = commands.add_parser("fixtures", help="build / show the cached fixture models")
     fixtures.add_argument("--rebuild", action="store_true", help="delete and rebuild them")
@@ -327,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return HANDLERS[args.command](args)
     except UsageProblem as problem:
-        err_console.print(f"course {args.command}: {problem}", highlight=False, markup=False)
+        err_console.print(f"course {args.command}: {problem}", highlight=False, markup=False,
+                          soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")

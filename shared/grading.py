@@ -291,10 +291,12 @@ def prepare_submission(submission: Path, root: Path = ROOT) -> Path:
 
 
 def grade(*, impl: str = "student", submission: Path | None = None, labs: list[str] | None = None,
-          timeout: float = 900.0, on_progress: Callable[[str], None] | None = None) -> GradeReport:
-    """Grade the labs that have tests; see the module docstring."""
+          timeout: float = 900.0, on_progress: Callable[[str], None] | None = None,
+          root: Path = ROOT) -> GradeReport:
+    """Grade the labs that have tests; see the module docstring. ``root`` is the course to grade
+    with (this one by default)."""
     started = time.monotonic()
-    course_root = prepare_submission(submission) if submission else ROOT
+    course_root = prepare_submission(submission, root) if submission else root
     try:
         chosen = labs or labs_with_tests(course_root)
         lab_results = []
@@ -308,9 +310,13 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
             shutil.rmtree(course_root, ignore_errors=True)
 
 
+NEEDS_EARLIER = re.compile(r"^NotImplementedError: needs lab(\d\d) task (\d+) first: ")
+
+
 def skeleton_problems(report: GradeReport) -> list[str]:
     """For the inverted check: every graded test on the skeleton must fail with the
-    NotImplementedError of its own task. Returns one line per test that does not."""
+    NotImplementedError of its own task, or of an earlier task it builds on (then the plugin's
+    message says "needs labNN task K first"). Returns one line per test that does not."""
     problems = []
     if report.score:
         problems.append(f"the skeleton earned {report.score:g} points (expected 0)")
@@ -322,8 +328,11 @@ def skeleton_problems(report: GradeReport) -> list[str]:
                 continue
             own = f"lab{lab_number(lab.lab):02d} task {test.task}:"
             first_line = test.message.splitlines()[0] if test.message else ""
-            if test.outcome not in {"failed", "error"} or not first_line.startswith(
-                    f"NotImplementedError: {own}"):
+            needs = NEEDS_EARLIER.match(first_line)
+            earlier = needs is not None and test.task is not None and (
+                (int(needs.group(1)), int(needs.group(2))) < (lab_number(lab.lab), test.task))
+            if test.outcome not in {"failed", "error"} or not (
+                    first_line.startswith(f"NotImplementedError: {own}") or earlier):
                 problems.append(f"{test.nodeid}: {test.outcome} with {first_line[:160]!r}, "
                                 f"expected NotImplementedError: {own} ...")
     return problems

@@ -115,9 +115,8 @@ def _cpuinfo() -> tuple[str, set[str], int | None]:
 
 def _ram_bytes() -> int | None:
     meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        if m := re.search(r"^MemTotal:\s*(\d+) kB", meminfo.read_text(), re.M):
-            return int(m.group(1)) * 1024
+    if meminfo.exists() and (m := re.search(r"^MemTotal:\s*(\d+) kB", meminfo.read_text(), re.M)):
+        return int(m.group(1)) * 1024
     with_sysconf = ("SC_PAGE_SIZE", "SC_PHYS_PAGES")
     if all(name in os.sysconf_names for name in with_sysconf):
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -157,7 +156,7 @@ def detect() -> HardwareReport:
 # Frameworks
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def is_installed(module: str) -> bool:
     """True when ``module`` can be found (cheap: it is not imported)."""
     return importlib.util.find_spec(module) is not None
@@ -178,14 +177,14 @@ def framework_status() -> dict[str, str | None]:
     return {m: (framework_version(m) or "installed") if is_installed(m) else None for m in FRAMEWORKS}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_error(module: str) -> str | None:
     """Import ``module`` for real; None when it works, else a one-line reason."""
     if not is_installed(module):
         return f"{module} is not installed"
     try:
         importlib.import_module(module)
-    except Exception as error:  # noqa: BLE001 - any failure means "not usable here"
+    except Exception as error:
         return f"{module} is installed but fails to import: {type(error).__name__}: {error}"
     return None
 

@@ -76,7 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker, text in MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
     results = config.getoption("--course-results")
-    config._course_results = open(results, "a", encoding="utf-8") if results else None  # type: ignore[attr-defined]
+    # Closed in pytest_unconfigure; lines are flushed one by one so a crash loses none.
+    config._course_results = open(results, "a", encoding="utf-8") if results else None  # noqa: SIM115
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -111,18 +112,39 @@ def task_of(item: pytest.Item) -> int | None:
 
 
 def points_of(item: pytest.Item) -> float:
+    """A test's points. A parametrized test's ``points(N)`` is shared evenly by its cases."""
+    if hasattr(item, "_course_points"):
+        return item._course_points  # type: ignore[attr-defined]
     marker = item.get_closest_marker("points")
     return float(marker.args[0]) if marker and marker.args else 0.0
 
 
-def requirement_skip_reason(name: str) -> str | None:
-    """Why a test with requirement marker ``name`` cannot run here, or None when it can."""
+def _split_parametrized_points(items: list[pytest.Item]) -> None:
+    cases: dict[tuple[str, str], list[pytest.Item]] = {}
+    for item in items:
+        if item.get_closest_marker("points") is not None:
+            key = (str(item.path), getattr(item, "originalname", item.name))
+            cases.setdefault(key, []).append(item)
+    for group in cases.values():
+        total = points_of(group[0])
+        for item in group:
+            item._course_points = total / len(group)  # type: ignore[attr-defined]
+
+
+def requirement_skip_reason(name: str, *, import_it: bool = True) -> str | None:
+    """Why a test with requirement marker ``name`` cannot run here, or None when it can.
+
+    With ``import_it=False`` a framework only has to be installed (a quick look, no import:
+    importing vLLM or SGLang takes seconds, too long for ``course check``)."""
     if name == "gpu":
         if hardware.detect().has_cuda:
             return None
         return f"{REQUIREMENTS['gpu']}; none is visible to torch here (not gradable on this machine)"
     module = {"llama_cpp": "llama_cpp"}.get(name, name)
-    error = hardware.import_error(module)
+    if import_it:
+        error = hardware.import_error(module)
+    else:
+        error = None if hardware.is_installed(module) else f"{module} is not installed"
     if error is None:
         return None
     hint = hardware.INSTALL_HINTS.get(module, "")
@@ -131,6 +153,7 @@ def requirement_skip_reason(name: str) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted_tasks = set(config.getoption("--task"))
+    _split_parametrized_points(items)
     kept, deselected = [], []
     for item in items:
         lab = lab_of(item)

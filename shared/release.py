@@ -91,9 +91,11 @@ def write_release(out: Path, root: Path = ROOT, force: bool = False) -> ReleaseS
         ReleaseError: when ``out`` is not empty (and ``force`` is not set), lies inside the course,
             or the written edition would leak a solution line.
     """
-    out = Path(out).expanduser().resolve()
+    out, root = Path(out).expanduser().resolve(), Path(root).resolve()
     if out == root or root in out.parents:
         raise ReleaseError(f"--out {out} is inside the course; choose a folder outside it")
+    if out in root.parents:  # --force would delete the course itself
+        raise ReleaseError(f"--out {out} holds the course; choose a folder outside it")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise ReleaseError(f"--out {out} exists and is not empty; choose a new folder "
@@ -103,7 +105,8 @@ def write_release(out: Path, root: Path = ROOT, force: bool = False) -> ReleaseS
     files, skipped = 0, set()
     for relative in course_files(root):
         if left_out(relative):
-            skipped.add(str(Path(*relative.parts[:2])) if len(relative.parts) > 1 else str(relative))
+            depth = 3 if relative.parts[1:3] == ("tests", "hidden") else 2
+            skipped.add(str(Path(*relative.parts[:depth])) if len(relative.parts) > 1 else str(relative))
             continue
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)

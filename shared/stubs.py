@@ -90,7 +90,7 @@ def parse_blocks(path: Path, source: str | None = None) -> list[SolutionBlock]:
             if open_at is None:
                 raise MarkerError(f"{path}:{number}: END SOLUTION without a BEGIN SOLUTION before it")
             indent, task, hint = header
-            inside = [f for f in functions if f[0] < open_at and number <= f[1]]
+            inside = [f for f in functions if f[0] < open_at <= f[1]]  # a trailing comment is past end_lineno
             if not inside:
                 raise MarkerError(f"{path}:{open_at}: a solution block must sit inside a function "
                                   f"(its skeleton raises NotImplementedError)")
@@ -117,7 +117,7 @@ def stub_source(path: Path, lab: str, source: str | None = None) -> str:
         message = (f"{lab_short} task {block.task}: {block.function} is not written yet "
                    f"(see {lab}/README.md, task {block.task})")
         out.append(f"{block.indent}# TODO({lab_short} task {block.task}):{hint}")
-        out.append(f"{block.indent}raise NotImplementedError({message!r})")
+        out.append(f'{block.indent}raise NotImplementedError("{message}")')
         cursor = block.end_line
     out += lines[cursor:]
     text = "\n".join(out) + "\n"

@@ -1,0 +1,1 @@
+"""Lab 01: Hugging Face transformers by hand (the reference solution; src/ is the skeleton)."""

@@ -1,0 +1,186 @@
+"""Task 4: sampling: temperature, top-k, top-p, min-p and repetition penalty.
+
+Each function takes a ``(batch, vocab)`` tensor of logits and returns a new one (never changing
+its input); a filtered-out token gets ``-inf``, so softmax gives it probability 0. These are the
+knobs every serving API exposes (vLLM's ``SamplingParams``, OpenAI's ``temperature`` / ``top_p``),
+and transformers implements each as a logits processor: the tests compare yours with them.
+
+Readings: transformers' ``generation/logits_process.py`` (``TemperatureLogitsWarper``,
+``TopKLogitsWarper``, ``TopPLogitsWarper``, ``MinPLogitsWarper``,
+``RepetitionPenaltyLogitsProcessor``); Holtzman et al. 2019, "The Curious Case of Neural Text
+Degeneration" (top-p); Nguyen et al. 2024, "Min-p sampling".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+
+from shared.validation import check_at_least, check_in_range, check_not_empty
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings; the defaults sample from the model's plain distribution."""
+
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int | None = None  # None: no top-k
+    top_p: float = 1.0  # 1.0: no top-p
+    min_p: float = 0.0  # 0.0: no min-p
+    repetition_penalty: float = 1.0  # 1.0: none
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Divide ``(batch, vocab)`` logits by ``temperature`` (> 0): below 1 sharpens, above 1 flattens.
+
+    Raises:
+        ValueError: ``temperature`` <= 0 (0 means greedy: take the argmax instead of sampling).
+    """
+    # BEGIN SOLUTION task 4: check temperature > 0, then divide.
+    check_in_range("temperature", temperature, 0.0, float("inf"), low_inclusive=False)
+    return logits / temperature
+    # END SOLUTION
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest logits in each row of ``(batch, vocab)`` logits; set the rest to -inf.
+
+    A logit equal to the k-th largest is kept too (as transformers does). ``k`` larger than the
+    vocabulary keeps everything.
+
+    Raises:
+        ValueError: ``k`` < 1.
+    """
+    # BEGIN SOLUTION task 4: torch.topk gives the k-th largest value per row; mask everything below it.
+    check_at_least("top_k", k, 1)
+    k = min(k, logits.shape[-1])
+    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, NEG_INF)
+    # END SOLUTION
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose probabilities add up
+    to at least ``p``; set the rest to -inf. The most likely token is always kept.
+
+    Raises:
+        ValueError: ``p`` outside (0, 1].
+    """
+    # BEGIN SOLUTION task 4: p == 1 keeps all; else sort descending, softmax, cumsum; a token stays while the mass *before* it is < p; scatter the mask back to vocabulary order.
+    check_in_range("top_p", p, 0.0, 1.0, low_inclusive=False)
+    if p == 1.0:  # the whole vocabulary; cumsum's rounding could otherwise drop the tail
+        return logits.clone()
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = torch.cumsum(probs, dim=-1) - probs
+    remove_sorted = mass_before >= p
+    remove_sorted[..., 0] = False
+    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, NEG_INF)
+    # END SOLUTION
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Keep tokens whose probability is at least ``min_p`` times the most likely token's;
+    set the rest to -inf.
+
+    Raises:
+        ValueError: ``min_p`` outside [0, 1].
+    """
+    # BEGIN SOLUTION task 4: compare softmax probabilities with min_p * (the row's largest probability).
+    check_in_range("min_p", min_p, 0.0, 1.0)
+    probs = torch.softmax(logits, dim=-1)
+    threshold = min_p * probs.max(dim=-1, keepdim=True).values
+    return logits.masked_fill(probs < threshold, NEG_INF)
+    # END SOLUTION
+
+
+def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make tokens already in ``previous_ids`` less likely (CTRL, Keskar et al. 2019).
+
+    Args:
+        logits: ``(batch, vocab)``.
+        previous_ids: ``(batch, seq)`` ids of the prompt and the tokens generated so far.
+        penalty: > 0; above 1 discourages repeats. A seen token's logit is divided by ``penalty``
+            when positive and multiplied by it when negative (so it always moves down).
+
+    Raises:
+        ValueError: ``penalty`` <= 0.
+    """
+    # BEGIN SOLUTION task 4: gather the seen tokens' logits, penalise them by sign, scatter them back into a copy.
+    check_in_range("repetition_penalty", penalty, 0.0, float("inf"), low_inclusive=False)
+    seen = torch.gather(logits, -1, previous_ids)
+    penalised = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return logits.scatter(-1, previous_ids, penalised)
+    # END SOLUTION
+
+
+def sample_next_token(logits: torch.Tensor, params: SamplingParams,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick one token per row of ``(batch, vocab)`` logits.
+
+    ``temperature == 0`` is greedy (argmax). Otherwise apply, in this order, temperature, top-k,
+    top-p and min-p (each only when set), then draw from the softmax with ``torch.multinomial``
+    using ``generator``, so that a seeded generator gives the same tokens every run.
+
+    Returns:
+        ``(batch,)`` token ids (int64).
+
+    Raises:
+        ValueError: a setting out of range (temperature < 0, top_k < 1, top_p outside (0, 1],
+            min_p outside [0, 1]), before anything is sampled.
+    """
+    # BEGIN SOLUTION task 4: validate every setting first; greedy when temperature == 0; else chain the filters and torch.multinomial(softmax, 1, generator=generator).
+    check_in_range("temperature", params.temperature, 0.0, float("inf"))
+    if params.top_k is not None:
+        check_at_least("top_k", params.top_k, 1)
+    check_in_range("top_p", params.top_p, 0.0, 1.0, low_inclusive=False)
+    check_in_range("min_p", params.min_p, 0.0, 1.0)
+    if params.temperature == 0:
+        return torch.argmax(logits, dim=-1)
+    logits = apply_temperature(logits, params.temperature)
+    if params.top_k is not None:
+        logits = top_k_filter(logits, params.top_k)
+    if params.top_p < 1.0:
+        logits = top_p_filter(logits, params.top_p)
+    if params.min_p > 0.0:
+        logits = min_p_filter(logits, params.min_p)
+    probs = torch.softmax(logits.float(), dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+    # END SOLUTION
+
+
+def sample_generate(model: PreTrainedModel, prompt_ids: list[int], max_new_tokens: int,
+                    params: SamplingParams, seed: int | None = None,
+                    eos_token_id: int | None = None) -> list[int]:
+    """Generate up to ``max_new_tokens`` tokens by sampling, with the KV cache (given: it uses your
+    :func:`sample_next_token` and :func:`apply_repetition_penalty`).
+
+    The same ``seed`` gives the same tokens; ``params.temperature == 0`` gives greedy output.
+    """
+    check_not_empty("prompt_ids", prompt_ids)
+    check_at_least("max_new_tokens", max_new_tokens, 1)
+    generator = torch.Generator(device=model.device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    if eos_token_id is None:
+        eos_token_id = model.generation_config.eos_token_id
+    sequence = torch.tensor([prompt_ids], device=model.device)
+    next_input, past, generated = sequence, None, []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            out = model(input_ids=next_input, past_key_values=past, use_cache=True)
+            past, logits = out.past_key_values, out.logits[:, -1, :].float()
+            if params.repetition_penalty != 1.0:
+                logits = apply_repetition_penalty(logits, sequence, params.repetition_penalty)
+            token = sample_next_token(logits, params, generator)
+            generated.append(int(token.item()))
+            if generated[-1] == eos_token_id:
+                break
+            next_input = token.view(1, 1)
+            sequence = torch.cat([sequence, next_input], dim=1)
+    return generated

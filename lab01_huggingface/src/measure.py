@@ -1,0 +1,87 @@
+# Student skeleton for lab01_huggingface: fill in each TODO, then run `course test lab01_huggingface`.
+# (Generated from the reference solution by `course stubs`.)
+"""Task 9: measure a generation: time to first token, time per output token, throughput, memory.
+
+Users feel two numbers: how long until text starts (TTFT, dominated by the prefill of the
+prompt) and how fast it then flows (TPOT, one decode step per token). Operators care about
+throughput (tokens per second) and memory. The definitions follow vLLM's benchmark so numbers
+compare across every framework in this course; lab05 reuses :class:`GenerationMetrics`.
+
+Readings: vLLM's ``benchmarks/`` docs (TTFT, TPOT, ITL, E2EL); ``torch.cuda.max_memory_allocated``;
+``resource.getrusage`` (peak resident memory of a process).
+"""
+
+from __future__ import annotations
+
+import itertools
+import resource
+import sys
+import time
+
+import torch
+from transformers import PreTrainedModel
+
+from shared.metrics import GenerationMetrics
+from shared.validation import check_at_least, check_not_empty
+
+from .streaming import _TokenQueue
+
+
+def metrics_from_token_times(start: float, token_times: list[float], peak_memory_bytes: int | None = None,
+                             device: str = "cpu") -> GenerationMetrics:
+    """Latency figures of one request from the moment it started and each token's arrival time.
+
+    Args:
+        start: ``time.perf_counter()`` when the request was sent.
+        token_times: ``time.perf_counter()`` when each output token arrived, in order.
+        peak_memory_bytes, device: copied into the result.
+
+    Returns:
+        :class:`shared.metrics.GenerationMetrics` with vLLM's definitions: ``ttft_s`` = first
+        arrival - start; ``itl_s`` = the gaps between consecutive arrivals; ``e2e_s`` = last
+        arrival - start; ``tpot_s`` = (e2e - ttft) / (tokens - 1), None for a single token;
+        ``tokens_per_s`` = tokens / e2e.
+
+    Raises:
+        ValueError: no tokens, an arrival before ``start``, or arrivals out of order.
+    """
+    # TODO(lab01 task 9): check the times (name the index of a bad one), then apply the definitions above.
+    raise NotImplementedError("lab01 task 9: metrics_from_token_times is not written yet (see lab01_huggingface/README.md, task 9)")
+
+
+def peak_memory_bytes(device: str) -> int:
+    """Peak memory so far: ``torch.cuda.max_memory_allocated`` on a CUDA device (reset it before
+    measuring), else the process's peak resident set size (``ru_maxrss``: KiB on Linux, bytes on
+    macOS)."""
+    # TODO(lab01 task 9): cuda -> torch.cuda.max_memory_allocated(device); else resource.getrusage(RUSAGE_SELF).ru_maxrss scaled to bytes.
+    raise NotImplementedError("lab01 task 9: peak_memory_bytes is not written yet (see lab01_huggingface/README.md, task 9)")
+
+
+def measure_generation(model: PreTrainedModel, prompt_ids: list[int], max_new_tokens: int,
+                       ignore_eos: bool = True) -> GenerationMetrics:
+    """Run one greedy generation and measure it (given: it uses your two functions above).
+
+    Each token's arrival is stamped as ``model.generate`` hands it to a streamer. With
+    ``ignore_eos`` every request produces exactly ``max_new_tokens`` tokens, as benchmarks do.
+    """
+    check_not_empty("prompt_ids", prompt_ids)
+    check_at_least("max_new_tokens", max_new_tokens, 1)
+    device = str(model.device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    stamps: list[float] = []
+
+    class Stamper(_TokenQueue):
+        def put(self, value: torch.Tensor) -> None:
+            if self.prompt_seen:
+                stamps.extend([time.perf_counter()] * value.numel())
+            super().put(value)
+
+    inputs = torch.tensor([prompt_ids], device=model.device)
+    extra = {"min_new_tokens": max_new_tokens} if ignore_eos else {}
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
+                       do_sample=False, streamer=Stamper(), pad_token_id=model.generation_config.pad_token_id,
+                       **extra)
+    return metrics_from_token_times(start, stamps, peak_memory_bytes(device), device)

@@ -1,0 +1,61 @@
+# Student skeleton for lab01_huggingface: fill in each TODO, then run `course test lab01_huggingface`.
+# (Generated from the reference solution by `course stubs`.)
+"""Task 7: speculative decoding (greedy).
+
+Decoding one token at a time leaves a GPU mostly idle: each step reads all the weights to do a
+little arithmetic. Speculative decoding lets a small *draft* model guess ``k`` tokens cheaply;
+the large *target* model then checks all ``k`` guesses in **one** forward pass (it computes the
+next-token logits at every position at once). The longest prefix of guesses that matches the
+target's own greedy choices is kept, plus one token from the target (the correction at the first
+mismatch, or a bonus token when all ``k`` match). The output is exactly the target's greedy
+output; only the number of target passes changes.
+
+Readings: Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding";
+transformers' "assisted generation" (``model.generate(assistant_model=...)``);
+``DynamicCache.crop`` for throwing away the cache entries of rejected guesses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from shared.validation import check_at_least, check_not_empty
+
+
+@dataclass
+class SpeculativeResult:
+    tokens: list[int]  # the generated ids, exactly the target's greedy output
+    proposed: int  # draft tokens proposed in all
+    accepted: int  # proposed tokens the target agreed with
+    target_forward_passes: int
+    draft_forward_passes: int
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+
+def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt_ids: list[int],
+                         max_new_tokens: int, k: int = 4, eos_token_id: int | None = None) -> SpeculativeResult:
+    """Greedy speculative decoding with KV caches for both models.
+
+    Args:
+        target: the model whose greedy output must be reproduced.
+        draft: a smaller model with the same tokenizer.
+        prompt_ids: the prompt's token ids, at least one.
+        max_new_tokens: the most tokens to generate, at least 1.
+        k: draft tokens proposed per round, at least 1 (fewer near ``max_new_tokens``).
+        eos_token_id: stop after it; ``None`` means the target's generation config.
+
+    Returns:
+        A :class:`SpeculativeResult`. ``tokens`` equals ``target.generate(do_sample=False)``'s new
+        tokens; each round costs ``target_forward_passes`` one pass however many tokens it keeps.
+
+    Raises:
+        ValueError: empty ``prompt_ids``, ``max_new_tokens`` < 1 or ``k`` < 1.
+    """
+    # TODO(lab01 task 7): each round: the draft proposes k tokens one by one; the target runs once on the tokens it has not cached plus the k guesses; keep the guesses up to the first disagreement, then the target's own token; crop both caches back to the kept tokens.
+    raise NotImplementedError("lab01 task 7: speculative_generate is not written yet (see lab01_huggingface/README.md, task 7)")

@@ -1,0 +1,153 @@
+"""Task 4: temperature, top-k, top-p, min-p, repetition penalty, and seeded sampling.
+
+The oracles are transformers' own logits processors, run on the same random logits."""
+
+import pytest
+import torch
+from transformers import (
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from .helpers import hf_greedy, sampling
+
+pytestmark = pytest.mark.task(4)
+
+SEEDS = [0, 1, 2]
+
+
+def random_logits(seed: int, batch: int = 4, vocab: int = 512, scale: float = 3.0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, vocab, generator=generator) * scale
+
+
+def assert_same_filtering(ours: torch.Tensor, theirs: torch.Tensor) -> None:
+    assert ours.shape == theirs.shape
+    assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), "a different set of tokens was filtered out"
+    finite = ~torch.isinf(theirs)
+    torch.testing.assert_close(ours[finite], theirs[finite])
+
+
+def run_unchanged(function, logits: torch.Tensor, *args) -> torch.Tensor:
+    """Call a filter and check it left its input alone."""
+    before = logits.clone()
+    result = function(logits, *args)
+    assert torch.equal(logits, before), f"{function.__name__} changed its input tensor in place"
+    return result
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5])
+def test_temperature_matches_transformers(temperature):
+    logits = random_logits(0)
+    ours = run_unchanged(sampling.apply_temperature, logits, temperature)
+    torch.testing.assert_close(ours, TemperatureLogitsWarper(temperature)(None, logits.clone()))
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("k", [1, 5, 50, 10_000])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_top_k_matches_transformers(k, seed):
+    logits = random_logits(seed)
+    logits[0, :8] = logits[0, 8]  # ties at the boundary are kept, as transformers keeps them
+    ours = run_unchanged(sampling.top_k_filter, logits, k)
+    assert_same_filtering(ours, TopKLogitsWarper(top_k=k)(None, logits.clone()))
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_top_p_matches_transformers(p, seed):
+    logits = random_logits(seed)
+    ours = run_unchanged(sampling.top_p_filter, logits, p)
+    assert_same_filtering(ours, TopPLogitsWarper(top_p=p)(None, logits.clone()))
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("min_p", [0.0, 0.05, 0.3, 1.0])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_min_p_matches_transformers(min_p, seed):
+    logits = random_logits(seed)
+    ours = run_unchanged(sampling.min_p_filter, logits, min_p)
+    if min_p == 0.0:  # transformers refuses 0 (no-op); the identity is the answer
+        assert torch.equal(ours, logits)
+        return
+    assert_same_filtering(ours, MinPLogitsWarper(min_p=min_p)(None, logits.clone()))
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("penalty", [0.7, 1.3, 2.0])
+def test_repetition_penalty_matches_transformers(penalty):
+    logits = random_logits(3)
+    previous = torch.randint(0, 512, (4, 20), generator=torch.Generator().manual_seed(4))
+    ours = sampling.apply_repetition_penalty(logits.clone(), previous, penalty)
+    theirs = RepetitionPenaltyLogitsProcessor(penalty)(previous, logits.clone())
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.points(2)
+def test_top_p_never_samples_outside_the_nucleus():
+    """2000 draws with top_p=0.6 all fall inside the nucleus transformers computes; all of it is reachable."""
+    logits = random_logits(5, batch=1, vocab=64, scale=1.5)
+    nucleus = set(torch.nonzero(~torch.isinf(TopPLogitsWarper(top_p=0.6)(None, logits.clone())))[:, 1].tolist())
+    generator = torch.Generator().manual_seed(0)
+    params = sampling.SamplingParams(temperature=1.0, top_p=0.6)
+    draws = [int(sampling.sample_next_token(logits, params, generator)) for _ in range(2000)]
+    assert set(draws) <= nucleus
+    assert len(set(draws)) == len(nucleus), "some nucleus tokens were never drawn: the filter is too strict"
+
+
+@pytest.mark.points(1)
+def test_sampling_follows_the_softmax():
+    """Plain sampling (temperature 1) draws each token about as often as its probability."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -3.0]])
+    generator = torch.Generator().manual_seed(1)
+    params = sampling.SamplingParams()
+    draws = torch.stack([sampling.sample_next_token(logits, params, generator) for _ in range(6000)])
+    frequencies = torch.bincount(draws.flatten(), minlength=6).float() / draws.numel()
+    torch.testing.assert_close(frequencies, torch.softmax(logits[0], -1), atol=0.02, rtol=0)
+
+
+@pytest.mark.points(1)
+def test_temperature_towards_zero_becomes_greedy(model, tokenizer):
+    """temperature=0 is argmax; a tiny temperature samples the argmax every time."""
+    logits = random_logits(6)
+    greedy = torch.argmax(logits, dim=-1)
+    assert torch.equal(sampling.sample_next_token(logits, sampling.SamplingParams(temperature=0)), greedy)
+    generator = torch.Generator().manual_seed(0)
+    cold = sampling.SamplingParams(temperature=1e-3)
+    for _ in range(50):
+        assert torch.equal(sampling.sample_next_token(logits, cold, generator), greedy)
+    ids = tokenizer("The cat").input_ids
+    assert sampling.sample_generate(model, ids, 20, sampling.SamplingParams(temperature=0)) == hf_greedy(model, ids, 20)
+
+
+@pytest.mark.points(1)
+def test_seeded_sampling_is_reproducible(model, tokenizer):
+    """The same seed gives the same tokens; other seeds give other texts."""
+    ids = tokenizer("Every").input_ids
+    params = sampling.SamplingParams(temperature=1.2, top_k=100, top_p=0.95, repetition_penalty=1.1)
+    first = sampling.sample_generate(model, ids, 30, params, seed=7, eos_token_id=-1)
+    assert sampling.sample_generate(model, ids, 30, params, seed=7, eos_token_id=-1) == first
+    others = {tuple(sampling.sample_generate(model, ids, 30, params, seed=s, eos_token_id=-1)) for s in range(8, 12)}
+    assert len(others | {tuple(first)}) > 1
+
+
+@pytest.mark.points(1)
+def test_bad_settings_name_the_argument():
+    """Out-of-range settings raise ValueError naming the argument, before anything is sampled."""
+    logits = random_logits(0)
+    bad = [({"temperature": -0.5}, "temperature"), ({"top_k": 0}, "top_k"), ({"top_p": 0.0}, "top_p"),
+           ({"top_p": 1.5}, "top_p"), ({"min_p": 2.0}, "min_p")]
+    for fields, name in bad:
+        with pytest.raises(ValueError, match=name):
+            sampling.sample_next_token(logits, sampling.SamplingParams(**fields))
+    with pytest.raises(ValueError, match="temperature"):
+        sampling.apply_temperature(logits, 0.0)
+    with pytest.raises(ValueError, match="top_k"):
+        sampling.top_k_filter(logits, 0)
+    with pytest.raises(ValueError, match="top_p"):
+        sampling.top_p_filter(logits, 1.01)
