@@ -69,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if config.getoption("--model"):
         os.environ["COURSE_MODEL"] = str(Path(config.getoption("--model")).expanduser().resolve())
     if str(ROOT) not in sys.path:
@@ -286,7 +287,9 @@ def tokenizer(model_dir: Path) -> Any:
 def _load(path: Path, device: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
     return model.eval()
 

@@ -14,8 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import LAB_DIR_PATTERN, ROOT
-from .stubs import all_blocks
+from .paths import LAB_DIR_PATTERN, ROOT, lab_dirs
+from .stubs import all_blocks, expected_skeleton
 
 EXCLUDED_TOP = {".ci", ".git"}
 MIN_LEAK_LENGTH = 16  # shorter lines ("return x", "else:") are too common to mean a leak
@@ -53,13 +53,29 @@ def left_out(relative: Path) -> bool:
     return False
 
 
+def given_text(root: Path = ROOT) -> str:
+    """What the student edition gives away by design: the generated skeletons (scaffolding and
+    hints included) and the ``shared`` package. A solution line found in it is no leak: a
+    ``with torch.no_grad():`` in a solution block is no secret when a skeleton has it too."""
+    texts = [content.decode("utf-8", errors="replace")
+             for lab in lab_dirs(root) if (lab / "solution").is_dir()
+             for content in expected_skeleton(lab).values()]
+    shared = root / "shared"
+    if shared.is_dir():
+        texts += [path.read_text(encoding="utf-8", errors="replace") for path in sorted(shared.rglob("*.py"))
+                  if not left_out(path.relative_to(root)) and "__pycache__" not in path.parts]
+    return "\n".join(texts)
+
+
 def solution_lines(root: Path = ROOT) -> dict[str, str]:
-    """{stripped solution line: where it comes from} for every line long enough to be telling."""
+    """{stripped solution line: where it comes from} for every line long enough to be telling
+    and not given away by design (see :func:`given_text`)."""
+    given = given_text(root)
     lines = {}
     for block in all_blocks(root):
         for offset, line in enumerate(block.body, start=1):
             text = line.strip()
-            if len(text) >= MIN_LEAK_LENGTH and not text.startswith("#"):
+            if len(text) >= MIN_LEAK_LENGTH and not text.startswith("#") and text not in given:
                 lines.setdefault(text, f"{block.path.relative_to(root)}:{block.begin_line + offset}")
     return lines
 
@@ -105,8 +121,9 @@ def write_release(out: Path, root: Path = ROOT, force: bool = False) -> ReleaseS
     files, skipped = 0, set()
     for relative in course_files(root):
         if left_out(relative):
-            depth = 3 if relative.parts[1:3] == ("tests", "hidden") else 2
-            skipped.add(str(Path(*relative.parts[:depth])) if len(relative.parts) > 1 else str(relative))
+            parts = relative.parts
+            depth = 1 if parts[0] in EXCLUDED_TOP else 3 if parts[1:3] == ("tests", "hidden") else 2
+            skipped.add(str(Path(*parts[:depth])))  # the folder left out, as in ".ci" or "lab01_x/solution"
             continue
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,62 @@
+"""Task 5: batched greedy generation with left padding."""
+
+import copy
+
+import pytest
+import torch
+
+from .helpers import PROMPTS, ForwardRecorder, batching, hf_greedy
+
+pytestmark = pytest.mark.task(5)
+
+
+@pytest.mark.points(2)
+def test_left_pad_matches_the_tokenizer(tokenizer):
+    """left_pad gives what tokenizer.pad(padding_side='left') gives."""
+    sequences = [tokenizer(p).input_ids for p in PROMPTS]
+    ids, mask = batching.left_pad(sequences, tokenizer.pad_token_id)
+    left = copy.deepcopy(tokenizer)
+    left.padding_side = "left"
+    oracle = left.pad({"input_ids": sequences}, padding=True, return_tensors="pt")
+    assert torch.equal(ids, oracle["input_ids"]) and torch.equal(mask, oracle["attention_mask"])
+    assert ids.dtype == torch.int64 and mask.dtype == torch.int64
+
+
+@pytest.mark.points(5)
+def test_each_row_equals_its_unbatched_greedy_output(model, tokenizer):
+    """Every row of a batch of prompts of different lengths equals transformers' greedy output for it
+    alone, including rows that stop at eos while others go on."""
+    prompts = [tokenizer(p).input_ids for p in PROMPTS]
+    with ForwardRecorder(model) as calls:
+        rows = batching.batch_greedy_generate(model, prompts, 24, tokenizer.pad_token_id)
+    expected = [hf_greedy(model, ids, 24) for ids in prompts]
+    assert rows == expected
+    assert len(calls.fed) <= 24, "one forward pass per step for the whole batch, not one per row"
+
+
+@pytest.mark.points(2)
+def test_rows_that_finish_early_stop_there(model, tokenizer):
+    """A row that reaches eos at its first token stops there while the others go on."""
+    prompts = [tokenizer(p).input_ids for p in PROMPTS]
+    stop = hf_greedy(model, prompts[0], 1)[0]  # row 0's first token becomes "eos"
+    rows = batching.batch_greedy_generate(model, prompts, 16, tokenizer.pad_token_id, eos_token_id=stop)
+    assert rows[0] == [stop]
+    assert rows == [hf_greedy(model, ids, 16, eos_token_id=stop) for ids in prompts]
+
+
+@pytest.mark.points(1)
+def test_a_batch_of_one_is_plain_greedy(model, tokenizer):
+    ids = tokenizer(PROMPTS[2]).input_ids
+    assert batching.batch_greedy_generate(model, [ids], 16, tokenizer.pad_token_id) == [hf_greedy(model, ids, 16)]
+
+
+@pytest.mark.points(2)
+def test_bad_batches_name_the_argument(model, tokenizer):
+    """No prompts, an empty prompt (its index named) or max_new_tokens < 1 raise ValueError."""
+    ids = tokenizer("The cat").input_ids
+    with pytest.raises(ValueError, match="sequences|prompts"):
+        batching.batch_greedy_generate(model, [], 5, tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match=r"\[1\]"):
+        batching.batch_greedy_generate(model, [ids, []], 5, tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        batching.batch_greedy_generate(model, [ids], 0, tokenizer.pad_token_id)

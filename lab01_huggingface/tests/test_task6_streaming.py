@@ -1,0 +1,63 @@
+"""Task 6: streaming text without splitting characters."""
+
+import threading
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import TextIteratorStreamer
+
+from .helpers import streaming
+
+pytestmark = pytest.mark.task(6)
+
+MULTI_BYTE = ["I love pizza 🍕 and ice cream 🍦!", "東京は大きい都市です。", "Grüße 👋🏽 naïve café", "🍕🍕🍕"]
+
+
+def pushed_one_by_one(tokenizer, ids: list[int]) -> list[str]:
+    detokenizer = streaming.IncrementalDetokenizer(tokenizer)
+    deltas = [detokenizer.push(token) for token in ids]
+    return [*deltas, detokenizer.flush()]
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("text", MULTI_BYTE)
+def test_deltas_never_split_a_character(tokenizer, text):
+    """Token by token, no delta holds U+FFFD, and the deltas join to the whole text."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    deltas = pushed_one_by_one(tokenizer, ids)
+    assert all("\ufffd" not in delta for delta in deltas)
+    assert "".join(deltas) == text
+    assert sum(1 for d in deltas if d) > 1, "text should flow in several pieces, not all at the end"
+
+
+@pytest.mark.points(3)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=1, max_size=30))
+def test_any_text_streams_back_exactly(tokenizer, text):
+    """For any text (Hypothesis), the deltas join to decode(ids) and hold no broken character."""
+    ids = tokenizer(text).input_ids  # with bos, which decode skips
+    deltas = pushed_one_by_one(tokenizer, ids)
+    assert "".join(deltas) == tokenizer.decode(ids, skip_special_tokens=True)
+    assert all("\ufffd" not in delta for delta in deltas[:-1])
+
+
+@pytest.mark.points(4)
+def test_stream_generate_equals_text_iterator_streamer(model, tokenizer):
+    """stream_generate's chunks join to what transformers' TextIteratorStreamer streams, with
+    non-decreasing timestamps."""
+    ids = tokenizer("I love pizza").input_ids
+    chunks = list(streaming.stream_generate(model, tokenizer, ids, 30))
+    oracle = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    inputs = torch.tensor([ids])
+    worker = threading.Thread(target=model.generate, kwargs={
+        "input_ids": inputs, "attention_mask": torch.ones_like(inputs), "max_new_tokens": 30,
+        "do_sample": False, "streamer": oracle, "pad_token_id": tokenizer.pad_token_id})
+    worker.start()
+    expected = "".join(oracle)
+    worker.join()
+    assert "".join(c.text for c in chunks) == expected
+    times = [c.seconds for c in chunks]
+    assert times == sorted(times) and times[0] > 0
+    assert all(c.text for c in chunks), "empty chunks should not be yielded"

@@ -1,0 +1,80 @@
+"""Task 9: latency metrics (vLLM's definitions) and peak memory."""
+
+import psutil
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.metrics import GenerationMetrics
+
+from .helpers import measure
+
+pytestmark = pytest.mark.task(9)
+
+gaps = st.lists(st.floats(min_value=0.0, max_value=2.0, allow_nan=False), min_size=1, max_size=50)
+
+
+@pytest.mark.points(3)
+@given(first=st.floats(min_value=0.0, max_value=5.0), gaps=gaps)
+def test_metrics_follow_vllm_definitions(first, gaps):
+    """TTFT, ITL, TPOT = (E2E - TTFT) / (n - 1), E2E and tokens/s as vLLM's benchmark defines them."""
+    start = 100.0
+    times = [start + first]
+    for gap in gaps[1:]:
+        times.append(times[-1] + gap)
+    m = measure.metrics_from_token_times(start, times)
+    assert isinstance(m, GenerationMetrics)
+    n = len(times)
+    assert m.output_tokens == n
+    assert m.ttft_s == pytest.approx(first)
+    assert m.e2e_s == pytest.approx(times[-1] - start)
+    assert len(m.itl_s) == n - 1 and sum(m.itl_s) == pytest.approx(m.e2e_s - m.ttft_s)
+    if n == 1:
+        assert m.tpot_s is None
+    else:
+        assert m.tpot_s == pytest.approx((m.e2e_s - m.ttft_s) / (n - 1))
+    if m.e2e_s > 0:
+        assert m.tokens_per_s == pytest.approx(n / m.e2e_s)
+
+
+@pytest.mark.points(1)
+def test_bad_timestamps_are_refused():
+    with pytest.raises(ValueError, match="token_times"):
+        measure.metrics_from_token_times(0.0, [])
+    with pytest.raises(ValueError, match="start"):
+        measure.metrics_from_token_times(5.0, [4.0, 6.0])
+    with pytest.raises(ValueError, match=r"token_times\[2\]"):
+        measure.metrics_from_token_times(0.0, [1.0, 2.0, 1.5])
+
+
+@pytest.mark.points(1)
+def test_peak_memory_on_the_cpu_is_the_processes_peak():
+    """On a CPU, the peak is at least what psutil sees the process holding now, and below total RAM."""
+    peak = measure.peak_memory_bytes("cpu")
+    assert psutil.Process().memory_info().rss * 0.9 <= peak <= psutil.virtual_memory().total
+
+
+@pytest.mark.points(3)
+def test_measure_generation_reports_a_consistent_run(model, tokenizer):
+    """A measured run: every token counted, TTFT <= E2E, figures consistent, JSON round-trips."""
+    ids = tokenizer("The cat").input_ids
+    m = measure.measure_generation(model, ids, 24)
+    assert m.output_tokens == 24 and len(m.itl_s) == 23
+    assert 0 < m.ttft_s <= m.e2e_s
+    assert m.tpot_s == pytest.approx((m.e2e_s - m.ttft_s) / 23)
+    assert m.tokens_per_s == pytest.approx(24 / m.e2e_s)
+    assert m.peak_memory_bytes and m.peak_memory_bytes > 0
+    assert GenerationMetrics.model_validate_json(m.model_dump_json()) == m
+
+
+@pytest.mark.points(1)
+@pytest.mark.gpu
+def test_peak_memory_on_a_gpu_covers_the_weights(model_dir, tokenizer):
+    """On a CUDA GPU the peak allocated memory is at least the weights' size."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gpu_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float16).to("cuda").eval()
+    m = measure.measure_generation(gpu_model, tokenizer("The cat").input_ids, 16)
+    assert m.device.startswith("cuda")
+    assert m.peak_memory_bytes >= gpu_model.get_memory_footprint()

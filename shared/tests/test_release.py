@@ -1,0 +1,141 @@
+"""The student edition: no answers in it, and a check that would catch one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.paths import ROOT, lab_dirs
+from shared.release import ReleaseError, course_files, find_leaks, left_out, solution_lines, write_release
+from shared.stubs import write_skeletons
+
+from .helpers import DEMO_LAB, DEMO_SOLUTION, DEMO_TESTS, write_files
+
+LEAKED_LINE = "product = x * factor"  # a line of DEMO_SOLUTION's task-2 block
+
+
+def _course(root: Path) -> Path:
+    """A synthetic course (not a git repository: course_files walks it)."""
+    write_files(root, {
+        "README.md": "# The course\n",
+        "pyproject.toml": "[project]\nname = 'demo'\n",
+        ".ci/run": "#!/bin/sh\necho ci\n",
+        "shared/__init__.py": "",
+        "shared/tests/test_own.py": "def test_own():\n    assert True\n",
+        "docs/01_intro.md": "# Intro\n",
+        f"{DEMO_LAB}/__init__.py": "",
+        f"{DEMO_LAB}/README.md": "# Lab 1\n",
+        f"{DEMO_LAB}/solution/__init__.py": "",
+        f"{DEMO_LAB}/solution/calc.py": DEMO_SOLUTION,
+        f"{DEMO_LAB}/tests/__init__.py": "",
+        f"{DEMO_LAB}/tests/test_calc.py": DEMO_TESTS,
+        f"{DEMO_LAB}/tests/hidden/__init__.py": "",
+        f"{DEMO_LAB}/tests/hidden/test_secret.py": "SECRET = 1\n",
+        f"{DEMO_LAB}/__pycache__/junk.pyc": "cache",
+    })
+    write_skeletons(root)
+    return root
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_demo_solution_line_is_long_enough_to_count_as_a_leak(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    lines = solution_lines(root)
+    assert LEAKED_LINE in lines
+    number = DEMO_SOLUTION.splitlines().index(f"    {LEAKED_LINE}") + 1
+    assert lines[LEAKED_LINE] == f"{DEMO_LAB}/solution/calc.py:{number}"
+    assert "total = a + b" not in lines  # too short to mean anything
+
+
+def test_release_of_a_synthetic_course(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    assert not (root / ".git").exists()
+    assert Path(".ci/run") in course_files(root)
+    out = tmp_path / "edition"
+    summary = write_release(out, root=root)
+
+    written = _files(out)
+    assert summary.out == out.resolve() and summary.files == len(written)
+    assert {"README.md", "pyproject.toml", "shared/__init__.py", "docs/01_intro.md",
+            f"{DEMO_LAB}/README.md", f"{DEMO_LAB}/src/calc.py", f"{DEMO_LAB}/src/__init__.py",
+            f"{DEMO_LAB}/tests/test_calc.py"} <= written
+    for banned in (f"{DEMO_LAB}/solution", f"{DEMO_LAB}/tests/hidden", ".ci", "shared/tests", "__pycache__"):
+        assert not any(f == banned or f.startswith(banned + "/") or f"/{banned}/" in f for f in written), banned
+    assert summary.left_out == [".ci", f"{DEMO_LAB}/solution", f"{DEMO_LAB}/tests/hidden", "shared/tests"]
+    assert (out / DEMO_LAB / "src" / "calc.py").read_bytes() == (root / DEMO_LAB / "src" / "calc.py").read_bytes()
+    assert find_leaks(out, root) == []
+
+
+def test_a_planted_leak_is_found(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    out = tmp_path / "edition"
+    write_release(out, root=root)
+    readme = out / DEMO_LAB / "README.md"
+    readme.write_text(readme.read_text() + f"\nHint: just write `{LEAKED_LINE}`.\n")
+    leaks = find_leaks(out, root)
+    assert len(leaks) == 1
+    assert leaks[0].startswith(f"{DEMO_LAB}/README.md holds solution line {DEMO_LAB}/solution/calc.py:")
+    assert LEAKED_LINE in leaks[0]
+
+
+def test_release_refuses_to_write_an_edition_that_leaks(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    (root / "docs" / "01_intro.md").write_text(f"# Intro\n\n    {LEAKED_LINE}\n")
+    with pytest.raises(ReleaseError, match="would leak answers") as error:
+        write_release(tmp_path / "edition", root=root)
+    assert "docs/01_intro.md" in str(error.value)
+
+
+def test_release_refuses_a_non_empty_out_unless_forced(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    out = tmp_path / "edition"
+    write_files(out, {"keep.txt": "mine"})
+    with pytest.raises(ReleaseError, match="not empty"):
+        write_release(out, root=root)
+    assert (out / "keep.txt").read_text() == "mine"
+    write_release(out, root=root, force=True)
+    assert not (out / "keep.txt").exists()
+    assert (out / DEMO_LAB / "src" / "calc.py").exists()
+
+
+def test_release_refuses_an_out_inside_the_course_or_holding_it(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    before = _files(root)
+    for inside in (root, root / "release", root / DEMO_LAB / "edition"):
+        with pytest.raises(ReleaseError, match="inside the course"):
+            write_release(inside, root=root, force=True)
+    with pytest.raises(ReleaseError, match="holds the course"):
+        write_release(tmp_path, root=root, force=True)  # --force would have deleted the course
+    assert _files(root) == before
+
+
+def test_release_of_the_real_course(tmp_path: Path) -> None:
+    out = tmp_path / "edition"
+    summary = write_release(out)
+    written = _files(out)
+    assert written == {str(p) for p in course_files() if not left_out(p)}
+    assert {"pyproject.toml", "conftest.py", "shared/cli.py", "shared/pytest_plugin.py"} <= written
+    for path in written:
+        parts = Path(path).parts
+        assert parts[0] not in {".ci", ".git", ".venv"}, path
+        assert parts[:2] != ("shared", "tests"), path
+        if parts[0].startswith("lab") and len(parts) > 2:
+            assert parts[1] != "solution" and parts[1:3] != ("tests", "hidden"), path
+    for lab in lab_dirs():
+        if (lab / "src").is_dir():
+            for source in (lab / "src").rglob("*.py"):
+                if "__pycache__" not in source.parts:
+                    assert (out / source.relative_to(ROOT)).read_bytes() == source.read_bytes()
+    assert "shared/tests" in summary.left_out and ".ci" in summary.left_out
+    assert find_leaks(out) == []
+
+    lines = solution_lines()
+    if not lines:
+        pytest.skip("no lab has solution blocks yet")
+    line = next(iter(lines))
+    (out / "README.md").write_text(f"copied: {line}\n")
+    assert [leak for leak in find_leaks(out) if leak.startswith("README.md holds solution line")]
