@@ -23,6 +23,13 @@ from transformers import DynamicCache, PreTrainedModel
 from shared.validation import check_at_least, check_not_empty
 
 
+def _keep_first(cache: DynamicCache, length: int) -> None:
+    """Drop every cached position after the first ``length`` (given)."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)  # a negative argument removes that many positions from the end
+
+
 @dataclass
 class SpeculativeResult:
     tokens: list[int]  # the generated ids, exactly the target's greedy output
@@ -55,7 +62,7 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
     Raises:
         ValueError: empty ``prompt_ids``, ``max_new_tokens`` < 1 or ``k`` < 1.
     """
-    # BEGIN SOLUTION task 7: each round: the draft proposes k tokens one by one; the target runs once on the tokens it has not cached plus the k guesses; keep the guesses up to the first disagreement, then the target's own token; crop both caches back to the kept tokens.
+    # BEGIN SOLUTION task 7: each round: the draft proposes k tokens one by one; the target runs once on the tokens it has not cached plus the k guesses; keep the guesses up to the first disagreement, then the target's own token; cut both caches back to the kept tokens with _keep_first.
     check_not_empty("prompt_ids", prompt_ids)
     check_at_least("max_new_tokens", max_new_tokens, 1)
     check_at_least("k", k, 1)
@@ -93,9 +100,9 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
             accepted += n
             new_tokens = [*guesses[:n], choices[n]]
             # 3. Drop the cache entries of rejected guesses.
-            target_cache.crop(len(tokens) + n)
+            _keep_first(target_cache, len(tokens) + n)
             draft_cached = min(len(tokens) + len(guesses) - 1, len(tokens) + n) if guesses else draft_cached
-            draft_cache.crop(draft_cached)
+            _keep_first(draft_cache, draft_cached)
             target_cached = len(tokens) + n
             for token in new_tokens:
                 generated.append(token)

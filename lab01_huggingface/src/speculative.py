@@ -25,6 +25,13 @@ from transformers import DynamicCache, PreTrainedModel
 from shared.validation import check_at_least, check_not_empty
 
 
+def _keep_first(cache: DynamicCache, length: int) -> None:
+    """Drop every cached position after the first ``length`` (given)."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)  # a negative argument removes that many positions from the end
+
+
 @dataclass
 class SpeculativeResult:
     tokens: list[int]  # the generated ids, exactly the target's greedy output
@@ -57,5 +64,5 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
     Raises:
         ValueError: empty ``prompt_ids``, ``max_new_tokens`` < 1 or ``k`` < 1.
     """
-    # TODO(lab01 task 7): each round: the draft proposes k tokens one by one; the target runs once on the tokens it has not cached plus the k guesses; keep the guesses up to the first disagreement, then the target's own token; crop both caches back to the kept tokens.
+    # TODO(lab01 task 7): each round: the draft proposes k tokens one by one; the target runs once on the tokens it has not cached plus the k guesses; keep the guesses up to the first disagreement, then the target's own token; cut both caches back to the kept tokens with _keep_first.
     raise NotImplementedError("lab01 task 7: speculative_generate is not written yet (see lab01_huggingface/README.md, task 7)")

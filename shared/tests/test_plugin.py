@@ -1,0 +1,170 @@
+"""The course's pytest plugin, run for real: child pytest processes in synthetic courses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.grading import GradeReport, run_lab, skeleton_problems
+
+from .helpers import DEMO_LAB, copy_course_base, make_demo_course, run_pytest, write_files
+
+pytestmark = pytest.mark.usefixtures("fast_children")
+
+NEXT_LAB = "lab02_next"
+NEXT_TESTS = '''\
+import pytest
+
+from shared.impl import lab_module
+
+calc = lab_module("lab01_demo", "calc")
+
+
+@pytest.mark.task(1)
+@pytest.mark.points(2)
+def test_builds_on_lab01():
+    assert calc.add(1, 2) == 3
+
+
+@pytest.mark.task(2)
+@pytest.mark.points(3)
+@pytest.mark.parametrize("x", [1, 2, 3])
+def test_shared_points(x):
+    assert x > 0
+
+
+@pytest.mark.task(3)
+@pytest.mark.points(1)
+@pytest.mark.gpu
+def test_on_gpu():
+    assert calc.add(1, 1) == 2
+'''
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def plugin_course(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo course plus ``lab02_next``, whose tests build on lab01 and need a GPU."""
+    return make_demo_course(tmp_path_factory.mktemp("plugin") / "course", {
+        f"{NEXT_LAB}/__init__.py": "",
+        f"{NEXT_LAB}/tests/__init__.py": "",
+        f"{NEXT_LAB}/tests/test_next.py": NEXT_TESTS,
+    })
+
+
+def _records(path: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    collected, results = {}, {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        (collected if record["event"] == "collected" else results)[record["nodeid"]] = record
+    return collected, results
+
+
+def test_an_earlier_tasks_not_implemented_error_says_which_task_is_needed(plugin_course: Path) -> None:
+    run = run_pytest(plugin_course, f"{DEMO_LAB}/tests/test_calc.py", "-k", "sum_then_scale or test_add")
+    assert run.returncode == 1
+    assert ("NotImplementedError: needs lab01 task 1 first: "
+            "lab01 task 1: add is not written yet (see lab01_demo/README.md, task 1)") in run.stdout
+    # A test's own task is not rewritten.
+    assert "FAILED lab01_demo/tests/test_calc.py::test_add - NotImplementedError: lab01 task 1" in run.stdout
+    assert run.stdout.count("needs lab01 task 1 first") == 2  # the traceback's E line and the summary
+
+    solution = run_pytest(plugin_course, f"{DEMO_LAB}/tests", "--impl=solution")
+    assert solution.returncode == 0, solution.stdout
+
+
+def test_the_rewrite_works_across_labs_and_grades_skips_as_not_gradable(plugin_course: Path,
+                                                                        tmp_path: Path) -> None:
+    results_file = tmp_path / "results.jsonl"
+    run = run_pytest(plugin_course, f"{NEXT_LAB}/tests", f"--course-results={results_file}")
+    assert run.returncode == 1, run.stdout + run.stderr
+    collected, results = _records(results_file)
+    uses = f"{NEXT_LAB}/tests/test_next.py::test_builds_on_lab01"
+    assert results[uses]["message"].startswith("NotImplementedError: needs lab01 task 1 first: lab01 task 1:")
+    # points(3) on a test with three cases: one point each.
+    shared_points = [r for n, r in collected.items() if "test_shared_points" in n]
+    assert [r["points"] for r in shared_points] == [1.0, 1.0, 1.0]
+    assert all(results[r["nodeid"]]["outcome"] == "passed" for r in shared_points)
+
+    gpu = f"{NEXT_LAB}/tests/test_next.py::test_on_gpu"
+    if _cuda():
+        assert results[gpu]["outcome"] == "failed"  # it runs, on the skeleton
+        return
+    assert results[gpu]["outcome"] == "skipped"
+    assert results[gpu]["message"].startswith("needs an NVIDIA GPU (CUDA); none is visible to torch here")
+    assert "not gradable on this machine" in results[gpu]["message"]
+
+    lab = run_lab(plugin_course, NEXT_LAB, "student")
+    report = GradeReport(impl="student", labs=[lab])
+    assert (lab.score, lab.max_score, lab.not_gradable_points) == (3.0, 5.0, 1.0)
+    assert report.to_json()["not_gradable_points"] == 1.0
+    [entry] = [e for e in report.to_gradescope()["tests"] if e["name"].endswith("test_on_gpu")]
+    assert entry["max_score"] == 0.0 and entry["output"].startswith("not gradable on this machine: needs an NVIDIA")
+    # The parametrized test passes on the skeleton (it asserts nothing about lab02's code): flagged.
+    problems = skeleton_problems(report)
+    assert problems[0] == "the skeleton earned 3 points (expected 0)"
+    assert all("test_shared_points" in p for p in problems[1:]) and len(problems) == 4
+
+
+def test_task_option_runs_only_that_tasks_tests(demo_course: Path, tmp_path: Path) -> None:
+    results_file = tmp_path / "results.jsonl"
+    run = run_pytest(demo_course, f"{DEMO_LAB}/tests", "--impl=solution", "--task=2",
+                     f"--course-results={results_file}")
+    assert run.returncode == 0, run.stdout
+    collected, results = _records(results_file)
+    assert sorted(collected) == [f"{DEMO_LAB}/tests/test_calc.py::test_scale",
+                                 f"{DEMO_LAB}/tests/test_calc.py::test_sum_then_scale"]
+    assert {r["task"] for r in collected.values()} == {2}
+    assert set(results) == set(collected)
+    assert "2 passed, 4 deselected" in run.stdout
+
+    both = run_pytest(demo_course, f"{DEMO_LAB}/tests", "--impl=solution", "--task=1", "--task=2")
+    assert "6 passed" in both.stdout and "deselected" not in both.stdout
+
+
+BAD_TESTS = {
+    "no task marker": ("@pytest.mark.points(1)\ndef test_bad():\n    pass\n",
+                       "every lab test needs a task(K) marker"),
+    "no points and not scaffold": ("@pytest.mark.task(1)\ndef test_bad():\n    pass\n",
+                                   "every lab test needs a task(K) marker and either points(N) or scaffold"),
+    "hidden outside tests/hidden": (
+        "@pytest.mark.task(1)\n@pytest.mark.points(1)\n@pytest.mark.hidden\ndef test_bad():\n    pass\n",
+        "hidden tests must live under lab07_bad/tests/hidden/"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TESTS))
+def test_a_lab_test_without_its_markers_is_a_usage_error(tmp_path: Path, case: str) -> None:
+    body, words = BAD_TESTS[case]
+    root = copy_course_base(tmp_path / "course")
+    write_files(root, {"lab07_bad/tests/test_bad.py": "import pytest\n\n\n" + body})
+    run = run_pytest(root, "lab07_bad/tests")
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "lab07_bad/tests/test_bad.py::test_bad" in run.stderr and words in run.stderr, run.stderr
+
+
+def test_tests_outside_the_labs_need_no_markers(tmp_path: Path) -> None:
+    root = copy_course_base(tmp_path / "course")
+    write_files(root, {"tools/test_tool.py": "def test_tool():\n    assert True\n"})
+    run = run_pytest(root, "tools")
+    assert run.returncode == 0 and "1 passed" in run.stdout
+
+
+def test_a_gpu_test_skips_naming_the_missing_gpu(tmp_path: Path) -> None:
+    if _cuda():
+        pytest.skip("this machine has a CUDA GPU: gpu tests run here")
+    root = copy_course_base(tmp_path / "course")
+    write_files(root, {"lab06_gpu/tests/test_gpu.py": (
+        "import pytest\n\n\n@pytest.mark.task(1)\n@pytest.mark.points(1)\n@pytest.mark.gpu\n"
+        "def test_kernel():\n    raise AssertionError('must not run without a GPU')\n")})
+    run = run_pytest(root, "lab06_gpu/tests", "-rs")
+    assert run.returncode == 0, run.stdout
+    assert "1 skipped" in run.stdout
+    assert "needs an NVIDIA GPU (CUDA); none is visible to torch here (not gradable on this machine)" in run.stdout
