@@ -7,7 +7,7 @@ from .helpers import PROMPTS, ForwardRecorder, generation, hf_greedy
 pytestmark = pytest.mark.task(3)
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 @pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_greedy_equals_transformers_generate(model, tokenizer, prompt, use_cache):
