@@ -54,7 +54,7 @@ def test_a_batch_of_one_is_plain_greedy(model, tokenizer):
 def test_bad_batches_name_the_argument(model, tokenizer):
     """No prompts, an empty prompt (its index named) or max_new_tokens < 1 raise ValueError."""
     ids = tokenizer("The cat").input_ids
-    with pytest.raises(ValueError, match="sequences|prompts"):
+    with pytest.raises(ValueError, match=r"sequences|prompts"):
         batching.batch_greedy_generate(model, [], 5, tokenizer.pad_token_id)
     with pytest.raises(ValueError, match=r"\[1\]"):
         batching.batch_greedy_generate(model, [ids, []], 5, tokenizer.pad_token_id)

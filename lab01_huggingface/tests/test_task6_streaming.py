@@ -50,7 +50,7 @@ def test_stream_generate_equals_text_iterator_streamer(model, tokenizer):
     ids = tokenizer("I love pizza").input_ids
     chunks = list(streaming.stream_generate(model, tokenizer, ids, 30))
     oracle = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    inputs = torch.tensor([ids])
+    inputs = torch.tensor([ids], device=model.device)
     worker = threading.Thread(target=model.generate, kwargs={
         "input_ids": inputs, "attention_mask": torch.ones_like(inputs), "max_new_tokens": 30,
         "do_sample": False, "streamer": oracle, "pad_token_id": tokenizer.pad_token_id})

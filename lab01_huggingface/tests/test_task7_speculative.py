@@ -37,7 +37,7 @@ def test_agrees_with_transformers_assisted_generation(model, draft_model, tokeni
     """The tokens equal transformers' own assisted generation (assistant_model=draft)."""
     for prompt in PROMPTS[:3]:
         ids = tokenizer(prompt).input_ids
-        inputs = torch.tensor([ids])
+        inputs = torch.tensor([ids], device=model.device)
         with torch.no_grad():
             assisted = model.generate(inputs, attention_mask=torch.ones_like(inputs), assistant_model=draft_model,
                                       do_sample=False, max_new_tokens=20, pad_token_id=tokenizer.pad_token_id)
