@@ -291,12 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     impl = {"choices": ["student", "solution"], "default": "student",
             "help": "test your src/ (default) or the reference solution/"}
-    test = commands.add_parser("test", help="run one lab's tests, or one task's")
+    test = commands.add_parser("test", help="run one lab's tests, or one task's",
+                               epilog="anything after -- goes to pytest, as in: course test lab01 -- -x -k sampling")
     test.add_argument("lab", help="lab01, 1, huggingface or lab01_huggingface")
     test.add_argument("--task", type=int, action="append", metavar="K", help="only task K (repeatable)")
     test.add_argument("--impl", **impl)
     test.add_argument("--model", metavar="PATH", help="a local Hugging Face model folder instead of the fixture")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="anything after -- goes to pytest")
+    # Anything after `--` (and any option `course test` does not know) goes to pytest: see main().
 
     grade_cmd = commands.add_parser("grade", help="score table per lab and task")
     grade_cmd.add_argument("--impl", **impl)
@@ -325,9 +326,16 @@ HANDLERS = {"check": cmd_check, "fixtures": cmd_fixtures, "test": cmd_test, "gra
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
-        args.pytest_args = args.pytest_args[1:]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:  # course test lab01 --task 2 -- -x: the options before -- are the course's
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command != "test" and (unknown or passthrough):
+        parser.error(f"unrecognized arguments: {' '.join(unknown + passthrough)}")
+    args.pytest_args = unknown + passthrough
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:

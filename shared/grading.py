@@ -32,6 +32,9 @@ TASK_HEADING = re.compile(r"^#{2,3}\s+Task\s+(\d+)\s*[:.\u2014\-]+\s*(.+?)\s*\((
                           re.M)
 
 
+PYTEST_REFUSED = (3, 4)  # pytest.ExitCode.INTERNAL_ERROR, USAGE_ERROR
+
+
 class GradingError(RuntimeError):
     """The grader itself cannot go on (bad arguments, a broken course copy)."""
 
@@ -175,17 +178,19 @@ def readme_points(lab_dir: Path) -> dict[int, float]:
 # Running one lab
 
 
-def _read_results(path: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    collected, results = {}, {}
+def _read_results(path: Path) -> tuple[dict[str, dict], dict[str, dict], dict[str, dict]]:
+    """(collected, results, collection errors), each by node id, from one results file."""
+    collected, results, broken = {}, {}, {}
+    targets = {"collected": collected, "result": results, "collect_error": broken}
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a crash
                 continue
-            target = collected if record.get("event") == "collected" else results
-            target[record["nodeid"]] = record
-    return collected, results
+            if record.get("event") in targets:
+                targets[record["event"]][record["nodeid"]] = record
+    return collected, results, broken
 
 
 def _child_env(course_root: Path, impl: str) -> dict[str, str]:
@@ -204,31 +209,42 @@ def run_lab(course_root: Path, lab: str, impl: str, *, timeout: float = 900.0,
     workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
         base = [sys.executable, "-m", "pytest", f"--impl={impl}", "-p", "no:cacheprovider",
-                "-q", "--no-header", "-o", "console_output_style=classic",
+                "-q", "--no-header", "-o", "console_output_style=classic", "--continue-on-collection-errors",
                 *[f"--task={t}" for t in tasks or []], *(extra_args or [])]
         collected: dict[str, dict] = {}
         results: dict[str, dict] = {}
         targets = [f"{lab}/tests"]
         for attempt in range(50):  # each round loses at most the test that crashed it
             results_file = workdir / f"results-{attempt}.jsonl"
-            started = time.monotonic()
+            started, code = time.monotonic(), None
             try:
                 child = subprocess.run(
                     [*base, f"--course-results={results_file}", *targets],
                     cwd=course_root, env=_child_env(course_root, impl), capture_output=True,
                     text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-                ended = f"pytest exited with code {child.returncode}"
+                code = child.returncode
+                ended = f"pytest exited with code {code}"
                 output = (child.stdout + child.stderr)[-3000:]
             except subprocess.TimeoutExpired as expired:
                 ended = f"the run was stopped after {time.monotonic() - started:.0f} s (time limit)"
                 output = ((expired.stdout or b"").decode(errors="replace")
                           + (expired.stderr or b"").decode(errors="replace"))[-3000:]
-            new_collected, new_results = _read_results(results_file)
+            new_collected, new_results, broken = _read_results(results_file)
             if attempt == 0:
                 collected = new_collected
+                if broken:  # a test file that cannot even be imported: its tests are not graded
+                    result.problem = "\n".join(
+                        f"{lab}: {nodeid} could not be collected, so its tests are not graded: "
+                        f"{record.get('message', '')}" for nodeid, record in broken.items())
                 if not collected:
-                    result.problem = (f"{lab}: no tests could be collected ({ended}).\n{output}")
+                    result.problem = (f"{lab}: no tests could be collected ({ended}).\n"
+                                      f"{result.problem or output}")
                     return result
+                if not new_results and code in PYTEST_REFUSED:
+                    # pytest refused the run after collecting (a test without its markers, say):
+                    # no test ran, and none is to blame.
+                    result.problem = f"{lab}: pytest could not run the tests ({ended}).\n{output}"
+                    break
             results.update(new_results)
             unfinished = [n for n in collected if n not in results]
             if not unfinished:

@@ -184,6 +184,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    report = yield
+    if report.failed:  # a test file that cannot be imported: the grader must say so, not guess
+        lines = [line for line in report.longreprtext.splitlines() if line.strip()]
+        _write(collector.config, {"event": "collect_error", "nodeid": report.nodeid,
+                                  "message": (lines[-1] if lines else "")[:1000]})
+    return report
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         function = getattr(item, "function", None)
@@ -201,17 +211,31 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 # Running: "needs lab01 task 1 first", results lines
 
 
+def _name_the_needed_task(item: pytest.Item, error: NotImplementedError) -> None:
+    """Re-raise another task's NotImplementedError as "needs labNN task K first: ..."."""
+    match = NOT_IMPLEMENTED.search(str(error))
+    own_lab, own_task = lab_of(item), task_of(item)
+    if match and own_lab and own_task is not None:
+        lab, task = f"lab{match.group(1)}", int(match.group(2))
+        if (lab, task) != (own_lab[:5], own_task):
+            raise NotImplementedError(f"needs {lab} task {task} first: {error}") from error
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):  # type: ignore[no-untyped-def]
+    try:  # a fixture may call an earlier task's code
+        return (yield)
+    except NotImplementedError as error:
+        _name_the_needed_task(item, error)
+        raise
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
     try:
         return (yield)
     except NotImplementedError as error:
-        match = NOT_IMPLEMENTED.search(str(error))
-        own_lab, own_task = lab_of(item), task_of(item)
-        if match and own_lab and own_task is not None:
-            lab, task = f"lab{match.group(1)}", int(match.group(2))
-            if (lab, task) != (own_lab[:5], own_task):
-                raise NotImplementedError(f"needs {lab} task {task} first: {error}") from error
+        _name_the_needed_task(item, error)
         raise
 
 

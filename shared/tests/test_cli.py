@@ -12,7 +12,7 @@ import pytest
 from .helpers import DEMO_LAB, run_cli
 
 
-def _one_line_error(run, *words: str) -> str:  # noqa: ANN001
+def _one_line_error(run, *words: str) -> str:
     """A usage mistake ends in exit code 2 and one readable line, without a traceback."""
     assert run.returncode == 2, (run.stdout, run.stderr)
     lines = run.stderr.strip().splitlines()

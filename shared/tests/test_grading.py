@@ -22,7 +22,7 @@ from shared.grading import (
 )
 from shared.grading import TestResult as Result  # (a Test* name would look like a test class)
 
-from .helpers import DEMO_LAB, DEMO_SOLUTION, make_submission
+from .helpers import DEMO_LAB, DEMO_SOLUTION, copy_course_base, make_submission, write_files
 
 pytestmark = pytest.mark.usefixtures("fast_children")
 
@@ -53,7 +53,7 @@ def _by_id(lab: LabResult) -> dict[str, Result]:
     return {t.nodeid: t for t in lab.tests}
 
 
-def _graded_lab(root: Path, impl: str, **kwargs) -> LabResult:  # noqa: ANN003
+def _graded_lab(root: Path, impl: str, **kwargs) -> LabResult:
     lab = run_lab(root, DEMO_LAB, impl, **kwargs)
     assert lab.problem == ""
     # Every test of the lab is accounted for, even when the run crashed or hung.
@@ -138,7 +138,7 @@ def test_a_run_stopped_by_the_lab_time_limit_blames_one_test(demo_course: Path, 
     course = prepare_submission(_misbehaving(tmp_path / "sub", "while True:\n            pass"), demo_course)
     progress: list[str] = []
     try:
-        lab = _graded_lab(course, "student", timeout=6, extra_args=["-o", "timeout=0"],
+        lab = _graded_lab(course, "student", timeout=8, extra_args=["-o", "timeout=0"],
                           on_progress=progress.append)
     finally:
         shutil.rmtree(course)
@@ -256,3 +256,35 @@ def test_report_formats(demo_course: Path, tmp_path: Path) -> None:
     assert (scale["status"], scale["score"], scale["max_score"]) == ("failed", 0.0, 2.0)
     assert "assert -1 == 12" in scale["output"]
     assert sorted(e["number"] for e in scope["tests"]) == ["1.1.1", "1.1.2", "1.1.3", "1.2.1", "1.2.2"]
+
+
+def test_a_test_file_that_cannot_be_imported_is_reported_not_blamed_on_another_test(tmp_path: Path) -> None:
+    root = copy_course_base(tmp_path / "course")
+    marks = "import pytest\n\n\n@pytest.mark.task(1)\n@pytest.mark.points(2)\n"
+    write_files(root, {
+        "lab05_broken/tests/test_a_fine.py": marks + "def test_fine():\n    assert True\n",
+        "lab05_broken/tests/test_b_broken.py": "import not_a_module_of_this_course\n" + marks
+                                               + "def test_never():\n    pass\n",
+        "lab05_broken/tests/test_c_fine.py": marks + "def test_also_fine():\n    assert True\n",
+    })
+    lab = run_lab(root, "lab05_broken", "student")
+    assert _outcomes(lab) == {"lab05_broken/tests/test_a_fine.py::test_fine": "passed",
+                              "lab05_broken/tests/test_c_fine.py::test_also_fine": "passed"}
+    assert lab.problem == ("lab05_broken: lab05_broken/tests/test_b_broken.py could not be collected, so its "
+                           "tests are not graded: E   ModuleNotFoundError: No module named "
+                           "'not_a_module_of_this_course'")
+    report = GradeReport(impl="student", labs=[lab])
+    assert lab.problem in skeleton_problems(report)
+    assert report.to_gradescope()["tests"][-1]["name"] == "lab05_broken: could not run"
+
+
+def test_a_lab_whose_tests_break_the_rules_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    root = copy_course_base(tmp_path / "course")
+    write_files(root, {"lab06_rules/tests/test_x.py": "def test_unmarked():\n    assert True\n"})
+    progress: list[str] = []
+    lab = run_lab(root, "lab06_rules", "solution", on_progress=progress.append)
+    assert [(t.nodeid, t.outcome, t.message) for t in lab.tests] == [
+        ("lab06_rules/tests/test_x.py::test_unmarked", "not run", "")]  # nothing blamed on it
+    assert progress == []  # and no second run
+    assert lab.problem.startswith("lab06_rules: pytest could not run the tests (pytest exited with code 4)")
+    assert "lab06_rules/tests/test_x.py::test_unmarked: every lab test needs a task(K) marker" in lab.problem

@@ -35,6 +35,17 @@ def test_shared_points(x):
     assert x > 0
 
 
+@pytest.fixture
+def three():
+    return calc.add(1, 2)
+
+
+@pytest.mark.task(4)
+@pytest.mark.points(1)
+def test_fixture_builds_on_lab01(three):
+    assert three == 3
+
+
 @pytest.mark.task(3)
 @pytest.mark.points(1)
 @pytest.mark.gpu
@@ -90,8 +101,10 @@ def test_across_labs_and_without_a_gpu(plugin_course: Path) -> None:
     """lab02 builds on lab01 (the rewrite names lab01); a gpu test skips, and is not gradable."""
     lab = run_lab(plugin_course, NEXT_LAB, "student")
     tests = {t.nodeid.split("::")[1]: t for t in lab.tests}
-    assert tests["test_builds_on_lab01"].message.startswith(
-        "NotImplementedError: needs lab01 task 1 first: lab01 task 1:")
+    for name in ("test_builds_on_lab01", "test_fixture_builds_on_lab01"):  # in the test, in a fixture
+        assert tests[name].message.startswith("NotImplementedError: needs lab01 task 1 first: lab01 task 1:")
+    assert (tests["test_builds_on_lab01"].outcome, tests["test_fixture_builds_on_lab01"].outcome) == (
+        "failed", "error")
     # points(3) on a test with three cases: one point each.
     shared_points = [t for name, t in tests.items() if name.startswith("test_shared_points")]
     assert [(t.points, t.outcome) for t in shared_points] == [(1.0, "passed")] * 3
@@ -104,7 +117,7 @@ def test_across_labs_and_without_a_gpu(plugin_course: Path) -> None:
     assert gpu.message == ("needs an NVIDIA GPU (CUDA); none is visible to torch here "
                            "(not gradable on this machine)")
     report = GradeReport(impl="student", labs=[lab])
-    assert (lab.score, lab.max_score, lab.not_gradable_points) == (3.0, 5.0, 1.0)
+    assert (lab.score, lab.max_score, lab.not_gradable_points) == (3.0, 6.0, 1.0)
     assert report.to_json()["not_gradable_points"] == 1.0
     [entry] = [e for e in report.to_gradescope()["tests"] if e["name"].endswith("test_on_gpu")]
     assert entry["max_score"] == 0.0 and entry["output"].startswith("not gradable on this machine: needs an NVIDIA")

@@ -82,7 +82,7 @@ def _raised(line: str, indent: str) -> str:
     return ast.literal_eval(node.exc.args[0])
 
 
-def _import_file(path: Path):  # noqa: ANN202
+def _import_file(path: Path):
     spec = importlib.util.spec_from_file_location(f"skeleton_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
