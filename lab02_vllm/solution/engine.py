@@ -1,0 +1,676 @@
+"""Task 5: the engine: requests in, tokens out, one scheduled step at a time.
+
+``LLMEngine`` ties the parts together. ``add_request`` turns a prompt into sequences queued in
+the scheduler; each ``step()`` asks the scheduler for a batch, runs the model once on it, samples
+one token per sequence, checks whether each is finished, and returns what changed. ``LLM`` is the
+offline front door (``generate`` loops ``step()`` until every prompt is done), and
+``AsyncLLMEngine`` drives the same engine from an asyncio loop for the HTTP server (part 2):
+each request's outputs arrive through an async iterator as they are produced.
+
+The public API (``LLM``, ``SamplingParams``, ``RequestOutput``, ``CompletionOutput``,
+``LLMEngine.add_request / step / abort``, ``AsyncLLMEngine.generate / abort``) is shaped like
+vLLM's, and the server, lab04 and lab05 code against it: keep it stable.
+
+Readings: nano-vllm's ``engine/llm_engine.py``; vLLM's docs "Offline inference" and the
+``LLMEngine`` / ``AsyncLLMEngine`` API pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shared.hardware import resolve_device, resolve_dtype
+from shared.validation import check_at_least
+
+from .block_manager import BlockManager
+from .model_runner import ModelConfig, ModelRunner, kv_cache_num_blocks
+from .sampling_params import SamplingParams
+from .scheduler import Scheduler
+from .sequence import Sequence, SequenceStatus
+
+#: The default pool when neither ``num_kv_blocks`` nor ``kv_cache_bytes`` is given holds
+#: ``max_num_seqs`` sequences of ``max_model_len`` tokens, but at most this many blocks.
+DEFAULT_MAX_KV_BLOCKS = 4096
+
+
+# -------------------------------------------------------------------------------------------
+# Outputs (given)
+
+
+@dataclass
+class CompletionOutput:
+    """One completion of a request (vLLM's ``CompletionOutput``).
+
+    Attributes:
+        index: which of the request's ``n`` completions.
+        text: the generated text so far (special tokens skipped; cut before a stop string).
+        token_ids: the generated token ids so far (an eos or stop token id that ended it included).
+        finish_reason: "stop" (eos, a stop token or a stop string), "length" (``max_tokens`` or
+            the model's length), "abort", or None while it runs.
+        stop_reason: the stop token id or stop string that ended it, else None.
+        logprobs: when asked for, one ``{token_id: logprob}`` per generated token.
+    """
+
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None = None
+    stop_reason: int | str | None = None
+    logprobs: list[dict[int, float]] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass
+class RequestMetrics:
+    """Times (``time.monotonic()`` seconds) and counts of one request."""
+
+    arrival_time: float
+    first_token_time: float | None
+    finished_time: float | None
+    num_prompt_tokens: int
+    num_cached_tokens: int
+    num_generation_tokens: int
+
+
+@dataclass
+class RequestOutput:
+    """What a request has produced so far (vLLM's ``RequestOutput``)."""
+
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool
+    metrics: RequestMetrics | None = None
+
+
+@dataclass
+class EngineStats:
+    """Counters a ``/metrics`` endpoint reads (names after vLLM's Prometheus metrics)."""
+
+    num_running: int
+    num_waiting: int
+    kv_cache_usage: float  # share of KV blocks in use, 0..1
+    num_kv_blocks: int
+    num_free_kv_blocks: int
+    num_preemptions: int
+    prompt_tokens: int  # prompt tokens of admitted sequences (re-admissions after preemption included)
+    prefill_tokens_computed: int  # tokens actually run through the model in prefill steps
+    prefill_tokens_saved: int  # prompt tokens found in the prefix cache instead
+    prefix_cache_queries: int  # tokens looked up in the prefix cache
+    prefix_cache_hits: int  # tokens found there
+    generation_tokens: int
+    num_steps: int
+    num_requests_finished: int
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        return self.prefix_cache_hits / self.prefix_cache_queries if self.prefix_cache_queries else 0.0
+
+
+@dataclass
+class _Request:
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    params: SamplingParams
+    seqs: list[Sequence]
+    finished_time: float | None = None
+
+
+# -------------------------------------------------------------------------------------------
+# Sampling (task 5)
+
+
+def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int],
+                  default_generator: torch.Generator | None = None) -> list[int]:
+    """Pick one token per sequence from its logits, each with its own sampling settings.
+
+    Per row: while a sequence has fewer than ``min_tokens`` outputs, its eos ids (``stop_ids``,
+    unless ``ignore_eos``) and ``stop_token_ids`` cannot be picked (logit -inf). Greedy rows
+    (``params.greedy``) take the argmax. Others divide by the temperature, keep the ``top_k``
+    largest logits (when ``top_k > 0``), keep the smallest set of most likely tokens whose
+    probability reaches ``top_p``, and draw from the softmax with ``torch.multinomial`` using
+    the sequence's own ``generator`` (seeded requests) or ``default_generator``. When
+    ``params.logprobs`` is not None, append ``{token: logprob}`` for the chosen token and the
+    ``logprobs`` most likely ones (from the log-softmax of the raw logits) to ``seq.logprobs``.
+
+    Args:
+        logits: ``(num_seqs, vocab)`` float32, row ``i`` for ``seqs[i]``. Not modified.
+        seqs: the step's sequences.
+        stop_ids: the model's eos token ids.
+        default_generator: the engine's generator, for requests without a seed.
+
+    Returns:
+        One token id per sequence.
+    """
+    # BEGIN SOLUTION task 5: argmax for greedy rows; for the others: min_tokens mask, temperature, top-k, top-p, multinomial with the row's generator; logprobs from the raw logits.
+    if all(s.params.greedy and s.params.logprobs is None and s.num_output_tokens >= s.params.min_tokens
+           for s in seqs):
+        return logits.argmax(dim=-1).tolist()
+    tokens: list[int] = []
+    for row, seq in zip(logits, seqs, strict=True):
+        params = seq.params
+        scores = row.clone()
+        if seq.num_output_tokens < params.min_tokens:
+            banned = set(params.stop_token_ids) | (set() if params.ignore_eos else stop_ids)
+            scores[list(banned)] = float("-inf")
+        if params.greedy:
+            token = int(scores.argmax())
+        else:
+            scores = scores / params.temperature
+            if 0 < params.top_k < scores.shape[-1]:
+                kth = torch.topk(scores, params.top_k).values[-1]
+                scores = scores.masked_fill(scores < kth, float("-inf"))
+            if params.top_p < 1.0:
+                sorted_scores, order = torch.sort(scores, descending=True)
+                probs = sorted_scores.softmax(dim=-1)
+                drop = probs.cumsum(dim=-1) - probs > params.top_p  # mass before this token already enough
+                scores = scores.scatter(0, order[drop], float("-inf"))
+            probs = scores.softmax(dim=-1)
+            token = int(torch.multinomial(probs, 1, generator=seq.generator or default_generator))
+        if params.logprobs is not None:
+            logprobs = torch.log_softmax(row, dim=-1)
+            top = torch.topk(logprobs, params.logprobs).indices.tolist() if params.logprobs else []
+            seq.logprobs.append({t: float(logprobs[t]) for t in [token, *top]})
+        tokens.append(token)
+    return tokens
+    # END SOLUTION
+
+
+# -------------------------------------------------------------------------------------------
+# The engine
+
+
+class LLMEngine:
+    """A paged, continuously batched engine for one Llama-architecture model.
+
+    Args:
+        model: a Hugging Face model folder (config.json, safetensors, tokenizer).
+        block_size: token slots per KV block.
+        num_kv_blocks: blocks in the KV pool; or give ``kv_cache_bytes`` (task 7) instead; with
+            neither, enough for ``max_num_seqs`` full-length sequences, at most
+            ``DEFAULT_MAX_KV_BLOCKS``.
+        kv_cache_bytes: the KV pool's budget in bytes (as vLLM's ``VLLM_CPU_KVCACHE_SPACE``).
+        max_num_seqs: the most sequences running at once.
+        max_num_batched_tokens: the most tokens one prefill step computes (at least
+            ``max_model_len``: prompts are not chunked); default ``max(2048, max_model_len)``.
+        max_model_len: the longest sequence (prompt + output); default the model's
+            ``max_position_embeddings``.
+        enable_prefix_caching: reuse the KV blocks of prompt prefixes seen before (task 6).
+        device: "auto", "cpu", "cuda", "cuda:1", "mps".
+        dtype: "auto" (float32 on a CPU, bfloat16 on a GPU that has it), or a torch dtype name.
+        seed: seed of the engine's generator, for requests without their own seed.
+
+    Raises:
+        ValueError: naming the argument, before the model is loaded (or the folder, when it is not
+            a Llama-architecture model).
+    """
+
+    def __init__(self, model: str | Path, *, block_size: int = 16, num_kv_blocks: int | None = None,
+                 kv_cache_bytes: int | None = None, max_num_seqs: int = 256,
+                 max_num_batched_tokens: int | None = None, max_model_len: int | None = None,
+                 enable_prefix_caching: bool = False, device: str = "auto", dtype: str | torch.dtype = "auto",
+                 seed: int = 0) -> None:
+        self.model_dir = Path(model)
+        if not self.model_dir.is_dir():
+            raise ValueError(f"model folder not found: {self.model_dir} (argument model)")
+        self.config = ModelConfig.from_folder(self.model_dir)
+        check_at_least("block_size", block_size, 1)
+        check_at_least("max_num_seqs", max_num_seqs, 1)
+        if num_kv_blocks is not None and kv_cache_bytes is not None:
+            raise ValueError("give num_kv_blocks or kv_cache_bytes, not both")
+        if max_model_len is None:
+            max_model_len = self.config.max_position_embeddings
+        check_at_least("max_model_len", max_model_len, 1)
+        if max_model_len > self.config.max_position_embeddings:
+            raise ValueError(f"max_model_len must be at most the model's max_position_embeddings="
+                             f"{self.config.max_position_embeddings}, got {max_model_len}")
+        if max_num_batched_tokens is None:
+            max_num_batched_tokens = max(2048, max_model_len)
+        check_at_least("max_num_batched_tokens", max_num_batched_tokens, 1)
+        if max_num_batched_tokens < max_model_len:
+            raise ValueError(f"max_num_batched_tokens must be at least max_model_len={max_model_len} "
+                             f"(prompts are not chunked), got {max_num_batched_tokens}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        blocks_per_seq = -(-max_model_len // block_size)
+        if kv_cache_bytes is not None:
+            check_at_least("kv_cache_bytes", kv_cache_bytes, 1)
+            num_kv_blocks = kv_cache_num_blocks(self.config, kv_cache_bytes, block_size, self.dtype)
+            name = f"kv_cache_bytes={kv_cache_bytes} ({num_kv_blocks} blocks)"
+        elif num_kv_blocks is None:
+            num_kv_blocks = min(max_num_seqs * blocks_per_seq, max(DEFAULT_MAX_KV_BLOCKS, blocks_per_seq))
+            name = f"num_kv_blocks={num_kv_blocks}"
+        else:
+            check_at_least("num_kv_blocks", num_kv_blocks, 1)
+            name = f"num_kv_blocks={num_kv_blocks}"
+        if num_kv_blocks < blocks_per_seq:
+            raise ValueError(f"{name} is too small for even one sequence of max_model_len={max_model_len} "
+                             f"tokens ({blocks_per_seq} blocks of {block_size}); give more, or a smaller "
+                             "max_model_len")
+        self.block_size, self.max_model_len = block_size, max_model_len
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.eos_token_ids = eos_token_ids(self.model_dir, self.tokenizer)
+        self.runner = ModelRunner(self.model_dir, block_size=block_size, num_kv_blocks=num_kv_blocks,
+                                  device=self.device, dtype=self.dtype)
+        self.block_manager = BlockManager(num_kv_blocks, block_size, enable_prefix_caching=enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.requests: dict[str, _Request] = {}
+        self.incremental_text = True  # detokenize every step (streaming); LLM.generate turns it off
+        self._counters = dict.fromkeys(
+            ("prompt_tokens", "prefill_tokens_computed", "prefill_tokens_saved", "prefix_cache_queries",
+             "prefix_cache_hits", "generation_tokens", "num_steps", "num_requests_finished"), 0)
+
+    # ---------------------------------------------------------------------------------------
+    # Requests (given)
+
+    def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams | None = None) -> None:
+        """Queue a request: a prompt (text, or token ids) and its sampling settings.
+
+        Raises:
+            ValueError: a duplicate ``request_id``; an empty prompt; token ids outside the
+                vocabulary; a prompt of ``max_model_len`` tokens or more (argument ``prompt``).
+        """
+        params = params or SamplingParams()
+        if not isinstance(params, SamplingParams):
+            raise ValueError(f"params must be a SamplingParams, got {type(params).__name__}")
+        if request_id in self.requests:
+            raise ValueError(f"request_id {request_id!r} is already running")
+        if isinstance(prompt, str):
+            text: str | None = prompt
+            token_ids = self.tokenizer(prompt).input_ids
+        else:
+            text, token_ids = None, list(prompt)
+            bad = [t for t in token_ids if not isinstance(t, int) or not 0 <= t < self.config.vocab_size]
+            if bad:
+                raise ValueError(f"prompt holds token ids outside [0, {self.config.vocab_size}): {bad[:5]}")
+        if not token_ids:
+            raise ValueError("prompt must not be empty")
+        if len(token_ids) >= self.max_model_len:
+            raise ValueError(f"prompt is {len(token_ids)} tokens long: it must be shorter than "
+                             f"max_model_len={self.max_model_len}")
+        seqs = []
+        for index in range(params.n):
+            seq = Sequence(request_id, token_ids, params, index=index)
+            if params.seed is not None:
+                seq.generator = torch.Generator(device=self.device).manual_seed(params.seed + index)
+            seqs.append(seq)
+        self.requests[request_id] = _Request(request_id, text, list(token_ids), params, seqs)
+        for seq in seqs:
+            self.scheduler.add(seq)
+
+    def abort(self, request_id: str) -> RequestOutput | None:
+        """Stop a request now and free its blocks at once.
+
+        Returns:
+            Its final output (finish reason "abort"), or None for an unknown or finished request.
+        """
+        request = self.requests.pop(request_id, None)
+        if request is None:
+            return None
+        self.scheduler.abort(request_id)
+        request.finished_time = time.monotonic()
+        return self._output(request)
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.requests)
+
+    def get_num_unfinished_requests(self) -> int:
+        return len(self.requests)
+
+    # ---------------------------------------------------------------------------------------
+    # One step (task 5)
+
+    def step(self) -> list[RequestOutput]:
+        """Run one scheduled step.
+
+        Schedule; copy any copy-on-write blocks; record the step (``self._record_step``, given);
+        run the model on the batch; sample a token per sequence (``sample_tokens`` with
+        ``self.eos_token_ids`` and ``self.generator``); for each sequence: all its tokens so far are
+        now computed, append the token, set ``first_token_time`` on the first one, and finish it
+        through the scheduler when ``self._check_stop(seq)`` says so.
+
+        Returns:
+            One ``RequestOutput`` (built by ``self._output``) for each request that got a token in
+            this step, in the order of the step's sequences; finished requests are then forgotten.
+        """
+        # BEGIN SOLUTION task 5: schedule, copy blocks, record, run, sample; update each seq (num_computed_tokens, append, first_token_time, stop check -> scheduler.finish); outputs per request.
+        seqs, is_prefill = self.scheduler.schedule()
+        if not seqs:
+            return []
+        if self.scheduler.copies:
+            self.runner.copy_blocks(self.scheduler.copies)
+        self._record_step(seqs, is_prefill)
+        logits = self.runner.run(seqs, is_prefill)
+        tokens = sample_tokens(logits, seqs, self.eos_token_ids, self.generator)
+        now = time.monotonic()
+        touched: dict[str, _Request] = {}
+        for seq, token in zip(seqs, tokens, strict=True):
+            seq.num_computed_tokens = len(seq)
+            seq.append_token(token)
+            if seq.first_token_time is None:
+                seq.first_token_time = now
+            reason = self._check_stop(seq)
+            if reason is not None:
+                self.scheduler.finish(seq, reason)
+            touched[seq.request_id] = self.requests[seq.request_id]
+        outputs = []
+        for request in touched.values():
+            if all(s.is_finished for s in request.seqs):
+                request.finished_time = now
+                del self.requests[request.request_id]
+                self._counters["num_requests_finished"] += 1
+            outputs.append(self._output(request))
+        return outputs
+        # END SOLUTION
+
+    def _check_stop(self, seq: Sequence) -> str | None:
+        """Whether ``seq`` is done after its newest token, and why.
+
+        In this order: a ``stop_token_ids`` token -> "stop" (``stop_reason`` = the id); an eos
+        token, unless ``ignore_eos`` -> "stop" (neither before ``min_tokens`` outputs); a stop
+        string in the text -> "stop" (text cut before it, ``stop_reason`` = the string); else
+        ``max_tokens`` outputs or ``max_model_len`` tokens -> "length"; else None. Keep
+        ``seq.text`` up to date (``self._detokenize``) when ``self.incremental_text`` is on or the
+        request has stop strings.
+        """
+        # BEGIN SOLUTION task 5: stop token ids, then eos (both only from min_tokens on), then stop strings (cut the text), then the length limits.
+        params, token = seq.params, seq.last_token_id
+        if params.stop_strings or self.incremental_text:
+            self._detokenize(seq)
+        if seq.num_output_tokens >= params.min_tokens:
+            if token in params.stop_token_ids:
+                seq.stop_reason = token
+                return "stop"
+            if not params.ignore_eos and token in self.eos_token_ids:
+                return "stop"
+        for stop in params.stop_strings:
+            at = seq.text.find(stop)
+            if at >= 0:
+                seq.text, seq.stop_reason = seq.text[:at], stop
+                return "stop"
+        if seq.num_output_tokens >= params.max_tokens or len(seq) >= self.max_model_len:
+            return "length"
+        return None
+        # END SOLUTION
+
+    # ---------------------------------------------------------------------------------------
+    # Bookkeeping (given)
+
+    def _detokenize(self, seq: Sequence) -> None:
+        seq.text = self.tokenizer.decode(seq.output_token_ids, skip_special_tokens=True)
+
+    def _record_step(self, seqs: list[Sequence], is_prefill: bool) -> None:
+        c = self._counters
+        c["num_steps"] += 1
+        if is_prefill:
+            for seq in seqs:
+                c["prompt_tokens"] += len(seq)
+                c["prefill_tokens_computed"] += len(seq) - seq.num_computed_tokens
+                c["prefill_tokens_saved"] += seq.num_computed_tokens
+                if self.block_manager.prefix_cache is not None:
+                    c["prefix_cache_queries"] += len(seq)
+                    c["prefix_cache_hits"] += seq.num_computed_tokens
+        c["generation_tokens"] += len(seqs)
+
+    def _output(self, request: _Request) -> RequestOutput:
+        completions = []
+        for seq in request.seqs:
+            if seq.is_finished and not isinstance(seq.stop_reason, str):  # a stop string already cut it
+                self._detokenize(seq)
+            completions.append(CompletionOutput(
+                index=seq.index, text=seq.text, token_ids=seq.output_token_ids,
+                finish_reason=seq.finish_reason if seq.is_finished else None, stop_reason=seq.stop_reason,
+                logprobs=list(seq.logprobs) if request.params.logprobs is not None else None))
+        first = [s.first_token_time for s in request.seqs if s.first_token_time is not None]
+        metrics = RequestMetrics(
+            arrival_time=min(s.arrival_time for s in request.seqs), first_token_time=min(first) if first else None,
+            finished_time=request.finished_time, num_prompt_tokens=len(request.prompt_token_ids),
+            num_cached_tokens=max(s.num_cached_tokens for s in request.seqs),
+            num_generation_tokens=sum(s.num_output_tokens for s in request.seqs))
+        return RequestOutput(request.request_id, request.prompt, list(request.prompt_token_ids), completions,
+                             finished=all(s.is_finished for s in request.seqs), metrics=metrics)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting)
+
+    @property
+    def kv_cache_usage(self) -> float:
+        return self.block_manager.usage
+
+    @property
+    def stats(self) -> EngineStats:
+        """A snapshot of the engine's counters."""
+        return EngineStats(
+            num_running=self.num_running, num_waiting=self.num_waiting, kv_cache_usage=self.kv_cache_usage,
+            num_kv_blocks=self.block_manager.num_blocks, num_free_kv_blocks=self.block_manager.num_free_blocks,
+            num_preemptions=self.scheduler.num_preemptions, **self._counters)
+
+
+# -------------------------------------------------------------------------------------------
+# Offline front door
+
+
+class LLM:
+    """vLLM's offline ``LLM``: load a model once, then ``generate`` for many prompts at once.
+
+    Takes the same arguments as ``LLMEngine``; ``llm.engine`` is the engine, ``llm.tokenizer``
+    its tokenizer.
+    """
+
+    def __init__(self, model: str | Path, **engine_args: Any) -> None:
+        self.engine = LLMEngine(model, **engine_args)
+        self.tokenizer = self.engine.tokenizer
+        self._ids = itertools.count()
+
+    def generate(self, prompts: str | list[str] | list[list[int]],
+                 sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
+        """Generate completions for every prompt, batched by the engine.
+
+        Args:
+            prompts: one prompt, a list of prompts, or a list of token-id lists.
+            sampling_params: one setting for all prompts, one per prompt, or None (defaults).
+
+        Returns:
+            One finished ``RequestOutput`` per prompt, in the prompts' order.
+
+        Raises:
+            ValueError: an empty prompt list, or a list of settings of another length
+                (argument ``sampling_params``); bad prompts as ``add_request``. Nothing is queued
+                when any prompt is bad.
+        """
+        # BEGIN SOLUTION task 5: normalise prompts and params; add every request (validate all first); step until none is unfinished; keep the finished outputs; return them in order.
+        if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]  # type: ignore[list-item]
+        if not prompts:
+            raise ValueError("prompts must not be empty")
+        if sampling_params is None or isinstance(sampling_params, SamplingParams):
+            params_list = [sampling_params or SamplingParams()] * len(prompts)
+        else:
+            params_list = list(sampling_params)
+            if len(params_list) != len(prompts):
+                raise ValueError(f"sampling_params must be one SamplingParams or one per prompt "
+                                 f"({len(prompts)}), got {len(params_list)}")
+        ids = [f"gen-{next(self._ids)}" for _ in prompts]
+        added: list[str] = []
+        try:
+            for request_id, prompt, params in zip(ids, prompts, params_list, strict=True):
+                self.engine.add_request(request_id, prompt, params)
+                added.append(request_id)
+        except ValueError:
+            for request_id in added:
+                self.engine.abort(request_id)
+            raise
+        finished: dict[str, RequestOutput] = {}
+        previous, self.engine.incremental_text = self.engine.incremental_text, False
+        try:
+            while len(finished) < len(ids):
+                for output in self.engine.step():
+                    if output.finished:
+                        finished[output.request_id] = output
+        finally:
+            self.engine.incremental_text = previous
+        return [finished[request_id] for request_id in ids]
+        # END SOLUTION
+
+
+# -------------------------------------------------------------------------------------------
+# Async front door, for the server (given)
+
+
+class AsyncLLMEngine:
+    """Drives an ``LLMEngine`` from an asyncio loop: one background task steps the engine (in a
+    worker thread, so the loop stays responsive) while any number of requests stream.
+
+    Use ``AsyncLLMEngine(model, **engine_args)`` or ``AsyncLLMEngine.from_engine(engine)``; then
+    ``async for out in engine.generate(prompt, params, request_id): ...``. The engine itself is
+    only touched between steps, by the background task.
+    """
+
+    def __init__(self, model: str | Path | None = None, *, engine: LLMEngine | None = None,
+                 **engine_args: Any) -> None:
+        if engine is None:
+            if model is None:
+                raise ValueError("AsyncLLMEngine needs a model folder (argument model) or an engine")
+            engine = LLMEngine(model, **engine_args)
+        self.engine = engine
+        self.tokenizer = engine.tokenizer
+        self._queues: dict[str, asyncio.Queue[RequestOutput | BaseException]] = {}
+        self._pending_adds: list[tuple[str, str | list[int], SamplingParams]] = []
+        self._pending_aborts: list[str] = []
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_engine(cls, engine: LLMEngine) -> AsyncLLMEngine:
+        return cls(engine=engine)
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._wake = asyncio.Event()
+            self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def generate(self, prompt: str | list[int], params: SamplingParams | None,
+                       request_id: str) -> AsyncIterator[RequestOutput]:
+        """Stream a request's outputs as they are produced (each holds the text so far).
+
+        Bad input (a duplicate id, a bad prompt) raises ``ValueError`` at the first iteration.
+        Leaving the loop early (a client that disconnects) aborts the request.
+        """
+        params = params or SamplingParams()
+        if request_id in self._queues:
+            raise ValueError(f"request_id {request_id!r} is already running")
+        queue: asyncio.Queue[RequestOutput | BaseException] = asyncio.Queue()
+        self._queues[request_id] = queue
+        self._pending_adds.append((request_id, prompt, params))
+        self._ensure_loop()
+        assert self._wake is not None
+        self._wake.set()
+        finished = False
+        try:
+            while not finished:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                finished = item.finished
+                yield item
+        finally:
+            self._queues.pop(request_id, None)
+            if not finished:
+                self.abort(request_id)
+
+    def abort(self, request_id: str) -> None:
+        """Abort a request at the next step boundary (its stream ends with finish reason "abort")."""
+        self._pending_aborts.append(request_id)
+        if self._wake is not None:
+            self._wake.set()
+
+    @property
+    def stats(self) -> EngineStats:
+        return self.engine.stats
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            adds, self._pending_adds = self._pending_adds, []
+            for request_id, prompt, params in adds:
+                try:
+                    self.engine.add_request(request_id, prompt, params)
+                except ValueError as error:
+                    if request_id in self._queues:
+                        self._queues[request_id].put_nowait(error)
+            aborts, self._pending_aborts = self._pending_aborts, []
+            for request_id in aborts:
+                output = self.engine.abort(request_id)
+                if output is not None and request_id in self._queues:
+                    self._queues[request_id].put_nowait(output)
+            if not self.engine.has_unfinished_requests():
+                self._wake.clear()
+                if not self._pending_adds and not self._pending_aborts:
+                    await self._wake.wait()
+                continue
+            try:
+                outputs = await asyncio.to_thread(self.engine.step)
+            except Exception as error:  # a bug in a step: fail every stream instead of hanging them
+                for queue in self._queues.values():
+                    queue.put_nowait(error)
+                raise
+            for output in outputs:
+                queue = self._queues.get(output.request_id)
+                if queue is not None:
+                    queue.put_nowait(output)
+
+    async def shutdown(self) -> None:
+        """Stop the background task (pending streams are aborted)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except asyncio.CancelledError:
+                pass
+            self._loop_task = None
+
+
+# -------------------------------------------------------------------------------------------
+# Tokenizer and eos ids (given)
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_dir)
+    except Exception as error:
+        raise ValueError(f"model folder {model_dir}: could not load its tokenizer ({error})") from error
+
+
+def eos_token_ids(model_dir: Path, tokenizer: Any) -> set[int]:
+    """The model's eos ids: the generation config's (an int or a list) and the tokenizer's."""
+    import json
+
+    ids: set[int] = set()
+    path = model_dir / "generation_config.json"
+    if path.is_file():
+        value = json.loads(path.read_text()).get("eos_token_id")
+        ids |= set(value) if isinstance(value, list) else ({value} if value is not None else set())
+    if not ids and tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

@@ -1,0 +1,391 @@
+"""Task 3: the model runner: a compact Llama whose attention reads and writes the paged KV cache.
+
+The Llama forward itself is given (RMSNorm, rotary embeddings with the config's scaling, grouped-
+query attention, SwiGLU), loaded straight from a Hugging Face folder's safetensors. Your part is
+what makes it *paged*:
+
+- ``prepare_prefill`` / ``prepare_decode`` turn the scheduled sequences into one flat batch of
+  new tokens: their ids, their positions, the cache slot each one's key and value go to, and the
+  block tables and context lengths that attention reads through;
+- ``LlamaAttention.forward``'s last lines write the new keys/values into the cache and attend
+  through it (task 2's functions).
+
+Task 7 adds ``kv_cache_num_blocks``: how many blocks a KV-cache budget in bytes holds.
+
+Readings: nano-vllm's ``engine/model_runner.py`` and ``models/qwen3.py``; transformers'
+``models/llama/modeling_llama.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .paged_attention import AttentionMetadata, paged_attention, write_kv_cache
+from .sequence import Sequence
+
+LLAMA_ARCHITECTURES = ("LlamaForCausalLM",)
+
+
+# -------------------------------------------------------------------------------------------
+# The model's shape, read from config.json (given)
+
+
+@dataclass
+class ModelConfig:
+    """What the runner needs from a Llama ``config.json``."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    rms_norm_eps: float
+    max_position_embeddings: int
+    rope_theta: float
+    rope_scaling: dict[str, Any] | None
+    tie_word_embeddings: bool
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> ModelConfig:
+        """Read and check a Hugging Face model folder's ``config.json``.
+
+        Raises:
+            ValueError: naming the folder and what is missing or unsupported (no config.json, not a
+                Llama-architecture causal LM, attention or MLP biases, no safetensors weights).
+        """
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"model folder {folder} has no config.json (is it a Hugging Face model folder?)")
+        raw = json.loads((folder / "config.json").read_text())
+        architectures = raw.get("architectures") or []
+        if raw.get("model_type") != "llama" or not set(architectures) & set(LLAMA_ARCHITECTURES):
+            raise ValueError(f"model folder {folder} is not a Llama-architecture causal LM "
+                             f"(model_type={raw.get('model_type')!r}, architectures={architectures}); "
+                             "this engine runs LlamaForCausalLM models only")
+        for flag in ("attention_bias", "mlp_bias"):
+            if raw.get(flag):
+                raise ValueError(f"model folder {folder}: {flag}=true is not supported by this runner")
+        if not list(folder.glob("*.safetensors")):
+            raise ValueError(f"model folder {folder} has no *.safetensors weights")
+        rope = dict(raw.get("rope_parameters") or {})  # transformers 5 spelling
+        scaling = raw.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
+        heads = raw["num_attention_heads"]
+        return cls(
+            hidden_size=raw["hidden_size"], intermediate_size=raw["intermediate_size"],
+            num_hidden_layers=raw["num_hidden_layers"], num_attention_heads=heads,
+            num_key_value_heads=raw.get("num_key_value_heads") or heads,
+            head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
+            vocab_size=raw["vocab_size"], rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
+            max_position_embeddings=raw.get("max_position_embeddings", 2048),
+            rope_theta=float(rope.get("rope_theta", raw.get("rope_theta", 10000.0))),
+            rope_scaling=scaling, tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        )
+
+
+# -------------------------------------------------------------------------------------------
+# The plain Llama forward (given)
+
+
+def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
+    """Rotary inverse frequencies ``(head_dim // 2,)`` in float32, with the config's scaling
+    (none, ``linear`` or ``llama3``; transformers' ``_compute_*_parameters``)."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    scaling = config.rope_scaling or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return inv_freq
+    if kind == "linear":
+        return inv_freq / scaling["factor"]
+    if kind == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old_len = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+        return torch.where(medium, smoothed, scaled)
+    raise ValueError(f"rope scaling type {kind!r} is not supported by this runner "
+                     "(supported: default, linear, llama3)")
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Apply rotary embeddings (transformers' rotate-half layout).
+
+    Args:
+        x: ``(num_tokens, heads, head_dim)``.
+        cos, sin: ``(num_tokens, 1, head_dim)``.
+    """
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm computed in float32, as transformers' ``LlamaRMSNorm``."""
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x.to(dtype)
+
+
+class LlamaAttention(nn.Module):
+    """Grouped-query self-attention over the paged KV cache (q, k, v projections fused)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.q_size, self.kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=False)
+        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=False)
+        self.scale = self.head_dim ** -0.5
+
+    def forward(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Args:
+            hidden: ``(num_tokens, hidden_size)``, the step's new tokens.
+            cos, sin: ``(num_tokens, 1, head_dim)`` rotary tables at the tokens' positions.
+            k_cache, v_cache: this layer's ``(num_blocks, block_size, num_kv_heads, head_dim)``.
+
+        Returns:
+            ``(num_tokens, hidden_size)``.
+        """
+        num_tokens = hidden.shape[0]
+        q, k, v = self.qkv_proj(hidden).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = rotate(q.view(num_tokens, self.num_heads, self.head_dim), cos, sin)
+        k = rotate(k.view(num_tokens, self.num_kv_heads, self.head_dim), cos, sin)
+        v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
+        # BEGIN SOLUTION task 3: write k and v at meta.slot_mapping (write_kv_cache), then paged_attention over the cache.
+        write_kv_cache(k, v, k_cache, v_cache, meta.slot_mapping)
+        out = paged_attention(q, k_cache, v_cache, meta, self.scale)
+        # END SOLUTION
+        return self.o_proj(out.reshape(num_tokens, self.q_size))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.eps = config.rms_norm_eps
+        self.input_layernorm = nn.Parameter(torch.ones(config.hidden_size))
+        self.post_attention_layernorm = nn.Parameter(torch.ones(config.hidden_size))
+        self.self_attn = LlamaAttention(config)
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        hidden = hidden + self.self_attn(rms_norm(hidden, self.input_layernorm, self.eps),
+                                         cos, sin, k_cache, v_cache, meta)
+        gate, up = self.gate_up_proj(rms_norm(hidden, self.post_attention_layernorm, self.eps)).chunk(2, dim=-1)
+        return hidden + self.down_proj(F.silu(gate) * up)
+
+
+class LlamaForCausalLM(nn.Module):
+    """A Llama forward over a flat batch of new tokens and a paged KV cache."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.Parameter(torch.ones(config.hidden_size))
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.register_buffer("inv_freq", rope_inv_freq(config), persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, kv_cache: torch.Tensor,
+                meta: AttentionMetadata) -> torch.Tensor:
+        """Args:
+            input_ids, positions: ``(num_tokens,)`` int64.
+            kv_cache: ``(num_layers, 2, num_blocks, block_size, num_kv_heads, head_dim)``.
+
+        Returns:
+            ``(num_tokens, hidden_size)`` final hidden states (after the last norm).
+        """
+        hidden = self.embed_tokens(input_ids)
+        angles = positions[:, None].float() * self.inv_freq[None, :]
+        emb = torch.cat((angles, angles), dim=-1)[:, None, :]
+        cos, sin = emb.cos().to(hidden.dtype), emb.sin().to(hidden.dtype)
+        for layer, layer_cache in zip(self.layers, kv_cache, strict=True):
+            hidden = layer(hidden, cos, sin, layer_cache[0], layer_cache[1], meta)
+        return rms_norm(hidden, self.norm, self.config.rms_norm_eps)
+
+    def load_hf_weights(self, folder: Path) -> None:
+        """Copy a Hugging Face Llama's safetensors into this module (q/k/v and gate/up fused)."""
+        from safetensors.torch import load_file
+
+        weights: dict[str, torch.Tensor] = {}
+        for file in sorted(folder.glob("*.safetensors")):
+            weights.update(load_file(file))
+        weights = {name.removeprefix("model."): tensor for name, tensor in weights.items()}
+
+        def take(name: str) -> torch.Tensor:
+            if name not in weights:
+                raise ValueError(f"model folder {folder}: weight {name!r} is missing from its safetensors")
+            return weights[name]
+
+        with torch.no_grad():
+            self.embed_tokens.weight.copy_(take("embed_tokens.weight"))
+            self.norm.copy_(take("norm.weight"))
+            head = weights.get("lm_head.weight")
+            if head is None and not self.config.tie_word_embeddings:
+                take("lm_head.weight")
+            self.lm_head.weight.copy_(head if head is not None else take("embed_tokens.weight"))
+            for i, layer in enumerate(self.layers):
+                p = f"layers.{i}."
+                layer.input_layernorm.copy_(take(p + "input_layernorm.weight"))
+                layer.post_attention_layernorm.copy_(take(p + "post_attention_layernorm.weight"))
+                layer.self_attn.qkv_proj.weight.copy_(torch.cat(
+                    [take(p + f"self_attn.{x}_proj.weight") for x in "qkv"], dim=0))
+                layer.self_attn.o_proj.weight.copy_(take(p + "self_attn.o_proj.weight"))
+                layer.gate_up_proj.weight.copy_(torch.cat(
+                    [take(p + f"mlp.{x}_proj.weight") for x in ("gate", "up")], dim=0))
+                layer.down_proj.weight.copy_(take(p + "mlp.down_proj.weight"))
+
+
+# -------------------------------------------------------------------------------------------
+# KV-cache size (task 7)
+
+
+def kv_cache_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
+    """Bytes one block takes across all layers: keys and values, ``block_size`` tokens each.
+
+    Args:
+        config: the model's shape (``num_hidden_layers``, ``num_key_value_heads``, ``head_dim``).
+        block_size: token slots per block.
+        dtype: the cache's element type (``torch.float32`` takes 4 bytes per element).
+    """
+    # BEGIN SOLUTION task 7: 2 (K and V) x layers x block_size x kv_heads x head_dim x element size.
+    element = torch.empty((), dtype=dtype).element_size()
+    return 2 * config.num_hidden_layers * block_size * config.num_key_value_heads * config.head_dim * element
+    # END SOLUTION
+
+
+def kv_cache_num_blocks(config: ModelConfig, kv_cache_bytes: int, block_size: int, dtype: torch.dtype) -> int:
+    """How many whole blocks fit in ``kv_cache_bytes`` (what vLLM reports as ``num_gpu_blocks``
+    for ``VLLM_CPU_KVCACHE_SPACE`` on a CPU, or for its memory budget on a GPU)."""
+    # BEGIN SOLUTION task 7: integer division of the budget by the bytes per block.
+    return kv_cache_bytes // kv_cache_bytes_per_block(config, block_size, dtype)
+    # END SOLUTION
+
+
+# -------------------------------------------------------------------------------------------
+# The runner
+
+
+class ModelRunner:
+    """Holds the model and the KV cache; runs one scheduled step.
+
+    Args:
+        model_dir: a Hugging Face Llama folder (config.json + safetensors).
+        block_size: token slots per KV block.
+        num_kv_blocks: blocks in the pool.
+        device: ``"cpu"``, ``"cuda"``, ... (already resolved).
+        dtype: the weights' and cache's dtype.
+    """
+
+    def __init__(self, model_dir: str | Path, *, block_size: int, num_kv_blocks: int,
+                 device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.model_dir = Path(model_dir)
+        self.config = ModelConfig.from_folder(self.model_dir)
+        self.block_size, self.num_kv_blocks = block_size, num_kv_blocks
+        self.device, self.dtype = torch.device(device), dtype
+        model = LlamaForCausalLM(self.config)
+        model.load_hf_weights(self.model_dir)
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.model.inv_freq = rope_inv_freq(self.config).to(self.device)  # stays float32
+        c = self.config
+        self.kv_cache = torch.zeros(c.num_hidden_layers, 2, num_kv_blocks, block_size,
+                                    c.num_key_value_heads, c.head_dim, device=self.device, dtype=dtype)
+
+    def _tensor(self, values: list[int] | list[list[int]], dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=self.device)
+
+    def _block_tables(self, seqs: list[Sequence]) -> torch.Tensor:
+        """``(num_seqs, max_blocks)`` block tables, padded with 0 (given)."""
+        width = max(len(s.block_table) for s in seqs)
+        return self._tensor([s.block_table + [0] * (width - len(s.block_table)) for s in seqs], torch.int32)
+
+    def prepare_prefill(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
+        """The flat batch of a prefill step: every sequence's tokens that are not in the cache yet.
+
+        Sequence ``s`` feeds ``token_ids[num_computed_tokens:]`` (its cached prefix is skipped) at
+        positions ``num_computed_tokens .. len(s) - 1``; token ``i`` goes to slot
+        ``block_table[i // block_size] * block_size + i % block_size``.
+
+        Returns:
+            ``input_ids`` ``(num_tokens,)``, ``positions`` ``(num_tokens,)`` and the metadata
+            (``is_prefill=True``, ``query_start_loc``, ``context_lens`` = ``len(s)``, ...).
+        """
+        # BEGIN SOLUTION task 3: for each seq, the tokens from num_computed_tokens on, their positions and slots; cumulative query lengths; context_lens = len(seq).
+        bs = self.block_size
+        input_ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        query_lens: list[int] = []
+        context_lens: list[int] = []
+        for seq in seqs:
+            start, end = seq.num_computed_tokens, len(seq)
+            input_ids.extend(seq.token_ids[start:end])
+            positions.extend(range(start, end))
+            slots.extend(seq.block_table[i // bs] * bs + i % bs for i in range(start, end))
+            query_lens.append(end - start)
+            context_lens.append(end)
+        starts = [0]
+        for q in query_lens:
+            starts.append(starts[-1] + q)
+        meta = AttentionMetadata(
+            is_prefill=True, slot_mapping=self._tensor(slots), block_tables=self._block_tables(seqs),
+            context_lens=self._tensor(context_lens), query_start_loc=self._tensor(starts),
+            max_context_len=max(context_lens), context_lens_list=context_lens, query_lens_list=query_lens)
+        return self._tensor(input_ids), self._tensor(positions), meta
+        # END SOLUTION
+
+    def prepare_decode(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
+        """The flat batch of a decode step: each sequence's newest token, at position ``len(s) - 1``.
+
+        Returns:
+            ``input_ids`` ``(num_seqs,)``, ``positions`` ``(num_seqs,)`` and the metadata
+            (``is_prefill=False``, ``context_lens`` = ``len(s)``, one query per sequence).
+        """
+        # BEGIN SOLUTION task 3: one token per seq: the last one, its position len - 1, its slot from the table's last used block.
+        bs = self.block_size
+        positions = [len(s) - 1 for s in seqs]
+        slots = [s.block_table[p // bs] * bs + p % bs for s, p in zip(seqs, positions, strict=True)]
+        context_lens = [len(s) for s in seqs]
+        meta = AttentionMetadata(
+            is_prefill=False, slot_mapping=self._tensor(slots), block_tables=self._block_tables(seqs),
+            context_lens=self._tensor(context_lens), query_start_loc=torch.arange(len(seqs) + 1, device=self.device),
+            max_context_len=max(context_lens), context_lens_list=context_lens, query_lens_list=[1] * len(seqs))
+        return self._tensor([s.last_token_id for s in seqs]), self._tensor(positions), meta
+        # END SOLUTION
+
+    @torch.inference_mode()
+    def run(self, seqs: list[Sequence], is_prefill: bool) -> torch.Tensor:
+        """One forward step over ``seqs`` (given).
+
+        Returns:
+            ``(num_seqs, vocab_size)`` float32 logits of each sequence's last token.
+        """
+        prepare = self.prepare_prefill if is_prefill else self.prepare_decode
+        input_ids, positions, meta = prepare(seqs)
+        hidden = self.model(input_ids, positions, self.kv_cache, meta)
+        last = meta.query_start_loc[1:] - 1
+        return self.model.lm_head(hidden[last]).float()
+
+    @torch.inference_mode()
+    def copy_blocks(self, pairs: list[tuple[int, int]]) -> None:
+        """Copy-on-write: copy the KV of block ``src`` into block ``dst`` in every layer (given)."""
+        for src, dst in pairs:
+            self.kv_cache[:, :, dst].copy_(self.kv_cache[:, :, src])

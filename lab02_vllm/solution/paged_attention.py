@@ -1,0 +1,168 @@
+"""Task 2: paged attention in PyTorch: attention that finds keys and values through block tables.
+
+The KV cache of one layer is two tensors of shape ``(num_blocks, block_size, num_kv_heads,
+head_dim)``. Flattened, ``(num_blocks * block_size, ...)``, every token slot has a number, its
+*slot*: token ``i`` of a sequence lives in slot ``block_table[i // block_size] * block_size +
+i % block_size``. A forward step over several sequences is one flat batch of tokens:
+
+- ``write_kv_cache`` stores each new token's key and value at its slot (``slot_mapping``);
+- ``prefill_attention`` lets each sequence's new tokens attend, causally, to all of that
+  sequence's tokens (the cached prefix included), gathered through its block table;
+- ``decode_attention`` does the same for one new token per sequence, for the whole batch at once.
+
+Grouped-query attention: ``num_heads`` query heads share ``num_kv_heads`` key/value heads; query
+head ``h`` reads KV head ``h // (num_heads // num_kv_heads)`` (transformers' ``repeat_kv``).
+
+Readings: the vLLM paper (arXiv 2309.06180), section 4.1 and figure 5; nano-vllm's
+``layers/attention.py``; ``torch.nn.functional.scaled_dot_product_attention``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AttentionMetadata:
+    """Where one forward step's tokens come from and go to (built by the model runner, task 3).
+
+    The step holds ``num_seqs`` sequences and ``num_tokens`` new tokens, sequence after sequence.
+
+    Attributes:
+        is_prefill: True for a prefill step (several new tokens per sequence), False for decode (one).
+        slot_mapping: ``(num_tokens,)`` int64, the cache slot each new token's key/value goes to.
+        block_tables: ``(num_seqs, max_blocks)`` int32/int64 block ids, each row padded with 0.
+        context_lens: ``(num_seqs,)`` int, tokens of each sequence in the cache after this step
+            (cached prefix + new tokens).
+        query_start_loc: ``(num_seqs + 1,)`` int, where each sequence's new tokens start in the
+            flat batch (``[0, q0, q0 + q1, ...]``); for decode, ``arange(num_seqs + 1)``.
+        max_context_len: ``max(context_lens)`` as a Python int.
+        context_lens_list / query_lens_list: the same as Python lists (no device round trips).
+    """
+
+    is_prefill: bool
+    slot_mapping: torch.Tensor
+    block_tables: torch.Tensor
+    context_lens: torch.Tensor
+    query_start_loc: torch.Tensor
+    max_context_len: int
+    context_lens_list: list[int]
+    query_lens_list: list[int]
+
+
+def write_kv_cache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
+                   v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """Store new tokens' keys and values in the paged cache, in place.
+
+    Args:
+        key, value: ``(num_tokens, num_kv_heads, head_dim)``.
+        k_cache, v_cache: ``(num_blocks, block_size, num_kv_heads, head_dim)``, written in place.
+        slot_mapping: ``(num_tokens,)`` int64: token ``t`` goes to flat slot ``slot_mapping[t]``
+            (block ``slot // block_size``, offset ``slot % block_size``).
+    """
+    # BEGIN SOLUTION task 2: view the caches as (num_blocks * block_size, kv_heads, head_dim) and index-assign at slot_mapping.
+    num_kv_heads, head_dim = key.shape[1], key.shape[2]
+    k_cache.view(-1, num_kv_heads, head_dim)[slot_mapping] = key.to(k_cache.dtype)
+    v_cache.view(-1, num_kv_heads, head_dim)[slot_mapping] = value.to(v_cache.dtype)
+    # END SOLUTION
+
+
+def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, context_len: int) -> torch.Tensor:
+    """One sequence's first ``context_len`` keys (or values), in order, read through its table.
+
+    Args:
+        cache: ``(num_blocks, block_size, num_kv_heads, head_dim)``.
+        block_table: ``(max_blocks,)`` the sequence's block ids (padding after the used ones).
+        context_len: how many tokens to read.
+
+    Returns:
+        ``(context_len, num_kv_heads, head_dim)``.
+    """
+    # BEGIN SOLUTION task 2: cache[block_table[:num_blocks]] -> (num_blocks, block_size, ...); flatten the first two axes; keep context_len rows.
+    block_size = cache.shape[1]
+    num_blocks = (context_len + block_size - 1) // block_size
+    blocks = cache[block_table[:num_blocks].long()]
+    return blocks.reshape(-1, *cache.shape[2:])[:context_len]
+    # END SOLUTION
+
+
+def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                      meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """Causal attention for a flat batch of sequences whose new tokens may follow a cached prefix.
+
+    Sequence ``s`` has ``q = query_lens_list[s]`` new tokens and ``c = context_lens_list[s]``
+    tokens in the cache (the new ones included, already written). Its new token ``j`` sits at
+    position ``c - q + j`` and attends to the keys at positions ``0 .. c - q + j``.
+
+    Args:
+        query: ``(num_tokens, num_heads, head_dim)``, sequence after sequence.
+        k_cache, v_cache: ``(num_blocks, block_size, num_kv_heads, head_dim)``.
+        meta: the step's metadata (``query_start_loc``, ``context_lens_list``, ``block_tables``).
+        scale: the softmax scale, ``1 / sqrt(head_dim)`` for Llama.
+
+    Returns:
+        ``(num_tokens, num_heads, head_dim)``, in ``query``'s dtype.
+    """
+    # BEGIN SOLUTION task 2: per sequence: gather K/V, mask key position > query position (offset c - q), softmax(QK^T * scale) V; repeat KV heads for GQA.
+    outputs = []
+    start = 0
+    for seq, (q_len, ctx_len) in enumerate(zip(meta.query_lens_list, meta.context_lens_list, strict=True)):
+        q = query[start:start + q_len].transpose(0, 1)  # (heads, q, dim)
+        k = gather_kv(k_cache, meta.block_tables[seq], ctx_len).transpose(0, 1)  # (kv_heads, c, dim)
+        v = gather_kv(v_cache, meta.block_tables[seq], ctx_len).transpose(0, 1)
+        if q_len == ctx_len:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=True)
+        else:
+            positions = torch.arange(ctx_len - q_len, ctx_len, device=query.device)
+            allowed = torch.arange(ctx_len, device=query.device)[None, :] <= positions[:, None]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale, enable_gqa=True)
+        outputs.append(out.transpose(0, 1))
+        start += q_len
+    return torch.cat(outputs, dim=0)
+    # END SOLUTION
+
+
+def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                     meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """Attention of one new token per sequence over each sequence's cached tokens, batched.
+
+    Args:
+        query: ``(num_seqs, num_heads, head_dim)``, one token per sequence (at position
+            ``context_lens[s] - 1``; its key and value are already in the cache).
+        k_cache, v_cache: ``(num_blocks, block_size, num_kv_heads, head_dim)``.
+        meta: the step's metadata (``block_tables``, ``context_lens``, ``max_context_len``).
+        scale: the softmax scale.
+
+    Returns:
+        ``(num_seqs, num_heads, head_dim)``.
+    """
+    # BEGIN SOLUTION task 2: gather every table at once (num_seqs, max_blocks * block_size, kv_heads, dim), mask positions >= context_len, attend.
+    block_size = k_cache.shape[1]
+    num_blocks = (meta.max_context_len + block_size - 1) // block_size
+    table = meta.block_tables[:, :num_blocks].long()
+    num_seqs = query.shape[0]
+    k = k_cache[table].reshape(num_seqs, num_blocks * block_size, *k_cache.shape[2:]).transpose(1, 2)
+    v = v_cache[table].reshape(num_seqs, num_blocks * block_size, *v_cache.shape[2:]).transpose(1, 2)
+    valid = torch.arange(num_blocks * block_size, device=query.device)[None, :] < meta.context_lens[:, None]
+    out = F.scaled_dot_product_attention(query[:, :, None, :], k, v, attn_mask=valid[:, None, None, :],
+                                         scale=scale, enable_gqa=True)
+    return out[:, :, 0, :]
+    # END SOLUTION
+
+
+def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                    meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    """Prefill or decode attention, as the step asks (given).
+
+    Args:
+        query: ``(num_tokens, num_heads, head_dim)``.
+
+    Returns:
+        ``(num_tokens, num_heads, head_dim)``.
+    """
+    if meta.is_prefill:
+        return prefill_attention(query, k_cache, v_cache, meta, scale)
+    return decode_attention(query, k_cache, v_cache, meta, scale)

@@ -1,0 +1,210 @@
+# Student skeleton for lab02_vllm: fill in each TODO, then run `course test lab02_vllm`.
+# (Generated from the reference solution by `course stubs`.)
+"""Task 1: the block manager, PagedAttention's memory allocator.
+
+The KV cache is one pool of ``num_blocks`` fixed-size blocks of ``block_size`` token slots each.
+A sequence does not reserve room for its maximum length up front: it owns a *block table*, the
+list of its blocks in order, and gets one more block only when its last one is full. So the
+memory a sequence holds but does not use is less than one block (the tail of its last block),
+instead of ``max_model_len - len`` slots for a contiguous reservation.
+
+    sequence "The cat sat on the mat ..." (block_size 4)   physical pool
+    logical block 0: The cat sat on   -> block_table[0] = 7   [0][1][2][3][4][5][6][7][8]...
+    logical block 1: the mat and ...  -> block_table[1] = 2
+    logical block 2: it (3 free slots)-> block_table[2] = 5
+
+Blocks carry a reference count so that sequences can share them: ``fork`` gives a child the
+parent's table (n samples of one prompt share the prompt's blocks), and a shared *last* block is
+copied before anyone writes into it (copy-on-write). Prefix caching (task 6) shares full blocks
+between unrelated requests through the same counts.
+
+Readings: the vLLM paper (Kwon et al., 2023, arXiv 2309.06180), sections 4.1-4.4; nano-vllm's
+``engine/block_manager.py``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from shared.validation import check_at_least, check_in_range
+
+from .prefix_cache import PrefixCache, hash_block
+from .sequence import Sequence
+
+
+class NoFreeBlocksError(RuntimeError):
+    """The pool has no free block left (the scheduler should have checked first)."""
+
+
+@dataclass
+class Block:
+    """One physical block of the KV cache pool.
+
+    Attributes:
+        block_id: its index in the pool (the KV tensors' first axis).
+        ref_count: how many sequences' block tables hold it (0 = free or parked in the prefix cache).
+        block_hash: the prefix-cache hash of its tokens once it is full and cached (task 6), else None.
+        token_ids: the tokens it holds once it is full and cached (to check a hash hit).
+    """
+
+    block_id: int
+    ref_count: int = 0
+    block_hash: int | None = None
+    token_ids: list[int] = field(default_factory=list)
+
+
+class BlockManager:
+    """Allocates KV-cache blocks to sequences.
+
+    Args:
+        num_blocks: blocks in the pool (at least 1).
+        block_size: token slots per block (at least 1).
+        watermark: share of the pool kept free when admitting *new* sequences, so that running
+            ones can still grow without being preempted at once (vLLM's default 0.01).
+        enable_prefix_caching: keep full blocks findable by hash (task 6).
+    """
+
+    def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01,
+                 enable_prefix_caching: bool = False) -> None:
+        check_at_least("num_blocks", num_blocks, 1)
+        check_at_least("block_size", block_size, 1)
+        check_in_range("watermark", watermark, 0.0, 1.0, high_inclusive=False)
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.watermark_blocks = int(watermark * num_blocks)
+        self.blocks = [Block(i) for i in range(num_blocks)]
+        self.free_block_ids: deque[int] = deque(range(num_blocks))
+        self.prefix_cache = PrefixCache() if enable_prefix_caching else None
+
+    # ---------------------------------------------------------------------------------------
+    # Statistics (given)
+
+    @property
+    def num_free_blocks(self) -> int:
+        """Blocks a new token could get: free ones plus cached ones nobody uses (evictable)."""
+        parked = self.prefix_cache.num_evictable if self.prefix_cache is not None else 0
+        return len(self.free_block_ids) + parked
+
+    @property
+    def num_used_blocks(self) -> int:
+        return self.num_blocks - self.num_free_blocks
+
+    @property
+    def usage(self) -> float:
+        """Share of the pool held by sequences, 0.0 to 1.0 (vLLM's ``kv_cache_usage``)."""
+        return self.num_used_blocks / self.num_blocks
+
+    def unused_slots(self, seqs: list[Sequence]) -> int:
+        """Slots allocated to ``seqs`` but holding no token (the paged layout's only waste)."""
+        return sum(len(s.block_table) * self.block_size - len(s) for s in seqs if s.block_table)
+
+    # ---------------------------------------------------------------------------------------
+    # Taking and giving back one block (given)
+
+    def _take_free_block(self) -> int:
+        """A block for new tokens, with reference count 1: a free one, else (prefix caching) the
+        least recently used cached block nobody holds, whose hash is forgotten."""
+        if self.free_block_ids:
+            block_id = self.free_block_ids.popleft()
+        elif self.prefix_cache is not None and (evicted := self.prefix_cache.evict()) is not None:
+            block_id = evicted
+        else:
+            raise NoFreeBlocksError(f"all {self.num_blocks} KV blocks are in use")
+        block = self.blocks[block_id]
+        block.ref_count, block.block_hash, block.token_ids = 1, None, []
+        return block_id
+
+    def _release_block(self, block_id: int) -> None:
+        """Drop one reference; a block nobody holds goes back to the pool (or is parked, if cached)."""
+        block = self.blocks[block_id]
+        if block.ref_count <= 0:
+            raise RuntimeError(f"block {block_id} released more often than it was taken")
+        block.ref_count -= 1
+        if block.ref_count == 0:
+            if self.prefix_cache is None or not self.prefix_cache.park(block_id):
+                self.free_block_ids.append(block_id)
+
+    # ---------------------------------------------------------------------------------------
+    # Task 1: allocate, append, fork, free
+
+    def can_allocate(self, seq: Sequence) -> bool:
+        """Whether ``seq`` (waiting: no blocks yet) can get blocks for all its ``len(seq)`` tokens
+        while ``watermark_blocks`` stay free. An empty pool's watermark does not count (a lone
+        sequence must always be admitted)."""
+        # TODO(lab02 task 1): blocks needed = ceil(len / block_size); compare with the free blocks minus the watermark.
+        raise NotImplementedError("lab02 task 1: can_allocate is not written yet (see lab02_vllm/README.md, task 1)")
+
+    def allocate(self, seq: Sequence) -> None:
+        """Give a waiting ``seq`` the blocks for all its tokens and set ``seq.block_table``.
+
+        First ``self._reuse_cached_prefix(seq)`` (given; it does nothing until task 6) may put
+        cached blocks at the start of the table and returns how many; take new blocks for the rest
+        with ``self._take_free_block()`` and call ``self._on_block_full(seq, i)`` for each *new*
+        block ``i`` that the sequence fills completely. Set ``seq.num_computed_tokens`` (and
+        ``seq.num_cached_tokens``) to the tokens the reused blocks already hold.
+
+        Raises:
+            ValueError: when ``seq`` already has blocks.
+        """
+        # TODO(lab02 task 1): reuse the cached prefix, then one new block per remaining ceil(len / block_size); record full blocks.
+        raise NotImplementedError("lab02 task 1: allocate is not written yet (see lab02_vllm/README.md, task 1)")
+
+    def can_append(self, seq: Sequence) -> bool:
+        """Whether a running ``seq`` can get a slot for its newest token: it needs a new block
+        when its table is full, or a copy when its last block is shared."""
+        # TODO(lab02 task 1): one block is needed when len(seq) > slots in the table, or when the last block's ref_count > 1.
+        raise NotImplementedError("lab02 task 1: can_append is not written yet (see lab02_vllm/README.md, task 1)")
+
+    def append_slot(self, seq: Sequence) -> tuple[int, int] | None:
+        """Make room for ``seq``'s newest token (``len(seq) - 1``), before the step that computes it.
+
+        When the table is full, the last block has just been filled: call
+        ``self._on_block_full(seq, last index)``, then append a new block. When the token goes into
+        a last block that other sequences share (reference count > 1), copy-on-write: take a new
+        block, release the shared one, put the new one in the table, and return
+        ``(old_block_id, new_block_id)`` so that the model runner copies the old block's KV.
+
+        Returns:
+            The ``(source, destination)`` block pair to copy, or None when nothing must be copied.
+        """
+        # TODO(lab02 task 1): new block when the table is full; else copy-on-write when the last block is shared.
+        raise NotImplementedError("lab02 task 1: append_slot is not written yet (see lab02_vllm/README.md, task 1)")
+
+    def fork(self, parent: Sequence, child: Sequence) -> None:
+        """Let ``child`` share all of ``parent``'s blocks (each reference count goes up by one)."""
+        # TODO(lab02 task 1): copy the table; ref_count += 1 for each of its blocks.
+        raise NotImplementedError("lab02 task 1: fork is not written yet (see lab02_vllm/README.md, task 1)")
+
+    def free(self, seq: Sequence) -> None:
+        """Release all of ``seq``'s blocks, last block first (so that, with prefix caching, a
+        prefix's tail is evicted before its head), and empty its table."""
+        # TODO(lab02 task 1): release in reverse order, clear the table, num_computed_tokens = 0.
+        raise NotImplementedError("lab02 task 1: free is not written yet (see lab02_vllm/README.md, task 1)")
+
+    # ---------------------------------------------------------------------------------------
+    # Task 6: the prefix cache's side of allocation
+
+    def _reuse_cached_prefix(self, seq: Sequence) -> int:
+        """Put the cached blocks of ``seq``'s longest cached prefix into its (empty) table.
+
+        Only full blocks before the sequence's last token are looked up (the last token must be
+        computed to get logits), in order, each by ``hash_block(previous hash, its tokens)``,
+        stopping at the first miss or at a hit whose stored tokens differ (a hash collision). Each
+        hit is unparked when nobody held it and gets one more reference.
+
+        Returns:
+            The number of blocks reused (0 without prefix caching).
+        """
+        if self.prefix_cache is None:
+            return 0
+        # TODO(lab02 task 6): walk full blocks of token_ids[:len-1]; chain hashes; stop at a miss or a token mismatch; unpark, ref_count += 1, append.
+        raise NotImplementedError("lab02 task 6: _reuse_cached_prefix is not written yet (see lab02_vllm/README.md, task 6)")
+
+    def _on_block_full(self, seq: Sequence, index: int) -> None:
+        """Logical block ``index`` of ``seq`` is full: with prefix caching, name it by its hash
+        (chained to the hash of block ``index - 1``) and record it in the cache."""
+        if self.prefix_cache is None:
+            return
+        # TODO(lab02 task 6): parent = hash of the previous block (None for block 0); set block_hash and token_ids; insert.
+        raise NotImplementedError("lab02 task 6: _on_block_full is not written yet (see lab02_vllm/README.md, task 6)")
