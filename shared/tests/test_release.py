@@ -139,3 +139,99 @@ def test_release_of_the_real_course(tmp_path: Path) -> None:
     line = next(iter(lines))
     (out / "README.md").write_text(f"copied: {line}\n")
     assert [leak for leak in find_leaks(out) if leak.startswith("README.md holds solution line")]
+
+
+# --------------------------------------------------------------------------------------------
+# Answers restated in given code (shared.leaks)
+
+LOOP_SOLUTION = '''\
+"""A block long enough to be worth restating."""
+
+import math
+
+
+def running_stats(values: list[float]) -> tuple[float, float]:
+    """Mean and standard deviation, in one pass (task 2)."""
+    # BEGIN SOLUTION task 2: Welford's update.
+    if not values:
+        raise ValueError("values is empty")
+    count, mean, m2 = 0, 0.0, 0.0
+    for value in values:
+        count += 1
+        delta = value - mean
+        mean += delta / count
+        m2 += delta * (value - mean)
+    variance = m2 / count
+    deviation = math.sqrt(variance)
+    return mean, deviation
+    # END SOLUTION
+'''
+
+# The same statements with every local name changed, in a "given" helper of another file.
+RESTATED = '''\
+import math
+
+
+def describe(numbers):
+    """Given scaffolding that should call running_stats, but holds its answer instead."""
+    if not numbers:
+        raise ValueError("no numbers")
+    n, average, spread = 0, 0.0, 0.0
+    for number in numbers:
+        n += 1
+        step = number - average
+        average += step / n
+        spread += step * (number - average)
+    var = spread / n
+    return average, math.sqrt(var)
+'''
+
+
+def test_a_given_function_restating_a_block_with_other_names_is_found(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    write_files(root, {f"{DEMO_LAB}/solution/stats.py": LOOP_SOLUTION, f"{DEMO_LAB}/tests/helpers.py": RESTATED})
+    write_skeletons(root)
+    with pytest.raises(ReleaseError, match="would leak answers") as error:
+        write_release(tmp_path / "edition", root=root)
+    message = str(error.value)
+    assert f"{DEMO_LAB}/tests/helpers.py:4 (describe) repeats" in message
+    assert "(task 2, running_stats)" in message and "must call the student's function" in message
+
+
+def test_a_stated_overlap_is_allowed_and_named(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    marked = RESTATED.replace("def describe", "# leak-check: allowed, a worked example the README\n"
+                                              "# walks through on purpose\ndef describe")
+    write_files(root, {f"{DEMO_LAB}/solution/stats.py": LOOP_SOLUTION, f"{DEMO_LAB}/tests/helpers.py": marked})
+    write_skeletons(root)
+    summary = write_release(tmp_path / "edition", root=root)
+    assert len(summary.allowed_overlaps) == 1
+    assert "describe" in summary.allowed_overlaps[0]
+    assert summary.allowed_overlaps[0].endswith("allowed: a worked example the README walks through on purpose")
+
+
+def test_unrelated_code_of_the_same_shape_is_not_a_leak(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    unrelated = '''\
+def tally(words):
+    counts = {}
+    for word in words:
+        counts[word] = counts.get(word, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    top = ranked[:10]
+    total = sum(count for _, count in top)
+    share = total / max(1, len(words))
+    return top, share
+'''
+    write_files(root, {f"{DEMO_LAB}/solution/stats.py": LOOP_SOLUTION, f"{DEMO_LAB}/tests/helpers.py": unrelated})
+    write_skeletons(root)
+    assert write_release(tmp_path / "edition", root=root).allowed_overlaps == []
+
+
+def test_the_instructor_folder_is_left_out(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    write_files(root, {f"{DEMO_LAB}/instructor/mutants.py": "MUTANTS = []\n"})
+    summary = write_release(tmp_path / "edition", root=root)
+    assert f"{DEMO_LAB}/instructor" in summary.left_out
+    assert not (tmp_path / "edition" / DEMO_LAB / "instructor").exists()
+    assert left_out(Path(DEMO_LAB) / "instructor" / "NOTES.md")
