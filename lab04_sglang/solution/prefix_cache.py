@@ -1,0 +1,173 @@
+"""Task 4, part 2: generation that reuses the KV of a cached prefix (RadixAttention at work).
+
+A request looks its prompt up in the radix tree, loads the matched prefix's keys and values into
+a fresh ``DynamicCache``, and runs the model only on the rest of the prompt (the *suffix*); when
+it finishes, the KV of everything it computed goes back into the tree for the next request.
+The output must not change: attention over cached keys and values is the same arithmetic as
+attention over recomputed ones.
+
+The tree stores, per token, a tensor ``(layers, 2, kv_heads, head_dim)`` (keys and values of
+every layer), so a node's value is ``(tokens, layers, 2, kv_heads, head_dim)``. transformers 5's
+``DynamicCache`` keeps, per layer, ``cache.layers[i].keys`` and ``.values`` of shape
+``(batch, kv_heads, seq, head_dim)``; ``cache.update(keys, values, layer_idx)`` appends.
+
+At least one prompt token is always recomputed, even on a full match: its logits choose the
+first new token, and the cache stores keys and values, not logits (SGLang does the same).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from shared.validation import check_at_least, check_not_empty
+
+from .masks import TokenMasker
+from .radix import RadixCache
+
+
+def cache_to_value(cache: DynamicCache, start: int, end: int) -> torch.Tensor:
+    """Tokens ``start..end-1`` of a batch-1 cache as one tensor ``(end - start, layers, 2, kv_heads, head_dim)``.
+
+    A new tensor (a copy), so the tree never keeps the whole cache alive."""
+    # BEGIN SOLUTION task 4: per layer stack keys[0, :, start:end] and values[0, :, start:end] -> (2, kv_heads, n, head_dim); stack layers -> (layers, 2, kv_heads, n, head_dim); move the token axis first.
+    per_layer = [torch.stack([layer.keys[0, :, start:end], layer.values[0, :, start:end]])
+                 for layer in cache.layers]
+    return torch.stack(per_layer).permute(3, 0, 1, 2, 4).contiguous()
+    # END SOLUTION
+
+
+def value_to_cache(value: torch.Tensor, model: PreTrainedModel) -> DynamicCache:
+    """A ``DynamicCache`` holding ``value`` (``(tokens, layers, 2, kv_heads, head_dim)``) for batch 1."""
+    # BEGIN SOLUTION task 4: DynamicCache(config=model.config); for each layer update(keys, values, layer) with (1, kv_heads, tokens, head_dim) tensors.
+    cache = DynamicCache(config=model.config)
+    per_layer = value.permute(1, 2, 3, 0, 4)  # (layers, 2, kv_heads, tokens, head_dim)
+    for index, layer in enumerate(per_layer):
+        cache.update(layer[0].unsqueeze(0).clone(), layer[1].unsqueeze(0).clone(), index)
+    return cache
+    # END SOLUTION
+
+
+@dataclass
+class CachedOutput:
+    """One generation: its new tokens, and how much of its prompt came from the cache."""
+
+    token_ids: list[int]
+    cached_tokens: int  # prompt tokens whose KV came from the radix tree
+    prefilled_tokens: int  # prompt tokens the model computed
+
+
+def pick_token(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
+    """Greedy (temperature 0) or a sample from ``softmax(logits / temperature)``; ``logits``: ``(vocab,)``."""
+    if temperature == 0:
+        return int(torch.argmax(logits))
+    return int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
+
+
+class PrefixCachingGenerator:
+    """Batch-1 decoding with a radix tree of KV shared by every request it serves.
+
+    Args:
+        model: a causal LM in eval mode.
+        radix: the tree to share (a new one by default); ``use_cache=False`` turns reuse off,
+            the baseline that computes every prompt in full.
+        max_cached_tokens: evict least recently used leaves beyond this many cached tokens.
+    """
+
+    def __init__(self, model: PreTrainedModel, radix: RadixCache | None = None, use_cache: bool = True,
+                 max_cached_tokens: int | None = None) -> None:
+        self.model, self.use_cache = model, use_cache
+        self.radix = radix if radix is not None else RadixCache()
+        self.max_cached_tokens = max_cached_tokens
+
+    def _prefill(self, ids: list[int], reusable: int) -> tuple[torch.Tensor, DynamicCache, int, object]:
+        """Run ``ids`` through the model reusing the cached prefix of ``ids[:reusable]``; lock the matched node.
+
+        ``reusable`` < ``len(ids)``: the positions from ``reusable`` on need their logits.
+
+        Returns ``(logits of every new position (n, vocab), cache, matched tokens, locked node)``."""
+        # BEGIN SOLUTION task 4: match_prefix(ids[:reusable]); lock the node; load its value into a cache (or an empty DynamicCache); run the model on ids[matched:].
+        value, node = self.radix.match_prefix(ids[:reusable]) if self.use_cache else (None, self.radix.root)
+        matched = 0 if value is None else len(value)
+        self.radix.inc_lock_ref(node)
+        cache = value_to_cache(value, self.model) if matched else DynamicCache(config=self.model.config)
+        suffix = torch.tensor([ids[matched:]], device=self.model.device)
+        out = self.model(input_ids=suffix, past_key_values=cache, use_cache=True)
+        return out.logits[0], out.past_key_values, matched, node
+        # END SOLUTION
+
+    def _store(self, ids: list[int], cache: DynamicCache, node: object) -> None:
+        """Put the KV of ``ids`` (all in ``cache``) into the tree, unlock, and evict over the limit."""
+        # BEGIN SOLUTION task 4: insert ids with cache_to_value(cache, 0, len(ids)) (only when caching); dec_lock_ref(node); evict down to max_cached_tokens.
+        if self.use_cache:
+            self.radix.insert(ids, cache_to_value(cache, 0, len(ids)))
+        self.radix.dec_lock_ref(node)
+        if self.max_cached_tokens is not None and self.radix.total_size() > self.max_cached_tokens:
+            self.radix.evict(self.radix.total_size() - self.max_cached_tokens)
+        # END SOLUTION
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[int], max_new_tokens: int, eos_token_id: int | list[int] | None = None,
+                 temperature: float = 0.0, seed: int | None = None, masker: TokenMasker | None = None,
+                 stop_token_ids: list[int] | None = None) -> CachedOutput:
+        """Generate after ``prompt_ids``, reusing and then extending the radix tree.
+
+        Args:
+            prompt_ids: at least one id; max_new_tokens: at least 1.
+            eos_token_id: stop after this id (or any of a list); default the model's.
+            temperature, seed: as in ``masks.constrained_generate``.
+            masker: restrict every step to a grammar (task 2); stops when the output is complete.
+            stop_token_ids: more ids that end the generation (kept in the output, like eos).
+
+        Returns:
+            The new ids (ending with the stop id when one came) and the cached / prefilled counts.
+        """
+        check_not_empty("prompt_ids", prompt_ids)
+        check_at_least("max_new_tokens", max_new_tokens, 1)
+        check_at_least("temperature", temperature, 0.0)
+        eos = self.model.generation_config.eos_token_id if eos_token_id is None else eos_token_id
+        stops = set(eos if isinstance(eos, list) else [eos]) | set(stop_token_ids or [])
+        generator = torch.Generator().manual_seed(random.randrange(2**31) if seed is None else seed)
+        logits, cache, matched, node = self._prefill(list(prompt_ids), len(prompt_ids) - 1)
+        logits = logits[-1]
+        state = masker.automaton.start if masker is not None else None
+        generated: list[int] = []
+        try:
+            for step in range(max_new_tokens):
+                scores = logits.float().cpu()
+                if masker is not None:
+                    scores = scores.masked_fill(~masker.mask(state)[: scores.shape[0]], float("-inf"))
+                token_id = pick_token(scores, temperature, generator)
+                generated.append(token_id)
+                if masker is not None:
+                    state = masker.advance(state, token_id)
+                if token_id in stops or state == TokenMasker.FINISHED or step == max_new_tokens - 1:
+                    break
+                out = self.model(input_ids=torch.tensor([[token_id]], device=self.model.device),
+                                 past_key_values=cache, use_cache=True)
+                cache, logits = out.past_key_values, out.logits[0, -1]
+        finally:
+            computed = list(prompt_ids) + generated[:-1]  # the last new token was never fed
+            self._store(computed, cache, node)
+        return CachedOutput(generated, matched, len(prompt_ids) - matched)
+
+    @torch.no_grad()
+    def logprobs(self, prefix_ids: list[int], continuation_ids: list[int]) -> list[float]:
+        """``log p(continuation[i] | prefix + continuation[:i])`` for each continuation token.
+
+        The prefix's KV comes from the tree; prefix and continuation are stored back."""
+        check_not_empty("prefix_ids", prefix_ids)
+        check_not_empty("continuation_ids", continuation_ids)
+        ids = list(prefix_ids) + list(continuation_ids)
+        logits, cache, matched, node = self._prefill(ids, len(prefix_ids) - 1)
+        try:
+            # logits row j predicts ids[matched + j + 1]; continuation token i sits at len(prefix) + i
+            rows = logits[len(prefix_ids) - 1 - matched: len(ids) - 1 - matched].float()
+            scores = torch.log_softmax(rows, dim=-1)
+            chosen = torch.tensor(continuation_ids, device=scores.device)
+            return scores.gather(1, chosen[:, None])[:, 0].tolist()
+        finally:
+            self._store(ids, cache, node)

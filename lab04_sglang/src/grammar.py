@@ -1,0 +1,525 @@
+# Student skeleton for lab04_sglang: fill in each TODO, then run `course test lab04_sglang`.
+# (Generated from the reference solution by `course stubs`.)
+"""Task 1: a JSON Schema or a regular expression, compiled to a byte-level automaton.
+
+Constrained decoding needs one question answered fast, at every step: "which bytes may come
+next?". A finite automaton answers it in O(1) per byte. This file builds one in three stages:
+
+1. a *pattern tree* (``ByteSet`` / ``Seq`` / ``Alt`` / ``Repeat``) from a regex (``parse_regex``)
+   or from a JSON Schema (``schema_node``): JSON with canonical whitespace, ``{"a": 1, "b": [2, 3]}``,
+   the text ``json.dumps`` writes;
+2. a Thompson NFA over **bytes**, not characters: a byte-level BPE token may hold half of a
+   UTF-8 character, so the automaton must be able to stop inside one (``utf8_ranges`` turns a
+   range of code points into byte sequences);
+3. a DFA built lazily from the NFA (subset construction, one DFA state per set of NFA states,
+   made the first time a walk reaches it), so that ``Automaton.step`` is one table look-up.
+
+SGLang, vLLM and xgrammar do the same with a pushdown automaton, which also handles recursive
+schemas; a finite automaton cannot nest without bound, so a recursive ``$ref`` is an error here.
+
+Readings: Willard & Louf 2023, "Efficient Guided Generation for LLMs" (outlines: regex → FSM →
+token index); the SGLang paper (arXiv 2312.07104), section on compressed finite state machines;
+Russ Cox, "Regular Expression Matching Can Be Simple And Fast" (Thompson NFA).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_CODEPOINT = 0x10FFFF
+SURROGATES = (0xD800, 0xDFFF)
+MAX_REPEAT = 1000  # a bounded repeat is unrolled: {0,100000} would build 100000 NFA copies
+
+
+class GrammarError(ValueError):
+    """A schema or regex this compiler does not support, or one that matches nothing.
+
+    The message names the keyword, the construct, or the offset in the pattern."""
+
+
+# --------------------------------------------------------------------------------------------
+# The pattern tree (given)
+
+
+@dataclass(frozen=True)
+class ByteSet:
+    """Exactly one byte whose value lies in one of ``ranges`` (inclusive ``(low, high)`` pairs)."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Seq:
+    """The items one after another (``Seq(())`` matches the empty string)."""
+
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Alt:
+    """Any one of the options (``Alt(())`` matches nothing at all)."""
+
+    options: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """``item`` repeated between ``low`` and ``high`` times (``high=None``: no upper bound)."""
+
+    item: Node
+    low: int
+    high: int | None
+
+
+Node = ByteSet | Seq | Alt | Repeat
+EMPTY = Seq(())
+NOTHING = Alt(())
+
+
+def literal(text: str) -> Seq:
+    """The exact UTF-8 bytes of ``text``."""
+    return Seq(tuple(ByteSet(((b, b),)) for b in text.encode("utf-8")))
+
+
+def seq(*items: Node) -> Seq:
+    return Seq(tuple(items))
+
+
+def alt(*options: Node) -> Alt:
+    return Alt(tuple(options))
+
+
+def utf8_ranges(low: int, high: int) -> list[list[tuple[int, int]]]:
+    """The UTF-8 encodings of every code point in ``[low, high]``, as sequences of byte ranges.
+
+    ``utf8_ranges(0x00, 0x7F) == [[(0x00, 0x7F)]]``; a range that crosses an encoding length or
+    a continuation-byte boundary is split (the algorithm of Rust's ``regex-syntax`` utf8 module).
+    Surrogates (U+D800–U+DFFF) are left out: UTF-8 cannot encode them.
+    """
+    if low > high:
+        return []
+    if low <= SURROGATES[1] and high >= SURROGATES[0]:
+        return utf8_ranges(low, SURROGATES[0] - 1) + utf8_ranges(SURROGATES[1] + 1, high)
+    for boundary in (0x7F, 0x7FF, 0xFFFF):  # split where the encoded length changes
+        if low <= boundary < high:
+            return utf8_ranges(low, boundary) + utf8_ranges(boundary + 1, high)
+    if high <= 0x7F:
+        return [[(low, high)]]
+    for i in range(1, 4):  # split until low and high differ only in bytes that span 80..BF
+        mask = (1 << (6 * i)) - 1
+        if low & ~mask != high & ~mask:
+            if low & mask != 0:
+                return utf8_ranges(low, low | mask) + utf8_ranges((low | mask) + 1, high)
+            if high & mask != mask:
+                return utf8_ranges(low, (high & ~mask) - 1) + utf8_ranges(high & ~mask, high)
+    first, last = chr(low).encode("utf-8"), chr(high).encode("utf-8")
+    return [list(zip(first, last, strict=True))]
+
+
+def codepoints(ranges: list[tuple[int, int]]) -> Node:
+    """One character whose code point lies in one of ``ranges``, as UTF-8 bytes."""
+    options: list[Node] = []
+    for low, high in ranges:
+        for sequence in utf8_ranges(low, high):
+            options.append(Seq(tuple(ByteSet(((a, b),)) for a, b in sequence)))
+    return options[0] if len(options) == 1 else Alt(tuple(options))
+
+
+def complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every code point not in ``ranges`` (which may overlap and come in any order)."""
+    out, start = [], 0
+    for low, high in sorted(ranges):
+        if low > start:
+            out.append((start, low - 1))
+        start = max(start, high + 1)
+    if start <= MAX_CODEPOINT:
+        out.append((start, MAX_CODEPOINT))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Regular expressions
+
+DIGIT = [(0x30, 0x39)]
+WORD = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
+SPACE = [(0x09, 0x0D), (0x20, 0x20)]
+BOUND = re.compile(r"\{(\d*)(?:(,)(\d*))?\}")
+CLASS_ESCAPES = {"d": DIGIT, "w": WORD, "s": SPACE}
+CHAR_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "a": "\a", "0": "\0"}
+UNSUPPORTED_ESCAPES = {"b": "a word boundary \\b", "B": "a non-boundary \\B", "A": "the anchor \\A",
+                       "Z": "the anchor \\Z", "z": "the anchor \\z", "G": "the anchor \\G"}
+
+
+class _RegexParser:
+    """Recursive descent over the pattern: alternation > sequence > quantified atom."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern, self.pos = pattern, 0
+
+    def error(self, what: str, at: int | None = None) -> GrammarError:
+        at = self.pos if at is None else at
+        return GrammarError(f"regex {self.pattern!r}: {what} at offset {at}")
+
+    def peek(self, n: int = 1) -> str:
+        return self.pattern[self.pos:self.pos + n]
+
+    def parse(self) -> Node:
+        # TODO(lab04 task 1): an anchor ^ at the start and $ at the end are implied (skip them); then one alternation that must use up the whole pattern.
+        raise NotImplementedError("lab04 task 1: parse is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def alternation(self) -> Node:
+        # TODO(lab04 task 1): sequences separated by '|'; one option needs no Alt.
+        raise NotImplementedError("lab04 task 1: alternation is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def sequence(self) -> Node:
+        # TODO(lab04 task 1): quantified atoms until '|', ')' or the end; '$' only as the very last character.
+        raise NotImplementedError("lab04 task 1: sequence is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def bound(self) -> tuple[int, int | None, int] | None:
+        """The ``{n}``, ``{n,}``, ``{,m}``, ``{n,m}`` or ``{,}`` at ``self.pos`` as ``(low, high, end)``.
+
+        None when the ``{`` starts no bound: Python's ``re`` then reads it as a literal."""
+        match = BOUND.match(self.pattern, self.pos)
+        if not match or (match.group(1) == "" and match.group(2) is None):
+            return None
+        low = int(match.group(1) or 0)
+        high = low if match.group(2) is None else (int(match.group(3)) if match.group(3) else None)
+        return low, high, match.end()
+
+    def quantified(self, node: Node) -> Node:
+        """Apply the ``*``, ``+``, ``?`` or ``{...}`` bound that may follow an atom."""
+        # TODO(lab04 task 1): at most one quantifier (a second is an error, as in Python); a lazy '?' after it changes nothing for a full match; check low <= high.
+        raise NotImplementedError("lab04 task 1: quantified is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def atom(self) -> Node:
+        """One group, class, '.', escape or literal character."""
+        # TODO(lab04 task 1): '(' group (also '(?:' and '(?P<name>'; lookarounds and backreferences are errors naming themselves), '[' class, '.' = any character but newline, '\\' escape, a quantifier with nothing before it is an error, else the character's UTF-8 bytes.
+        raise NotImplementedError("lab04 task 1: atom is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def escape(self, in_class: bool) -> list[tuple[int, int]]:
+        """The code point ranges of the escape at ``self.pos`` (which points at the backslash)."""
+        start = self.pos
+        self.pos += 1
+        if self.pos >= len(self.pattern):
+            raise self.error("a trailing backslash", start)
+        char = self.pattern[self.pos]
+        self.pos += 1
+        if char.lower() in CLASS_ESCAPES:
+            ranges = CLASS_ESCAPES[char.lower()]
+            return complement(ranges) if char.isupper() else ranges
+        if char == "b" and in_class:
+            return [(0x08, 0x08)]  # inside a class, \\b is a backspace (as in Python)
+        if char in CHAR_ESCAPES:
+            return [(ord(CHAR_ESCAPES[char]),) * 2]
+        if char in "xuU":
+            width = {"x": 2, "u": 4, "U": 8}[char]
+            digits = self.pattern[self.pos:self.pos + width]
+            if len(digits) != width or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise self.error(f"\\{char} needs {width} hex digits", start)
+            self.pos += width
+            return [(int(digits, 16),) * 2]
+        if char.isdigit():
+            raise self.error(f"a backreference \\{char} is not supported", start)
+        if char in UNSUPPORTED_ESCAPES and not in_class:
+            raise self.error(f"{UNSUPPORTED_ESCAPES[char]} is not supported", start)
+        if char.isalnum():
+            raise self.error(f"unknown escape \\{char}", start)
+        return [(ord(char), ord(char))]
+
+    def class_item(self) -> list[tuple[int, int]]:
+        """One character or escape inside ``[...]``."""
+        if self.peek() == "\\":
+            return self.escape(in_class=True)
+        self.pos += 1
+        return [(ord(self.pattern[self.pos - 1]),) * 2]
+
+    def char_class(self) -> Node:
+        """``[...]`` or ``[^...]``: one character in (or not in) a set of ranges."""
+        start = self.pos
+        self.pos += 1
+        negate = self.peek() == "^"
+        if negate:
+            self.pos += 1
+        ranges: list[tuple[int, int]] = []
+        first = True
+        while True:
+            if self.pos >= len(self.pattern):
+                raise self.error("a '[' that is never closed", start)
+            if self.peek() == "]" and not first:
+                self.pos += 1
+                break
+            first, item_start = False, self.pos
+            item = self.class_item()
+            if self.peek() == "-" and self.pos + 1 < len(self.pattern) and self.pattern[self.pos + 1] != "]":
+                self.pos += 1
+                end = self.class_item()
+                if len(item) != 1 or item[0][0] != item[0][1] or len(end) != 1 or end[0][0] != end[0][1]:
+                    raise self.error("a character range with a class escape at one end", item_start)
+                if end[0][0] < item[0][0]:
+                    raise self.error("a bad character range (its end is below its start)", item_start)
+                item = [(item[0][0], end[0][0])]
+            ranges += item
+        chosen = complement(ranges) if negate else ranges
+        if not chosen:
+            return NOTHING
+        return codepoints(_merge(chosen))
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def parse_regex(pattern: str) -> Node:
+    """The pattern tree of a regular expression, matched in full (``^`` and ``$`` implied).
+
+    Supported: literals, escapes (``\\d \\w \\s \\D \\W \\S \\n \\t \\xHH \\uHHHH``, escaped
+    punctuation), classes ``[a-z_]`` and ``[^...]``, ``.`` (any character but a newline),
+    groups ``(...)``, ``(?:...)``, ``(?P<name>...)``, alternation ``|``, and the quantifiers
+    ``* + ? {n} {n,} {,m} {n,m}`` (lazy ones too). Character classes mean what Python's
+    ``re`` means with ``re.ASCII``.
+
+    Raises:
+        GrammarError: for lookarounds, backreferences, ``\\b``, anchors inside the pattern,
+            unbalanced brackets, a quantifier with nothing to repeat, a bound whose maximum is
+            below its minimum; the message names the construct and its offset.
+    """
+    if not isinstance(pattern, str):
+        raise GrammarError(f"regex must be a string, got {type(pattern).__name__}")
+    return _RegexParser(pattern).parse()
+
+
+# --------------------------------------------------------------------------------------------
+# JSON Schema
+
+#: Keywords that describe a schema without constraining the text: ignored.
+ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
+               "deprecated", "readOnly", "writeOnly"}
+#: JSON string characters: anything but '"', '\' and control characters, or an escape.
+JSON_CHAR = alt(
+    codepoints(complement([(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C)])),
+    seq(literal("\\"), codepoints([(0x22, 0x22), (0x2F, 0x2F), (0x5C, 0x5C), (0x62, 0x62),
+                                   (0x66, 0x66), (0x6E, 0x6E), (0x72, 0x72), (0x74, 0x74)])),
+    seq(literal("\\u"), Repeat(codepoints([(0x30, 0x39), (0x41, 0x46), (0x61, 0x66)]), 4, 4)),
+)
+ONE_TO_NINE, DIGIT_NODE = codepoints([(0x31, 0x39)]), codepoints(DIGIT)
+INTEGER = seq(Repeat(literal("-"), 0, 1),
+              alt(literal("0"), seq(ONE_TO_NINE, Repeat(DIGIT_NODE, 0, None))))
+NUMBER = seq(INTEGER, Repeat(seq(literal("."), Repeat(DIGIT_NODE, 1, None)), 0, 1),
+             Repeat(seq(codepoints([(0x45, 0x45), (0x65, 0x65)]),
+                        Repeat(codepoints([(0x2B, 0x2B), (0x2D, 0x2D)]), 0, 1),
+                        Repeat(DIGIT_NODE, 1, None)), 0, 1))
+ITEM_SEPARATOR, KEY_SEPARATOR = ", ", ": "  # json.dumps' defaults: canonical whitespace
+
+
+def json_text(value: Any) -> str:
+    """``value`` as canonical JSON text (what ``enum`` and ``const`` allow)."""
+    return json.dumps(value, ensure_ascii=False, separators=(ITEM_SEPARATOR, KEY_SEPARATOR))
+
+
+def load_schema(schema: Any) -> dict:
+    """A schema given as a pydantic model class, a dict or JSON text, as a checked dict.
+
+    Raises:
+        GrammarError: the schema is not valid JSON (naming the offset) or not a valid JSON
+            Schema (naming the failing keyword, via ``jsonschema``'s meta-schema check).
+    """
+    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
+        schema = schema.model_json_schema()
+    elif isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as error:
+            raise GrammarError(f"json_schema is not valid JSON: {error.msg} at offset {error.pos}") from None
+    if not isinstance(schema, dict):
+        raise GrammarError(f"json_schema must be an object (a dict), got {type(schema).__name__}")
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "/".join(str(p) for p in error.absolute_path) or "the root"
+        raise GrammarError(f"json_schema is not a valid JSON Schema at {where}: {error.message}") from None
+    return schema
+
+
+class _SchemaCompiler:
+    def __init__(self, root: dict) -> None:
+        self.root = root
+        self.resolving: list[str] = []  # the $refs being expanded right now: a repeat is recursion
+
+    def unsupported(self, keyword: str, where: str) -> GrammarError:
+        return GrammarError(f"json_schema keyword {keyword!r} at {where} is not supported")
+
+    def node(self, schema: Any, where: str = "#") -> Node:
+        """The pattern tree for one (sub)schema; ``where`` is its JSON pointer, for messages."""
+        # TODO(lab04 task 1): reject unknown keywords by name; then const, enum, $ref (resolve it in #/$defs, error on recursion), anyOf, a list of types, and one branch per type.
+        raise NotImplementedError("lab04 task 1: node is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def ref(self, ref: str, where: str) -> Node:
+        # TODO(lab04 task 1): only local refs '#/$defs/Name' (or '#/definitions/'); a ref already being expanded is recursion: an error.
+        raise NotImplementedError("lab04 task 1: ref is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def object_node(self, schema: dict, where: str) -> Node:
+        """``{"key": value, ...}`` with the properties in the schema's order; optional ones may be left out."""
+        # TODO(lab04 task 1): properties in order, each '"key": value'; ', ' only between two present ones; required ones always present (a required key that is not a property is an error); no properties: '{}'.
+        raise NotImplementedError("lab04 task 1: object_node is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def array_node(self, schema: dict, where: str) -> Node:
+        """``[item, item, ...]`` with between ``minItems`` and ``maxItems`` items."""
+        # TODO(lab04 task 1): 'items' is needed; items joined by ', '; minItems 0 also allows '[]'; maxItems 0 only '[]'; minItems > maxItems can never match.
+        raise NotImplementedError("lab04 task 1: array_node is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def string_node(self, schema: dict, where: str) -> Node:
+        """``"..."`` holding between ``minLength`` and ``maxLength`` characters (an escape is one)."""
+        # TODO(lab04 task 1): a quote, JSON_CHAR repeated minLength..maxLength times, a quote; minLength > maxLength can never match.
+        raise NotImplementedError("lab04 task 1: string_node is not written yet (see lab04_sglang/README.md, task 1)")
+
+
+def schema_node(schema: Any) -> Node:
+    """The pattern tree of every canonical JSON text that validates against ``schema``.
+
+    Args:
+        schema: a pydantic model class, a dict, or JSON text.
+
+    Supported: ``type`` object (``properties``, ``required``; no additional properties),
+    array (``items``, ``minItems``, ``maxItems``), string (``minLength``, ``maxLength``),
+    integer, number, boolean, null, and a list of types; ``enum``, ``const``, ``anyOf``,
+    local ``$ref`` into ``$defs``. Annotations (title, description, default...) are ignored.
+
+    Raises:
+        GrammarError: an invalid schema, an unsupported keyword (named, with its JSON pointer),
+            a recursive ``$ref``, or bounds that nothing can satisfy.
+    """
+    root = load_schema(schema)
+    return _SchemaCompiler(root).node(root)
+
+
+# --------------------------------------------------------------------------------------------
+# NFA and lazy DFA
+
+
+class Automaton:
+    """A DFA over bytes, built lazily from a pattern tree.
+
+    States are small integers; ``start`` is the first, ``DEAD`` (-1) means no match is possible
+    any more. ``step(state, byte)`` is one look-up once a state's row is built.
+    """
+
+    DEAD = -1
+
+    def __init__(self, node: Node, source: str = "pattern") -> None:
+        self.source = source
+        # NFA: byte-range edges and epsilon edges per state; state 0 starts, self.final accepts.
+        self.edges: list[list[tuple[int, int, int]]] = []
+        self.epsilons: list[list[int]] = []
+        start = self._new_state()
+        self.final = self._build(node, start)
+        self._trim(start)
+        # DFA: each state is a closed set of NFA states, numbered in order of discovery.
+        self._sets: list[frozenset[int]] = []
+        self._ids: dict[frozenset[int], int] = {}
+        self._rows: list[list[int] | None] = []
+        self.start = self._intern(self._closure({start}))
+
+    # NFA construction ----------------------------------------------------------------------
+
+    def _new_state(self) -> int:
+        self.edges.append([])
+        self.epsilons.append([])
+        return len(self.edges) - 1
+
+    def _build(self, node: Node, start: int) -> int:
+        """Add ``node``'s NFA fragment beginning at state ``start``; return its end state."""
+        # TODO(lab04 task 1): Thompson's construction: ByteSet = one edge per range to a new state; Seq chains; Alt = epsilon to each option's start and from each end to one shared end; Repeat = `low` copies, then (high - low) optional copies, or a loop when high is None.
+        raise NotImplementedError("lab04 task 1: _build is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def _trim(self, start: int) -> None:
+        """Drop edges into states from which the final state cannot be reached.
+
+        Then every DFA state but ``DEAD`` can still be completed, so a token mask never lets
+        a model walk into a dead end; a pattern that matches nothing is an error here."""
+        backward: list[list[int]] = [[] for _ in self.edges]
+        for state in range(len(self.edges)):
+            for _, _, target in self.edges[state]:
+                backward[target].append(state)
+            for target in self.epsilons[state]:
+                backward[target].append(state)
+        alive, todo = {self.final}, [self.final]
+        while todo:
+            for previous in backward[todo.pop()]:
+                if previous not in alive:
+                    alive.add(previous)
+                    todo.append(previous)
+        if start not in alive:
+            raise GrammarError(f"{self.source} can never match anything")
+        for state in range(len(self.edges)):
+            self.edges[state] = [e for e in self.edges[state] if e[2] in alive]
+            self.epsilons[state] = [t for t in self.epsilons[state] if t in alive]
+
+    # DFA ------------------------------------------------------------------------------------
+
+    def _closure(self, states: set[int]) -> frozenset[int]:
+        todo, seen = list(states), set(states)
+        while todo:
+            for target in self.epsilons[todo.pop()]:
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return frozenset(seen)
+
+    def _intern(self, states: frozenset[int]) -> int:
+        if states not in self._ids:
+            self._ids[states] = len(self._sets)
+            self._sets.append(states)
+            self._rows.append(None)
+        return self._ids[states]
+
+    def _row(self, state: int) -> list[int]:
+        """The 256 successors of DFA ``state`` (``DEAD`` where a byte is not allowed), built once."""
+        # TODO(lab04 task 1): subset construction for one state: for each byte, the epsilon closure of every NFA edge target whose range holds the byte; an empty set is DEAD.
+        raise NotImplementedError("lab04 task 1: _row is not written yet (see lab04_sglang/README.md, task 1)")
+
+    def step(self, state: int, byte: int) -> int:
+        """The state after reading ``byte`` (0..255) in ``state``; ``DEAD`` if it is not allowed."""
+        return self.DEAD if state == self.DEAD else self._row(state)[byte]
+
+    def walk(self, state: int, data: bytes) -> int:
+        """The state after reading every byte of ``data``; ``DEAD`` as soon as one is not allowed."""
+        for byte in data:
+            if state == self.DEAD:
+                break
+            state = self._row(state)[byte]
+        return state
+
+    def is_accepting(self, state: int) -> bool:
+        """Whether the text read so far is a complete match."""
+        return state != self.DEAD and self.final in self._sets[state]
+
+    def matches(self, text: str | bytes) -> bool:
+        """Whether the whole of ``text`` is a match."""
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        return self.is_accepting(self.walk(self.start, data))
+
+    @property
+    def num_states(self) -> int:
+        """DFA states built so far (the DFA grows as walks discover it)."""
+        return len(self._sets)
+
+
+def compile_regex(pattern: str) -> Automaton:
+    """The automaton of a regex, matched in full. Raises GrammarError (see ``parse_regex``)."""
+    return Automaton(parse_regex(pattern), source=f"regex {pattern!r}")
+
+
+def compile_json_schema(schema: Any) -> Automaton:
+    """The automaton of canonical JSON texts valid against ``schema`` (see ``schema_node``)."""
+    return Automaton(schema_node(schema), source="json_schema")

@@ -1,0 +1,130 @@
+"""What several lab04 test files share: the modules under test, schemas, and small oracles."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+from hypothesis import strategies as st
+
+from shared.impl import lab_module
+
+LAB = "lab04_sglang"
+grammar = lab_module(LAB, "grammar")
+masks = lab_module(LAB, "masks")
+xgrammar_check = lab_module(LAB, "xgrammar_check")
+radix = lab_module(LAB, "radix")
+prefix_cache = lab_module(LAB, "prefix_cache")
+program = lab_module(LAB, "program")
+
+#: The fixture's kind of record, as a JSON Schema with every supported type in it.
+RECORD = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 16},
+        "age": {"type": "integer"},
+        "city": {"enum": ["Lima", "Seoul", "Tokyo", "Madrid"]},
+        "active": {"type": "boolean"},
+    },
+    "required": ["name", "age"],
+}
+
+#: Regexes of the kind SGLang programs use, each with strings it must and must not match.
+REGEXES = {
+    r"\d{3}-\d{4}": (["555-1234", "000-0000"], ["5551234", "555-123", "55a-1234"]),
+    r"(yes|no|maybe)": (["yes", "maybe"], ["ye", "yesno", ""]),
+    r"[A-Z][a-z]{1,5}": (["Lima", "Ab"], ["A", "lima", "Abcdefg"]),
+    r"\w+@\w+\.(com|org)": (["a@b.com", "x_1@y2.org"], ["a@b.net", "@b.com"]),
+    r"-?(0|[1-9]\d*)(\.\d+)?": (["0", "-12.50", "7"], ["01", "1.", "--1"]),
+    r"[^,\n]{0,8},?": (["héllo,", "🍕🍕", ","], ["a\nb", "123456789"]),
+}
+
+
+def json_text(value) -> str:
+    """Canonical JSON text, as task 1 writes it (json.dumps' separators, raw UTF-8)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def check_json_completion(text: str, schema: dict) -> None:
+    """The oracle: the text parses and validates against the schema (jsonschema)."""
+    jsonschema.validate(json.loads(text), schema)
+
+
+def check_regex_completion(text: str, pattern: str) -> None:
+    assert re.fullmatch(pattern, text, re.ASCII), f"{text!r} does not fully match {pattern!r}"
+
+
+def allowed_ids(mask: torch.Tensor) -> set[int]:
+    return {int(i) for i in torch.nonzero(mask).flatten()}
+
+
+def fixture_dir() -> Path:
+    """The course fixture (trained): tests that need trained behaviour use it even with --model."""
+    from shared.models import fixture_path
+
+    return fixture_path()
+
+
+def load(path: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def fixture_model():
+    """The trained fixture model and tokenizer."""
+    return load(fixture_dir())
+
+
+@pytest.fixture(scope="session")
+def random_model():
+    """A Qwen2-shaped model with random weights and a list of eos ids (see shared.models)."""
+    from shared.models import build_random_model
+
+    return load(build_random_model("qwen2", seed=3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hypothesis: small schemas that always end (bounded strings and arrays)
+
+scalar_schemas = st.one_of(
+    st.builds(lambda n: {"type": "string", "maxLength": n}, st.integers(0, 6)),
+    st.builds(lambda lo, extra: {"type": "string", "minLength": lo, "maxLength": lo + extra},
+              st.integers(0, 3), st.integers(0, 3)),
+    st.just({"type": "boolean"}),
+    st.just({"type": "null"}),
+    st.builds(lambda values: {"enum": values},
+              st.lists(st.one_of(st.text("abcxyz é", max_size=4), st.integers(-50, 50), st.booleans(),
+                                 st.none()), min_size=1, max_size=4, unique_by=json_text)),
+    st.builds(lambda v: {"const": v}, st.one_of(st.text("ab", max_size=3), st.integers(0, 9))),
+)
+NAMES = st.text("abcdefgh", min_size=1, max_size=5)
+
+
+def _object(props: dict, required_mask: list[bool]) -> dict:
+    names = list(props)
+    return {"type": "object", "properties": props,
+            "required": [n for n, keep in zip(names, required_mask, strict=False) if keep]}
+
+
+def schemas(depth: int = 2):
+    """A strategy of JSON Schemas in task 1's subset whose completions are always short."""
+    if depth == 0:
+        return scalar_schemas
+    inner = schemas(depth - 1)
+    return st.one_of(
+        scalar_schemas,
+        st.builds(lambda items, lo, extra: {"type": "array", "items": items, "minItems": lo,
+                                            "maxItems": lo + extra},
+                  inner, st.integers(0, 2), st.integers(0, 2)),
+        st.builds(_object, st.dictionaries(NAMES, inner, min_size=0, max_size=3),
+                  st.lists(st.booleans(), min_size=3, max_size=3)),
+        st.builds(lambda a, b: {"anyOf": [a, b]}, inner, inner),
+    )

@@ -1,0 +1,156 @@
+"""Task 1: JSON Schema and regex to a byte-level automaton."""
+
+import json
+import re
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from .helpers import RECORD, REGEXES, grammar, json_text, schemas
+
+pytestmark = pytest.mark.task(1)
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("pattern", list(REGEXES))
+def test_regex_matches_what_python_matches(pattern):
+    """Each regex accepts its examples and refuses its counter-examples, like re.fullmatch."""
+    automaton = grammar.compile_regex(pattern)
+    good, bad = REGEXES[pattern]
+    for text in good:
+        assert re.fullmatch(pattern, text, re.ASCII) and automaton.matches(text), text
+    for text in bad:
+        assert not re.fullmatch(pattern, text, re.ASCII) and not automaton.matches(text), text
+
+
+REGEX_PARTS = st.sampled_from(["a", "b", "[a-c]", "[^b]", r"\d", r"\w", ".", "é", "(a|bc)", "(?:ab)", "x{2}",
+                               "[0-9]{1,2}", "a?", "b*", "c+", "(a|b){,2}", r"\.", "[é🍕-]"])
+
+
+@pytest.mark.points(4)
+@SETTINGS
+@given(parts=st.lists(REGEX_PARTS, min_size=1, max_size=4),
+       texts=st.lists(st.text("abcx01.-é🍕\n", max_size=6), min_size=5, max_size=5))
+def test_regex_agrees_with_re_fullmatch_on_random_text(parts, texts):
+    """Hypothesis: on random patterns and strings (multi-byte characters included), the automaton and re agree."""
+    pattern = "".join(parts)
+    automaton = grammar.compile_regex(pattern)
+    for text in texts:
+        assert automaton.matches(text) == bool(re.fullmatch(pattern, text, re.ASCII)), (pattern, text)
+
+
+@pytest.mark.points(2)
+@SETTINGS
+@given(data=st.data())
+def test_regex_accepts_hypothesis_strings_of_the_pattern(data):
+    """Strings Hypothesis builds from a pattern (from_regex, fullmatch) are all accepted."""
+    pattern = data.draw(st.sampled_from([r"\d{2,4}", r"[a-f]+@x\.(io|org)", r"(ab|c)*d?", r"[^\n]{1,3}"]))
+    text = data.draw(st.from_regex(re.compile(pattern, re.ASCII), fullmatch=True))
+    assert grammar.compile_regex(pattern).matches(text), (pattern, text)
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("pattern, named", [
+    (r"(?=a)b", "lookahead"), (r"(a)\1", "backreference"), (r"\bword", "boundary"), (r"(ab", "never closed"),
+    (r"ab)", "unbalanced"), (r"*a", "nothing to repeat"), (r"a{3,2}", "below its minimum"),
+    ("a$b", "anchor"), (r"[^\x00-\U0010FFFF]", "never match"), ("[abc", "never closed")])
+def test_regex_errors_name_the_construct(pattern, named):
+    """Unsupported or impossible regexes fail with a GrammarError (a ValueError) naming what is wrong."""
+    with pytest.raises(ValueError, match=named):
+        grammar.compile_regex(pattern)
+
+
+@pytest.mark.points(3)
+def test_record_schema_canonical_text():
+    """The record schema accepts json.dumps of valid records, with optional keys left out in order."""
+    automaton = grammar.compile_json_schema(RECORD)
+    for record in [{"name": "Lena", "age": 25}, {"name": "", "age": -3, "city": "Lima", "active": True},
+                   {"name": "Ana", "age": 0, "active": False}, {"name": "Zoë \"Z\"", "age": 7, "city": "Tokyo"}]:
+        assert automaton.matches(json_text(record)), record
+    for text in ['{"age": 25, "name": "Lena"}', '{"name": "Lena"}', '{"name":"Lena", "age": 25}',
+                 '{"name": "Lena", "age": 025}', '{"name": "Lena", "age": 25, "city": "Paris"}',
+                 '{"name": "Lena", "age": 2.5}', '{"name": "' + "x" * 17 + '", "age": 1}',
+                 '{"name": "Lena", "age": 25, "extra": 1}', '{"name": "a\nb", "age": 1}']:
+        assert not automaton.matches(text), text
+
+
+class Address(BaseModel):
+    street: str
+    number: int
+
+
+class Person(BaseModel):
+    name: str
+    score: float
+    tags: list[str]
+    home: Address
+    nickname: str | None = None
+
+
+@pytest.mark.points(3)
+def test_pydantic_model_with_refs_and_optional():
+    """A pydantic model ($defs/$ref, anyOf with null, float, list) compiles; its JSON is accepted."""
+    automaton = grammar.compile_json_schema(Person)
+    person = Person(name="Ana", score=-1.5e3, tags=["a", "b"], home=Address(street="Main", number=4))
+    assert automaton.matches(json_text(person.model_dump()))
+    assert automaton.matches(json_text({**person.model_dump(), "nickname": "Ani", "tags": []}))
+    assert not automaton.matches(json_text({**person.model_dump(), "home": {"street": "Main"}}))
+
+
+@pytest.mark.points(5)
+@SETTINGS
+@given(schema=schemas(), data=st.data())
+def test_schema_accepts_exactly_the_valid_instances(schema, data):
+    """Hypothesis: for generated schemas, an instance built from the schema is accepted iff jsonschema says it is
+    valid."""
+    automaton = grammar.compile_json_schema(schema)
+    value = data.draw(_instances(schema))
+    valid = jsonschema.Draft202012Validator(schema).is_valid(value)
+    assert automaton.matches(json_text(value)) == valid, (schema, value)
+
+
+def _instances(schema):
+    """Values near a schema: valid ones and plausible mistakes."""
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-20, 20), st.text("abé\"\\", max_size=8))
+    if "enum" in schema:
+        return st.one_of(st.sampled_from(schema["enum"]), scalar)
+    if "const" in schema:
+        return st.one_of(st.just(schema["const"]), scalar)
+    if "anyOf" in schema:
+        return st.one_of(*[_instances(s) for s in schema["anyOf"]])
+    if schema["type"] == "array":
+        return st.lists(_instances(schema["items"]), max_size=schema.get("maxItems", 3) + 1)
+    if schema["type"] == "object":
+        props = schema["properties"]
+        return st.fixed_dictionaries({}, optional={k: _instances(v) for k, v in props.items()})
+    return scalar
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("schema, named", [
+    ({"type": "string", "pattern": "a+"}, "pattern"), ({"type": "object", "properties": {"a": {"type": "integer",
+     "minimum": 0}}}, "minimum"), ({"type": "array"}, "items"), ({"type": "string", "minLength": 3, "maxLength": 1},
+     "minLength"), ({"$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}},
+                    "$ref": "#/$defs/N"}, "recursive"), ({"type": "strin"}, "not a valid JSON Schema"),
+    ('{"type": "object"', "not valid JSON"), ({"type": "object", "properties": {}, "required": ["a"]}, "'a'"),
+    ({"type": "object", "additionalProperties": True}, "additionalProperties")])
+def test_schema_errors_name_the_keyword(schema, named):
+    """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        grammar.compile_json_schema(schema)
+
+
+@pytest.mark.points(2)
+def test_automaton_stops_inside_a_character():
+    """The automaton is over bytes: the first byte of 'é' leads to a live, non-accepting state."""
+    automaton = grammar.compile_regex("é+")
+    first, second = "é".encode()
+    middle = automaton.step(automaton.start, first)
+    assert middle != automaton.DEAD and not automaton.is_accepting(middle)
+    assert automaton.is_accepting(automaton.step(middle, second))
+    assert automaton.step(automaton.start, second) == automaton.DEAD
+    assert json.loads(json_text("é")) == "é"
