@@ -1,0 +1,1 @@
+"""Lab 03: llama.cpp, the GGUF format, converting, quantizing and running on a CPU."""

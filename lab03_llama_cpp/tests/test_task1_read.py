@@ -1,0 +1,213 @@
+"""Task 1: read GGUF by hand; agree with gguf.GGUFReader; refuse bad bytes naming the offset."""
+
+from __future__ import annotations
+
+import struct
+
+import gguf
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .helpers import gguf_read, llama_cpp_quantize, reader_metadata, reference_gguf, reference_source, same_value
+
+pytestmark = pytest.mark.task(1)
+
+VT = gguf.GGUFValueType
+SCALARS = [  # (key, value, type): one of every scalar type, at its edges
+    ("t.uint8", 255, VT.UINT8), ("t.int8", -128, VT.INT8), ("t.uint16", 65535, VT.UINT16),
+    ("t.int16", -32768, VT.INT16), ("t.uint32", 2**32 - 1, VT.UINT32), ("t.int32", -(2**31), VT.INT32),
+    ("t.float32", 0.1, VT.FLOAT32), ("t.bool", True, VT.BOOL), ("t.false", False, VT.BOOL),
+    ("t.string", "héllo 🍕 wörld", VT.STRING), ("t.empty", "", VT.STRING),
+    ("t.uint64", 2**64 - 1, VT.UINT64), ("t.int64", -(2**63), VT.INT64), ("t.float64", -1e300, VT.FLOAT64),
+]
+ARRAYS = [("a.int32", [1, -2, 3]), ("a.float32", [0.5, -1.25]), ("a.strings", ["a", "", "ü", "日本"]),
+          ("a.bool", [True, False, True])]
+NESTED = [[1, 2, 3], [4], [5, 6]]
+
+
+def write_file(path, *, alignment: int | None = None, tensors: bool = True, endian=gguf.GGUFEndian.LITTLE):
+    """A GGUF file written by the gguf package: every value type, arrays, nested arrays, and
+    tensors of several types and shapes (quantized ones quantized by the gguf package)."""
+    writer = gguf.GGUFWriter(path, arch="llama", endianess=endian)
+    if alignment:
+        writer.add_custom_alignment(alignment)
+    for key, value, vtype in SCALARS:
+        writer.add_key_value(key, value, vtype)
+    for key, value in ARRAYS:
+        writer.add_array(key, value)
+    writer.add_array("a.nested", NESTED)
+    rng = np.random.default_rng(0)
+    if tensors:
+        writer.add_tensor("vector", rng.standard_normal(7).astype(np.float32))
+        writer.add_tensor("matrix.f16", rng.standard_normal((3, 5)).astype(np.float16))
+        cube = rng.standard_normal((2, 3, 64)).astype(np.float32)
+        writer.add_tensor("cube.q8_0", gguf.quantize(cube, gguf.GGMLQuantizationType.Q8_0),
+                          raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        rows = rng.standard_normal((4, 256)).astype(np.float32)
+        writer.add_tensor("rows.q4_0", gguf.quantize(rows, gguf.GGMLQuantizationType.Q4_0),
+                          raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+        k_quant = rng.integers(0, 256, size=(2, 210), dtype=np.uint8)  # 2 rows of one Q6_K block
+        writer.add_tensor("rows.q6_k", k_quant, raw_dtype=gguf.GGMLQuantizationType.Q6_K)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    return write_file(tmp_path_factory.mktemp("gguf") / "all_types.gguf")
+
+
+def compare_with_reader(path) -> None:
+    """Our metadata and tensor table equal gguf.GGUFReader's, bytes of every tensor included."""
+    ours = gguf_read.read_gguf(path)
+    reader = gguf.GGUFReader(path)
+    expected = reader_metadata(reader)
+    nested = {k for k, v in ours.value_types.items() if v == VT.ARRAY and ours.metadata[k]
+              and isinstance(ours.metadata[k][0], list)}
+    assert set(ours.metadata) == set(expected)
+    for key, value in expected.items():
+        if key not in nested:  # GGUFReader.contents() flattens nested arrays
+            assert same_value(ours.metadata[key], value), f"metadata {key!r}: {ours.metadata[key]!r} != {value!r}"
+    assert ours.value_types == {name: int(field.types[0]) for name, field in reader.fields.items()
+                                if not name.startswith("GGUF.")}
+    assert [t.name for t in ours.tensors] == [t.name for t in reader.tensors]
+    for info, theirs in zip(ours.tensors, reader.tensors, strict=True):
+        assert info.shape == tuple(int(d) for d in theirs.shape), info.name
+        assert info.ggml_type == int(theirs.tensor_type), info.name
+        assert info.n_bytes == theirs.n_bytes, info.name
+        assert ours.data_offset + info.offset == theirs.data_offset, info.name
+        assert np.array_equal(ours.tensor_bytes(info.name), np.asarray(theirs.data).reshape(-1).view(np.uint8))
+
+
+@pytest.mark.points(1)
+def test_take_stops_at_the_end():
+    """ByteReader.take returns the next bytes and advances; reading past the end is a GGUFError
+    (a ValueError) naming the offset, never a short read."""
+    reader = gguf_read.ByteReader(b"abcdef")
+    assert bytes(reader.take(2, "x")) == b"ab" and reader.offset == 2
+    assert bytes(reader.take(4, "x")) == b"cdef" and reader.offset == 6
+    assert bytes(reader.take(0, "x")) == b""
+    with pytest.raises(gguf_read.GGUFError, match="offset 6") as error:
+        reader.take(1, "the next thing")
+    assert error.value.offset == 6 and isinstance(error.value, ValueError)
+    assert "the next thing" in str(error.value)
+
+
+@pytest.mark.points(3)
+def test_every_scalar_type_matches_gguf_reader(written):
+    """Every scalar value type (ints of 8 to 64 bits at their limits, floats, bools, strings with
+    non-ASCII text) reads as gguf.GGUFReader reads it, with the same value type ids."""
+    ours = gguf_read.read_gguf(written)
+    assert ours.version == 3
+    for key, value, vtype in SCALARS:
+        assert ours.value_types[key] == int(vtype), key
+        if vtype == VT.FLOAT32:
+            assert ours.metadata[key] == float(np.float32(value)), key
+        else:
+            assert ours.metadata[key] == value and type(ours.metadata[key]) is type(value), key
+    compare_with_reader(written)
+
+
+@pytest.mark.points(2)
+def test_arrays_and_nested_arrays(written):
+    """Arrays of ints, floats, strings and bools come back as lists; an array of arrays as a list of lists."""
+    ours = gguf_read.read_gguf(written)
+    for key, value in ARRAYS:
+        assert ours.value_types[key] == int(VT.ARRAY)
+        assert same_value(ours.metadata[key], [float(np.float32(v)) if isinstance(v, float) else v for v in value])
+    assert ours.metadata["a.nested"] == NESTED
+
+
+@pytest.mark.points(3)
+def test_tensor_table_matches_gguf_reader(written):
+    """Tensor names, shapes (ggml order), types, byte sizes and absolute data offsets equal
+    gguf.GGUFReader's for F32, F16, Q8_0, Q4_0 and Q6_K tensors of 1 to 3 dimensions; the data
+    section starts at the next multiple of 32 after the tensor infos."""
+    compare_with_reader(written)
+    ours = gguf_read.read_gguf(written)
+    assert ours.alignment == 32 and ours.data_offset % 32 == 0
+    assert [t.type_name for t in ours.tensors] == ["F32", "F16", "Q8_0", "Q4_0", "Q6_K"]
+    assert ours.tensor("cube.q8_0").shape == (64, 3, 2)
+    for type_id, (name, block, size) in gguf_read.GGML_TYPES.items():
+        assert gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(type_id)] == (block, size), name
+        shape = (block * 3, 5)
+        expected = gguf.quant_shape_to_byte_shape(shape[::-1], gguf.GGMLQuantizationType(type_id))
+        assert gguf_read.tensor_nbytes(shape, type_id) == int(np.prod(expected)), name
+
+
+@pytest.mark.points(1)
+def test_custom_alignment(tmp_path):
+    """general.alignment = 64 moves the data section and every tensor to multiples of 64."""
+    path = write_file(tmp_path / "aligned.gguf", alignment=64)
+    ours = gguf_read.read_gguf(path)
+    assert ours.alignment == 64 and ours.data_offset % 64 == 0
+    assert all(t.offset % 64 == 0 for t in ours.tensors)
+    compare_with_reader(path)
+
+
+@pytest.mark.points(2)
+def test_llama_cpp_vocab_files():
+    """llama.cpp's own vocabulary file for BERT (written by its converter) reads exactly as
+    gguf.GGUFReader reads it: 30,000 tokens with scores and token types."""
+    models = reference_source().source_dir() / "models"
+    for path in (models / "ggml-vocab-bert-bge.gguf",):
+        compare_with_reader(path)
+        ours = gguf_read.read_gguf(path)
+        assert len(ours.metadata["tokenizer.ggml.tokens"]) > 1000, path.name
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(1)
+def test_file_from_llama_cpps_quantizer(model_dir, tmp_path):
+    """A Q4_K_M file written by llama.cpp's own quantizer (mixed Q4_K, Q6_K, F32 tensors) reads as
+    gguf.GGUFReader reads it."""
+    path = llama_cpp_quantize(reference_gguf(model_dir), tmp_path / "q4_k_m.gguf", "Q4_K_M")
+    compare_with_reader(path)
+    assert {"Q4_K", "F32"} <= {t.type_name for t in gguf_read.read_gguf(path).tensors}
+
+
+@pytest.mark.points(1)
+def test_bad_headers_name_the_offset(written, tmp_path):
+    """A wrong magic (offset 0), an unknown version (offset 4), an absurd tensor count, an unknown
+    value type and a string length past the end are GGUFErrors naming the offset; a missing file is
+    a FileNotFoundError naming the path."""
+    good = written.read_bytes()
+    cases = {
+        "magic": (b"GGML" + good[4:], 0),
+        "version": (good[:4] + struct.pack("<I", 99) + good[8:], 4),
+        "tensor count": (good[:8] + struct.pack("<Q", 2**62) + good[16:], None),
+    }
+    for what, (data, offset) in cases.items():
+        with pytest.raises(gguf_read.GGUFError, match="offset") as error:
+            gguf_read.parse_gguf(data)
+        if offset is not None:
+            assert error.value.offset == offset, what
+    # the first key/value starts at 24: key length u64, key bytes, then the value type u32
+    key_length = struct.unpack_from("<Q", good, 24)[0]
+    type_at = 24 + 8 + key_length
+    with pytest.raises(gguf_read.GGUFError, match="value type"):
+        gguf_read.parse_gguf(good[:type_at] + struct.pack("<I", 77) + good[type_at + 4:])
+    with pytest.raises(gguf_read.GGUFError, match="offset 24"):
+        gguf_read.parse_gguf(good[:24] + struct.pack("<Q", 2**60) + good[32:])
+    with pytest.raises(FileNotFoundError, match=r"nope\.gguf"):
+        gguf_read.read_gguf(tmp_path / "nope.gguf")
+
+
+@pytest.mark.points(1)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fraction=st.floats(min_value=0.0, max_value=1.0, exclude_max=True))
+def test_truncated_files_fail_at_or_before_the_cut(written, fraction):
+    """Any truncation of a valid file, in the header, metadata, tensor infos or tensor data, is a
+    GGUFError whose offset is at or before the cut (Hypothesis picks the cut)."""
+    good = written.read_bytes()
+    reader = gguf.GGUFReader(written)
+    end = max(t.data_offset + t.n_bytes for t in reader.tensors)
+    cut = int(fraction * end)
+    with pytest.raises(gguf_read.GGUFError) as error:
+        gguf_read.parse_gguf(good[:cut])
+    assert 0 <= error.value.offset <= cut

@@ -1,0 +1,173 @@
+"""Task 3: block quantization byte for byte equal to the gguf package's reference quantizers."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from .helpers import quants
+
+pytestmark = pytest.mark.task(3)
+
+QT = gguf.GGMLQuantizationType
+CORE = ["Q8_0", "Q4_0"]
+STRETCH = ["Q4_1", "Q5_0"]
+
+
+def largest_matrix(model_dir) -> np.ndarray:
+    """The model's largest 2-D weight whose rows are whole blocks, as float32."""
+    from safetensors import safe_open
+
+    best = None
+    for file in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(file, framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
+                shape = handle.get_slice(name).get_shape()
+                if len(shape) == 2 and shape[-1] % 32 == 0 and (best is None or np.prod(shape) > np.prod(best[2])):
+                    best = (file, name, shape)
+    if best is None:
+        pytest.skip(f"{model_dir} has no 2-D weight with rows of whole 32-value blocks")
+    with safe_open(best[0], framework="pt") as handle:
+        return handle.get_tensor(best[1]).float().numpy()
+
+
+def ours(type_name: str):
+    return getattr(quants, f"quantize_{type_name.lower()}"), getattr(quants, f"dequantize_{type_name.lower()}")
+
+
+def assert_same_bytes(type_name: str, values: np.ndarray) -> None:
+    """Our quantization of ``values`` equals gguf.quantize's, byte for byte, and our dequantization
+    of those bytes equals gguf.dequantize's."""
+    quantize, dequantize = ours(type_name)
+    with np.errstate(all="ignore"):  # huge values overflow float16 scales in both implementations
+        expected = gguf.quantize(values, QT[type_name])
+        got = quantize(values)
+        assert got.dtype == np.uint8 and got.shape == expected.shape, (got.dtype, got.shape, expected.shape)
+        mismatch = np.argwhere(got.reshape(-1, expected.shape[-1]) != expected.reshape(-1, expected.shape[-1]))
+        assert mismatch.size == 0, f"{type_name}: first differing (row, byte): {mismatch[0].tolist()}"
+        np.testing.assert_array_equal(dequantize(expected), gguf.dequantize(expected, QT[type_name]))
+
+
+@pytest.mark.points(1)
+def test_round_half_away_from_zero():
+    """round_half_away is C's roundf: halves go away from zero, unlike np.round's half to even,
+    and 0.49999997 (the float32 just below 0.5) rounds to 0."""
+    x = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.49999997, -0.49999997, 126.5, 3.2, -3.7, 0.0], dtype=np.float32)
+    expected = np.sign(x) * np.floor(np.abs(x.astype(np.float64)) + 0.5)  # exact in float64
+    np.testing.assert_array_equal(quants.round_half_away(x), expected)
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("shape", [(32,), (4, 64), (2, 3, 256)])
+def test_q8_0_matches_gguf(shape):
+    """Q8_0 of normal, scaled and shifted values equals gguf.quantize byte for byte, for 1-D to 3-D arrays."""
+    rng = np.random.default_rng(sum(shape))
+    values = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    assert_same_bytes("Q8_0", values)
+    assert_same_bytes("Q8_0", values * 1000 + 3)
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("shape", [(32,), (4, 64), (2, 3, 256)])
+def test_q4_0_matches_gguf(shape):
+    """Q4_0 equals gguf.quantize byte for byte, including blocks whose largest magnitude is negative."""
+    rng = np.random.default_rng(sum(shape) + 1)
+    values = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    values.reshape(-1, 32)[::2, 5] = -1.0  # every other block: the signed max is negative
+    assert_same_bytes("Q4_0", values)
+
+
+@pytest.mark.points(2)
+def test_dequantize_and_round_trip():
+    """The round trip error of a block is at most about half a step (d / 2, plus the float16
+    rounding of d) for Q8_0 and one step for Q4_0; the input array is left unchanged."""
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal((8, 128)).astype(np.float32)
+    before = values.copy()
+    for type_name, steps in (("Q8_0", 127), ("Q4_0", 8)):
+        quantize, dequantize = ours(type_name)
+        restored = dequantize(quantize(values))
+        assert restored.dtype == np.float32 and restored.shape == values.shape
+        step = np.abs(values.reshape(-1, 32)).max(axis=1, keepdims=True) / steps
+        limit = step * (0.57 if type_name == "Q8_0" else 1.01)  # d is stored as float16: 127 * d * 2**-11
+        assert np.all(np.abs(restored - values).reshape(-1, 32) <= limit), type_name
+    np.testing.assert_array_equal(values, before)
+
+
+BLOCK_VALUES = st.one_of(
+    st.just(0.0), st.floats(-1e-30, 1e-30), st.floats(-1.0, 1.0), st.floats(-6e4, 6e4), st.floats(-1e30, 1e30),
+)
+
+
+@pytest.mark.points(2)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), type_name=st.sampled_from(CORE))
+def test_hypothesis_shapes_and_magnitudes(data, type_name):
+    """Hypothesis: any shape (..., 32k) of zeros, constants, tiny, ordinary, huge or mixed float32
+    values quantizes exactly as gguf does."""
+    rows = data.draw(st.integers(1, 4))
+    blocks = data.draw(st.integers(1, 3))
+    kind = data.draw(st.sampled_from(["any", "constant", "zeros"]))
+    if kind == "zeros":
+        values = np.zeros((rows, 32 * blocks), dtype=np.float32)
+    elif kind == "constant":
+        values = np.full((rows, 32 * blocks), data.draw(BLOCK_VALUES), dtype=np.float32)
+    else:
+        magnitude = float(np.float32(data.draw(st.sampled_from([1e-30, 1.0, 1e30]))))
+        elements = st.floats(-magnitude, magnitude, width=32)
+        values = data.draw(hnp.arrays(np.float32, (rows, 32 * blocks), elements=elements))
+    assert_same_bytes(type_name, values)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("type_name", STRETCH)
+def test_stretch_q4_1_and_q5_0(type_name):
+    """Stretch: Q4_1 (scale and minimum) and Q5_0 (a fifth bit per value in qh) equal gguf's bytes."""
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((6, 96)).astype(np.float32)
+    values[0] = 0.0
+    values[1] = 2.5
+    values[2, :32] += 4.0  # a block far from zero: Q4_1's minimum matters
+    assert_same_bytes(type_name, values)
+
+
+@pytest.mark.points(2)
+def test_bits_per_weight_and_error_stats_on_model_weights(model_dir):
+    """bits_per_weight matches gguf's block sizes (Q8_0 8.5, Q4_0 4.5); error_stats on the model's
+    real weights (its largest matrix) equals the error of gguf's own round trip, and Q8_0 < Q5_0 < Q4_0."""
+    for type_name in CORE + STRETCH:
+        block, size = gguf.GGML_QUANT_SIZES[QT[type_name]]
+        assert quants.bits_per_weight(type_name) == pytest.approx(size * 8 / block)
+    weight = largest_matrix(model_dir)
+    rmse = {}
+    for type_name in ("Q8_0", "Q5_0", "Q4_0"):
+        stats = quants.error_stats(weight, type_name)
+        restored = gguf.dequantize(gguf.quantize(weight, QT[type_name]), QT[type_name]).astype(np.float64)
+        error = restored - weight.astype(np.float64)
+        assert stats["rmse"] == pytest.approx(np.sqrt(np.mean(error**2)), rel=1e-6)
+        assert stats["max_abs"] == pytest.approx(np.abs(error).max(), rel=1e-6)
+        assert stats["relative_rmse"] == pytest.approx(stats["rmse"] / np.sqrt(np.mean(weight.astype(np.float64) ** 2)))
+        rmse[type_name] = stats["rmse"]
+    assert rmse["Q8_0"] < rmse["Q5_0"] < rmse["Q4_0"]
+
+
+@pytest.mark.points(1)
+def test_bad_input_names_the_argument():
+    """A row that is not whole blocks, bytes that are not whole blocks, and an unknown type name are
+    ValueErrors naming the argument."""
+    assert quants.quantize_q8_0(np.zeros(64, dtype=np.float32)).shape == (68,)  # valid input works
+    assert quants.bits_per_weight("Q4_0") == 4.5
+    with pytest.raises(ValueError, match="values"):
+        quants.quantize_q8_0(np.zeros((2, 33), dtype=np.float32))
+    with pytest.raises(ValueError, match="values"):
+        quants.quantize_q4_0(np.zeros(31, dtype=np.float32))
+    with pytest.raises(ValueError, match="data"):
+        quants.dequantize_q8_0(np.zeros(35, dtype=np.uint8))
+    with pytest.raises(ValueError, match="type_name"):
+        quants.bits_per_weight("Q3_X")
+    with pytest.raises(ValueError, match="type_name"):
+        quants.error_stats(np.zeros(32, dtype=np.float32), "q8")
