@@ -23,9 +23,23 @@ serve = lab_module(LAB, "serve")
 TOKENIZER_CORPUS = [
     "Hello world", '{"name": "Ana", "age": 31, "city": "Lima"}', "  two  spaces", "\ttab\tand\nnewline\n\n",
     "Café crème brûlée", "naïve façade", "日本語のテキスト", "中文 测试", "emoji 🍕🚀 end", "   ",
-    "x" * 40, "The cat sat on the mat.", "it's we'll they've", "123 4567 89.5", "<s> not special",
+    "x" * 40, "The cat sat on the mat.", "it's we'll they've", "123 4567 89.5", "<s> parsed as special",
     "ünïcödé ÀÉÎÕÜ", "mixed\r\nline endings", "a\u00a0b", "tabs\t\t\tmany", "{\"a\": [1, 2, {\"b\": null}]}",
 ]
+
+
+def require_llama_folder(model_dir: Path) -> dict[str, Any]:
+    """``config.json`` of ``model_dir``, or a skip naming what the folder lacks for this lab: a
+    ``LlamaForCausalLM`` with a byte-level BPE ``tokenizer.json`` (what the converter handles)."""
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") != "llama" or "LlamaForCausalLM" not in (config.get("architectures") or []):
+        pytest.skip(f"{model_dir} is a {config.get('model_type')!r} model; this lab converts LlamaForCausalLM only")
+    tokenizer_file = model_dir / "tokenizer.json"
+    if not tokenizer_file.is_file() or json.loads(tokenizer_file.read_text())["model"].get("type") != "BPE":
+        pytest.skip(f"{model_dir} has no BPE tokenizer.json; this lab converts byte-level BPE tokenizers only")
+    return config
 
 
 def reference_source() -> Any:

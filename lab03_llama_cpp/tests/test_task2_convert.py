@@ -1,0 +1,186 @@
+"""Task 2: convert a HF Llama folder to GGUF; llama.cpp loads it and agrees with transformers and
+with llama.cpp's own converter."""
+
+from __future__ import annotations
+
+import json
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from transformers import GPT2Config
+
+from .helpers import (
+    TOKENIZER_CORPUS,
+    convert,
+    llama_logits,
+    load_llama,
+    reader_metadata,
+    reference_gguf,
+    require_llama_folder,
+)
+
+pytestmark = pytest.mark.task(2)
+
+#: Keys that record where a file came from, not what the model is: the converters may differ.
+PROVENANCE = ("general.name", "general.basename", "general.finetune", "general.size_label", "general.type",
+              "general.version", "general.organization", "general.license", "general.quantized_by",
+              "tokenizer.ggml.add_sep_token")
+
+
+@pytest.fixture(scope="module")
+def converted(model_dir, tmp_path_factory):
+    """The model converted by the code under test, in F32 and F16."""
+    require_llama_folder(model_dir)
+    folder = tmp_path_factory.mktemp("converted")
+    return {outtype: convert.convert(model_dir, folder / f"model-{outtype}.gguf", outtype)
+            for outtype in ("f32", "f16")}
+
+
+@pytest.mark.points(2)
+def test_tensor_names_match_gguf_tensor_map(model_dir):
+    """gguf_tensor_name gives, for every tensor of the checkpoint, the name gguf's own tensor map
+    (the table llama.cpp's converter uses) gives; an unknown name is a ConvertError naming it."""
+    from safetensors import safe_open
+
+    config = require_llama_folder(model_dir)
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
+    names = []
+    for file in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(file, framework="pt") as handle:
+            names += list(handle.keys())
+    for name in names:
+        expected = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert convert.gguf_tensor_name(name) == expected, name
+    with pytest.raises(convert.ConvertError, match=r"model\.layers\.0\.mystery\.weight"):
+        convert.gguf_tensor_name("model.layers.0.mystery.weight")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize(("n_head", "head_dim", "hidden"), [(4, 64, 256), (2, 8, 16), (3, 4, 5)])
+def test_permute_pairs_the_rotary_halves(n_head, head_dim, hidden):
+    """Per head, row 2i of the permuted weight is HF row i and row 2i + 1 is HF row i + head_dim/2:
+    HF rotates (x_i, x_{i+d/2}) together, llama.cpp rotates (x_2i, x_2i+1). The input is not changed."""
+    rng = np.random.default_rng(n_head)
+    weight = rng.standard_normal((n_head * head_dim, hidden)).astype(np.float32)
+    before = weight.copy()
+    permuted = convert.permute_for_rope(weight, n_head)
+    assert permuted.shape == weight.shape
+    for head in range(n_head):
+        base = head * head_dim
+        for i in range(head_dim // 2):
+            np.testing.assert_array_equal(permuted[base + 2 * i], weight[base + i])
+            np.testing.assert_array_equal(permuted[base + 2 * i + 1], weight[base + i + head_dim // 2])
+    np.testing.assert_array_equal(weight, before)
+
+
+@pytest.mark.points(2)
+def test_tokenizer_metadata_matches_the_hf_tokenizer(model_dir, tokenizer, converted):
+    """The file's tokens are the HF tokenizer's tokens in id order, special tokens are CONTROL, the
+    bos / eos / pad ids and the chat template are the tokenizer's, and the BPE merges are all there."""
+    metadata = reader_metadata(converted["f32"])
+    vocab_size = require_llama_folder(model_dir)["vocab_size"]
+    tokens = metadata["tokenizer.ggml.tokens"]
+    assert len(tokens) == vocab_size
+    assert tokens[: len(tokenizer)] == tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    types = metadata["tokenizer.ggml.token_type"]
+    for index in tokenizer.all_special_ids:
+        assert types[index] == gguf.TokenType.CONTROL, tokens[index]
+    assert metadata["tokenizer.ggml.model"] == "gpt2" and metadata["tokenizer.ggml.pre"] == "gpt-2"
+    assert metadata["tokenizer.ggml.bos_token_id"] == tokenizer.bos_token_id
+    assert metadata["tokenizer.ggml.eos_token_id"] == tokenizer.eos_token_id
+    if tokenizer.pad_token_id is not None:
+        assert metadata["tokenizer.ggml.padding_token_id"] == tokenizer.pad_token_id
+    if tokenizer.chat_template:
+        assert metadata["tokenizer.chat_template"] == tokenizer.chat_template
+    merges = json.loads((model_dir / "tokenizer.json").read_text())["model"]["merges"]
+    assert len(metadata["tokenizer.ggml.merges"]) == len(merges)
+
+
+@pytest.mark.points(3)
+def test_metadata_equals_llama_cpps_converter(model_dir, converted):
+    """Every key llama.cpp's convert_hf_to_gguf.py writes for this folder (provenance keys such as
+    general.name aside) is in your F32 and F16 files, with the same value type and value."""
+    for outtype in ("f32", "f16"):
+        reference = gguf.GGUFReader(reference_gguf(model_dir, outtype))
+        ours = gguf.GGUFReader(converted[outtype])
+        for key, field in reference.fields.items():
+            if key.startswith("GGUF.") or key in PROVENANCE:
+                continue
+            assert key in ours.fields, f"{outtype}: key {key!r} is missing (llama.cpp writes {field.contents()!r:.80})"
+            assert ours.fields[key].types == field.types, f"{outtype}: {key!r} has types {ours.fields[key].types}"
+            assert ours.fields[key].contents() == field.contents(), f"{outtype}: {key!r} differs"
+
+
+@pytest.mark.points(3)
+def test_tensors_equal_llama_cpps_converter(model_dir, converted):
+    """The F32 and F16 files hold the same tensors as llama.cpp's converter writes: names, shapes,
+    types (F16 for matrices, F32 for norms) and bytes, q and k permuted included."""
+    for outtype in ("f32", "f16"):
+        reference = {t.name: t for t in gguf.GGUFReader(reference_gguf(model_dir, outtype)).tensors}
+        ours = {t.name: t for t in gguf.GGUFReader(converted[outtype]).tensors}
+        assert set(ours) == set(reference), f"{outtype}: tensor names differ: {set(ours) ^ set(reference)}"
+        for name, theirs in reference.items():
+            mine = ours[name]
+            assert mine.tensor_type == theirs.tensor_type, f"{outtype} {name}: {mine.tensor_type.name}"
+            assert list(mine.shape) == list(theirs.shape), f"{outtype} {name}: shape {list(mine.shape)}"
+            assert np.array_equal(np.asarray(mine.data).view(np.uint8), np.asarray(theirs.data).view(np.uint8)), \
+                f"{outtype} {name}: the bytes differ"
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(4)
+def test_llama_cpp_logits_equal_transformers(model, tokenizer, converted):
+    """Fed the same token ids, llama.cpp's logits on your F32 file equal transformers' (max abs
+    difference <= 1e-2) at every position, and the F16 file's stay within 5e-2."""
+    prompts = ["The cat sat on the mat", '{"name": "Ana", "age": 31, "city": "Lima"}', "Café 🍕 " * 5]
+    for outtype, tolerance in (("f32", 1e-2), ("f16", 5e-2)):
+        llm = load_llama(converted[outtype], logits_all=True)
+        try:
+            for prompt in prompts:
+                ids = tokenizer(prompt).input_ids
+                with torch.no_grad():
+                    expected = model(torch.tensor([ids], device=model.device)).logits[0].float().cpu().numpy()
+                difference = np.abs(llama_logits(llm, ids) - expected).max()
+                assert difference <= tolerance, f"{outtype} {prompt!r}: max abs difference {difference:.4g}"
+        finally:
+            llm.close()
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(3)
+def test_llama_cpp_tokenizes_like_hf(tokenizer, converted):
+    """llama.cpp tokenizes JSON, whitespace runs, tabs and newlines, accents, CJK and emoji to exactly
+    the HF tokenizer's ids (the pre-tokenizer name decides this; special tokens written in the
+    text are parsed as HF parses them), and adds bos as HF does."""
+    llm = load_llama(converted["f32"], vocab_only=True)
+    try:
+        for text in TOKENIZER_CORPUS:
+            expected = tokenizer(text, add_special_tokens=False).input_ids
+            assert llm.tokenize(text.encode(), add_bos=False, special=True) == expected, repr(text)
+        assert llm.tokenize(b"Hello", add_bos=True) == tokenizer("Hello").input_ids
+    finally:
+        llm.close()
+
+
+@pytest.mark.points(1)
+def test_bad_input_is_a_clear_error(converted, tmp_path):
+    """While a good folder converts, a missing folder, a folder without config.json, a model that is
+    not a Llama (GPT-2) and an unknown outtype are ConvertErrors (ValueErrors) naming the folder or
+    the argument."""
+    assert converted["f32"].stat().st_size > 0
+    with pytest.raises(ValueError, match="nowhere"):
+        convert.convert(tmp_path / "nowhere", tmp_path / "out.gguf")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(convert.ConvertError, match=r"config\.json"):
+        convert.convert(empty, tmp_path / "out.gguf")
+    gpt2 = tmp_path / "gpt2"
+    GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64).save_pretrained(gpt2)
+    with pytest.raises(convert.ConvertError, match="gpt2") as error:
+        convert.convert(gpt2, tmp_path / "out.gguf")
+    assert "Llama" in str(error.value)
+    with pytest.raises(convert.ConvertError, match="outtype"):
+        convert.convert(gpt2, tmp_path / "out.gguf", outtype="q3")
+    assert not (tmp_path / "out.gguf").exists()
