@@ -80,6 +80,15 @@ if [ "$profile" != "minimal" ]; then
   fi
   # SGLang's frontend language only: its own dependencies would pull the CUDA runtime.
   "${pip[@]}" install --quiet --no-deps "sglang==0.5.23"
+  # llama.cpp's own converter and vocabulary files (lab03's oracles) ship in the source package
+  # of the llama.cpp bindings just installed: keep a copy in the course cache.
+  cache="${COURSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-inference-course}"
+  llama_version="$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("llama-cpp-python"))' 2>/dev/null || true)"
+  if [ -n "$llama_version" ] && [ ! -f "$cache/llama_cpp_python-$llama_version.tar.gz" ]; then
+    mkdir -p "$cache"
+    "${pip[@]}" download --quiet --no-deps --no-binary :all: "llama-cpp-python==$llama_version" -d "$cache" \
+      || echo "install.sh: could not keep llama.cpp's source (lab03's converter tests will skip)" >&2
+  fi
 fi
 
 if [ "$lock" = 1 ]; then
