@@ -12,6 +12,8 @@ import pytest
 from shared.impl import lab_module
 
 LAB = "lab03_llama_cpp"
+#: Text the fixture never saw in training, in the style of its corpus (sentences and JSON records).
+HELDOUT = (Path(__file__).parents[1] / "data" / "heldout.txt").read_text(encoding="utf-8")
 gguf_read = lab_module(LAB, "gguf_read")
 quants = lab_module(LAB, "quants")
 convert = lab_module(LAB, "convert")
@@ -103,6 +105,17 @@ def load_llama(path: Path, **kwargs: Any) -> Any:
 
     kwargs = {"n_ctx": 256, "n_threads": 2, "verbose": False, "seed": 0, **kwargs}
     return Llama(model_path=str(path), **kwargs)
+
+
+def hf_greedy_text(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int) -> str:
+    """The oracle for greedy completions: transformers' generate, new tokens decoded without specials."""
+    import torch
+
+    inputs = torch.tensor([ids], device=model.device)
+    with torch.no_grad():
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
 
 
 def llama_logits(llm: Any, ids: list[int]) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""Task 4: quantize a whole GGUF with your quantizers; compare with llama.cpp's own quantizer."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+
+from .helpers import llama_cpp_quantize, llama_logits, load_llama, quantize_model, reference_gguf, require_llama_folder
+
+pytestmark = pytest.mark.task(4)
+
+
+@pytest.fixture(scope="module")
+def f32_file(model_dir):
+    """The model in F32, written by llama.cpp's own converter (so this task does not need task 2)."""
+    require_llama_folder(model_dir)
+    return reference_gguf(model_dir, "f32")
+
+
+@pytest.fixture(scope="module")
+def files(f32_file, tmp_path_factory):
+    """{type: (our file, the types we wrote)} for Q8_0 and Q4_0."""
+    folder = tmp_path_factory.mktemp("quantized")
+    return {t: (folder / f"ours-{t}.gguf", quantize_model.quantize_file(f32_file, folder / f"ours-{t}.gguf", t))
+            for t in ("Q8_0", "Q4_0")}
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_files(f32_file, tmp_path_factory):
+    """The same F32 file quantized by llama.cpp (llama_model_quantize)."""
+    folder = tmp_path_factory.mktemp("llama_cpp_quantized")
+    return {t: llama_cpp_quantize(f32_file, folder / f"llama-cpp-{t}.gguf", t) for t in ("Q8_0", "Q4_0", "Q4_K_M")}
+
+
+def tensors(path) -> dict:
+    return {t.name: t for t in gguf.GGUFReader(path).tensors}
+
+
+@pytest.mark.points(2)
+def test_tensor_type_keeps_vectors_in_full_precision():
+    """tensor_type keeps 1-D tensors (norm weights) F32 and quantizes matrices whose rows are whole blocks."""
+    assert quantize_model.tensor_type("blk.0.attn_norm.weight", (256,), "Q4_0") == "F32"
+    assert quantize_model.tensor_type("output_norm.weight", (4096,), "Q8_0") == "F32"
+    assert quantize_model.tensor_type("blk.3.ffn_up.weight", (512, 256), "Q4_0") == "Q4_0"
+    assert quantize_model.tensor_type("token_embd.weight", (512, 256), "Q8_0") == "Q8_0"
+    assert quantize_model.tensor_type("blk.0.attn_q.weight", (8, 48), "Q8_0") == "F32"  # 48 is not whole blocks
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(4)
+def test_q8_0_file_equals_llama_cpps(files, llama_cpp_files):
+    """Your Q8_0 file holds the same tensors, with the same types and the same bytes, as llama.cpp's
+    quantizer writes for the same F32 file, and general.file_type says MOSTLY_Q8_0."""
+    path, written = files["Q8_0"]
+    ours, theirs = tensors(path), tensors(llama_cpp_files["Q8_0"])
+    assert set(ours) == set(theirs)
+    assert written == {name: t.tensor_type.name for name, t in ours.items()}
+    for name, tensor in theirs.items():
+        assert ours[name].tensor_type == tensor.tensor_type, f"{name}: {ours[name].tensor_type.name}"
+        assert np.array_equal(np.asarray(ours[name].data).view(np.uint8), np.asarray(tensor.data).view(np.uint8)), name
+    fields = gguf.GGUFReader(path).fields
+    assert fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q8_0
+    assert fields["general.file_type"].types == [gguf.GGUFValueType.UINT32]
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(3)
+def test_q4_0_file_against_llama_cpps(files, llama_cpp_files, f32_file):
+    """In Q4_0, llama.cpp keeps the same tensors in F32 as you do; every tensor it writes as Q4_0 has
+    your bytes; it gives the output projection more bits (Q6_K) than you, so your file is a little
+    smaller. Both are under 0.2x the F32 file, and the metadata is copied."""
+    path, _ = files["Q4_0"]
+    ours, theirs = tensors(path), tensors(llama_cpp_files["Q4_0"])
+    assert {n for n, t in ours.items() if t.tensor_type.name == "F32"} == \
+        {n for n, t in theirs.items() if t.tensor_type.name == "F32"}
+    same_type = [n for n, t in theirs.items() if t.tensor_type.name == "Q4_0"]
+    other = {n for n, t in theirs.items() if t.tensor_type.name not in ("F32", "Q4_0")}
+    assert other <= {"output.weight"}, f"llama.cpp wrote these in other types: {other}"
+    for name in same_type:
+        assert ours[name].tensor_type.name == "Q4_0", name
+        assert np.array_equal(np.asarray(ours[name].data).view(np.uint8),
+                              np.asarray(theirs[name].data).view(np.uint8)), name
+    assert path.stat().st_size <= llama_cpp_files["Q4_0"].stat().st_size
+    assert path.stat().st_size <= 0.2 * f32_file.stat().st_size + 200_000  # + the vocabulary, which stays
+    source = gguf.GGUFReader(f32_file).fields
+    copied = gguf.GGUFReader(path).fields
+    for key in ("tokenizer.ggml.tokens", "tokenizer.chat_template", "llama.rope.freq_base"):
+        if key in source:
+            assert copied[key].contents() == source[key].contents(), key
+    assert copied["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_0
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(2)
+def test_quantized_files_run_in_llama_cpp(files, f32_file, tokenizer):
+    """llama.cpp loads your Q8_0 and Q4_0 files; Q8_0's logits stay close to F32's (the greedy next
+    token agrees almost everywhere) and Q4_0's further off but correlated."""
+    ids = tokenizer('{"name": "Ana", "age": 31, "city": "Lima"} The cat sat on the mat.').input_ids
+    llm = load_llama(f32_file, logits_all=True)
+    reference = llama_logits(llm, ids)
+    llm.close()
+    for type_name, agreement in (("Q8_0", 0.9), ("Q4_0", 0.5)):
+        llm = load_llama(files[type_name][0], logits_all=True)
+        try:
+            logits = llama_logits(llm, ids)
+        finally:
+            llm.close()
+        same = np.mean(logits.argmax(axis=1) == reference.argmax(axis=1))
+        assert same >= agreement, f"{type_name}: the greedy token agrees with F32 at {same:.0%} of positions"
+        correlation = np.corrcoef(logits.ravel(), reference.ravel())[0, 1]
+        assert correlation > 0.9, f"{type_name}: logits correlate with F32's at {correlation:.3f}"
+
+
+@pytest.mark.points(1)
+def test_bad_input_is_a_clear_error(files, f32_file, tmp_path):
+    """An unknown type name (Q4_K_M: K-quants are llama.cpp's, not yours), a missing file and a file
+    that is not GGUF are clear errors naming the argument."""
+    assert files["Q8_0"][0].stat().st_size > 0
+    with pytest.raises(ValueError, match="Q4_K_M"):
+        quantize_model.quantize_file(f32_file, tmp_path / "k.gguf", "Q4_K_M")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        quantize_model.quantize_file(tmp_path / "missing.gguf", tmp_path / "out.gguf", "Q8_0")
+    text = tmp_path / "text.gguf"
+    text.write_text("not a model")
+    with pytest.raises(ValueError, match="GGUF"):
+        quantize_model.quantize_file(text, tmp_path / "out.gguf", "Q8_0")

@@ -1,0 +1,175 @@
+"""Task 5: run a GGUF on the CPU with llama.cpp: completion, chat, streaming, JSON, perplexity,
+speed and memory; transformers and llama.cpp's own accounting are the oracles."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from .helpers import HELDOUT, hf_greedy_text, llama_cpp_quantize, reference_gguf, require_llama_folder, run
+
+pytestmark = [pytest.mark.task(5), pytest.mark.llama_cpp]
+
+PROMPTS = ["The cat", '{"name": "', "A language model predicts the next"]
+
+
+@pytest.fixture(scope="module")
+def f32_file(model_dir):
+    """The model in F32, written by llama.cpp's own converter (so this task does not need task 2)."""
+    require_llama_folder(model_dir)
+    return reference_gguf(model_dir, "f32")
+
+
+@pytest.fixture(scope="module")
+def llm(f32_file):
+    llm = run.load(f32_file, n_ctx=256, n_threads=2)
+    yield llm
+    llm.close()
+
+
+@pytest.mark.points(1)
+def test_load_checks_its_arguments(f32_file, tmp_path):
+    """load gives a Llama with the asked context; a missing file, a file that is not GGUF and
+    n_ctx=0 are clear errors naming the argument, raised before llama.cpp is called."""
+    llm = run.load(f32_file, n_ctx=512, n_threads=1)
+    try:
+        assert llm.n_ctx() == 512  # llama.cpp rounds a context up to a multiple of 256
+    finally:
+        llm.close()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        run.load(tmp_path / "missing.gguf")
+    text = tmp_path / "notes.gguf"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="GGUF"):
+        run.load(text)
+    with pytest.raises(ValueError, match="n_ctx"):
+        run.load(f32_file, n_ctx=0)
+
+
+@pytest.mark.points(3)
+def test_greedy_completion_equals_transformers(llm, model, tokenizer):
+    """complete() of a text, and of its token ids, equals transformers' greedy generate (fixture
+    trained: the texts are its sentences and records)."""
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt).input_ids
+        expected = hf_greedy_text(model, tokenizer, ids, 24)
+        assert run.complete(llm, ids, max_tokens=24) == expected, prompt
+        assert run.complete(llm, prompt, max_tokens=24) == expected, prompt
+
+
+@pytest.mark.points(2)
+def test_chat_uses_the_gguf_template(llm, model, tokenizer):
+    """chat() renders the GGUF's own chat template: its answer equals transformers' greedy answer
+    to apply_chat_template(..., add_generation_prompt=True), for one and several turns."""
+    if not tokenizer.chat_template:
+        pytest.skip("the model has no chat template")
+    conversations = [
+        [{"role": "user", "content": "What is the capital of Japan?"}],
+        [{"role": "system", "content": "You answer in one short sentence."},
+         {"role": "user", "content": "Give me a user record as JSON."}],
+    ]
+    for messages in conversations:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+        expected = hf_greedy_text(model, tokenizer, ids, 40)
+        assert run.chat(llm, messages, max_tokens=40) == expected, messages
+
+
+@pytest.mark.points(1)
+def test_stream_joins_to_the_completion(llm):
+    """stream() yields several pieces that join to complete()'s text."""
+    pieces = list(run.stream(llm, "The cat", max_tokens=20))
+    assert len(pieces) > 3
+    assert "".join(pieces) == run.complete(llm, "The cat", max_tokens=20)
+
+
+@pytest.mark.points(2)
+def test_json_output_follows_the_schema(llm):
+    """json_complete() returns JSON that validates against the schema (checked by jsonschema), even
+    for a schema the model never saw in training."""
+    schemas = [
+        {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+                                          "city": {"type": "string"}}, "required": ["name", "age", "city"]},
+        {"type": "object", "properties": {"colour": {"enum": ["red", "green"]}, "count": {"type": "integer"}},
+         "required": ["colour", "count"]},
+    ]
+    for schema in schemas:
+        value = run.json_complete(llm, "Give me a user record as JSON: ", schema, max_tokens=80)
+        jsonschema.validate(value, schema)
+
+
+def hf_perplexity(model, ids: list[int], window: int) -> float:
+    """The oracle: perplexity from transformers' logits over the same independent windows."""
+    total, count = 0.0, 0
+    for start in range(0, len(ids), window):
+        chunk = ids[start:start + window]
+        if len(chunk) < 2:
+            break
+        with torch.no_grad():
+            logits = model(torch.tensor([chunk], device=model.device)).logits[0].double().cpu()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        total -= float(log_probs[torch.arange(len(chunk) - 1), torch.tensor(chunk[1:])].sum())
+        count += len(chunk) - 1
+    return math.exp(total / count)
+
+
+@pytest.mark.points(3)
+def test_perplexity_equals_transformers(f32_file, model, tokenizer):
+    """perplexity() from llama.cpp's logits equals transformers' on held-out text, in one window and
+    in windows of 64 tokens (each with a fresh cache), within 0.1 %."""
+    ids = tokenizer(HELDOUT).input_ids[:200]
+    llm = run.load(f32_file, n_ctx=256, logits_all=True)
+    try:
+        for window in (None, 64):
+            ours = run.perplexity(llm, ids, window=window)
+            assert ours == pytest.approx(hf_perplexity(model, ids, window or 256), rel=1e-3), window
+        with pytest.raises(ValueError, match="token_ids"):
+            run.perplexity(llm, ids[:1])
+    finally:
+        llm.close()
+
+
+def logged_mib(text: str, pattern: str) -> float:
+    match = re.search(pattern, text)
+    assert match, f"llama.cpp did not log {pattern!r}"
+    return float(match.group(1))
+
+
+@pytest.mark.points(2)
+def test_memory_estimate_matches_llama_cpps_accounting(f32_file, model_dir, tmp_path, capfd):
+    """estimate_memory's weights equal llama.cpp's model size (llama_model_size) for F32 and Q4_K_M
+    files, and its KV cache equals the size llama.cpp logs for that context (f16 K and V)."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    q4_k_m = llama_cpp_quantize(f32_file, tmp_path / "q4_k_m.gguf", "Q4_K_M")
+    for path, n_ctx in ((f32_file, 512), (q4_k_m, 1024)):
+        capfd.readouterr()
+        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=1, verbose=True)
+        try:
+            log = capfd.readouterr().err
+            estimate = run.estimate_memory(path, n_ctx)
+            assert estimate.weights == llama_cpp.llama_model_size(llm.model), path.name
+            kv_mib = logged_mib(log, r"llama_kv_cache: size =\s*([\d.]+) MiB")
+            assert estimate.kv_cache / 2**20 == pytest.approx(kv_mib, abs=0.01), path.name
+            assert estimate.total == estimate.weights + estimate.kv_cache
+        finally:
+            llm.close()
+
+
+@pytest.mark.points(2)
+def test_measure_speed_counts_tokens(llm, tokenizer):
+    """measure_speed generates exactly the asked number of tokens (even past eos) and reports a
+    positive prefill time and decode rate. (Speeds themselves are the bench's business.)"""
+    ids = tokenizer("The cat sat on the mat. " * 4).input_ids
+    speed = run.measure_speed(llm, ids, new_tokens=12)
+    assert speed.prompt_tokens == len(ids) and speed.new_tokens == 12
+    assert speed.prefill_s > 0 and 0 < speed.decode_tokens_per_s < float("inf")
+    with pytest.raises(ValueError, match="new_tokens"):
+        run.measure_speed(llm, ids, new_tokens=0)
+    assert np.isfinite(speed.decode_tokens_per_s)
