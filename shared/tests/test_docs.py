@@ -47,6 +47,18 @@ def test_doc_is_substantial(name: str) -> None:
     assert words >= MIN_WORDS, f"docs/{name} has {words} words of prose; the course asks for {MIN_WORDS}+"
 
 
+def test_docs_hold_no_solution_line() -> None:
+    """The docs ship in the student edition: no line of a solution block may appear in them
+    (``course release`` refuses the edition otherwise; this says which doc at once)."""
+    from shared.release import solution_lines
+
+    wanted = solution_lines()
+    found = [f"docs/{path.name} holds {where}: {line[:70]!r}"
+             for path in sorted((ROOT / "docs").glob("*.md"))
+             for line, where in wanted.items() if line in path.read_text(encoding="utf-8")]
+    assert not found, "\n".join(found)
+
+
 def test_index_lists_every_doc() -> None:
     index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
     missing = [name for name in DOCS if name not in index]
