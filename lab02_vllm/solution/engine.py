@@ -18,10 +18,11 @@ Readings: nano-vllm's ``engine/llm_engine.py``; vLLM's docs "Offline inference" 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from .block_manager import BlockManager
 from .model_runner import ModelConfig, ModelRunner, kv_cache_num_blocks
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
-from .sequence import Sequence, SequenceStatus
+from .sequence import Sequence
 
 #: The default pool when neither ``num_kv_blocks`` nor ``kv_cache_bytes`` is given holds
 #: ``max_num_seqs`` sequences of ``max_model_len`` tokens, but at most this many blocks.
@@ -212,6 +213,7 @@ class LLMEngine:
         device: "auto", "cpu", "cuda", "cuda:1", "mps".
         dtype: "auto" (float32 on a CPU, bfloat16 on a GPU that has it), or a torch dtype name.
         seed: seed of the engine's generator, for requests without their own seed.
+        load_format: "auto" (the folder's safetensors) or "dummy" (random weights, as vLLM's).
 
     Raises:
         ValueError: naming the argument, before the model is loaded (or the folder, when it is not
@@ -222,11 +224,11 @@ class LLMEngine:
                  kv_cache_bytes: int | None = None, max_num_seqs: int = 256,
                  max_num_batched_tokens: int | None = None, max_model_len: int | None = None,
                  enable_prefix_caching: bool = False, device: str = "auto", dtype: str | torch.dtype = "auto",
-                 seed: int = 0) -> None:
+                 seed: int = 0, load_format: str = "auto") -> None:
         self.model_dir = Path(model)
         if not self.model_dir.is_dir():
             raise ValueError(f"model folder not found: {self.model_dir} (argument model)")
-        self.config = ModelConfig.from_folder(self.model_dir)
+        self.config = ModelConfig.from_folder(self.model_dir, need_weights=load_format == "auto")
         check_at_least("block_size", block_size, 1)
         check_at_least("max_num_seqs", max_num_seqs, 1)
         if num_kv_blocks is not None and kv_cache_bytes is not None:
@@ -264,7 +266,7 @@ class LLMEngine:
         self.tokenizer = load_tokenizer(self.model_dir)
         self.eos_token_ids = eos_token_ids(self.model_dir, self.tokenizer)
         self.runner = ModelRunner(self.model_dir, block_size=block_size, num_kv_blocks=num_kv_blocks,
-                                  device=self.device, dtype=self.dtype)
+                                  device=self.device, dtype=self.dtype, load_format=load_format)
         self.block_manager = BlockManager(num_kv_blocks, block_size, enable_prefix_caching=enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -642,10 +644,8 @@ class AsyncLLMEngine:
         """Stop the background task (pending streams are aborted)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-            except asyncio.CancelledError:
-                pass
             self._loop_task = None
 
 

@@ -121,9 +121,8 @@ class BlockManager:
         if block.ref_count <= 0:
             raise RuntimeError(f"block {block_id} released more often than it was taken")
         block.ref_count -= 1
-        if block.ref_count == 0:
-            if self.prefix_cache is None or not self.prefix_cache.park(block_id):
-                self.free_block_ids.append(block_id)
+        if block.ref_count == 0 and (self.prefix_cache is None or not self.prefix_cache.park(block_id)):
+            self.free_block_ids.append(block_id)
 
     # ---------------------------------------------------------------------------------------
     # Task 1: allocate, append, fork, free

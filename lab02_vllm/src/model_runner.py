@@ -58,8 +58,9 @@ class ModelConfig:
     tie_word_embeddings: bool
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> ModelConfig:
-        """Read and check a Hugging Face model folder's ``config.json``.
+    def from_folder(cls, folder: str | Path, need_weights: bool = True) -> ModelConfig:
+        """Read and check a Hugging Face model folder's ``config.json`` (and, with
+        ``need_weights``, that it holds safetensors).
 
         Raises:
             ValueError: naming the folder and what is missing or unsupported (no config.json, not a
@@ -77,7 +78,7 @@ class ModelConfig:
         for flag in ("attention_bias", "mlp_bias"):
             if raw.get(flag):
                 raise ValueError(f"model folder {folder}: {flag}=true is not supported by this runner")
-        if not list(folder.glob("*.safetensors")):
+        if need_weights and not list(folder.glob("*.safetensors")):
             raise ValueError(f"model folder {folder} has no *.safetensors weights")
         rope = dict(raw.get("rope_parameters") or {})  # transformers 5 spelling
         scaling = raw.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
@@ -169,9 +170,8 @@ class LlamaAttention(nn.Module):
         q = rotate(q.view(num_tokens, self.num_heads, self.head_dim), cos, sin)
         k = rotate(k.view(num_tokens, self.num_kv_heads, self.head_dim), cos, sin)
         v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
-        # TODO(lab02 task 3): write k and v at meta.slot_mapping (write_kv_cache), then paged_attention over the cache.
+        # TODO(lab02 task 3): write k and v at meta.slot_mapping (write_kv_cache), attend with paged_attention, then o_proj.
         raise NotImplementedError("lab02 task 3: forward is not written yet (see lab02_vllm/README.md, task 3)")
-        return self.o_proj(out.reshape(num_tokens, self.q_size))
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -254,6 +254,26 @@ class LlamaForCausalLM(nn.Module):
                 layer.down_proj.weight.copy_(take(p + "mlp.down_proj.weight"))
 
 
+def random_model(config: ModelConfig, device: torch.device, dtype: torch.dtype) -> LlamaForCausalLM:
+    """A model with random weights made directly on ``device`` in ``dtype`` (no copy in host memory)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("meta"):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    model = model.to_empty(device=device).eval()
+    generator = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for _name, param in model.named_parameters():
+            if param.dim() == 1:
+                param.fill_(1.0)  # norm weights
+            else:
+                param.normal_(0.0, 0.02, generator=generator)
+    return model
+
+
 # -------------------------------------------------------------------------------------------
 # KV-cache size (task 7)
 
@@ -290,17 +310,24 @@ class ModelRunner:
         num_kv_blocks: blocks in the pool.
         device: ``"cpu"``, ``"cuda"``, ... (already resolved).
         dtype: the weights' and cache's dtype.
+        load_format: ``"auto"`` reads the safetensors; ``"dummy"`` makes random weights on the
+            device (vLLM's option: a 7B-shaped config folder with no weights, for GPU demos).
     """
 
     def __init__(self, model_dir: str | Path, *, block_size: int, num_kv_blocks: int,
-                 device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 device: str = "cpu", dtype: torch.dtype = torch.float32, load_format: str = "auto") -> None:
+        if load_format not in ("auto", "dummy"):
+            raise ValueError(f"load_format must be 'auto' or 'dummy', got {load_format!r}")
         self.model_dir = Path(model_dir)
-        self.config = ModelConfig.from_folder(self.model_dir)
+        self.config = ModelConfig.from_folder(self.model_dir, need_weights=load_format == "auto")
         self.block_size, self.num_kv_blocks = block_size, num_kv_blocks
         self.device, self.dtype = torch.device(device), dtype
-        model = LlamaForCausalLM(self.config)
-        model.load_hf_weights(self.model_dir)
-        self.model = model.to(device=self.device, dtype=dtype).eval()
+        if load_format == "dummy":
+            self.model = random_model(self.config, self.device, dtype)
+        else:
+            model = LlamaForCausalLM(self.config)
+            model.load_hf_weights(self.model_dir)
+            self.model = model.to(device=self.device, dtype=dtype).eval()
         self.model.inv_freq = rope_inv_freq(self.config).to(self.device)  # stays float32
         c = self.config
         self.kv_cache = torch.zeros(c.num_hidden_layers, 2, num_kv_blocks, block_size,

@@ -1,0 +1,153 @@
+"""Task 1: the block manager: block tables, appending, fork and copy-on-write, freeing."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from .helpers import block_manager, make_seq
+
+pytestmark = pytest.mark.task(1)
+
+
+def owners(bm, seqs):
+    """block id -> how many of ``seqs``' tables hold it."""
+    count = {}
+    for s in seqs:
+        for b in s.block_table:
+            count[b] = count.get(b, 0) + 1
+    return count
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("length", [1, 15, 16, 17, 48])
+def test_allocate_takes_ceil_len_over_block_size_distinct_blocks(length):
+    """A prompt of n tokens gets ceil(n / 16) distinct blocks; free gives every one back."""
+    bm = block_manager.BlockManager(num_blocks=10, block_size=16)
+    seq = make_seq(length)
+    assert bm.can_allocate(seq)
+    bm.allocate(seq)
+    expected = -(-length // 16)
+    assert len(seq.block_table) == expected and len(set(seq.block_table)) == expected
+    assert all(0 <= b < 10 for b in seq.block_table)
+    assert bm.num_free_blocks == 10 - expected and bm.num_used_blocks == expected
+    assert seq.num_computed_tokens == 0, "without prefix caching nothing is computed yet"
+    assert bm.unused_slots([seq]) == expected * 16 - length
+    bm.free(seq)
+    assert seq.block_table == [] and bm.num_free_blocks == 10 and bm.usage == 0.0
+    assert all(b.ref_count == 0 for b in bm.blocks)
+
+
+@pytest.mark.points(2)
+def test_append_slot_adds_a_block_exactly_when_the_table_is_full():
+    """Decoding token by token: a new block when token 17 (33, ...) arrives, never before."""
+    bm = block_manager.BlockManager(num_blocks=8, block_size=16)
+    seq = make_seq(5)
+    bm.allocate(seq)
+    for _ in range(40):
+        seq.append_token(7)  # the sampled token, not computed yet: it needs a slot
+        assert bm.can_append(seq)
+        before = list(seq.block_table)
+        assert bm.append_slot(seq) is None
+        needed = -(-len(seq) // 16)
+        assert len(seq.block_table) == needed, f"len {len(seq)} needs {needed} blocks"
+        assert seq.block_table[:len(before)] == before, "existing blocks must stay where they are"
+        assert bm.unused_slots([seq]) < 16
+    assert len(set(seq.block_table)) == len(seq.block_table)
+
+
+@pytest.mark.points(1.5)
+def test_can_allocate_and_can_append_respect_the_pool_and_the_watermark():
+    """can_allocate keeps watermark blocks free for running sequences; a lone sequence on an
+    empty pool is always admitted; can_append is False only when a block is needed and none is free."""
+    bm = block_manager.BlockManager(num_blocks=10, block_size=4, watermark=0.2)  # 2 blocks of watermark
+    assert bm.can_allocate(make_seq(40)), "a lone sequence that fits the whole pool must be admitted"
+    assert not bm.can_allocate(make_seq(41))
+    first = make_seq(20)  # 5 blocks
+    bm.allocate(first)
+    assert bm.can_allocate(make_seq(12)), "5 free - 3 needed = 2 >= watermark 2"
+    assert not bm.can_allocate(make_seq(13)), "5 free - 4 needed = 1 < watermark 2"
+    second = make_seq(20)
+    bm2 = block_manager.BlockManager(num_blocks=5, block_size=4, watermark=0.0)
+    bm2.allocate(second)
+    assert bm2.num_free_blocks == 0
+    second.append_token(3)
+    assert not bm2.can_append(second), "a full table and no free block"
+    third = make_seq(19)
+    bm3 = block_manager.BlockManager(num_blocks=5, block_size=4, watermark=0.0)
+    bm3.allocate(third)
+    third.append_token(3)
+    assert bm3.can_append(third), "token 20 still fits in the last block"
+    with pytest.raises(ValueError):
+        bm3.allocate(third)
+
+
+@pytest.mark.points(2)
+def test_fork_shares_blocks_and_copy_on_write_copies_the_shared_last_block():
+    """fork raises every reference count; appending into a shared last block copies it first."""
+    bm = block_manager.BlockManager(num_blocks=8, block_size=4)
+    parent, child = make_seq(6), make_seq(6)  # two blocks, the last one half full
+    bm.allocate(parent)
+    bm.fork(parent, child)
+    assert child.block_table == parent.block_table
+    assert [bm.blocks[b].ref_count for b in parent.block_table] == [2, 2]
+    assert bm.num_used_blocks == 2
+    child.append_token(9)
+    copy = bm.append_slot(child)
+    assert copy is not None, "the child writes into a block its parent also holds"
+    src, dst = copy
+    assert src == parent.block_table[1] and dst == child.block_table[1] and src != dst
+    assert child.block_table[0] == parent.block_table[0], "the full first block stays shared"
+    assert bm.blocks[src].ref_count == 1 and bm.blocks[dst].ref_count == 1
+    assert bm.blocks[parent.block_table[0]].ref_count == 2
+    parent.append_token(9)
+    assert bm.append_slot(parent) is None, "the parent's last block is no longer shared"
+    bm.free(child)
+    assert bm.blocks[parent.block_table[0]].ref_count == 1 and bm.num_used_blocks == 2
+    bm.free(parent)
+    assert bm.num_free_blocks == 8
+
+
+@settings(max_examples=60, deadline=None)
+@given(block_size=st.sampled_from([1, 2, 4, 16]),
+       ops=st.lists(st.tuples(st.sampled_from(["new", "append", "fork", "free"]),
+                              st.integers(0, 10**6), st.integers(1, 40)), min_size=1, max_size=60))
+@pytest.mark.points(2.5)
+def test_random_operations_keep_the_pool_consistent(block_size, ops):
+    """Hypothesis: after any allocate / append / fork / free sequence, each block's reference
+    count equals the number of tables holding it, free blocks are held by none, every table has
+    room for its tokens with less than one block to spare, and everything returns to the pool."""
+    num_blocks = 24
+    bm = block_manager.BlockManager(num_blocks=num_blocks, block_size=block_size, watermark=0.0)
+    live = []
+    for op, pick, length in ops:
+        if op == "new":
+            seq = make_seq(length)
+            if bm.can_allocate(seq):
+                bm.allocate(seq)
+                live.append(seq)
+        elif live:
+            seq = live[pick % len(live)]
+            if op == "append":
+                seq.append_token(5)
+                if bm.can_append(seq):
+                    bm.append_slot(seq)
+                else:
+                    seq.token_ids.pop()
+            elif op == "fork":
+                child = make_seq(list(seq.token_ids))
+                bm.fork(seq, child)
+                live.append(child)
+            else:
+                bm.free(seq)
+                live.remove(seq)
+        held = owners(bm, live)
+        for block in bm.blocks:
+            assert block.ref_count == held.get(block.block_id, 0), f"block {block.block_id}"
+        assert bm.num_used_blocks == len(held)
+        assert bm.num_free_blocks == num_blocks - len(held)
+        for s in live:
+            assert len(s.block_table) * block_size >= len(s)
+            assert len(s.block_table) * block_size - len(s) < block_size
+    for s in live:
+        bm.free(s)
+    assert bm.num_free_blocks == num_blocks and all(b.ref_count == 0 for b in bm.blocks)

@@ -1,0 +1,208 @@
+"""Task 5: the engine: generate, step, sampling and stopping, against transformers."""
+
+import asyncio
+
+import pytest
+import torch
+
+from .helpers import engine, hf_greedy, mixed_prompts, sampling_params
+
+pytestmark = pytest.mark.task(5)
+
+MAX_TOKENS = 24
+
+
+def hf_argmax_continuation(model, ids, steps):
+    """transformers' argmax, step after step, never stopping (the oracle for ignore_eos)."""
+    ids = list(ids)
+    with torch.no_grad():
+        for _ in range(steps):
+            ids.append(int(model(torch.tensor([ids], device=model.device)).logits[0, -1].argmax()))
+    return ids[-steps:]
+
+
+def greedy(**kwargs):
+    return sampling_params.SamplingParams(temperature=0.0, max_tokens=kwargs.pop("max_tokens", MAX_TOKENS), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def llm(model_dir, device):
+    return engine.LLM(model_dir, block_size=16, num_kv_blocks=256, max_num_seqs=64, device=device, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def prompts32(tokenizer):
+    return mixed_prompts(tokenizer, 32, seed=5, low=2, high=60)
+
+
+@pytest.fixture(scope="module")
+def hf_outputs(model, prompts32):
+    return [hf_greedy(model, ids, MAX_TOKENS) for ids in prompts32]
+
+
+@pytest.mark.points(2.5)
+def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompts32, hf_outputs, tokenizer):
+    """32 prompts of 2-60 tokens in one generate call: token for token transformers' greedy
+    generate (eos included), finish reason "stop" after eos and "length" after max_tokens."""
+    outs = llm.generate(prompts32, greedy())
+    assert [o.prompt_token_ids for o in outs] == prompts32
+    for out, expected in zip(outs, hf_outputs, strict=True):
+        completion = out.outputs[0]
+        assert out.finished and completion.token_ids == expected
+        ended_on_eos = expected[-1] == tokenizer.eos_token_id
+        assert completion.finish_reason == ("stop" if ended_on_eos else "length")
+        assert completion.text == tokenizer.decode(expected, skip_special_tokens=True)
+
+
+@pytest.mark.points(2)
+def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_dir, device, prompts32, hf_outputs):
+    """With a pool holding a fraction of the peak need, sequences are preempted and recomputed,
+    and every output is still transformers' token for token."""
+    small = engine.LLM(model_dir, block_size=4, num_kv_blocks=30, max_model_len=96, max_num_seqs=32,
+                       device=device, dtype="float32")
+    outs = small.generate(prompts32, greedy())
+    assert [o.outputs[0].token_ids for o in outs] == hf_outputs
+    stats = small.engine.stats
+    assert stats.num_preemptions > 0, "a 30-block pool cannot hold 32 sequences: some must be preempted"
+    assert stats.kv_cache_usage == 0.0 and stats.num_running == 0 and stats.num_waiting == 0
+
+
+@pytest.mark.points(2)
+def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, model, tokenizer):
+    """eos ends with "stop" (unless ignore_eos); a stop token id ends right after it; a stop
+    string cuts the text before it; min_tokens suppresses eos like transformers' min_new_tokens."""
+    ids = tokenizer("The cat").input_ids
+    free = hf_greedy(model, ids, 60)
+    eos = tokenizer.eos_token_id
+    assert free[-1] == eos and len(free) > 6, "expected the fixture to end this sentence with eos"
+    out = llm.generate([ids], greedy(max_tokens=60))[0].outputs[0]
+    assert out.token_ids == free and out.finish_reason == "stop"
+    forced = llm.generate([ids], greedy(max_tokens=len(free) + 5, ignore_eos=True))[0].outputs[0]
+    assert forced.finish_reason == "length" and len(forced.token_ids) == len(free) + 5
+    assert forced.token_ids[:len(free)] == free, "ignore_eos keeps going after eos (eos stays in the output)"
+    assert forced.token_ids[len(free):] == hf_argmax_continuation(model, ids + free, 5)
+    capped = llm.generate([ids], greedy(max_tokens=3))[0].outputs[0]
+    assert capped.token_ids == free[:3] and capped.finish_reason == "length"
+    stop_id = free[4]
+    first = free.index(stop_id)
+    by_id = llm.generate([ids], greedy(max_tokens=60, stop_token_ids=[stop_id]))[0].outputs[0]
+    assert by_id.token_ids == free[:first + 1] and by_id.finish_reason == "stop" and by_id.stop_reason == stop_id
+    text = tokenizer.decode(free, skip_special_tokens=True)
+    stop = text[len(text) // 2:len(text) // 2 + 3]
+    by_text = llm.generate([ids], greedy(max_tokens=60, stop=[stop, "\x00never"]))[0].outputs[0]
+    assert by_text.finish_reason == "stop" and by_text.stop_reason == stop
+    assert by_text.text == text[:text.index(stop)]
+    minimum = len(free) + 3
+    late = llm.generate([ids], greedy(max_tokens=minimum + 10, min_tokens=minimum))[0].outputs[0]
+    expected = hf_greedy(model, ids, minimum + 10, min_new_tokens=minimum)
+    assert late.token_ids == expected and len(late.token_ids) > minimum
+
+
+@pytest.mark.points(1)
+def test_seeded_sampling_is_reproducible_whatever_else_is_in_the_batch(llm, tokenizer, prompts32):
+    """The same seed gives the same tokens alone and inside a batch of other requests (seeded or
+    not); different seeds give different tokens; top_k=1 is greedy."""
+    ids = tokenizer("Ana lives in").input_ids
+    params = sampling_params.SamplingParams(temperature=1.0, max_tokens=20, seed=1234, ignore_eos=True)
+    alone = llm.generate([ids], params)[0].outputs[0].token_ids
+    others = [sampling_params.SamplingParams(temperature=0.9, max_tokens=n, seed=n if n % 2 else None)
+              for n in range(3, 12)]
+    mixed = llm.generate([*prompts32[:9], ids], [*others, params])[-1].outputs[0].token_ids
+    assert mixed == alone
+    other_seed = llm.generate([ids], params.clone(seed=99))[0].outputs[0].token_ids
+    assert other_seed != alone
+    top1 = llm.generate([ids], params.clone(top_k=1))[0].outputs[0].token_ids
+    assert top1 == llm.generate([ids], greedy(max_tokens=20, ignore_eos=True))[0].outputs[0].token_ids
+
+
+@pytest.mark.points(1)
+def test_sampled_tokens_follow_temperature_top_k_and_top_p(llm, model, tokenizer):
+    """400 one-token samples of one prompt: their frequencies match softmax(logits / T) restricted
+    to the top-k / top-p set computed from transformers' logits (within sampling noise)."""
+    ids = tokenizer("The cat").input_ids
+    with torch.no_grad():
+        logits = model(torch.tensor([ids], device=model.device)).logits[0, -1].float().cpu()
+    cases = [dict(temperature=0.7), dict(temperature=1.3, top_k=5), dict(temperature=1.0, top_p=0.6)]
+    for case in cases:
+        params = [sampling_params.SamplingParams(max_tokens=1, seed=s, ignore_eos=True, **case) for s in range(400)]
+        tokens = [o.outputs[0].token_ids[0] for o in llm.generate([ids] * 400, params)]
+        scores = logits / case["temperature"]
+        probs = scores.softmax(-1)
+        keep = torch.ones_like(probs, dtype=torch.bool)
+        if "top_k" in case:
+            keep &= scores >= scores.topk(case["top_k"]).values[-1]
+        if "top_p" in case:
+            order = probs.argsort(descending=True)
+            before = probs[order].cumsum(0) - probs[order]
+            keep[order[before > case["top_p"]]] = False
+        target = torch.where(keep, probs, 0.0)
+        target /= target.sum()
+        seen = torch.bincount(torch.tensor(tokens), minlength=probs.numel()).float() / len(tokens)
+        assert all(keep[t] for t in tokens), f"{case}: a token outside the allowed set was sampled"
+        assert (seen - target).abs().max() < 0.09, f"{case}: frequencies {seen.topk(4)} vs {target.topk(4)}"
+
+
+@pytest.mark.points(1)
+def test_step_streams_incremental_outputs_and_abort_frees_blocks_at_once(llm, tokenizer):
+    """add_request / step(): each step returns the requests that got a token, with the text so
+    far; a finished request appears once; abort frees its blocks at once. generate() with a bad
+    prompt among good ones queues nothing."""
+    eng = llm.engine
+    eng.add_request("a", "The cat", greedy(max_tokens=6, ignore_eos=True))
+    eng.add_request("b", '{"name": "', greedy(max_tokens=30, ignore_eos=True))
+    outputs_a = []
+    for _ in range(100):
+        outputs_a += [o for o in eng.step() if o.request_id == "a"]
+        if outputs_a and outputs_a[-1].finished:
+            break
+    assert [len(o.outputs[0].token_ids) for o in outputs_a] == [1, 2, 3, 4, 5, 6]
+    assert [o.finished for o in outputs_a] == [False] * 5 + [True]
+    for o in outputs_a:
+        assert o.outputs[0].text == tokenizer.decode(o.outputs[0].token_ids, skip_special_tokens=True)
+    assert eng.has_unfinished_requests() and eng.kv_cache_usage > 0
+    final = eng.abort("b")
+    assert final.finished and final.outputs[0].finish_reason == "abort"
+    assert eng.kv_cache_usage == 0.0 and not eng.has_unfinished_requests() and eng.step() == []
+    with pytest.raises(ValueError, match="prompt"):
+        llm.generate(["The cat", "x" * 10_000], greedy())
+    assert not eng.has_unfinished_requests() and eng.kv_cache_usage == 0.0
+
+
+@pytest.mark.points(0.5)
+def test_async_engine_streams_two_requests_at_once(llm, tokenizer):
+    """AsyncLLMEngine: two concurrent streams; texts grow; each ends finished with generate's text."""
+    expected = [o.outputs[0].text for o in llm.generate(["The cat", "Once"], greedy(max_tokens=12, ignore_eos=True))]
+
+    async def collect(aengine, prompt, request_id):
+        texts = []
+        async for out in aengine.generate(prompt, greedy(max_tokens=12, ignore_eos=True), request_id):
+            texts.append(out.outputs[0].text)
+            last = out
+        assert last.finished
+        return texts
+
+    async def main():
+        aengine = engine.AsyncLLMEngine.from_engine(llm.engine)
+        try:
+            return await asyncio.gather(collect(aengine, "The cat", "s1"), collect(aengine, "Once", "s2"))
+        finally:
+            await aengine.shutdown()
+
+    results = asyncio.run(main())
+    for texts, text in zip(results, expected, strict=True):
+        assert texts[-1] == text and len(texts) == 12
+        assert all(texts[i + 1].startswith(texts[i].rstrip("\ufffd")) for i in range(len(texts) - 1))
+
+
+@pytest.mark.scaffold
+def test_bad_input_is_refused_before_any_work(model_dir, tmp_path):
+    """Given code: a pool too small for one sequence, a prompt as long as max_model_len, an unknown
+    or bad SamplingParams field, a folder that is not a model: ValueError naming the argument."""
+    with pytest.raises(ValueError, match="num_kv_blocks"):
+        engine.LLM(model_dir, block_size=16, num_kv_blocks=3, max_model_len=128, device="cpu")
+    with pytest.raises(ValueError, match="max_tokens"):
+        sampling_params.SamplingParams(max_tokens=0)
+    with pytest.raises(ValueError, match="max_token"):
+        sampling_params.SamplingParams(max_token=5)
+    with pytest.raises(ValueError, match="model"):
+        engine.LLM(tmp_path / "missing", device="cpu")

@@ -1,0 +1,96 @@
+"""Task 6: automatic prefix caching: hash-chained full blocks, reuse, LRU eviction."""
+
+import pytest
+
+from .helpers import block_manager, engine, hf_greedy, make_seq, prefix_cache, sampling_params
+
+pytestmark = pytest.mark.task(6)
+
+
+@pytest.mark.points(1)
+def test_a_block_hash_depends_on_its_tokens_and_on_its_parent():
+    """Same tokens after the same parent: same hash; another parent or other tokens: another."""
+    h = prefix_cache.hash_block
+    first = h(None, [1, 2, 3, 4])
+    assert first == h(None, (1, 2, 3, 4)) and isinstance(first, int)
+    assert h(first, [5, 6, 7, 8]) == h(h(None, [1, 2, 3, 4]), [5, 6, 7, 8])
+    assert h(first, [5, 6, 7, 8]) != h(h(None, [9, 2, 3, 4]), [5, 6, 7, 8]), "the parent must count"
+    assert h(first, [5, 6, 7, 8]) != h(first, [5, 6, 8, 7]) and h(None, [1]) != h(None, [1, 1])
+    assert h(first, [5, 6, 7, 8]) != h(None, [5, 6, 7, 8])
+
+
+@pytest.mark.points(1)
+def test_the_cache_maps_hashes_to_blocks_and_evicts_least_recently_used_first():
+    """insert / lookup; park makes a cached block evictable (uncached ones are not kept); unpark
+    takes it back; evict pops the least recently parked and forgets its hash."""
+    cache = prefix_cache.PrefixCache()
+    for block_id, block_hash in [(3, 30), (5, 50), (7, 70)]:
+        cache.insert(block_hash, block_id)
+    cache.insert(30, 9)  # another block computed the same hash: the first one stays
+    assert cache.lookup(30) == 3 and cache.lookup(50) == 5 and cache.lookup(11) is None
+    assert cache.park(5) and cache.park(3) and cache.park(7) and not cache.park(9)
+    assert cache.num_evictable == 3
+    cache.unpark(3)
+    assert cache.num_evictable == 2
+    assert cache.evict() == 5 and cache.lookup(50) is None
+    assert cache.park(3)  # parked again: now the most recently used
+    assert cache.evict() == 7 and cache.evict() == 3 and cache.evict() is None
+    assert len(cache) == 0
+
+
+@pytest.mark.points(1.5)
+def test_the_block_manager_reuses_the_longest_cached_prefix():
+    """A second sequence sharing 2 full blocks reuses them (computed tokens = 32); the block of
+    the last token is never taken from the cache; freed blocks stay reusable until evicted."""
+    bm = block_manager.BlockManager(num_blocks=8, block_size=16, watermark=0.0, enable_prefix_caching=True)
+    shared = list(range(100, 135))  # 35 tokens: 2 full blocks + 3
+    a = make_seq(shared)
+    bm.allocate(a)
+    assert a.num_computed_tokens == 0
+    a_blocks = list(a.block_table)
+    b = make_seq([*shared[:32], 7, 8, 9, 10])
+    bm.allocate(b)
+    assert b.block_table[:2] == a.block_table[:2] and b.block_table[2] != a.block_table[2]
+    assert b.num_computed_tokens == 32 and b.num_cached_tokens == 32
+    assert [bm.blocks[x].ref_count for x in b.block_table] == [2, 2, 1]
+    exact = make_seq(shared[:32])  # its last token is in block 1: only block 0 may be reused
+    bm.allocate(exact)
+    assert exact.block_table[0] == a.block_table[0] and exact.block_table[1] != a.block_table[1]
+    assert exact.num_computed_tokens == 16
+    other_start = make_seq([1, *shared[1:]])
+    bm.allocate(other_start)
+    assert other_start.num_computed_tokens == 0, "block 1 is the same, but its parent differs"
+    for s in (a, b, exact, other_start):
+        bm.free(s)
+    assert bm.num_free_blocks == 8, "cached blocks nobody holds count as free"
+    again = make_seq(shared)
+    bm.allocate(again)
+    assert again.num_computed_tokens == 32 and again.block_table[:2] == a_blocks[:2]
+    bm.free(again)
+    filler = make_seq(list(range(300, 300 + 8 * 16)))  # takes the whole pool: every cached block is evicted
+    bm.allocate(filler)
+    bm.free(filler)
+    fresh = make_seq(shared)
+    bm.allocate(fresh)
+    assert fresh.num_computed_tokens == 0
+
+
+@pytest.mark.points(1.5)
+def test_engine_outputs_are_identical_with_and_without_prefix_caching(model_dir, device, model, tokenizer):
+    """A shared 70-token system prompt before 12 different questions: the same greedy tokens as
+    without caching and as transformers, with most prefill tokens saved and a hit rate reported."""
+    system = tokenizer('{"name": "user109", "age": 25, "city": "Lima"}\n' * 4).input_ids[:70]
+    tails = ["The cat", "Once", '{"name": "', "Ana lives in", "A language", "The"] * 2
+    prompts = [system + tokenizer(t, add_special_tokens=False).input_ids + [i % 7 + 40] for i, t in enumerate(tails)]
+    params = sampling_params.SamplingParams(temperature=0.0, max_tokens=10)
+    outs = {}
+    for caching in (False, True):
+        llm = engine.LLM(model_dir, block_size=16, num_kv_blocks=128, enable_prefix_caching=caching,
+                         max_num_seqs=4, device=device, dtype="float32")
+        outs[caching] = [o.outputs[0].token_ids for o in llm.generate(prompts, params)]
+        stats = llm.engine.stats
+    assert outs[True] == outs[False]
+    assert outs[True][:3] == [hf_greedy(model, p, 10) for p in prompts[:3]]
+    assert stats.prefill_tokens_saved >= 64 * (len(prompts) - 4), "all but the first batch reuse 4 blocks"
+    assert stats.prefix_cache_queries > 0 and stats.prefix_cache_hit_rate > 0.5
+    assert stats.prefill_tokens_computed + stats.prefill_tokens_saved == stats.prompt_tokens
