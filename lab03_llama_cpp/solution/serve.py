@@ -177,9 +177,11 @@ def modelfile(gguf_path: str | Path, temperature: float = 0.7) -> str:
     """An Ollama ``Modelfile`` for ``gguf_path``, from the GGUF's own metadata.
 
     Lines: ``FROM <absolute path>``; ``TEMPLATE \"\"\"...\"\"\"`` from :func:`go_template` on
-    ``tokenizer.chat_template`` (bos and eos from ``tokenizer.ggml.bos_token_id`` /
-    ``eos_token_id`` and ``tokenizer.ggml.tokens``); ``PARAMETER stop "<eos text>"``;
-    ``PARAMETER temperature <t>``; ``PARAMETER num_ctx <llama.context_length>``.
+    ``tokenizer.chat_template`` (eos from ``tokenizer.ggml.eos_token_id`` and
+    ``tokenizer.ggml.tokens``; bos likewise, but rendered as "" when
+    ``tokenizer.ggml.add_bos_token`` is true, because the runtime then adds it while tokenizing);
+    ``PARAMETER stop "<eos text>"``; ``PARAMETER temperature <t>``;
+    ``PARAMETER num_ctx <llama.context_length>``.
 
     Raises:
         FileNotFoundError: no such file. ValueError: the GGUF has no chat template (naming the key).
@@ -192,7 +194,8 @@ def modelfile(gguf_path: str | Path, temperature: float = 0.7) -> str:
     if "tokenizer.chat_template" not in fields:
         raise ValueError(f"{path.name} has no tokenizer.chat_template: write the TEMPLATE by hand")
     tokens = fields["tokenizer.ggml.tokens"].contents()
-    bos = tokens[fields["tokenizer.ggml.bos_token_id"].contents()]
+    adds_bos = "tokenizer.ggml.add_bos_token" in fields and fields["tokenizer.ggml.add_bos_token"].contents()
+    bos = "" if adds_bos else tokens[fields["tokenizer.ggml.bos_token_id"].contents()]
     eos = tokens[fields["tokenizer.ggml.eos_token_id"].contents()]
     arch = fields["general.architecture"].contents()
     template = go_template(fields["tokenizer.chat_template"].contents(), bos, eos)

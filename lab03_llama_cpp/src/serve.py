@@ -142,9 +142,11 @@ def modelfile(gguf_path: str | Path, temperature: float = 0.7) -> str:
     """An Ollama ``Modelfile`` for ``gguf_path``, from the GGUF's own metadata.
 
     Lines: ``FROM <absolute path>``; ``TEMPLATE \"\"\"...\"\"\"`` from :func:`go_template` on
-    ``tokenizer.chat_template`` (bos and eos from ``tokenizer.ggml.bos_token_id`` /
-    ``eos_token_id`` and ``tokenizer.ggml.tokens``); ``PARAMETER stop "<eos text>"``;
-    ``PARAMETER temperature <t>``; ``PARAMETER num_ctx <llama.context_length>``.
+    ``tokenizer.chat_template`` (eos from ``tokenizer.ggml.eos_token_id`` and
+    ``tokenizer.ggml.tokens``; bos likewise, but rendered as "" when
+    ``tokenizer.ggml.add_bos_token`` is true, because the runtime then adds it while tokenizing);
+    ``PARAMETER stop "<eos text>"``; ``PARAMETER temperature <t>``;
+    ``PARAMETER num_ctx <llama.context_length>``.
 
     Raises:
         FileNotFoundError: no such file. ValueError: the GGUF has no chat template (naming the key).

@@ -1,0 +1,171 @@
+"""Task 6: serve with llama.cpp's OpenAI-compatible server, offload layers, hand over to Ollama."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import gguf
+import numpy as np
+import pytest
+
+from .helpers import hf_greedy_text, llama_logits, load_llama, reference_gguf, require_llama_folder, serve
+
+pytestmark = pytest.mark.task(6)
+
+
+@pytest.fixture(scope="module")
+def f32_file(model_dir):
+    """The model in F32, written by llama.cpp's own converter (so this task does not need task 2)."""
+    require_llama_folder(model_dir)
+    return reference_gguf(model_dir, "f32")
+
+
+@pytest.fixture(scope="module")
+def server(f32_file):
+    """One llama.cpp server for the module, started from your server_command, stopped at the end."""
+    try:
+        import llama_cpp.server.app  # noqa: F401  (the server's own dependencies)
+    except ImportError as error:
+        pytest.skip(f"llama.cpp's server cannot start here ({error}); to get it: "
+                    "pip install 'llama-cpp-python[server]' (not gradable on this machine)")
+    running = serve.start_server(f32_file, n_ctx=512)
+    yield running
+    running.stop()
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(2)
+def test_server_command_parses_as_llama_cpp_server_flags(f32_file):
+    """llama_cpp.server's own argument parser reads your command as: this model, loopback, the port,
+    the context, threads and GPU layers; bad ports and contexts are refused naming the argument."""
+    from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
+    from llama_cpp.server.settings import ModelSettings, ServerSettings, Settings
+
+    command = serve.server_command(f32_file, 8123, n_ctx=1024, n_threads=3, n_gpu_layers=7)
+    assert command[1:3] == ["-m", "llama_cpp.server"]
+    parser = argparse.ArgumentParser()
+    add_args_from_model(parser, Settings)
+    args = parser.parse_args(command[3:])
+    server_settings = parse_model_from_args(ServerSettings, args)
+    model_settings = parse_model_from_args(ModelSettings, args)
+    assert server_settings.host == "127.0.0.1" and server_settings.port == 8123
+    assert model_settings.model == str(f32_file.resolve())
+    assert (model_settings.n_ctx, model_settings.n_threads, model_settings.n_gpu_layers) == (1024, 3, 7)
+    with pytest.raises(ValueError, match="port"):
+        serve.server_command(f32_file, 70000)
+    with pytest.raises(ValueError, match="n_ctx"):
+        serve.server_command(f32_file, 8123, n_ctx=0)
+    with pytest.raises(FileNotFoundError, match="absent"):
+        serve.server_command(f32_file.parent / "absent.gguf", 8123)
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(4)
+def test_openai_client_talks_to_the_server(server, model, tokenizer):
+    """The openai client lists the model, and greedy completions and chat completions from the server
+    equal transformers' greedy output for the same prompts."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url, api_key="unused")
+    assert len(client.models.list().data) == 1
+    greedy = {"temperature": 0.0, "extra_body": {"repeat_penalty": 1.0, "top_k": 1}}
+    for prompt in ("The cat", '{"name": "'):
+        answer = client.completions.create(model="any", prompt=prompt, max_tokens=20, **greedy)
+        assert answer.choices[0].text == hf_greedy_text(model, tokenizer, tokenizer(prompt).input_ids, 20)
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": "What is the capital of Japan?"}]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        answer = client.chat.completions.create(model="any", messages=messages, max_tokens=30, **greedy)
+        assert answer.choices[0].message.content == hf_greedy_text(model, tokenizer, list(ids), 30)
+
+
+def block_and_kv_bytes(path, n_ctx: int) -> tuple[int, int, int]:
+    """(largest block's tensor bytes, one block's KV bytes for n_ctx, block count) from gguf's reader."""
+    reader = gguf.GGUFReader(path)
+    fields = {k: f.contents() for k, f in reader.fields.items() if k.startswith("llama.")}
+    per_block: dict[int, int] = {}
+    for tensor in reader.tensors:
+        if match := re.match(r"blk\.(\d+)\.", tensor.name):
+            per_block[int(match.group(1))] = per_block.get(int(match.group(1)), 0) + int(tensor.n_bytes)
+    head_dim = fields["llama.embedding_length"] // fields["llama.attention.head_count"]
+    kv = 2 * n_ctx * fields["llama.attention.head_count_kv"] * head_dim * 2
+    return max(per_block.values()), kv, fields["llama.block_count"]
+
+
+@pytest.mark.points(2)
+def test_layers_that_fit(f32_file):
+    """layers_that_fit counts whole blocks (tensors + their f16 KV cache): 0 with no memory, k when
+    exactly k blocks fit, k - 1 one byte short, and never more than the model has."""
+    block, kv, n_layer = block_and_kv_bytes(f32_file, 512)
+    assert serve.layers_that_fit(f32_file, 0, 512) == 0
+    assert serve.layers_that_fit(f32_file, block + kv, 512) == 1
+    assert serve.layers_that_fit(f32_file, block + kv - 1, 512) == 0
+    assert serve.layers_that_fit(f32_file, n_layer * (block + kv) - 1, 512) == n_layer - 1
+    assert serve.layers_that_fit(f32_file, 10**12, 512) == n_layer
+    block_long, kv_long, _ = block_and_kv_bytes(f32_file, 4096)
+    assert serve.layers_that_fit(f32_file, block_long + kv_long, 4096) == 1
+    with pytest.raises(ValueError, match="free_bytes"):
+        serve.layers_that_fit(f32_file, -1, 512)
+
+
+@pytest.mark.gpu
+@pytest.mark.llama_cpp
+@pytest.mark.points(1)
+def test_gpu_offload_keeps_the_logits(f32_file, tokenizer):
+    """Where llama.cpp was built with CUDA, offloading every layer (-ngl 99) keeps the logits of the
+    CPU run (to float tolerance)."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama-cpp-python is a CPU build; rebuild with CMAKE_ARGS='-DGGML_CUDA=on' "
+                    "pip install --force-reinstall --no-cache-dir llama-cpp-python (not gradable on this machine)")
+    ids = tokenizer("The cat sat on the mat").input_ids
+    cpu = load_llama(f32_file, logits_all=True, n_gpu_layers=0)
+    gpu = load_llama(f32_file, logits_all=True, n_gpu_layers=99)
+    try:
+        assert np.abs(llama_logits(cpu, ids) - llama_logits(gpu, ids)).max() < 1e-2
+    finally:
+        cpu.close()
+        gpu.close()
+
+
+def render_go_template(template: str, messages: list[dict[str, str]]) -> str:
+    """Enough of Go's text/template for Ollama chat templates: ``{{- range .Messages }} ... {{ end }}``
+    with ``{{ .Role }}`` and ``{{ .Content }}`` inside (``{{-`` trims the whitespace before it)."""
+    match = re.fullmatch(r"(?s)(.*?)\{\{-? ?range \.Messages ?\}\}(.*?)\{\{ ?end ?\}\}(.*)", template)
+    assert match, f"no '{{{{- range .Messages }}}} ... {{{{ end }}}}' loop in {template!r}"
+    before, body, after = match.groups()
+    if "{{- range" in template:
+        before = before.rstrip()
+    rendered = "".join(body.replace("{{ .Role }}", m["role"]).replace("{{ .Content }}", m["content"])
+                       for m in messages)
+    return before + rendered + after
+
+
+@pytest.mark.points(2)
+def test_modelfile_matches_the_gguf(f32_file, tokenizer):
+    """The Modelfile says FROM the absolute path, stops at the GGUF's eos text, takes num_ctx from
+    its metadata, and its TEMPLATE renders conversations exactly as the GGUF's chat template does
+    (the runtime adds bos itself when tokenizer.ggml.add_bos_token says so)."""
+    if not tokenizer.chat_template:
+        pytest.skip("the model has no chat template")
+    text = serve.modelfile(f32_file)
+    fields = gguf.GGUFReader(f32_file).fields
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    eos = tokens[fields["tokenizer.ggml.eos_token_id"].contents()]
+    bos = tokens[fields["tokenizer.ggml.bos_token_id"].contents()]
+    assert text.splitlines()[0] == f"FROM {f32_file.resolve()}"
+    assert f'PARAMETER stop "{eos}"' in text.splitlines()
+    assert f"PARAMETER num_ctx {fields['llama.context_length'].contents()}" in text.splitlines()
+    template = re.search(r'(?s)TEMPLATE """(.*?)"""', text)
+    assert template, "no TEMPLATE \"\"\"...\"\"\" block"
+    added_bos = bos if fields["tokenizer.ggml.add_bos_token"].contents() else ""
+    conversations = [
+        [{"role": "user", "content": "Hi"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a city."},
+         {"role": "assistant", "content": "Lima."}, {"role": "user", "content": "Another?"}],
+    ]
+    for messages in conversations:
+        expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        assert added_bos + render_go_template(template.group(1), messages) == expected
