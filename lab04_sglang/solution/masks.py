@@ -123,6 +123,7 @@ class TokenMasker:
     FINISHED = -2  # the state after eos: nothing may follow
 
     def __init__(self, automaton: Automaton, vocabulary: Vocabulary) -> None:
+        """``automaton``: task 1's, or anything with ``start``, ``DEAD``, ``step`` and ``is_accepting``."""
         self.automaton, self.vocabulary = automaton, vocabulary
         self._next: dict[int, dict[int, int]] = {}  # state -> {allowed token id: next state}
         self._masks: dict[int, torch.Tensor] = {}  # state -> (vocab,) bool, on the CPU
@@ -136,7 +137,7 @@ class TokenMasker:
         if cached is not None:
             return cached
         allowed: dict[int, int] = {}
-        step, dead = self.automaton.step, Automaton.DEAD
+        step, dead = self.automaton.step, self.automaton.DEAD
         stack = [(self.vocabulary.trie, state)]
         while stack:
             node, current = stack.pop()

@@ -170,8 +170,7 @@ class LocalBackend:
         self.model, self.tokenizer = model, tokenizer
         self.engine = PrefixCachingGenerator(model, max_cached_tokens=max_cached_tokens)
         self.roles = role_markers(tokenizer)
-        self.vocabulary = Vocabulary(tokenizer, model.config.vocab_size,
-                                     model.generation_config.eos_token_id)
+        self._vocabulary: Vocabulary | None = None  # built on the first constrained gen
         self._maskers: dict[int, TokenMasker] = {}
 
     def encode(self, text: str) -> list[int]:
@@ -179,8 +178,11 @@ class LocalBackend:
 
     def masker(self, automaton: Automaton) -> TokenMasker:
         """One masker per automaton, so its cached masks serve every later call."""
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary(self.tokenizer, self.model.config.vocab_size,
+                                          self.model.generation_config.eos_token_id)
         if id(automaton) not in self._maskers:
-            self._maskers[id(automaton)] = TokenMasker(automaton, self.vocabulary)
+            self._maskers[id(automaton)] = TokenMasker(automaton, self._vocabulary)
         return self._maskers[id(automaton)]
 
 

@@ -106,6 +106,7 @@ class TokenMasker:
     FINISHED = -2  # the state after eos: nothing may follow
 
     def __init__(self, automaton: Automaton, vocabulary: Vocabulary) -> None:
+        """``automaton``: task 1's, or anything with ``start``, ``DEAD``, ``step`` and ``is_accepting``."""
         self.automaton, self.vocabulary = automaton, vocabulary
         self._next: dict[int, dict[int, int]] = {}  # state -> {allowed token id: next state}
         self._masks: dict[int, torch.Tensor] = {}  # state -> (vocab,) bool, on the CPU

@@ -90,12 +90,26 @@ def compare(ours: list[set[int]], theirs: list[set[int]]) -> list[StepDifference
     raise NotImplementedError("lab04 task 3: compare is not written yet (see lab04_sglang/README.md, task 3)")
 
 
-def explain(token_id: int, vocabulary: Vocabulary, special_ids: set[int]) -> str:
-    """Which of ``CATEGORIES`` explains a token allowed by one engine only.
+def inside_string(text: bytes) -> bool:
+    """Whether JSON ``text`` ends inside a string: an odd number of unescaped quotes so far."""
+    inside, escaped = False, False
+    for byte in text:
+        if escaped:
+            escaped = False
+        elif inside and byte == 0x5C:  # a backslash escapes the next byte
+            escaped = True
+        elif byte == 0x22:
+            inside = not inside
+    return inside
+
+
+def explain(token_id: int, vocabulary: Vocabulary, special_ids: set[int], text_so_far: bytes) -> str:
+    """Which of ``CATEGORIES`` explains a token allowed by one engine only, after ``text_so_far``.
 
     Args:
         token_id: the token; vocabulary: its bytes (``vocabulary.pieces``);
-        special_ids: the tokenizer's special ids (``tokenizer.all_special_ids`` and added ones).
+        special_ids: the tokenizer's special ids (``tokenizer.all_special_ids`` and added ones);
+        text_so_far: the completion's bytes before this step (where in the JSON we are).
     """
-    # TODO(lab04 task 3): special id -> SPECIAL_TOKEN; bytes holding a control byte (< 0x20) other than whitespace -> CONTROL_CHARACTER; a backslash -> ESCAPE; bytes that start with whitespace (space, tab, newline, CR) -> WHITESPACE; else UNEXPLAINED.
+    # TODO(lab04 task 3): special id -> SPECIAL_TOKEN; inside a string (inside_string): a backslash -> ESCAPE, a byte below 0x20 -> CONTROL_CHARACTER; between JSON tokens: a token starting with whitespace, or any token right after ':' or ',' (where canonical JSON has one space) -> WHITESPACE; else UNEXPLAINED.
     raise NotImplementedError("lab04 task 3: explain is not written yet (see lab04_sglang/README.md, task 3)")

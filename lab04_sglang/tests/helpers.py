@@ -58,6 +58,49 @@ def check_regex_completion(text: str, pattern: str) -> None:
     assert re.fullmatch(pattern, text, re.ASCII), f"{text!r} does not fully match {pattern!r}"
 
 
+class FiniteLanguage:
+    """A test-side automaton that accepts exactly a finite set of strings (bytes in, like task 1's).
+
+    A state is a prefix of some string (numbered as met), so task 2 can be tested without task 1."""
+
+    DEAD = -1
+
+    def __init__(self, texts) -> None:
+        self.words = {t.encode("utf-8") for t in texts}
+        self.prefixes = {w[:i] for w in self.words for i in range(len(w) + 1)}
+        self.names, self.ids = [b""], {b"": 0}
+        self.start = 0
+
+    def step(self, state: int, byte: int) -> int:
+        if state == self.DEAD:
+            return self.DEAD
+        after = self.names[state] + bytes([byte])
+        if after not in self.prefixes:
+            return self.DEAD
+        if after not in self.ids:
+            self.ids[after] = len(self.names)
+            self.names.append(after)
+        return self.ids[after]
+
+    def walk(self, state: int, data: bytes) -> int:
+        for byte in data:
+            state = self.step(state, byte)
+        return state
+
+    def is_accepting(self, state: int) -> bool:
+        return state != self.DEAD and self.names[state] in self.words
+
+
+#: The fixture's kind of record, as a finite language (the fixture writes such records).
+RECORD_TEXTS = [json.dumps({"name": name, "age": age, **extra})
+                for name in ("Lena", "Mateo", "Ana", "Hiro", "user255", "user903")
+                for age in (21, 25, 33, 50, 62)
+                for extra in ({}, {"city": "Lima"}, {"city": "Tokyo"}, {"city": "Seoul", "active": True})]
+YES_NO = ["yes", "no", "maybe"]
+#: Every string of 1 to 3 characters from a multi-byte alphabet (tokens may split characters).
+SHORT_WORDS = ["".join(chars) for n in (1, 2, 3) for chars in __import__("itertools").product("aé🍕", repeat=n)]
+
+
 def allowed_ids(mask: torch.Tensor) -> set[int]:
     return {int(i) for i in torch.nonzero(mask).flatten()}
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.task(1)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.parametrize("pattern", list(REGEXES))
 def test_regex_matches_what_python_matches(pattern):
     """Each regex accepts its examples and refuses its counter-examples, like re.fullmatch."""
@@ -31,7 +31,7 @@ REGEX_PARTS = st.sampled_from(["a", "b", "[a-c]", "[^b]", r"\d", r"\w", ".", "é
                                "[0-9]{1,2}", "a?", "b*", "c+", "(a|b){,2}", r"\.", "[é🍕-]"])
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 @SETTINGS
 @given(parts=st.lists(REGEX_PARTS, min_size=1, max_size=4),
        texts=st.lists(st.text("abcx01.-é🍕\n", max_size=6), min_size=5, max_size=5))
@@ -43,7 +43,7 @@ def test_regex_agrees_with_re_fullmatch_on_random_text(parts, texts):
         assert automaton.matches(text) == bool(re.fullmatch(pattern, text, re.ASCII)), (pattern, text)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 @SETTINGS
 @given(data=st.data())
 def test_regex_accepts_hypothesis_strings_of_the_pattern(data):
@@ -53,7 +53,7 @@ def test_regex_accepts_hypothesis_strings_of_the_pattern(data):
     assert grammar.compile_regex(pattern).matches(text), (pattern, text)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.parametrize("pattern, named", [
     (r"(?=a)b", "lookahead"), (r"(a)\1", "backreference"), (r"\bword", "boundary"), (r"(ab", "never closed"),
     (r"ab)", "unbalanced"), (r"*a", "nothing to repeat"), (r"a{3,2}", "below its minimum"),
@@ -64,7 +64,7 @@ def test_regex_errors_name_the_construct(pattern, named):
         grammar.compile_regex(pattern)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_record_schema_canonical_text():
     """The record schema accepts json.dumps of valid records, with optional keys left out in order."""
     automaton = grammar.compile_json_schema(RECORD)
@@ -91,7 +91,7 @@ class Person(BaseModel):
     nickname: str | None = None
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_pydantic_model_with_refs_and_optional():
     """A pydantic model ($defs/$ref, anyOf with null, float, list) compiles; its JSON is accepted."""
     automaton = grammar.compile_json_schema(Person)
@@ -101,7 +101,7 @@ def test_pydantic_model_with_refs_and_optional():
     assert not automaton.matches(json_text({**person.model_dump(), "home": {"street": "Main"}}))
 
 
-@pytest.mark.points(5)
+@pytest.mark.points(4)
 @SETTINGS
 @given(schema=schemas(), data=st.data())
 def test_schema_accepts_exactly_the_valid_instances(schema, data):
@@ -130,7 +130,7 @@ def _instances(schema):
     return scalar
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(1)
 @pytest.mark.parametrize("schema, named", [
     ({"type": "string", "pattern": "a+"}, "pattern"), ({"type": "object", "properties": {"a": {"type": "integer",
      "minimum": 0}}}, "minimum"), ({"type": "array"}, "items"), ({"type": "string", "minLength": 3, "maxLength": 1},
@@ -140,11 +140,12 @@ def _instances(schema):
     ({"type": "object", "additionalProperties": True}, "additionalProperties")])
 def test_schema_errors_name_the_keyword(schema, named):
     """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them."""
+    assert grammar.compile_json_schema({"type": "integer"}).matches("-12")
     with pytest.raises(ValueError, match=re.escape(named)):
         grammar.compile_json_schema(schema)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_automaton_stops_inside_a_character():
     """The automaton is over bytes: the first byte of 'é' leads to a live, non-accepting state."""
     automaton = grammar.compile_regex("é+")

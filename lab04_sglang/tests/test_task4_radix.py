@@ -1,0 +1,160 @@
+"""Task 4: the radix tree (against a naive store) and generation that reuses cached KV."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from .helpers import fixture_model, prefix_cache, radix
+
+pytestmark = pytest.mark.task(4)
+__all__ = ["fixture_model"]
+TOKENS = st.lists(st.integers(0, 3), min_size=1, max_size=8)
+
+
+def value_of(key) -> torch.Tensor:
+    """A value that depends on each token's whole prefix, as KV does."""
+    return torch.tensor([hash(tuple(key[: i + 1])) % 100_003 for i in range(len(key))])
+
+
+class NaiveStore:
+    """Every prefix of every inserted sequence, in a set: the oracle."""
+
+    def __init__(self) -> None:
+        self.prefixes: set[tuple[int, ...]] = set()
+
+    def insert(self, key) -> int:
+        had = max((i for i in range(len(key) + 1) if tuple(key[:i]) in self.prefixes or i == 0), default=0)
+        self.prefixes |= {tuple(key[: i + 1]) for i in range(len(key))}
+        return had
+
+    def match(self, key) -> int:
+        return max(i for i in range(len(key) + 1) if i == 0 or tuple(key[:i]) in self.prefixes)
+
+
+@pytest.mark.points(4)
+@settings(max_examples=60, deadline=None)
+@given(operations=st.lists(st.tuples(st.sampled_from(["insert", "match"]), TOKENS), max_size=25))
+def test_tree_matches_a_naive_store(operations):
+    """Hypothesis: inserts and matches agree with a set of prefixes: lengths, values, sizes."""
+    tree, naive = radix.RadixCache(), NaiveStore()
+    assert tree.insert([0], value_of([0])) == naive.insert([0])
+    for operation, key in operations:
+        if operation == "insert":
+            assert tree.insert(key, value_of(key)) == naive.insert(key)
+        else:
+            value, node = tree.match_prefix(key)
+            length = naive.match(key)
+            assert (0 if value is None else len(value)) == length
+            if length:
+                assert torch.equal(value, value_of(key)[:length])
+            else:
+                assert node is tree.root
+        assert tree.total_size() == len(naive.prefixes) == tree.evictable_size()
+
+
+@pytest.mark.points(2)
+def test_match_splits_a_node_inside_its_run():
+    """A match that ends inside a run splits the node there; the returned node ends at the match."""
+    tree = radix.RadixCache()
+    tree.insert([1, 2, 3, 4, 5], value_of([1, 2, 3, 4, 5]))
+    assert len(tree.root.children) == 1 and len(tree.root.children[1].key) == 5
+    value, node = tree.match_prefix([1, 2, 3, 9])
+    assert node.key == (1, 2, 3) and len(node.children) == 1 and tuple(node.children[4].key) == (4, 5)
+    assert torch.equal(value, value_of([1, 2, 3]))
+    assert tree.insert([1, 2, 7], value_of([1, 2, 7])) == 2
+    assert tree.total_size() == 6
+    drawing = tree.show()
+    assert drawing.splitlines()[0].startswith("root (6 tokens") and "(1 tokens)" in drawing
+
+
+@pytest.mark.points(3)
+def test_lru_eviction_of_unlocked_leaves():
+    """Eviction frees least recently used leaves first, then parents left childless, never locked nodes."""
+    tree, freed = radix.RadixCache(), []
+    for key in ([1, 2, 3], [1, 2, 4, 4], [5, 6]):
+        tree.insert(key, value_of(key))
+    tree.match_prefix([1, 2, 3])  # [1, 2, 3] is now the most recent; [1, 2, 4, 4] and [5, 6] are older
+    _, locked = tree.match_prefix([5, 6])
+    tree.inc_lock_ref(locked)
+    assert tree.protected_size() == 2 and tree.evictable_size() == 5
+    assert tree.evict(1, on_evict=freed.append) == 2  # the leaf (4, 4): whole runs go
+    assert [v.tolist() for v in freed] == [value_of([1, 2, 4, 4])[2:].tolist()]
+    assert tree.match_prefix([5, 6])[0] is not None
+    assert tree.evict(100) == 3  # (3) then its childless parent (1, 2); never the locked (5, 6)
+    assert tree.total_size() == 2 == tree.protected_size() and tree.evictable_size() == 0
+    tree.dec_lock_ref(locked)
+    assert tree.evictable_size() == 2 and tree.evict(1) == 2 and tree.total_size() == 0
+
+
+@pytest.mark.points(2)
+@settings(max_examples=40, deadline=None)
+@given(keys=st.lists(TOKENS, min_size=1, max_size=8), lock=st.integers(0, 7), amount=st.integers(1, 20))
+def test_eviction_keeps_locked_prefixes_and_sizes(keys, lock, amount):
+    """Hypothesis: after any eviction, locked paths are whole, what is left is prefix-closed, and sizes add up."""
+    tree = radix.RadixCache()
+    for key in keys:
+        tree.insert(key, value_of(key))
+    locked_key = keys[lock % len(keys)]
+    _, node = tree.match_prefix(locked_key)
+    tree.inc_lock_ref(node)
+    before = tree.total_size()
+    freed = tree.evict(amount)
+    assert tree.total_size() == before - freed
+    assert freed >= amount or tree.evictable_size() == 0
+    assert tree.total_size() == tree.evictable_size() + tree.protected_size()
+    value, _ = tree.match_prefix(locked_key)
+    assert torch.equal(value, value_of(locked_key))
+
+
+PROMPTS = ["<|user|>\nWhat is the capital of Japan?</s>\n<|assistant|>\n",
+           "<|user|>\nWhat is the capital of Japan?</s>\n<|assistant|>\nThe capital of Japan is Tokyo.</s>\n"
+           "<|user|>\nGive me a user record as JSON.</s>\n<|assistant|>\n"]
+
+
+@pytest.mark.points(3)
+def test_cached_generation_equals_uncached(model, tokenizer):
+    """Generation reusing the radix tree's KV equals transformers' greedy generate, and prefills only the new suffix."""
+    generator = prefix_cache.PrefixCachingGenerator(model)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, k: seen.append(k["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        for prompt in PROMPTS + PROMPTS[:1]:
+            ids = tokenizer(prompt).input_ids
+            seen.clear()
+            out = generator.generate(ids, 20)
+            inputs = torch.tensor([ids])
+            expected = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
+                                      max_new_tokens=20, pad_token_id=tokenizer.pad_token_id)[0, len(ids):].tolist()
+            assert out.token_ids == expected
+            assert out.cached_tokens + out.prefilled_tokens == len(ids)
+            assert seen[0] == out.prefilled_tokens  # the first forward saw only the uncached suffix
+    finally:
+        hook.remove()
+    assert out.prefilled_tokens == 1, "the same prompt again: all but its last token come from the cache"
+
+
+@pytest.mark.points(1)
+def test_kv_round_trip_and_logprobs(model, tokenizer):
+    """cache_to_value / value_to_cache keep every layer's keys and values; logprobs equal log_softmax of HF logits."""
+    ids = tokenizer("The cat sat on the mat.").input_ids
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), use_cache=True)
+    value = prefix_cache.cache_to_value(out.past_key_values, 2, 5)
+    rebuilt = prefix_cache.value_to_cache(value, model)
+    for original, copy in zip(out.past_key_values.layers, rebuilt.layers, strict=True):
+        assert torch.equal(copy.keys, original.keys[:, :, 2:5]) and torch.equal(copy.values, original.values[:, :, 2:5])
+    generator = prefix_cache.PrefixCachingGenerator(model)
+    generator.generate(ids[:4], 2)
+    got = generator.logprobs(ids[:3], ids[3:])
+    expected = torch.log_softmax(out.logits[0, 2:-1], dim=-1).gather(1, torch.tensor(ids[3:])[:, None])[:, 0]
+    assert torch.allclose(torch.tensor(got), expected, atol=1e-4)
+
+
+@pytest.mark.points(1)
+def test_capacity_evicts_and_locks_are_released(model, tokenizer):
+    """With max_cached_tokens the tree never stays above it, and no node stays locked after a request."""
+    generator = prefix_cache.PrefixCachingGenerator(model, max_cached_tokens=30)
+    for prompt in PROMPTS:
+        generator.generate(tokenizer(prompt).input_ids, 5)
+        assert generator.radix.total_size() <= 30 and generator.radix.protected_size() == 0
