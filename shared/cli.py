@@ -162,65 +162,58 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def print_grade_table(report) -> None:
-    for lab in report.labs:
-        table = Table(title=f"{lab.lab} ({report.impl} code)")
-        for column in ("task", "points", "passed", "failed", "not gradable here"):
-            table.add_column(column, justify="left" if column == "task" else "right")
-        from .grading import _by_task
+    from .grading.report import print_report
 
-        for task, tests in _by_task(lab.graded()).items():
-            title = lab.task_titles.get(task, "")
-            earned = sum(t.earned for t in tests)
-            possible = sum(t.points for t in tests if t.gradable)
-            table.add_row(
-                f"{task}. {title}" if title else str(task), f"{earned:g} / {possible:g}",
-                str(sum(t.outcome == "passed" for t in tests)),
-                str(sum(t.outcome in {"failed", "error", "not run"} for t in tests)),
-                str(sum(not t.gradable for t in tests)) or "")
-        table.add_row("[bold]lab total[/bold]", f"[bold]{lab.score:g} / {lab.max_score:g}[/bold]", "", "",
-                      f"{lab.not_gradable_points:g} pts" if lab.not_gradable_points else "")
-        console.print(table)
-        if lab.problem:
-            console.print(f"[red]{lab.problem}[/red]")
-        failures = [t for t in lab.graded() if t.outcome in {"failed", "error", "not run"}]
-        for test in failures[: 3 if len(failures) > 3 else len(failures)]:
-            first = test.message.splitlines()[0] if test.message else test.outcome
-            console.print(f"  [red]✗[/red] {test.nodeid.split('::')[-1]}: {first[:150]}")
-        if len(failures) > 3:
-            console.print(f"  … and {len(failures) - 3} more failing tests "
-                          f"(run `course test {lab.lab[:5]}` to see them all)")
-    console.print(f"[bold]Total: {report.score:g} / {report.max_score:g} points[/bold] "
-                  f"[dim]({report.seconds:.0f} s)[/dim]")
+    print_report(report, console)
 
 
-def cmd_grade(args: argparse.Namespace) -> int:
-    from .grading import GradingError, grade, labs_with_tests, skeleton_problems
+def _write_results(args: argparse.Namespace, report) -> None:
+    """--json and --gradescope, written whatever happened (Gradescope needs its file every time)."""
+    from .grading.gradescope import validate
 
-    labs = None
-    if args.lab:
-        try:
-            labs = [resolve_lab(name).name for name in args.lab]
-        except ValueError as error:
-            raise UsageProblem(str(error)) from None
-        missing = [lab for lab in labs if lab not in labs_with_tests()]
-        if missing:
-            raise UsageProblem(f"{', '.join(missing)} has no tests yet")
-    for option in ("json", "gradescope"):
-        value = getattr(args, option)
-        if value and not Path(value).expanduser().resolve().parent.is_dir():
-            raise UsageProblem(f"--{option} {value}: its folder does not exist")
-    try:
-        report = grade(impl=args.impl, submission=args.submission, labs=labs, timeout=args.timeout,
-                       on_progress=lambda text: err_console.print(f"[dim]{text}[/dim]"))
-    except GradingError as error:
-        raise UsageProblem(str(error)) from None
-    print_grade_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
         console.print(f"wrote {args.json}")
     if args.gradescope:
-        Path(args.gradescope).write_text(json.dumps(report.to_gradescope(), indent=2))
+        results = report.to_gradescope()
+        problems = validate(results)
+        if problems:  # a grader bug: say so, but still write the file
+            err_console.print("results.json departs from Gradescope's format:\n  " + "\n  ".join(problems))
+        Path(args.gradescope).write_text(json.dumps(results, indent=2))
         console.print(f"wrote {args.gradescope} (Gradescope results.json)")
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .grading import GradeReport, GradingError, grade, labs_with_tests, skeleton_problems
+
+    for option in ("json", "gradescope"):
+        value = getattr(args, option)
+        if value and not Path(value).expanduser().resolve().parent.is_dir():
+            raise UsageProblem(f"--{option} {value}: its folder does not exist")
+    labs = None
+    try:
+        if args.lab:
+            try:
+                labs = [resolve_lab(name).name for name in args.lab]
+            except ValueError as error:
+                raise GradingError(str(error)) from None
+            missing = [lab for lab in labs if lab not in labs_with_tests()]
+            if missing:
+                raise GradingError(f"{', '.join(missing)} has no tests yet")
+        report = grade(impl=args.impl, submission=args.submission, labs=labs, tasks=args.task,
+                       timeout=args.timeout, on_progress=lambda text: err_console.print(f"[dim]{text}[/dim]"))
+    except GradingError as error:
+        _write_results(args, GradeReport(impl=args.impl, labs=[], problem=str(error)))
+        raise UsageProblem(str(error)) from None
+    except BaseException as error:  # a grader bug or an interrupt: the results file still says so
+        _write_results(args, GradeReport(impl=args.impl, labs=[],
+                                         problem=f"the grader failed: {type(error).__name__}: {error}"))
+        raise
+    if report.problem:  # nothing could be graded (no submission, not a course): 0 points, and why
+        _write_results(args, report)
+        raise UsageProblem(f"--submission {report.problem}")
+    print_grade_table(report)
+    _write_results(args, report)
     if args.expect_skeleton:
         problems = skeleton_problems(report)
         if problems:
@@ -302,12 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     grade_cmd = commands.add_parser("grade", help="score table per lab and task")
     grade_cmd.add_argument("--impl", **impl)
     grade_cmd.add_argument("--submission", type=Path, metavar="DIR",
-                           help="grade a student's repository (only its lab*/src/ is used)")
+                           help="grade a student's repository (only its lab*/src/ is used, in a sandbox)")
     grade_cmd.add_argument("--lab", action="append", metavar="LAB", help="only this lab (repeatable)")
+    grade_cmd.add_argument("--task", type=int, action="append", metavar="K", help="only task K (repeatable)")
     grade_cmd.add_argument("--json", metavar="FILE", help="write the full results as JSON")
     grade_cmd.add_argument("--gradescope", metavar="FILE", help="write Gradescope's results.json")
-    grade_cmd.add_argument("--timeout", type=float, default=900.0, metavar="S",
-                           help="stop one lab's test run after S seconds (default 900)")
+    grade_cmd.add_argument("--timeout", type=float, default=1800.0, metavar="S",
+                           help="each lab's time budget, every restart included (default 1800)")
     grade_cmd.add_argument("--expect-skeleton", action="store_true",
                            help="CI: require 0 points, each graded test failing with its own task's "
                                 "NotImplementedError")

@@ -11,8 +11,13 @@ It adds:
   ``gpu``, ``vllm``, ``sglang``, ``llama_cpp``, ``xgrammar`` that skip with a reason naming what is
   missing and how to get it;
 - a NotImplementedError from an *earlier* task is re-raised as "needs lab01 task 1 first: ...";
-- ``--course-results FILE``: one JSON line per collected test and per result, written as they
-  happen, so the grader has a complete picture even when the run crashes (``shared.grading``);
+- ``--course-results FILE``: one JSON line per collected test, per test started and per result,
+  written as they happen, so the grader knows where a run died (``shared.grading``). After every
+  test the plugin checks that nothing replaced what it relies on (pytest's report classes and
+  runner, its own functions, the hooks registered): a change is written as a ``tamper`` record,
+  and the grader withholds the score;
+- in a grading run (``--course-results``), Hypothesis runs with the ``course-grading`` profile: no
+  wall-clock deadline, no example database, the same examples for every submission;
 - session fixtures: ``model_dir``, ``draft_model_dir``, ``tokenizer``, ``model``, ``draft_model``.
 """
 
@@ -78,20 +83,49 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: {text}")
     results = config.getoption("--course-results")
     # Closed in pytest_unconfigure; lines are flushed one by one so a crash loses none.
-    config._course_results = open(results, "a", encoding="utf-8") if results else None  # noqa: SIM115
+    config._course_results = _Records(results) if results else None
+    if results:
+        _use_grading_hypothesis_profile(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    handle = getattr(config, "_course_results", None)
-    if handle:
-        handle.close()
+    records = getattr(config, "_course_results", None)
+    if records:
+        records.close()
+
+
+class _Records:
+    """The ``--course-results`` file, written through references taken when it was opened
+    (before any code under test runs), so that replacing ``json.dumps`` later changes nothing."""
+
+    def __init__(self, path: str) -> None:
+        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._put, self._flush, self._dumps = self._handle.write, self._handle.flush, json.dumps
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self._put(self._dumps(record) + "\n")
+        self._flush()
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def _write(config: pytest.Config, record: dict[str, Any]) -> None:
-    handle = getattr(config, "_course_results", None)
-    if handle:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
+    records = getattr(config, "_course_results", None)
+    if records:
+        records(record)
+
+
+def _use_grading_hypothesis_profile(config: pytest.Config) -> None:
+    """Grading runs on busy machines: a wall-clock deadline there fails correct code as "flaky".
+    Registered before test modules import (their ``@settings`` take unset values from it)."""
+    if not config.pluginmanager.has_plugin("hypothesispytest"):
+        return  # Hypothesis is off in this run (``-p no:hypothesispytest``): no test uses it
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("course-grading", deadline=None, database=None, derandomize=True,
+                              print_blob=False, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("course-grading")
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +209,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 reason = requirement_skip_reason(name)
                 if reason:
                     item.add_marker(pytest.mark.skip(reason=reason))
+                    item._course_not_gradable = reason  # type: ignore[attr-defined]
+                    break
         if wanted_tasks and task_of(item) not in wanted_tasks:
             deselected.append(item)
         else:
@@ -194,6 +230,21 @@ def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-
     return report
 
 
+def timeout_of(item: pytest.Item) -> float:
+    """The test's time limit in seconds (its ``timeout`` marker, else the ini ``timeout``)."""
+    marker = item.get_closest_marker("timeout")
+    if marker and marker.args:
+        return float(marker.args[0])
+    try:
+        return float(item.config.getini("timeout") or 0)
+    except (ValueError, TypeError):  # pytest-timeout is not installed
+        return 0.0
+
+
+#: Lab code modules (``labNN_x.src.m`` / ``labNN_x.solution.m``): tests import them lazily.
+LAB_CODE_MODULE = re.compile(r"^lab\d\d_[a-z0-9_]+\.(src|solution)(\.|$)")
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         function = getattr(item, "function", None)
@@ -204,7 +255,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "hidden": item.get_closest_marker("hidden") is not None,
             "scaffold": item.get_closest_marker("scaffold") is not None,
             "doc": doc[0] if doc else "",
+            "not_gradable": getattr(item, "_course_not_gradable", ""),
+            "timeout": timeout_of(item),
         })
+    # The grader trusts a collection only if it imported no lab code (tests use lab_module).
+    _write(session.config, {"event": "collection_done", "count": len(session.items),
+                            "lab_code_imported": sorted(m for m in sys.modules if LAB_CODE_MODULE.match(m))})
+    _GUARD.start(session.config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,26 +310,125 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]):  #
     return report
 
 
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    config = _GUARD.config
+    if config is not None:  # the grader's per-test time limit counts from here
+        _write(config, {"event": "start", "nodeid": nodeid})
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
     reports: list[pytest.TestReport] = []
     item._course_reports = reports  # type: ignore[attr-defined]
     result = yield
+    _GUARD.check(item.nodeid)
     outcome, message = "passed", ""
     for report in reports:
-        if report.failed:
+        # report.outcome itself, not the report's properties: those could be replaced.
+        if report.outcome == "failed":
             outcome = "failed" if report.when == "call" else "error"
             message = getattr(report, "course_message", "") or report.longreprtext[-4000:]
             break
-        if report.skipped:
+        if report.outcome == "skipped":
             outcome = "skipped"
             message = getattr(report, "course_message", "")
             if not message and isinstance(report.longrepr, tuple):
                 message = str(report.longrepr[2]).removeprefix("Skipped: ")
-    _write(item.config, {"event": "result", "nodeid": item.nodeid, "outcome": outcome,
-                         "message": message,
-                         "duration": round(sum(r.duration for r in reports), 3)})
+            if hasattr(report, "wasxfail"):
+                message = f"xfail: {report.wasxfail or message}"
+    _GUARD.write(item.config, {"event": "result", "nodeid": item.nodeid, "outcome": outcome,
+                               "message": message,
+                               "duration": round(sum(r.duration for r in reports), 3)})
     return result
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    _GUARD.check("the end of the session")
+
+
+# --------------------------------------------------------------------------------------------
+# The guard: what grading relies on, checked after every test
+
+
+class _Guard:
+    """References, taken when this plugin is imported (before any code under test runs), to what
+    an honest result relies on: pytest's report classes and runner, ``json.dumps``, this module's
+    own functions, and (from the end of collection) the plugins and hook implementations
+    registered. After each test, anything replaced is written as a ``tamper`` record through the
+    original writer. Code in the same process can always get around a check; this one makes the
+    ways seen so far (patching a report property or this module's writer) visible."""
+
+    def __init__(self) -> None:
+        self.config: pytest.Config | None = None
+        self._originals: dict[str, tuple[Any, str, Any]] = {}
+        self._hooks: dict[str, list[Any]] = {}
+        self._plugins: set[int] = set()
+        self._reported: set[str] = set()
+        self._write = _write
+
+    def watch(self, label: str, owner: Any, name: str) -> None:
+        self._originals[label] = (owner, name, vars(owner).get(name))
+
+    def start(self, config: pytest.Config) -> None:
+        """Called at the end of collection: from here on no plugin or hook may appear."""
+        self.config = config
+        self._plugins = {id(plugin) for plugin in config.pluginmanager.get_plugins()}
+        self._hooks = {name: [impl.function for impl in getattr(config.hook, name).get_hookimpls()]
+                       for name in GUARDED_HOOKS}
+
+    def changed(self) -> list[str]:
+        found = [label for label, (owner, name, value) in self._originals.items()
+                 if vars(owner).get(name) is not value]
+        if self.config is not None:
+            if {id(plugin) for plugin in self.config.pluginmanager.get_plugins()} != self._plugins:
+                found.append("the registered pytest plugins")
+            for name, functions in self._hooks.items():
+                if [impl.function for impl in getattr(self.config.hook, name).get_hookimpls()] != functions:
+                    found.append(f"the implementations of the {name} hook")
+        return found
+
+    def check(self, during: str) -> None:
+        if self.config is None:
+            return
+        new = [label for label in self.changed() if label not in self._reported]
+        if new:
+            self._reported.update(new)
+            self.write(self.config, {"event": "tamper", "nodeid": during, "changed": new})
+
+    def write(self, config: pytest.Config, record: dict[str, Any]) -> None:
+        self._write(config, record)
+
+
+GUARDED_HOOKS = ("pytest_runtest_protocol", "pytest_runtest_makereport", "pytest_runtest_logreport",
+                 "pytest_runtest_call", "pytest_pyfunc_call", "pytest_report_teststatus")
+
+
+def _make_guard() -> _Guard:
+    from _pytest import outcomes, python, reports, runner, skipping
+
+    guard = _Guard()
+    watched = (
+        (reports.BaseReport, ("passed", "failed", "skipped", "longreprtext")),
+        (reports.TestReport, ("__init__", "from_item_and_call")),
+        (runner.CallInfo, ("from_call",)),
+        (runner, ("call_and_report", "runtestprotocol", "pytest_runtest_makereport", "call_runtest_hook",
+                  "check_interactive_exception")),
+        (skipping, ("pytest_runtest_makereport", "pytest_runtest_call")),
+        (python, ("pytest_pyfunc_call",)),
+        (python.Function, ("runtest",)),
+        (outcomes, ("skip", "fail", "xfail", "exit")),
+        (json, ("dumps",)),
+        (_Records, ("__init__", "__call__")),
+        (_Guard, ("check", "changed", "write")),
+        (sys.modules[__name__], ("_write", "_name_the_needed_task", "pytest_runtest_protocol",
+                                 "pytest_runtest_makereport", "pytest_runtest_call", "pytest_runtest_setup",
+                                 "pytest_runtest_logstart")),
+    )
+    for owner, names in watched:
+        where = owner.__name__ if isinstance(owner, type(sys)) else f"{owner.__module__}.{owner.__qualname__}"
+        for name in names:
+            guard.watch(f"{where}.{name}", owner, name)
+    return guard
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,3 +483,8 @@ def model(model_dir: Path, device: str) -> Any:
 @pytest.fixture(scope="session")
 def draft_model(draft_model_dir: Path, device: str) -> Any:
     return _load(draft_model_dir, device)
+
+
+# Last, once every function above exists: the references the guard compares against.
+_GUARD = _make_guard()
+_GUARD.watch(f"{__name__}._GUARD", sys.modules[__name__], "_GUARD")

@@ -1,9 +1,11 @@
-"""The grader, end to end: child pytest runs on a synthetic course, crashes and hangs included."""
+"""The grader, end to end: child pytest runs on a synthetic course, crashes and hangs included.
+
+(The dishonest submissions of issue 7 have their own file: ``test_grading_attacks.py``.)
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,8 @@ from shared.grading import (
     task_titles,
 )
 from shared.grading import TestResult as Result  # (a Test* name would look like a test class)
+from shared.grading import run as grading_run
+from shared.grading.gradescope import validate
 
 from .helpers import DEMO_LAB, DEMO_SOLUTION, copy_course_base, make_submission, write_files
 
@@ -33,6 +37,7 @@ SUM_THEN_SCALE = "lab01_demo/tests/test_calc.py::test_sum_then_scale"
 THIS_COURSE = "lab01_demo/tests/test_calc.py::test_runs_in_this_course"
 HIDDEN = "lab01_demo/tests/hidden/test_hidden_calc.py::test_add_large"
 GRADED = {ADD: 2, ADD_NEGATIVE: 1, SCALE: 2, SUM_THEN_SCALE: 1, HIDDEN: 1}
+FULL = sum(GRADED.values())
 
 # A student's calc.py where scale() misbehaves for factor == 4 (only test_scale uses 4).
 SCALE_MISBEHAVES = DEMO_SOLUTION.replace(
@@ -53,8 +58,9 @@ def _by_id(lab: LabResult) -> dict[str, Result]:
     return {t.nodeid: t for t in lab.tests}
 
 
-def _graded_lab(root: Path, impl: str, **kwargs) -> LabResult:
-    lab = run_lab(root, DEMO_LAB, impl, **kwargs)
+def _graded(submission: Path, root: Path, **kwargs) -> LabResult:
+    report = grade(submission=submission, root=root, labs=[DEMO_LAB], **kwargs)
+    [lab] = report.labs
     assert lab.problem == ""
     # Every test of the lab is accounted for, even when the run crashed or hung.
     assert set(_outcomes(lab)) == {*GRADED, THIS_COURSE}
@@ -72,20 +78,21 @@ def test_the_demo_course_reads_its_readme(demo_course: Path) -> None:
 
 
 def test_the_solution_gets_full_points_in_a_child_of_this_course(demo_course: Path) -> None:
-    lab = _graded_lab(demo_course, "solution")
+    lab = run_lab(demo_course, DEMO_LAB, "solution")
     assert _outcomes(lab) == {**dict.fromkeys(GRADED, "passed"), THIS_COURSE: "passed"}
     # The scaffold test checked, inside the child, that shared and the lab came from demo_course.
     assert _by_id(lab)[THIS_COURSE].scaffold and _by_id(lab)[THIS_COURSE].points == 0
-    assert lab.score == lab.max_score == sum(GRADED.values())
+    assert lab.score == lab.max_score == FULL
     assert _by_id(lab)[HIDDEN].hidden and not _by_id(lab)[ADD].hidden
     assert _by_id(lab)[ADD].doc == "add() adds."
     assert lab.task_titles == {1: "Adding", 2: "Scaling"}
+    assert lab.integrity == [] and not lab.withheld  # the plugin's guard saw nothing replaced
 
 
 def test_the_skeleton_gets_nothing_each_test_failing_with_its_task(demo_course: Path) -> None:
-    lab = _graded_lab(demo_course, "student")
+    lab = run_lab(demo_course, DEMO_LAB, "student")
     report = GradeReport(impl="student", labs=[lab])
-    assert report.score == 0 and report.max_score == sum(GRADED.values())
+    assert report.score == 0 and report.max_score == FULL
     tests = _by_id(lab)
     assert tests[ADD].message.startswith("NotImplementedError: lab01 task 1: add is not written yet")
     assert tests[SCALE].message.startswith("NotImplementedError: lab01 task 2: scale is not written yet")
@@ -97,9 +104,9 @@ def test_the_skeleton_gets_nothing_each_test_failing_with_its_task(demo_course: 
 
 
 def test_skeleton_problems_flags_tests_that_assert_nothing_or_need_a_later_task() -> None:
-    def result(name: str, task: int, outcome: str, message: str) -> Result:
+    def result(name: str, task: int, outcome: str, message: str, not_gradable: str = "") -> Result:
         return Result(nodeid=f"lab03_demo/tests/test_x.py::{name}", lab="lab03_demo", task=task,
-                          points=1.0, outcome=outcome, message=message)
+                      points=1.0, outcome=outcome, message=message, not_gradable=not_gradable)
 
     lab = LabResult(lab="lab03_demo", tests=[
         result("test_ok", 2, "failed", "NotImplementedError: lab03 task 2: f is not written yet"),
@@ -111,7 +118,7 @@ def test_skeleton_problems_flags_tests_that_assert_nothing_or_need_a_later_task(
         result("test_needs_a_later_task", 2, "failed",
                "NotImplementedError: needs lab03 task 5 first: lab03 task 5: k is not written yet"),
         result("test_wrong_error", 2, "failed", "AssertionError: assert 1 == 2"),
-        result("test_skipped_here", 2, "skipped", "needs an NVIDIA GPU (CUDA)"),
+        result("test_skipped_here", 2, "not gradable", "", not_gradable="needs an NVIDIA GPU (CUDA)"),
     ])
     problems = skeleton_problems(GradeReport(impl="student", labs=[lab]))
     assert problems[0] == "the skeleton earned 1 points (expected 0)"
@@ -120,49 +127,46 @@ def test_skeleton_problems_flags_tests_that_assert_nothing_or_need_a_later_task(
 
 
 def test_a_hung_test_fails_by_its_timeout_and_the_others_still_run(demo_course: Path, tmp_path: Path) -> None:
-    course = prepare_submission(_misbehaving(tmp_path / "sub", "while True:\n            pass"), demo_course)
-    try:
-        lab = _graded_lab(course, "student", extra_args=["-o", "timeout=2"])
-    finally:
-        shutil.rmtree(course)
+    lab = _graded(_misbehaving(tmp_path / "sub", "while True:\n            pass"), demo_course,
+                  extra_args=["-o", "timeout=2"])
     tests = _by_id(lab)
     assert tests[SCALE].outcome == "failed"
     assert "Timeout" in tests[SCALE].message and "2" in tests[SCALE].message
     assert {n: o for n, o in _outcomes(lab).items() if n != SCALE} == dict.fromkeys(
         [ADD, ADD_NEGATIVE, SUM_THEN_SCALE, HIDDEN, THIS_COURSE], "passed")
-    assert lab.score == sum(GRADED.values()) - GRADED[SCALE]
+    assert lab.score == FULL - GRADED[SCALE]
 
 
-def test_a_run_stopped_by_the_lab_time_limit_blames_one_test(demo_course: Path, tmp_path: Path) -> None:
-    """No per-test timeout: the grader's own limit on the child stops the hang."""
-    course = prepare_submission(_misbehaving(tmp_path / "sub", "while True:\n            pass"), demo_course)
+def test_a_hang_that_swallows_its_timeout_is_stopped_by_the_parent(demo_course: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that catches pytest-timeout's exception (as Hypothesis does) keeps running: the parent's
+    hard per-test limit stops it, blames that test, and the others still run."""
+    monkeypatch.setattr(grading_run, "HARD_LIMIT_FACTOR", 1.0)
+    monkeypatch.setattr(grading_run, "HARD_LIMIT_GRACE_S", 2.0)
+    swallow = ("import time\n        while True:\n            try:\n                time.sleep(0.05)\n"
+               "            except BaseException:\n                pass")
     progress: list[str] = []
-    try:
-        lab = _graded_lab(course, "student", timeout=8, extra_args=["-o", "timeout=0"],
-                          on_progress=progress.append)
-    finally:
-        shutil.rmtree(course)
+    lab = _graded(_misbehaving(tmp_path / "sub", swallow), demo_course, extra_args=["-o", "timeout=1"],
+                  on_progress=progress.append)
     tests = _by_id(lab)
     assert tests[SCALE].outcome == "error"
-    assert tests[SCALE].message.startswith("the test run died in this test: the run was stopped after")
-    assert "time limit" in tests[SCALE].message
+    assert tests[SCALE].message.startswith("the test run died in this test: it ran past its hard time limit "
+                                           "of 3 s (1 s of its own, which did not stop it)")
     assert tests[SUM_THEN_SCALE].outcome == tests[ADD].outcome == tests[HIDDEN].outcome == "passed"
-    assert lab.score == sum(GRADED.values()) - GRADED[SCALE]
-    assert progress and SCALE in progress[0]
+    assert lab.score == FULL - GRADED[SCALE]
+    assert any(SCALE in line for line in progress)
 
 
 def test_os_exit_in_one_test_costs_that_test_only(demo_course: Path, tmp_path: Path) -> None:
-    submission = _misbehaving(tmp_path / "sub", "os._exit(1)")
-    report = grade(submission=submission, root=demo_course, labs=[DEMO_LAB])
-    [lab] = report.labs
-    assert set(_outcomes(lab)) == {*GRADED, THIS_COURSE}
+    lab = _graded(_misbehaving(tmp_path / "sub", "os._exit(1)"), demo_course)
     tests = _by_id(lab)
     assert tests[SCALE].outcome == "error"
-    assert tests[SCALE].message.startswith("the test run died in this test: pytest exited with code 1")
+    assert tests[SCALE].message.startswith("the test run died in this test: the test process exited with code 1")
     # The tests after it (in collection order) ran in a second child.
     assert tests[SUM_THEN_SCALE].outcome == tests[THIS_COURSE].outcome == "passed"
     assert tests[HIDDEN].outcome == tests[ADD].outcome == "passed"
-    assert report.score == sum(GRADED.values()) - GRADED[SCALE]
+    assert lab.score == FULL - GRADED[SCALE]
+    assert lab.integrity and "os._exit" in lab.integrity[0].what and not lab.withheld  # flagged, not withheld
 
 
 def test_a_syntax_error_fails_every_test_and_still_gives_a_full_report(demo_course: Path,
@@ -175,12 +179,12 @@ def test_a_syntax_error_fails_every_test_and_still_gives_a_full_report(demo_cour
         assert test.outcome == "failed", test
         assert "lab01_demo/src/calc.py" in test.message and "SyntaxError" in test.message, test.message
         assert "calc.py:2" in test.message, test.message
-    assert report.score == 0 and report.max_score == sum(GRADED.values())
+    assert report.score == 0 and report.max_score == FULL
 
     written = tmp_path / "grade.json"
     written.write_text(json.dumps(report.to_json()))
     data = json.loads(written.read_text())
-    assert (data["score"], data["max_score"]) == (0, sum(GRADED.values()))
+    assert (data["score"], data["max_score"]) == (0, FULL)
     listed = [t["nodeid"] for task in data["labs"][0]["tasks"] for t in task["tests"]]
     assert sorted(listed) == sorted(GRADED)
     assert [t["nodeid"] for t in data["labs"][0]["scaffold_tests"]] == [THIS_COURSE]
@@ -205,14 +209,14 @@ def test_a_submission_cannot_change_tests_or_conftest(demo_course: Path, tmp_pat
         "shared/pytest_plugin.py": "raise SystemExit('tampered')\n",
         "pyproject.toml": "[tool.pytest.ini_options]\naddopts = '-p no:shared.pytest_plugin'\n",
     })
-    course = prepare_submission(tampered, demo_course)
-    try:
-        assert not (course / DEMO_LAB / "src" / "conftest.py").exists()
-        assert (course / DEMO_LAB / "tests" / "test_calc.py").read_text() == (
-            demo_course / DEMO_LAB / "tests" / "test_calc.py").read_text()
-        assert (course / DEMO_LAB / "src" / "calc.py").read_text() == partial
-    finally:
-        shutil.rmtree(course)
+    copy, found, notes = prepare_submission(tampered, demo_course, tmp_path / "copy")
+    assert found == {DEMO_LAB}
+    assert not (copy / DEMO_LAB / "src" / "conftest.py").exists()
+    assert (copy / DEMO_LAB / "tests" / "test_calc.py").read_text() == (
+        demo_course / DEMO_LAB / "tests" / "test_calc.py").read_text()
+    assert (copy / DEMO_LAB / "src" / "calc.py").read_text() == partial
+    assert f"{DEMO_LAB}/src/conftest.py: a conftest.py in src/ is refused (only the course's own count)" in notes
+    assert any(n.startswith(f"{DEMO_LAB}/tests/test_calc.py: ignored (only {DEMO_LAB}/src/ is graded") for n in notes)
 
     reports = [grade(submission=s, root=demo_course, labs=[DEMO_LAB]) for s in (clean, tampered)]
     summaries = [{t.nodeid: (t.outcome, t.points) for t in r.labs[0].tests} for r in reports]
@@ -222,30 +226,38 @@ def test_a_submission_cannot_change_tests_or_conftest(demo_course: Path, tmp_pat
         "NotImplementedError: lab01 task 2: scale is not written yet")
 
 
-def test_submission_errors_are_clear(demo_course: Path, tmp_path: Path) -> None:
-    with pytest.raises(GradingError, match="no such folder"):
-        prepare_submission(tmp_path / "missing", demo_course)
-    (tmp_path / "empty" / "notes").mkdir(parents=True)
-    with pytest.raises(GradingError, match=r"no lab folders in it \(expected one or more of lab01_demo/src/\)"):
-        prepare_submission(tmp_path / "empty", demo_course)
+def test_the_grading_copy_is_the_student_edition_plus_hidden_tests(demo_course: Path, tmp_path: Path) -> None:
+    write_files(demo_course, {f"{DEMO_LAB}/instructor/mutants.py": "MUTANTS = []\n"})
+    try:
+        copy, _, _ = prepare_submission(make_submission(tmp_path / "sub", DEMO_SOLUTION), demo_course,
+                                        tmp_path / "copy")
+    finally:
+        (demo_course / DEMO_LAB / "instructor" / "mutants.py").unlink()
+        (demo_course / DEMO_LAB / "instructor").rmdir()
+    assert not (copy / DEMO_LAB / "solution").exists()
+    assert not (copy / DEMO_LAB / "instructor").exists()
+    assert not (copy / "shared" / "tests").exists()
+    assert (copy / DEMO_LAB / "tests" / "hidden" / "test_hidden_calc.py").is_file()
+    assert (copy / "conftest.py").is_file() and (copy / "shared" / "pytest_plugin.py").is_file()
 
 
 def test_report_formats(demo_course: Path, tmp_path: Path) -> None:
     submission = _misbehaving(tmp_path / "sub", "return -1")  # scale wrong for factor 4
     report = grade(submission=submission, root=demo_course, labs=[DEMO_LAB])
-    expected_score = sum(GRADED.values()) - GRADED[SCALE]
+    expected_score = FULL - GRADED[SCALE]
 
     data = json.loads(json.dumps(report.to_json()))
-    assert (data["score"], data["max_score"], data["impl"]) == (expected_score, sum(GRADED.values()), "student")
+    assert (data["score"], data["max_score"], data["impl"]) == (expected_score, FULL, "student")
     [lab] = data["labs"]
     assert [(t["task"], t["title"], t["score"], t["max_score"]) for t in lab["tasks"]] == [
         (1, "Adding", 4.0, 4.0), (2, "Scaling", 1.0, 3.0)]
+    assert data["integrity"] == [] and lab["withheld"] == ""
 
     scope = json.loads(json.dumps(report.to_gradescope()))
-    assert scope["score"] == expected_score
+    assert validate(scope) == []
+    assert scope["score"] == expected_score and isinstance(scope["execution_time"], int)
+    assert scope["output_format"] == "text" and scope["stdout_visibility"] == "hidden"
     assert len(scope["tests"]) == len(GRADED)  # graded tests only: the scaffold test carries no points
-    for entry in scope["tests"]:
-        assert {"name", "number", "score", "max_score", "status", "output", "visibility"} <= set(entry)
     by_name = {e["name"].split(": ")[-1]: e for e in scope["tests"]}
     assert by_name["test_add_large"]["visibility"] == "after_published"
     assert by_name["test_add"]["visibility"] == "visible"
@@ -256,6 +268,68 @@ def test_report_formats(demo_course: Path, tmp_path: Path) -> None:
     assert (scale["status"], scale["score"], scale["max_score"]) == ("failed", 0.0, 2.0)
     assert "assert -1 == 12" in scale["output"]
     assert sorted(e["number"] for e in scope["tests"]) == ["1.1.1", "1.1.2", "1.1.3", "1.2.1", "1.2.2"]
+
+
+def test_gradescope_not_gradable_tests_rounding_and_validation() -> None:
+    def result(name: str, points: float, outcome: str, **kwargs) -> Result:
+        return Result(nodeid=f"lab02_x/tests/test_x.py::{name}", lab="lab02_x", task=1, points=points,
+                      outcome=outcome, **kwargs)
+
+    thirds = [result(f"test_case[{i}]", 1 / 3 * 10, "passed") for i in range(3)]
+    gpu = result("test_on_gpu", 2.0, "not gradable", not_gradable="needs an NVIDIA GPU (CUDA); none here")
+    lab = LabResult(lab="lab02_x", tests=[*thirds, gpu])
+    report = GradeReport(impl="student", labs=[lab], seconds=12.6)
+    assert (report.score, report.max_score, report.not_gradable_points) == (10.0, 10.0, 2.0)  # no float noise
+    scope = report.to_gradescope()
+    assert validate(scope) == []
+    assert scope["score"] == 10.0 and scope["execution_time"] == 13
+    [entry] = [e for e in scope["tests"] if "test_on_gpu" in e["name"]]
+    assert entry["name"].endswith("(not gradable on this machine)")
+    assert "score" not in entry and "max_score" not in entry and "status" not in entry  # informational
+    assert entry["output"].startswith("Not gradable on this machine: needs an NVIDIA GPU")
+    assert "2 more points are not gradable on this machine" in scope["output"]
+    assert [e["score"] for e in scope["tests"] if "score" in e] == [3.33, 3.33, 3.33]
+
+    assert validate({"score": float("nan")})
+    assert validate({"tests": [{"score": 3, "max_score": 2, "status": "ok", "visibility": "secret", "x": 1}]}) == [
+        "tests[0]: unknown key 'x'", "tests[0]: score 3 is above max_score 2",
+        "tests[0].status must be one of ['failed', 'passed'], got 'ok'",
+        "tests[0].visibility must be one of ['after_due_date', 'after_published', 'hidden', 'visible'], "
+        "got 'secret'"]
+
+
+def test_a_submission_that_cannot_be_graded_still_gets_a_results_file(demo_course: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "other" / "notes").mkdir(parents=True)
+    for folder, words in ((tmp_path / "missing", "missing: no such folder"), (tmp_path / "a_file", "no such folder"),
+                          (tmp_path / "empty", "empty: the folder is empty"),
+                          (tmp_path / "other", r"no lab folders in it \(expected one or more of lab01_demo/src/\)")):
+        report = grade(submission=folder, root=demo_course)
+        assert report.labs == [] and report.score == 0
+        import re
+
+        assert re.search(words, report.problem), report.problem
+        scope = report.to_gradescope()
+        assert validate(scope) == [] and scope["score"] == 0
+        assert scope["output"].startswith("This submission could not be graded: ")
+        assert report.to_json()["problem"] == report.problem
+    with pytest.raises(GradingError, match="--impl solution makes no sense"):
+        grade(submission=tmp_path / "other", root=demo_course, impl="solution")
+
+
+def test_a_repository_inside_a_folder_is_found_and_a_missing_lab_is_not_run(demo_course: Path,
+                                                                           tmp_path: Path) -> None:
+    make_submission(tmp_path / "upload" / "my-course", DEMO_SOLUTION)
+    report = grade(submission=tmp_path / "upload", root=demo_course)
+    assert report.notes[0] == "graded the course found in my-course/ inside the submission"
+    assert report.score == FULL
+
+    (tmp_path / "nolab" / DEMO_LAB).mkdir(parents=True)
+    report = grade(submission=tmp_path / "nolab", root=demo_course)
+    [lab] = report.labs
+    assert (lab.score, lab.max_score) == (0, FULL)  # the denominator does not depend on the submission
+    assert {t.message for t in lab.tests} == {f"not run: {DEMO_LAB}/src/ is not in the submission"}
 
 
 def test_a_test_file_that_cannot_be_imported_is_reported_not_blamed_on_another_test(tmp_path: Path) -> None:
@@ -283,8 +357,37 @@ def test_a_lab_whose_tests_break_the_rules_is_a_problem_not_a_crash(tmp_path: Pa
     write_files(root, {"lab06_rules/tests/test_x.py": "def test_unmarked():\n    assert True\n"})
     progress: list[str] = []
     lab = run_lab(root, "lab06_rules", "solution", on_progress=progress.append)
-    assert [(t.nodeid, t.outcome, t.message) for t in lab.tests] == [
-        ("lab06_rules/tests/test_x.py::test_unmarked", "not run", "")]  # nothing blamed on it
-    assert progress == []  # and no second run
-    assert lab.problem.startswith("lab06_rules: pytest could not run the tests (pytest exited with code 4)")
+    assert lab.tests == [] and progress == []  # nothing collected, nothing run, nothing blamed
+    assert lab.problem.startswith("lab06_rules: pytest could not collect the tests (exit code 4)")
     assert "lab06_rules/tests/test_x.py::test_unmarked: every lab test needs a task(K) marker" in lab.problem
+
+
+def test_a_collection_that_imports_lab_code_is_refused(tmp_path: Path) -> None:
+    """The expected tests must come from a collection that ran no lab code: a test module that
+    imports the code under test at its top level makes the lab a problem, not a score."""
+    root = copy_course_base(tmp_path / "course")
+    write_files(root, {
+        "lab07_eager/__init__.py": "", "lab07_eager/src/__init__.py": "", "lab07_eager/src/m.py": "X = 1\n",
+        "lab07_eager/tests/__init__.py": "",
+        "lab07_eager/tests/test_m.py": ("import pytest\n\nfrom lab07_eager.src import m\n\n\n"
+                                        "@pytest.mark.task(1)\n@pytest.mark.points(1)\ndef test_x():\n"
+                                        "    assert m.X == 1\n"),
+    })
+    lab = run_lab(root, "lab07_eager", "student")
+    assert lab.tests == []
+    assert lab.problem == ("lab07_eager: collecting its tests imported lab code (lab07_eager.src, "
+                           "lab07_eager.src.m); tests must import it lazily through shared.impl.lab_module")
+
+
+def test_the_command_writes_its_results_files_even_when_nothing_can_be_graded(tmp_path: Path) -> None:
+    from .helpers import run_cli
+
+    for submission in (tmp_path / "missing", tmp_path / "results"):  # the second: a folder with no lab
+        (tmp_path / "results").mkdir(exist_ok=True)
+        scope, full = tmp_path / "results" / "results.json", tmp_path / "results" / "grade.json"
+        run = run_cli("grade", "--submission", str(submission), "--gradescope", str(scope), "--json", str(full))
+        assert run.returncode == 2 and run.stderr.startswith(f"course grade: --submission {submission}: ")
+        data = json.loads(scope.read_text())
+        assert validate(data) == [] and data["score"] == 0
+        assert data["output"].startswith(f"This submission could not be graded: {submission}: ")
+        assert json.loads(full.read_text())["problem"].startswith(f"{submission}: ")

@@ -9,7 +9,15 @@ import pytest
 
 from shared.grading import GradeReport, run_lab, skeleton_problems
 
-from .helpers import DEMO_LAB, copy_course_base, make_demo_course, run_pytest, write_files
+from .helpers import (
+    DEMO_LAB,
+    FAST_CHILD_ADDOPTS,
+    child_env,
+    copy_course_base,
+    make_demo_course,
+    run_pytest,
+    write_files,
+)
 
 pytestmark = pytest.mark.usefixtures("fast_children")
 
@@ -74,7 +82,8 @@ def _records(path: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     collected, results = {}, {}
     for line in path.read_text().splitlines():
         record = json.loads(line)
-        (collected if record["event"] == "collected" else results)[record["nodeid"]] = record
+        if record["event"] in {"collected", "result"}:
+            (collected if record["event"] == "collected" else results)[record["nodeid"]] = record
     return collected, results
 
 
@@ -113,14 +122,14 @@ def test_across_labs_and_without_a_gpu(plugin_course: Path) -> None:
     if _cuda():
         assert gpu.outcome == "failed"  # it runs, on the skeleton
         return
-    assert gpu.outcome == "skipped"  # had it run, the skeleton would have failed it
-    assert gpu.message == ("needs an NVIDIA GPU (CUDA); none is visible to torch here "
-                           "(not gradable on this machine)")
+    assert gpu.outcome == "not gradable"  # decided at collection; had it run, the skeleton would have failed it
+    assert gpu.message == gpu.not_gradable == ("needs an NVIDIA GPU (CUDA); none is visible to torch here "
+                                               "(not gradable on this machine)")
     report = GradeReport(impl="student", labs=[lab])
     assert (lab.score, lab.max_score, lab.not_gradable_points) == (3.0, 6.0, 1.0)
     assert report.to_json()["not_gradable_points"] == 1.0
-    [entry] = [e for e in report.to_gradescope()["tests"] if e["name"].endswith("test_on_gpu")]
-    assert entry["max_score"] == 0.0 and entry["output"].startswith("not gradable on this machine: needs an NVIDIA")
+    [entry] = [e for e in report.to_gradescope()["tests"] if "test_on_gpu" in e["name"]]
+    assert "max_score" not in entry and entry["output"].startswith("Not gradable on this machine: needs an NVIDIA")
     # The parametrized test passes on the skeleton (it asserts nothing about lab02's code): flagged.
     problems = skeleton_problems(report)
     assert problems[0] == "the skeleton earned 3 points (expected 0)"
@@ -169,3 +178,93 @@ def test_tests_outside_the_labs_need_no_markers(tmp_path: Path) -> None:
     write_files(root, {"tools/test_tool.py": "def test_tool():\n    assert True\n"})
     run = run_pytest(root, "tools")
     assert run.returncode == 0 and "1 passed" in run.stdout
+
+
+def test_the_results_file_records_starts_results_and_a_collection_that_imported_no_lab_code(
+        demo_course: Path, tmp_path: Path) -> None:
+    results_file = tmp_path / "results.jsonl"
+    run = run_pytest(demo_course, f"{DEMO_LAB}/tests", "--impl=solution", f"--course-results={results_file}")
+    assert run.returncode == 0, run.stdout
+    records = [json.loads(line) for line in results_file.read_text().splitlines()]
+    events = [r["event"] for r in records]
+    count = events.count("collected")
+    assert events[count] == "collection_done" and records[count]["lab_code_imported"] == []
+    assert events[count + 1:] == ["start", "result"] * count  # each test: its start, then its result
+    collected = [r for r in records if r["event"] == "collected"]
+    assert {r["timeout"] for r in collected} == {120.0}  # pyproject's timeout
+    assert {r["not_gradable"] for r in collected} == {""}
+
+
+GUARDED = """
+import pytest
+
+from shared.impl import lab_module
+
+calc = lab_module("lab01_demo", "calc")
+
+
+@pytest.mark.task(1)
+@pytest.mark.points(1)
+def test_patches():
+    from _pytest.reports import BaseReport
+
+    BaseReport.passed = property(lambda self: True)
+
+
+@pytest.mark.task(1)
+@pytest.mark.points(1)
+def test_after():
+    assert calc.add(1, 1) == 2
+"""
+
+
+def test_the_guard_reports_what_a_test_replaced_once(demo_course: Path, tmp_path: Path) -> None:
+    root = make_demo_course(tmp_path / "course", {f"{DEMO_LAB}/tests/test_guarded.py": GUARDED})
+    results_file = tmp_path / "results.jsonl"
+    run_pytest(root, f"{DEMO_LAB}/tests/test_guarded.py", "--impl=solution", f"--course-results={results_file}")
+    tamper = [json.loads(line) for line in results_file.read_text().splitlines() if '"tamper"' in line]
+    assert tamper == [{"event": "tamper", "nodeid": f"{DEMO_LAB}/tests/test_guarded.py::test_patches",
+                       "changed": ["_pytest.reports.BaseReport.passed"]}]
+
+
+HYPOTHESIS_TESTS = """
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@pytest.mark.task(1)
+@pytest.mark.points(1)
+def test_the_profile():
+    assert settings().deadline is None and settings().database is None
+
+
+@pytest.mark.task(1)
+@pytest.mark.points(1)
+@settings(max_examples=2)
+@given(st.integers())
+def test_slow_examples(x):
+    time.sleep(0.25)  # over Hypothesis's default 200 ms deadline
+"""
+
+
+def test_grading_runs_hypothesis_without_a_deadline(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = copy_course_base(tmp_path / "course")
+    write_files(root, {"lab08_h/tests/test_h.py": HYPOTHESIS_TESTS})
+    env = child_env(root)
+    # The fast children leave Hypothesis's plugin out: this one needs it (and only it).
+    env["PYTEST_ADDOPTS"] = FAST_CHILD_ADDOPTS.replace("-p no:hypothesispytest", "")
+
+    def pytest_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "lab08_h/tests", *args],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+    plain = pytest_run("-k", "test_the_profile")  # (the slow test would fail here, slowly: it is shrunk)
+    assert plain.returncode == 1 and "AssertionError" in plain.stdout, plain.stdout[-2000:]
+    graded = pytest_run(f"--course-results={tmp_path / 'r.jsonl'}")
+    assert graded.returncode == 0 and "2 passed" in graded.stdout, graded.stdout[-2000:]

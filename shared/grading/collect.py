@@ -1,0 +1,130 @@
+"""Collect: what the course expects, decided before any student code exists in the copy.
+
+A ``pytest --collect-only`` child runs in the course (or in the grading copy while its ``src/``
+still holds the course's own skeleton) and writes one record per test: node id, task, points,
+hidden, scaffold, the requirement marker's reason when this machine lacks a GPU or a framework,
+and the test's time limit. Those records are the list the grader scores against: a graded
+process can neither add a test nor change one's points. The plugin also reports any lab code a
+collection imported (tests must import it lazily through ``shared.impl.lab_module``): such a
+collection is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..paths import ROOT, lab_dirs
+from .results import TestResult
+
+TASK_HEADING = re.compile(r"^#{2,3}\s+Task\s+(\d+)\s*[:.\u2014\-]+\s*(.+?)\s*\((\d+(?:\.\d+)?)\s+points?\)", re.M)
+
+#: Collection imports torch and every framework a lab's tests use: slow on a busy machine.
+COLLECT_LIMIT_S = 600.0
+PYTEST_REFUSED = (3, 4)  # pytest.ExitCode.INTERNAL_ERROR, USAGE_ERROR (a test without its markers)
+
+
+class GradingError(RuntimeError):
+    """The grader cannot go on (no submission, not a course, a course whose tests are broken)."""
+
+
+def labs_with_tests(root: Path = ROOT) -> list[str]:
+    return [lab.name for lab in lab_dirs(root) if any((lab / "tests").glob("**/test_*.py"))]
+
+
+def task_titles(lab_dir: Path) -> dict[int, str]:
+    """Task titles from the lab README's ``## Task K — Title (N points)`` headings."""
+    readme = lab_dir / "README.md"
+    if not readme.exists():
+        return {}
+    return {int(m.group(1)): m.group(2) for m in TASK_HEADING.finditer(readme.read_text(encoding="utf-8"))}
+
+
+def readme_points(lab_dir: Path) -> dict[int, float]:
+    """Points per task as the lab README states them."""
+    readme = lab_dir / "README.md"
+    if not readme.exists():
+        return {}
+    return {int(m.group(1)): float(m.group(3)) for m in TASK_HEADING.finditer(readme.read_text(encoding="utf-8"))}
+
+
+def child_env(course: Path, impl: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child pytest working in ``course``: this course first on the path."""
+    import os
+
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(course), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["COURSE_IMPL"] = impl
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _course_key(course: Path, lab: str) -> str:
+    """A digest of every file a collection of ``lab`` reads (lab code excepted: none is imported)."""
+    digest = hashlib.sha256()
+    files = [course / "conftest.py", course / "pyproject.toml", course / lab / "README.md",
+             *sorted((course / "shared").rglob("*.py")), *sorted((course / lab / "tests").rglob("*"))]
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(course)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+#: Collections already made in this process, by course content: grading many submissions in one
+#: process collects each lab once.
+_COLLECTED: dict[tuple, tuple[list[dict], str]] = {}
+
+
+def expected_tests(course: Path, lab: str, impl: str, tasks: list[int] | None = None,
+                   extra_args: list[str] | None = None) -> tuple[list[TestResult], str]:
+    """The tests of ``lab`` as the course defines them, and a problem ("" when none).
+
+    Run in a course whose ``src/`` is the course's own (never a submission's): nothing the
+    collection imports comes from a student.
+    """
+    key = (_course_key(course, lab), lab, impl, tuple(tasks or ()), tuple(extra_args or ()))
+    if key not in _COLLECTED:
+        tests, problem = _collect(course, lab, impl, tasks, extra_args)
+        _COLLECTED[key] = ([dataclasses.asdict(t) for t in tests], problem)
+    tests, problem = _COLLECTED[key]
+    return [TestResult(**fields) for fields in tests], problem
+
+
+def _collect(course: Path, lab: str, impl: str, tasks: list[int] | None,
+             extra_args: list[str] | None) -> tuple[list[TestResult], str]:
+    with tempfile.TemporaryDirectory(prefix="course-collect-") as scratch:
+        records_file = Path(scratch) / "collected.jsonl"
+        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                   f"--impl={impl}", f"--course-results={records_file}", "--continue-on-collection-errors",
+                   *[f"--task={t}" for t in tasks or []], *(extra_args or []), f"{lab}/tests"]
+        try:
+            child = subprocess.run(command, cwd=course, env=child_env(course, impl), capture_output=True,
+                                   text=True, timeout=COLLECT_LIMIT_S, stdin=subprocess.DEVNULL)
+            output = (child.stdout + child.stderr)[-3000:]
+        except subprocess.TimeoutExpired:
+            return [], f"{lab}: collecting its tests took over {COLLECT_LIMIT_S:.0f} s"
+        records = [json.loads(line) for line in records_file.read_text(encoding="utf-8").splitlines()
+                   if line.strip()] if records_file.exists() else []
+    tests = [TestResult(nodeid=r["nodeid"], lab=lab, task=r.get("task"), points=float(r.get("points", 0.0)),
+                        hidden=bool(r.get("hidden")), scaffold=bool(r.get("scaffold")), doc=r.get("doc", ""),
+                        not_gradable=r.get("not_gradable", ""), timeout=float(r.get("timeout") or 0.0))
+             for r in records if r.get("event") == "collected"]
+    problems = [f"{lab}: {r['nodeid']} could not be collected, so its tests are not graded: {r.get('message', '')}"
+                for r in records if r.get("event") == "collect_error"]
+    done = [r for r in records if r.get("event") == "collection_done"]
+    if done and done[0].get("lab_code_imported"):
+        problems.append(f"{lab}: collecting its tests imported lab code ({', '.join(done[0]['lab_code_imported'])}); "
+                        "tests must import it lazily through shared.impl.lab_module")
+        tests = []
+    if not done or child.returncode in PYTEST_REFUSED:
+        problems.append(f"{lab}: pytest could not collect the tests (exit code {child.returncode}).\n{output}")
+        tests = []
+    elif not tests and not problems:
+        problems.append(f"{lab}: no tests were collected" + (f" for task {tasks}" if tasks else ""))
+    return tests, "\n".join(problems)

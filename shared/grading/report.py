@@ -1,0 +1,90 @@
+"""Report: the terminal table and the JSON file (Gradescope's file is ``gradescope.py``).
+
+Both are for the instructor: they show everything, hidden tests' messages, the integrity report
+and the sandbox warnings included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+from .results import GradeReport, LabResult, by_task, points
+
+
+def _task_rows(lab: LabResult) -> list[dict[str, Any]]:
+    return [{
+        "task": task, "title": lab.task_titles.get(task, ""),
+        "score": points(math.fsum(t.earned for t in tests)),
+        "max_score": points(math.fsum(t.points for t in tests if t.gradable)),
+        "tests": [asdict(t) for t in tests],
+    } for task, tests in by_task(lab.graded()).items()]
+
+
+def to_json(report: GradeReport) -> dict[str, Any]:
+    """Everything: scores, each lab, task and test, notes, warnings and the integrity report."""
+    return {
+        "score": report.score, "max_score": report.max_score, "impl": report.impl,
+        "not_gradable_points": report.not_gradable_points, "seconds": round(report.seconds, 1),
+        "submission": report.submission, "problem": report.problem, "notes": report.notes, "warnings": report.warnings,
+        "integrity": [asdict(f) | {"lab": lab.lab} for lab in report.labs for f in lab.integrity],
+        "labs": [{
+            "lab": lab.lab, "score": lab.score, "earned": lab.earned, "max_score": lab.max_score,
+            "not_gradable_points": lab.not_gradable_points, "withheld": lab.withheld,
+            "problem": lab.problem, "notes": lab.notes, "integrity": [asdict(f) for f in lab.integrity],
+            "tasks": _task_rows(lab),
+            "scaffold_tests": [asdict(t) for t in lab.tests if t.scaffold],
+        } for lab in report.labs],
+    }
+
+
+def print_report(report: GradeReport, console: Any) -> None:
+    """The score table per lab and task, the first failures, notes and the integrity report."""
+    from rich.table import Table
+
+    if report.problem:
+        console.print(f"[red]not graded: {report.problem}[/red]", highlight=False)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+    for lab in report.labs:
+        table = Table(title=f"{lab.lab} ({report.impl} code)")
+        for column in ("task", "points", "passed", "failed", "not gradable here"):
+            table.add_column(column, justify="left" if column == "task" else "right")
+        for task, tests in by_task(lab.graded()).items():
+            title = lab.task_titles.get(task, "")
+            earned = points(math.fsum(t.earned for t in tests))
+            possible = points(math.fsum(t.points for t in tests if t.gradable))
+            table.add_row(f"{task}. {title}" if title else str(task), f"{earned:g} / {possible:g}",
+                          str(sum(t.outcome == "passed" for t in tests)),
+                          str(sum(t.outcome in {"failed", "error", "not run"} for t in tests)),
+                          str(sum(not t.gradable for t in tests)))
+        total = f"{lab.score:g} / {lab.max_score:g}" + (f" (withheld; earned {lab.earned:g})" if lab.withheld else "")
+        table.add_row("[bold]lab total[/bold]", f"[bold]{total}[/bold]", "", "",
+                      f"{lab.not_gradable_points:g} pts" if lab.not_gradable_points else "")
+        console.print(table)
+        if lab.problem:
+            console.print(f"[red]{lab.problem}[/red]", highlight=False)
+        failures = [t for t in lab.graded() if t.outcome in {"failed", "error", "not run"}]
+        for test in failures[:3]:
+            first = test.message.splitlines()[0] if test.message else test.outcome
+            console.print(f"  [red]✗[/red] {test.nodeid.split('::')[-1]}: {first[:150]}", highlight=False)
+        if len(failures) > 3:
+            console.print(f"  … and {len(failures) - 3} more failing tests "
+                          f"(run `course test {lab.lab[:5]}` to see them all)")
+        for note in lab.notes:
+            console.print(f"  [dim]{note.splitlines()[0]}[/dim]", highlight=False)
+        if lab.withheld:
+            console.print(f"[red bold]{lab.lab}: score withheld: {lab.withheld}[/red bold]", highlight=False)
+    findings = report.integrity()
+    if report.labs and report.submission:
+        count = f"{len(findings)} finding(s)" if findings else "nothing found"
+        console.print(f"[bold]Integrity report[/bold]: {count}")
+        for finding in findings:
+            console.print(f"  [{'red' if finding.kind == 'runtime' else 'yellow'}]{finding.kind}[/] {finding}",
+                          highlight=False)
+    for warning in report.warnings:
+        console.print(f"[red]warning:[/red] {warning}", highlight=False)
+    console.print(f"[bold]Total: {report.score:g} / {report.max_score:g} points[/bold]"
+                  + (f" ({report.not_gradable_points:g} more not gradable here)" if report.not_gradable_points
+                     else "") + f" [dim]({report.seconds:.0f} s)[/dim]")
