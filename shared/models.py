@@ -257,6 +257,9 @@ def _training_batches(recipe: ModelRecipe, tokenizer: Any) -> Iterator[Any]:
             yield torch.tensor(rows[start : start + recipe.batch_size])
 
 
+# leak-check: allowed, the canonical PyTorch loop (backward, step, zero_grad) that every training
+# tutorial shows; lab01 task 8's points are in what this loop lacks: trainable parameters only, loss on
+# the answer only, train and eval modes
 def _train_model(recipe: ModelRecipe, out: Path, progress: Progress | None) -> None:
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
@@ -369,3 +372,85 @@ def write_7b_config(out: str | os.PathLike[str]) -> Path:
         if item.name != "recipe.json":
             shutil.copy2(item, out / item.name)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Other architectures, random weights: for tests that must hold for any causal LM folder
+
+#: Small configs of other architectures, each with a convention the fixture (a Llama) lacks.
+#: Sizes are tiny (hidden 64, 2 layers) so a folder builds in about a second; vocab and special
+#: ids come from the fixture tokenizer (pad 0, bos 1, eos 2) unless the entry says otherwise.
+RANDOM_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    # Absolute learned positions (no rotary), tied embeddings, no GQA, Conv1D layers named
+    # c_attn / c_proj / c_fc; eos id 0, which is also the pad id (GPT-2 users pad with eos).
+    "gpt2": {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256,
+             "tie_word_embeddings": True, "eos_token_id": 0, "_eos_token": PAD_TOKEN},
+    # Rotary positions, GQA (4 query heads, 2 KV heads), q/k/v biases, tied embeddings, and a
+    # *list* of eos ids (Qwen and Llama 3 stop at end-of-text and end-of-turn alike).
+    "qwen2": {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
+              "tie_word_embeddings": True, "eos_token_id": [2, 5]},
+    # Rotary on a quarter of each head, one fused query_key_value layer, parallel residual,
+    # untied embeddings; layers named query_key_value / dense / dense_h_to_4h / dense_4h_to_h.
+    "gpt_neox": {"model_type": "gpt_neox", "hidden_size": 64, "intermediate_size": 128,
+                 "num_hidden_layers": 2, "num_attention_heads": 4, "rotary_pct": 0.25,
+                 "max_position_embeddings": 256, "use_parallel_residual": True,
+                 "tie_word_embeddings": False, "eos_token_id": 2},
+    # Learned positions with OPT's offset of 2, tied embeddings, layers named out_proj / fc1 / fc2.
+    "opt": {"model_type": "opt", "hidden_size": 64, "ffn_dim": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "max_position_embeddings": 256, "word_embed_proj_dim": 64,
+            "tie_word_embeddings": True, "eos_token_id": 2},
+}
+
+
+def _build_random_model(architecture: str, out: Path, seed: int) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    spec = dict(RANDOM_ARCHITECTURES[architecture])
+    eos_token = spec.pop("_eos_token", None)
+    model_type = spec.pop("model_type")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path())
+    if eos_token is not None:
+        tokenizer.eos_token = eos_token
+    eos = spec.pop("eos_token_id")
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                  eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, **spec)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=eos,
+                                               pad_token_id=tokenizer.pad_token_id, do_sample=False)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "recipe.json").write_text(json.dumps({"architecture": architecture, "seed": seed,
+                                                 "config": RANDOM_ARCHITECTURES[architecture]}, indent=2))
+
+
+def build_random_model(architecture: str, out: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
+    """A small model folder of another architecture with random weights and the fixture tokenizer.
+
+    Tests that must hold for *any* causal LM (``--model PATH``) use these: the architectures in
+    :data:`RANDOM_ARCHITECTURES` differ from the fixture in positions (absolute, partial rotary),
+    embedding tying, layer names and eos conventions (id 0, a list of ids). The weights are random,
+    so the model never learned to stop or to write sense: only properties that hold for any
+    weights can be checked on it.
+
+    Args:
+        architecture: a key of :data:`RANDOM_ARCHITECTURES` (``gpt2``, ``qwen2``, ``gpt_neox``, ``opt``).
+        out: where to write the folder; ``None`` builds it once in the course cache and reuses it.
+        seed: the seed of the random weights.
+
+    Raises:
+        ValueError: an unknown architecture, naming the known ones.
+    """
+    if architecture not in RANDOM_ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(RANDOM_ARCHITECTURES)}, got {architecture!r}")
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _build_random_model(architecture, out, seed)
+        return out
+    key = hashlib.sha256(json.dumps({"spec": RANDOM_ARCHITECTURES[architecture], "seed": seed,
+                                     "tokenizer": recipe_hash(FIXTURE.tokenizer), "format": FORMAT_VERSION},
+                                    sort_keys=True).encode()).hexdigest()[:12]
+    return _cached_build(f"random-{architecture}-{key}", lambda folder: _build_random_model(architecture, folder, seed))

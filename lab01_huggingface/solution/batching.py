@@ -46,7 +46,7 @@ def left_pad(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tenso
 
 
 def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_new_tokens: int,
-                          pad_token_id: int, eos_token_id: int | None = None) -> list[list[int]]:
+                          pad_token_id: int, eos_token_id: int | list[int] | None = None) -> list[list[int]]:
     """Greedy decoding of several prompts in one batch, with the KV cache.
 
     Args:
@@ -54,7 +54,8 @@ def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_
         prompts: ``batch`` lists of prompt token ids, of any lengths.
         max_new_tokens: the most tokens to generate per prompt, at least 1.
         pad_token_id: the id used for left padding (and after a row has finished).
-        eos_token_id: a row stops after generating it; ``None`` means the model's generation config.
+        eos_token_id: a row stops after generating it (or any id of a list; 0 is a valid id);
+            ``None`` means the model's ``generation_config.eos_token_id`` (an id, a list, or None).
 
     Returns:
         For each prompt, its generated ids (eos included when reached, nothing after it):
@@ -63,10 +64,12 @@ def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_
     Raises:
         ValueError: empty ``prompts`` or an empty prompt, or ``max_new_tokens`` < 1.
     """
-    # BEGIN SOLUTION task 5: left_pad; position_ids = cumsum(mask) - 1 (clamped at 0); each step append the new token and a 1 to the mask and pass past_key_values, attention_mask (batch, all tokens so far) and position_ids (batch, 1); keep finished rows padding.
+    # BEGIN SOLUTION task 5: eos may be an id, a list or None; left_pad; position_ids = cumsum(mask) - 1 (clamped at 0); each step append the new token and a 1 to the mask and pass past_key_values, attention_mask (batch, all tokens so far) and position_ids (batch, 1); keep finished rows padding.
     check_at_least("max_new_tokens", max_new_tokens, 1)
     if eos_token_id is None:
         eos_token_id = model.generation_config.eos_token_id
+    stop = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    stop_ids = torch.tensor(stop, dtype=torch.long, device=model.device)
     input_ids, attention_mask = left_pad(prompts, pad_token_id)
     input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     position_ids = (attention_mask.cumsum(dim=-1) - 1).clamp(min=0)
@@ -84,7 +87,7 @@ def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_
             for row in range(batch):
                 if not finished[row]:
                     generated[row].append(int(tokens[row]))
-            finished |= tokens == eos_token_id
+            finished |= torch.isin(tokens, stop_ids)
             if bool(finished.all()):
                 break
             input_ids = tokens.unsqueeze(-1)

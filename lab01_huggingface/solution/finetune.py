@@ -21,11 +21,10 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from shared.validation import check_at_least, check_not_empty
+from shared.validation import check_at_least, check_in_range, check_not_empty
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss
 DATA = Path(__file__).resolve().parent.parent / "data" / "instructions.jsonl"
-LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def load_instructions(path: str | Path = DATA) -> list[dict[str, str]]:
@@ -85,10 +84,15 @@ def train(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int, le
         learning_rate: AdamW's learning rate, > 0.
 
     Returns:
-        The loss of every step (floats), in order.
+        The loss of every step (floats), in order: ``losses[i]`` is the loss of the weights
+        before step ``i``'s update.
+
+    Raises:
+        ValueError: ``steps`` < 1, ``learning_rate`` <= 0, or no trainable parameter.
     """
     # BEGIN SOLUTION task 8: AdamW over [p for p in model.parameters() if p.requires_grad]; each step: loss = model(**batch).loss, backward, step, zero_grad; record loss.item().
     check_at_least("steps", steps, 1)
+    check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_inclusive=False)
     batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
@@ -109,16 +113,23 @@ def train(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int, le
 
 def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16,
              target_modules: list[str] | None = None) -> PeftModel:
-    """Wrap ``model`` with fresh LoRA adapters of rank ``r`` on ``target_modules`` (default: every
-    attention and MLP projection of a Llama). Only the adapters are trainable afterwards.
+    """Wrap ``model`` with fresh LoRA adapters of rank ``r`` and scale ``alpha / r`` on
+    ``target_modules``, without dropout. Only the adapters are trainable afterwards.
+
+    Args:
+        target_modules: names of the layers to adapt; ``None`` means every linear layer of the
+            model except its output layer, whatever the architecture calls them (a Llama's
+            ``q_proj`` ... ``down_proj``, GPT-2's ``c_attn`` / ``c_proj`` / ``c_fc``, GPT-NeoX's
+            ``query_key_value`` ...): peft's ``"all-linear"``.
 
     Raises:
-        ValueError: ``r`` < 1.
+        ValueError: ``r`` < 1 or ``alpha`` < 1.
     """
-    # BEGIN SOLUTION task 8: LoraConfig(task_type="CAUSAL_LM", r=..., lora_alpha=..., target_modules=..., lora_dropout=0.0), then get_peft_model.
+    # BEGIN SOLUTION task 8: LoraConfig(task_type="CAUSAL_LM", r=..., lora_alpha=..., target_modules=... or "all-linear", lora_dropout=0.0), then get_peft_model.
     check_at_least("r", r, 1)
+    check_at_least("alpha", alpha, 1)
     config = LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=0.0,
-                        target_modules=target_modules or LLAMA_PROJECTIONS)
+                        target_modules=target_modules or "all-linear")
     return get_peft_model(model, config)
     # END SOLUTION
 

@@ -33,10 +33,10 @@ def _keep_first(cache: DynamicCache, length: int) -> None:
 @dataclass
 class SpeculativeResult:
     tokens: list[int]  # the generated ids, exactly the target's greedy output
-    proposed: int  # draft tokens proposed in all
+    proposed: int  # draft tokens proposed in all (fewer than k in a round near max_new_tokens)
     accepted: int  # proposed tokens the target agreed with
-    target_forward_passes: int
-    draft_forward_passes: int
+    target_forward_passes: int  # one per round
+    draft_forward_passes: int  # one per proposed token
 
     @property
     def acceptance_rate(self) -> float:
@@ -44,7 +44,8 @@ class SpeculativeResult:
 
 
 def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt_ids: list[int],
-                         max_new_tokens: int, k: int = 4, eos_token_id: int | None = None) -> SpeculativeResult:
+                         max_new_tokens: int, k: int = 4, eos_token_id: int | list[int] | None = None,
+                         ) -> SpeculativeResult:
     """Greedy speculative decoding with KV caches for both models.
 
     Args:
@@ -53,7 +54,8 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
         prompt_ids: the prompt's token ids, at least one.
         max_new_tokens: the most tokens to generate, at least 1.
         k: draft tokens proposed per round, at least 1 (fewer near ``max_new_tokens``).
-        eos_token_id: stop after it; ``None`` means the target's generation config.
+        eos_token_id: stop after it (or any id of a list; 0 is a valid id); ``None`` means the
+            target's ``generation_config.eos_token_id`` (an id, a list, or None).
 
     Returns:
         A :class:`SpeculativeResult`. ``tokens`` equals ``target.generate(do_sample=False)``'s new
@@ -68,6 +70,7 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
     check_at_least("k", k, 1)
     if eos_token_id is None:
         eos_token_id = target.generation_config.eos_token_id
+    stop = set() if eos_token_id is None else {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id)
     device = target.device
     tokens = list(prompt_ids)
     generated: list[int] = []
@@ -107,7 +110,7 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
             for token in new_tokens:
                 generated.append(token)
                 tokens.append(token)
-                if token == eos_token_id or len(generated) == max_new_tokens:
+                if token in stop or len(generated) == max_new_tokens:
                     return SpeculativeResult(generated, proposed, accepted, target_passes, draft_passes)
     return SpeculativeResult(generated, proposed, accepted, target_passes, draft_passes)
     # END SOLUTION

@@ -41,7 +41,7 @@ def left_pad(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tenso
 
 
 def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_new_tokens: int,
-                          pad_token_id: int, eos_token_id: int | None = None) -> list[list[int]]:
+                          pad_token_id: int, eos_token_id: int | list[int] | None = None) -> list[list[int]]:
     """Greedy decoding of several prompts in one batch, with the KV cache.
 
     Args:
@@ -49,7 +49,8 @@ def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_
         prompts: ``batch`` lists of prompt token ids, of any lengths.
         max_new_tokens: the most tokens to generate per prompt, at least 1.
         pad_token_id: the id used for left padding (and after a row has finished).
-        eos_token_id: a row stops after generating it; ``None`` means the model's generation config.
+        eos_token_id: a row stops after generating it (or any id of a list; 0 is a valid id);
+            ``None`` means the model's ``generation_config.eos_token_id`` (an id, a list, or None).
 
     Returns:
         For each prompt, its generated ids (eos included when reached, nothing after it):
@@ -58,5 +59,5 @@ def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_
     Raises:
         ValueError: empty ``prompts`` or an empty prompt, or ``max_new_tokens`` < 1.
     """
-    # TODO(lab01 task 5): left_pad; position_ids = cumsum(mask) - 1 (clamped at 0); each step append the new token and a 1 to the mask and pass past_key_values, attention_mask (batch, all tokens so far) and position_ids (batch, 1); keep finished rows padding.
+    # TODO(lab01 task 5): eos may be an id, a list or None; left_pad; position_ids = cumsum(mask) - 1 (clamped at 0); each step append the new token and a 1 to the mask and pass past_key_values, attention_mask (batch, all tokens so far) and position_ids (batch, 1); keep finished rows padding.
     raise NotImplementedError("lab01 task 5: batch_greedy_generate is not written yet (see lab01_huggingface/README.md, task 5)")

@@ -23,11 +23,10 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from shared.validation import check_at_least, check_not_empty
+from shared.validation import check_at_least, check_in_range, check_not_empty
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the loss
 DATA = Path(__file__).resolve().parent.parent / "data" / "instructions.jsonl"
-LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def load_instructions(path: str | Path = DATA) -> list[dict[str, str]]:
@@ -77,7 +76,11 @@ def train(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int, le
         learning_rate: AdamW's learning rate, > 0.
 
     Returns:
-        The loss of every step (floats), in order.
+        The loss of every step (floats), in order: ``losses[i]`` is the loss of the weights
+        before step ``i``'s update.
+
+    Raises:
+        ValueError: ``steps`` < 1, ``learning_rate`` <= 0, or no trainable parameter.
     """
     # TODO(lab01 task 8): AdamW over [p for p in model.parameters() if p.requires_grad]; each step: loss = model(**batch).loss, backward, step, zero_grad; record loss.item().
     raise NotImplementedError("lab01 task 8: train is not written yet (see lab01_huggingface/README.md, task 8)")
@@ -85,13 +88,19 @@ def train(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int, le
 
 def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16,
              target_modules: list[str] | None = None) -> PeftModel:
-    """Wrap ``model`` with fresh LoRA adapters of rank ``r`` on ``target_modules`` (default: every
-    attention and MLP projection of a Llama). Only the adapters are trainable afterwards.
+    """Wrap ``model`` with fresh LoRA adapters of rank ``r`` and scale ``alpha / r`` on
+    ``target_modules``, without dropout. Only the adapters are trainable afterwards.
+
+    Args:
+        target_modules: names of the layers to adapt; ``None`` means every linear layer of the
+            model except its output layer, whatever the architecture calls them (a Llama's
+            ``q_proj`` ... ``down_proj``, GPT-2's ``c_attn`` / ``c_proj`` / ``c_fc``, GPT-NeoX's
+            ``query_key_value`` ...): peft's ``"all-linear"``.
 
     Raises:
-        ValueError: ``r`` < 1.
+        ValueError: ``r`` < 1 or ``alpha`` < 1.
     """
-    # TODO(lab01 task 8): LoraConfig(task_type="CAUSAL_LM", r=..., lora_alpha=..., target_modules=..., lora_dropout=0.0), then get_peft_model.
+    # TODO(lab01 task 8): LoraConfig(task_type="CAUSAL_LM", r=..., lora_alpha=..., target_modules=... or "all-linear", lora_dropout=0.0), then get_peft_model.
     raise NotImplementedError("lab01 task 8: add_lora is not written yet (see lab01_huggingface/README.md, task 8)")
 
 

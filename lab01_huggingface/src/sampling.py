@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
-from shared.validation import check_at_least, check_in_range, check_not_empty
+from shared.validation import check_at_least, check_in_range
+
+from .generation import TokenPicker, decode
 
 NEG_INF = float("-inf")
 
@@ -97,52 +99,59 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, p
     raise NotImplementedError("lab01 task 4: apply_repetition_penalty is not written yet (see lab01_huggingface/README.md, task 4)")
 
 
+def check_sampling_params(params: SamplingParams) -> None:
+    """Check every setting of ``params``, whatever the others are (temperature 0 does not make a
+    bad ``top_p`` acceptable: an API must refuse it, not ignore it).
+
+    Raises:
+        ValueError: naming the field: ``temperature`` < 0, ``top_k`` < 1, ``top_p`` outside (0, 1],
+            ``min_p`` outside [0, 1], ``repetition_penalty`` <= 0.
+    """
+    # TODO(lab01 task 4): one shared.validation check per field (top_k only when set).
+    raise NotImplementedError("lab01 task 4: check_sampling_params is not written yet (see lab01_huggingface/README.md, task 4)")
+
+
 def sample_next_token(logits: torch.Tensor, params: SamplingParams,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick one token per row of ``(batch, vocab)`` logits.
 
     ``temperature == 0`` is greedy (argmax). Otherwise apply, in this order, temperature, top-k,
     top-p and min-p (each only when set), then draw from the softmax with ``torch.multinomial``
-    using ``generator``, so that a seeded generator gives the same tokens every run.
+    using ``generator``, so that a seeded generator gives the same tokens every run (and
+    ``generator=None`` draws from torch's global generator, as transformers' ``generate`` does).
 
     Returns:
         ``(batch,)`` token ids (int64).
 
     Raises:
-        ValueError: a setting out of range (temperature < 0, top_k < 1, top_p outside (0, 1],
-            min_p outside [0, 1]), before anything is sampled.
+        ValueError: a setting out of range (:func:`check_sampling_params`), before anything is sampled.
     """
-    # TODO(lab01 task 4): validate every setting first; greedy when temperature == 0; else chain the filters and torch.multinomial(softmax, 1, generator=generator).
+    # TODO(lab01 task 4): check_sampling_params first; greedy when temperature == 0; else chain the filters and torch.multinomial(softmax, 1, generator=generator).
     raise NotImplementedError("lab01 task 4: sample_next_token is not written yet (see lab01_huggingface/README.md, task 4)")
+
+
+def sampling_picker(params: SamplingParams, generator: torch.Generator | None = None) -> TokenPicker:
+    """A task-3 :data:`TokenPicker` that samples with ``params`` (given): the repetition penalty
+    (which needs the sequence so far), then :func:`sample_next_token`."""
+
+    def pick(logits: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
+        if params.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, sequence, params.repetition_penalty)
+        return sample_next_token(logits, params, generator)
+
+    return pick
 
 
 def sample_generate(model: PreTrainedModel, prompt_ids: list[int], max_new_tokens: int,
                     params: SamplingParams, seed: int | None = None,
-                    eos_token_id: int | None = None) -> list[int]:
-    """Generate up to ``max_new_tokens`` tokens by sampling, with the KV cache (given: it uses your
-    :func:`sample_next_token` and :func:`apply_repetition_penalty`).
+                    eos_token_id: int | list[int] | None = None) -> list[int]:
+    """Generate up to ``max_new_tokens`` tokens by sampling (given: your task-3 :func:`decode` loop
+    with :func:`sampling_picker`).
 
-    The same ``seed`` gives the same tokens; ``params.temperature == 0`` gives greedy output.
+    The same ``seed`` gives the same tokens. ``seed=None`` draws from torch's global generator, as
+    ``model.generate(do_sample=True)`` does, so after the same ``torch.manual_seed`` both give the
+    same tokens. ``params.temperature == 0`` gives greedy output.
     """
-    check_not_empty("prompt_ids", prompt_ids)
-    check_at_least("max_new_tokens", max_new_tokens, 1)
-    generator = torch.Generator(device=model.device)
-    if seed is not None:
-        generator.manual_seed(seed)
-    if eos_token_id is None:
-        eos_token_id = model.generation_config.eos_token_id
-    sequence = torch.tensor([prompt_ids], device=model.device)
-    next_input, past, generated = sequence, None, []
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            out = model(input_ids=next_input, past_key_values=past, use_cache=True)
-            past, logits = out.past_key_values, out.logits[:, -1, :].float()
-            if params.repetition_penalty != 1.0:
-                logits = apply_repetition_penalty(logits, sequence, params.repetition_penalty)
-            token = sample_next_token(logits, params, generator)
-            generated.append(int(token.item()))
-            if generated[-1] == eos_token_id:
-                break
-            next_input = token.view(1, 1)
-            sequence = torch.cat([sequence, next_input], dim=1)
-    return generated
+    check_sampling_params(params)  # before the model runs
+    generator = None if seed is None else torch.Generator(device=model.device).manual_seed(seed)
+    return decode(model, prompt_ids, max_new_tokens, sampling_picker(params, generator), eos_token_id)

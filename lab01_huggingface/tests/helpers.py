@@ -28,11 +28,11 @@ PROMPTS = [
 
 
 def hf_greedy(model, prompt_ids: list[int], max_new_tokens: int, **kwargs) -> list[int]:
-    """The oracle: transformers' own greedy ``generate``, new tokens only."""
+    """The oracle: transformers' own ``generate`` (greedy unless ``do_sample=True``), new tokens only."""
     inputs = torch.tensor([prompt_ids], device=model.device)
+    kwargs = {"do_sample": False, "pad_token_id": model.generation_config.pad_token_id, **kwargs}
     with torch.no_grad():
-        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=model.generation_config.pad_token_id,
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens,
                              **kwargs)
     return out[0, len(prompt_ids):].tolist()
 

@@ -29,7 +29,7 @@ def test_count_parameters_matches_transformers(model, tied_model):
     assert loading.count_parameters(tied_model) == tied_model.num_parameters()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_weight_bytes_matches_memory_footprint(model, tied_model):
     """weight_bytes equals transformers' get_memory_footprint() in fp32, and halves in fp16."""
     assert loading.weight_bytes(model) == model.get_memory_footprint()
@@ -66,13 +66,15 @@ def test_load_model_auto_device_and_named_dtype(model_dir):
 def test_load_model_errors_name_the_folder(tmp_path):
     """A missing folder, a folder without config.json, and a model that is not a causal LM
     each raise ModelLoadError (a ValueError) naming the folder."""
+    assert issubclass(loading.ModelLoadError, ValueError)
     missing = tmp_path / "nope"
-    with pytest.raises(ValueError, match="nope"):
+    with pytest.raises(loading.ModelLoadError, match="nope"):
         loading.load_model(missing)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match=r"config\.json"):
+    with pytest.raises(loading.ModelLoadError, match=r"config\.json") as error:
         loading.load_model(empty)
+    assert "empty" in str(error.value)
     encoder = tmp_path / "t5"
     T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, vocab_size=64).save_pretrained(encoder)
     with pytest.raises(loading.ModelLoadError, match="causal") as error:

@@ -10,7 +10,7 @@ from .helpers import PROMPTS, ForwardRecorder, batching, hf_greedy
 pytestmark = pytest.mark.task(5)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_left_pad_matches_the_tokenizer(tokenizer):
     """left_pad gives what tokenizer.pad(padding_side='left') gives."""
     sequences = [tokenizer(p).input_ids for p in PROMPTS]
@@ -36,12 +36,20 @@ def test_each_row_equals_its_unbatched_greedy_output(model, tokenizer):
 
 @pytest.mark.points(2)
 def test_rows_that_finish_early_stop_there(model, tokenizer):
-    """A row that reaches eos at its first token stops there while the others go on."""
+    """A row stops at its own eos while the others go on, whatever the eos convention: one id,
+    a list of ids (a row stops at any of them), or id 0."""
     prompts = [tokenizer(p).input_ids for p in PROMPTS]
-    stop = hf_greedy(model, prompts[0], 1)[0]  # row 0's first token becomes "eos"
+    first = [hf_greedy(model, ids, 3, eos_token_id=-1) for ids in prompts]
+    stop = first[0][0]  # row 0's first token becomes "eos"
     rows = batching.batch_greedy_generate(model, prompts, 16, tokenizer.pad_token_id, eos_token_id=stop)
     assert rows[0] == [stop]
     assert rows == [hf_greedy(model, ids, 16, eos_token_id=stop) for ids in prompts]
+    stops = [first[1][2], first[2][1]]  # rows 1 and 2 stop at their 3rd and 2nd token (or earlier)
+    rows = batching.batch_greedy_generate(model, prompts, 16, tokenizer.pad_token_id, eos_token_id=stops)
+    assert rows == [hf_greedy(model, ids, 16, eos_token_id=stops) for ids in prompts]
+    assert len(rows[1]) <= 3 and len(rows[2]) <= 2
+    rows = batching.batch_greedy_generate(model, prompts, 16, tokenizer.pad_token_id, eos_token_id=0)
+    assert rows == [hf_greedy(model, ids, 16, eos_token_id=0) for ids in prompts], "eos_token_id=0 is an id"
 
 
 @pytest.mark.points(1)

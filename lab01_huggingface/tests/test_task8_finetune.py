@@ -3,6 +3,9 @@
 import pytest
 import torch
 from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+from transformers import AutoModelForCausalLM
+from transformers.pytorch_utils import Conv1D
 
 from .helpers import finetune
 
@@ -15,18 +18,26 @@ def examples():
 
 
 @pytest.fixture(scope="module")
-def lora_run(model_dir, tokenizer, examples):
-    return finetune.finetune(model_dir, tokenizer, examples, method="lora", steps=60)
+def lora_run(trained_dir, trained_tokenizer, examples):
+    """Learning the instructions needs the trained fixture (a random model would need far more steps)."""
+    return finetune.finetune(trained_dir, trained_tokenizer, examples, method="lora", steps=60)
 
 
 @pytest.fixture(scope="module")
-def full_run(model_dir, tokenizer, examples):
-    return finetune.finetune(model_dir, tokenizer, examples, method="full", steps=60)
+def full_run(trained_dir, trained_tokenizer, examples):
+    return finetune.finetune(trained_dir, trained_tokenizer, examples, method="full", steps=60)
 
 
-@pytest.mark.points(2)
+def fresh(model_dir):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+
+@pytest.mark.points(1)
 def test_build_example_masks_the_prompt(tokenizer, examples):
     """input_ids is the chat template of the whole exchange; labels are -100 exactly over the prompt."""
+    if not tokenizer.chat_template:
+        pytest.skip("this tokenizer has no chat template")
     for example in examples:
         ids, labels = finetune.build_example(tokenizer, example["prompt"], example["response"])
         chat = [{"role": "user", "content": example["prompt"]}, {"role": "assistant", "content": example["response"]}]
@@ -38,37 +49,89 @@ def test_build_example_masks_the_prompt(tokenizer, examples):
         assert example["response"] in tokenizer.decode(labels[prompt_len:], skip_special_tokens=True)
 
 
-@pytest.mark.points(3)
-def test_lora_learns_the_instructions(lora_run, tokenizer, examples):
+@pytest.mark.points(2)
+def test_lora_learns_the_instructions(lora_run, trained_tokenizer, examples):
     """LoRA trains only a small fraction of the weights; the loss falls by half or more; the model
-    then answers every training prompt with its target."""
+    is back in eval mode and answers every training prompt with its target."""
     model, losses = lora_run
     assert isinstance(model, PeftModel)
+    assert not any(module.training for module in model.modules()), "train must end with model.eval()"
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     assert 0 < trainable < 0.2 * total
-    assert losses[-1] <= losses[0] / 2
+    assert len(losses) == 60 and losses[-1] <= losses[0] / 2
     for example in examples:
-        assert finetune.answer(model, tokenizer, example["prompt"]) == example["response"]
+        assert finetune.answer(model, trained_tokenizer, example["prompt"]) == example["response"]
+
+
+@pytest.mark.points(1)
+def test_full_finetune_learns_the_instructions(full_run, trained_tokenizer, examples):
+    model, losses = full_run
+    assert not model.training
+    assert len(losses) == 60 and losses[-1] <= losses[0] / 2
+    for example in examples:
+        assert finetune.answer(model, trained_tokenizer, example["prompt"]) == example["response"]
 
 
 @pytest.mark.points(2)
-def test_full_finetune_learns_the_instructions(full_run, tokenizer, examples):
-    model, losses = full_run
-    assert losses[-1] <= losses[0] / 2
-    for example in examples:
-        assert finetune.answer(model, tokenizer, example["prompt"]) == example["response"]
+def test_add_lora_adapts_every_linear_layer_with_rank_and_scale(model_dir):
+    """add_lora puts rank-r adapters scaled alpha / r on every linear layer but the output layer,
+    whatever the architecture names them; only those adapters train."""
+    base = fresh(model_dir)
+    output_layer = base.get_output_embeddings()
+    linear = {name for name, module in base.named_modules()
+              if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not output_layer}
+    peft_model = finetune.add_lora(base, r=4, alpha=32)
+    adapted = {name.removeprefix("base_model.model.") for name, module in peft_model.named_modules()
+               if isinstance(module, LoraLayer)}
+    assert adapted == linear
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            assert module.r["default"] == 4 and module.scaling["default"] == pytest.approx(32 / 4)
+            assert module.lora_A["default"].weight.shape[0] == 4
+    assert all(("lora_" in name) == p.requires_grad for name, p in peft_model.named_parameters())
+    with pytest.raises(ValueError, match=r"\br\b"):
+        finetune.add_lora(fresh(model_dir), r=0)
 
 
-@pytest.mark.points(3)
-def test_adapters_save_load_and_merge(lora_run, model_dir, tokenizer, tmp_path):
-    """A saved adapter reloads onto a fresh base with the same logits; merging keeps them too."""
+@pytest.mark.points(1)
+def test_train_reports_the_loss_before_each_step(model_dir, tokenizer, examples):
+    """losses[i] is the loss of the weights before step i, measured independently; frozen weights
+    stay put; the model is left in eval mode; bad settings are refused before any step."""
+    if not tokenizer.chat_template:
+        pytest.skip("this tokenizer has no chat template")
+    base = fresh(model_dir)
+    frozen = {name: p.detach().clone() for name, p in base.named_parameters()}
+    model = finetune.add_lora(base, r=2, alpha=4)
+    batch = finetune.collate([finetune.build_example(tokenizer, e["prompt"], e["response"]) for e in examples[:3]],
+                             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).loss.item()
+    losses = finetune.train(model, batch, 3, 1e-2)
+    with torch.no_grad():
+        after = model(**batch).loss.item()
+    assert len(losses) == 3 and losses[0] == pytest.approx(before, rel=1e-4)
+    assert after < losses[0] and after != pytest.approx(losses[-1], rel=1e-6), "the last loss is before step 3"
+    assert not model.training
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            assert torch.equal(p, frozen[name.removeprefix("base_model.model.").replace(".base_layer", "")])
+    for bad, name in [({"steps": 0}, "steps"), ({"learning_rate": 0.0}, "learning_rate")]:
+        with pytest.raises(ValueError, match=name):
+            finetune.train(model, batch, **{"steps": 1, "learning_rate": 1e-3, **bad})
+
+
+@pytest.mark.points(2)
+def test_adapters_save_load_and_merge(lora_run, trained_dir, trained_tokenizer, tmp_path):
+    """A saved adapter reloads onto a fresh base with the same logits, in eval mode; merging keeps them."""
     model, _ = lora_run
-    ids = torch.tensor([tokenizer("What does llama.cpp read?").input_ids])
+    ids = torch.tensor([trained_tokenizer("What does llama.cpp read?").input_ids])
     with torch.no_grad():
         trained = model(input_ids=ids).logits
     model.save_pretrained(tmp_path / "adapter")
-    reloaded = finetune.load_adapter(model_dir, tmp_path / "adapter")
+    reloaded = finetune.load_adapter(trained_dir, tmp_path / "adapter")
+    assert not reloaded.training
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, trained, atol=1e-4, rtol=1e-4)
     merged = finetune.merge_adapter(reloaded)

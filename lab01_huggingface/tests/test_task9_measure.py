@@ -1,8 +1,10 @@
 """Task 9: latency metrics (vLLM's definitions) and peak memory."""
 
+import time
+
 import psutil
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.metrics import GenerationMetrics
@@ -15,6 +17,7 @@ gaps = st.lists(st.floats(min_value=0.0, max_value=2.0, allow_nan=False), min_si
 
 
 @pytest.mark.points(3)
+@settings(deadline=None, max_examples=80)  # the first call imports the module under test
 @given(first=st.floats(min_value=0.0, max_value=5.0), gaps=gaps)
 def test_metrics_follow_vllm_definitions(first, gaps):
     """TTFT, ITL, TPOT = (E2E - TTFT) / (n - 1), E2E and tokens/s as vLLM's benchmark defines them."""
@@ -45,6 +48,8 @@ def test_bad_timestamps_are_refused():
         measure.metrics_from_token_times(5.0, [4.0, 6.0])
     with pytest.raises(ValueError, match=r"token_times\[2\]"):
         measure.metrics_from_token_times(0.0, [1.0, 2.0, 1.5])
+    same = measure.metrics_from_token_times(1.0, [1.0, 1.0, 3.0])  # ties are allowed
+    assert same.ttft_s == 0.0 and same.itl_s == [0.0, 2.0] and same.tpot_s == pytest.approx(1.0)
 
 
 @pytest.mark.points(1)
@@ -54,13 +59,16 @@ def test_peak_memory_on_the_cpu_is_the_processes_peak():
     assert psutil.Process().memory_info().rss * 0.9 <= peak <= psutil.virtual_memory().total
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_measure_generation_reports_a_consistent_run(model, tokenizer):
     """A measured run: every token counted, TTFT <= E2E, figures consistent, JSON round-trips."""
     ids = tokenizer("The cat").input_ids
+    started = time.perf_counter()
     m = measure.measure_generation(model, ids, 24)
+    wall = time.perf_counter() - started  # an independent clock around the whole call
     assert m.output_tokens == 24 and len(m.itl_s) == 23
-    assert 0 < m.ttft_s <= m.e2e_s
+    assert 0 < m.ttft_s < m.e2e_s <= wall
+    assert m.tokens_per_s >= 24 / wall
     assert m.tpot_s == pytest.approx((m.e2e_s - m.ttft_s) / 23)
     assert m.tokens_per_s == pytest.approx(24 / m.e2e_s)
     assert m.peak_memory_bytes and m.peak_memory_bytes > 0

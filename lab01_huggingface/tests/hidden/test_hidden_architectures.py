@@ -1,0 +1,135 @@
+"""Instructor-only: every task's key function on models of other architectures with random
+weights (absolute positions, eos id 0, a list of eos ids, fused projections, tied embeddings)."""
+
+import copy
+
+import pytest
+import torch
+from peft.tuners.lora import LoraLayer
+from transformers.pytorch_utils import Conv1D
+
+from ..helpers import batching, finetune, generation, hf_greedy, loading, speculative
+from .architectures import ARCHITECTURES, random_model
+
+PROMPT_TEXTS = ["x", "The cat sat", '{"id": 7, "tags": ["a", "b"], "text": "Grüße 👋🏽"}']
+
+
+def prompts(tokenizer) -> list[list[int]]:
+    return [tokenizer(text).input_ids for text in PROMPT_TEXTS]
+
+
+@pytest.mark.task(1)
+@pytest.mark.points(1)
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_load_any_architecture(architecture):
+    """Tied embeddings counted once, buffers counted, eval mode, bf16 honoured, on every architecture."""
+    folder, reference, _ = random_model(architecture)
+    loaded = loading.load_model(folder, device="cpu", dtype="bfloat16")
+    assert not loaded.model.training and loaded.dtype == torch.bfloat16
+    assert loaded.num_parameters == reference.num_parameters()
+    assert loaded.weight_bytes == loaded.model.get_memory_footprint()
+
+
+@pytest.mark.task(3)
+@pytest.mark.points(1)
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_decode_on_any_architecture_and_eos_convention(architecture):
+    """Greedy equals generate() with the model's own eos convention (0, a list), and stops at an
+    eos list built from the model's own output, cached or not."""
+    _, model, tokenizer = random_model(architecture)
+    for ids in prompts(tokenizer):
+        for use_cache in (True, False):
+            assert generation.greedy_generate(model, ids, 10, use_cache=use_cache) == hf_greedy(model, ids, 10)
+        free = generation.greedy_generate(model, ids, 12, eos_token_id=-1)
+        clone = copy.copy(model)
+        clone.generation_config = copy.deepcopy(model.generation_config)
+        clone.generation_config.eos_token_id = [free[5], 0]
+        stopped = generation.decode(clone, ids, 12, generation.pick_greedy)
+        assert stopped == free[: free.index(free[5]) + 1]
+        assert stopped == hf_greedy(clone, ids, 12)
+
+
+@pytest.mark.task(3)
+@pytest.mark.points(1)
+def test_greedy_on_random_token_prompts(model):
+    """Random token-id prompts of lengths 1 to 40 (including special ids) still match generate()."""
+    generator = torch.Generator().manual_seed(2024)
+    vocab = model.config.vocab_size
+    for length in (1, 2, 7, 40):
+        ids = torch.randint(0, vocab, (length,), generator=generator).tolist()
+        for use_cache in (True, False):
+            assert generation.greedy_generate(model, ids, 12, use_cache=use_cache) == hf_greedy(model, ids, 12)
+
+
+@pytest.mark.task(5)
+@pytest.mark.points(1)
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_batching_on_any_architecture(architecture):
+    """Left padding on models with absolute positions (gpt2, opt) only works when the position ids
+    count real tokens; rows stop at the model's own eos list."""
+    _, model, tokenizer = random_model(architecture)
+    batch = prompts(tokenizer)
+    pad = tokenizer.pad_token_id
+    rows = batching.batch_greedy_generate(model, batch, 10, pad)
+    assert rows == [hf_greedy(model, ids, 10) for ids in batch]
+    stops = [rows[2][3], rows[0][1]]
+    rows = batching.batch_greedy_generate(model, batch, 10, pad, eos_token_id=stops)
+    assert rows == [hf_greedy(model, ids, 10, eos_token_id=stops) for ids in batch]
+
+
+def simulated_bookkeeping(target, draft, ids: list[int], n: int, k: int) -> tuple[int, int, int]:
+    """(proposed, accepted, target passes) of greedy speculation, from each model's own generate()."""
+    truth = hf_greedy(target, ids, n, eos_token_id=None, min_new_tokens=n)
+    position = proposed = accepted = passes = 0
+    while position < n:
+        wanted = min(k, n - position - 1)
+        guesses = hf_greedy(draft, ids + truth[:position], wanted, eos_token_id=None,
+                            min_new_tokens=wanted) if wanted else []
+        agreed = 0
+        while agreed < wanted and guesses[agreed] == truth[position + agreed]:
+            agreed += 1
+        proposed, accepted, passes = proposed + wanted, accepted + agreed, passes + 1
+        position += agreed + 1
+    return proposed, accepted, passes
+
+
+@pytest.mark.task(7)
+@pytest.mark.points(1)
+@pytest.mark.parametrize("k", [2, 5])
+def test_speculative_bookkeeping_is_exact(model, draft_model, tokenizer, k):
+    """proposed, accepted and target passes equal a simulation from both models' own greedy
+    outputs, for the fixture pair and for a qwen2 target with a gpt2 draft (eos list)."""
+    ids = tokenizer("Ana lives in").input_ids
+    result = speculative.speculative_generate(model, draft_model, ids, 19, k=k, eos_token_id=-1)
+    assert (result.proposed, result.accepted, result.target_forward_passes) == \
+        simulated_bookkeeping(model, draft_model, ids, 19, k)
+    _, target, qwen_tokenizer = random_model("qwen2")
+    _, draft, _ = random_model("gpt2")
+    ids = qwen_tokenizer("The cat sat").input_ids
+    result = speculative.speculative_generate(target, draft, ids, 13, k=k, eos_token_id=-1)
+    assert (result.proposed, result.accepted, result.target_forward_passes) == \
+        simulated_bookkeeping(target, draft, ids, 13, k)
+    stops = [result.tokens[6], 0]
+    assert speculative.speculative_generate(target, draft, ids, 13, k=k, eos_token_id=stops).tokens == \
+        hf_greedy(target, ids, 13, eos_token_id=stops)
+
+
+@pytest.mark.task(8)
+@pytest.mark.points(1)
+@pytest.mark.parametrize("architecture", ["gpt2", "gpt_neox", "opt"])
+def test_lora_on_other_layer_names(architecture):
+    """LoRA's default targets are the model's own linear layers (GPT-2's Conv1D c_attn, GPT-NeoX's
+    query_key_value ...), not a Llama's names; r and alpha land where they belong."""
+    folder, _, _ = random_model(architecture)
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    output_layer = base.get_output_embeddings()
+    linear = {name for name, module in base.named_modules()
+              if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not output_layer}
+    peft_model = finetune.add_lora(base, r=2, alpha=6)
+    adapted = {name.removeprefix("base_model.model.") for name, module in peft_model.named_modules()
+               if isinstance(module, LoraLayer)}
+    assert adapted == linear
+    layer = next(module for module in peft_model.modules() if isinstance(module, LoraLayer))
+    assert layer.r["default"] == 2 and layer.scaling["default"] == pytest.approx(3.0)
