@@ -123,3 +123,31 @@ def test_test_and_grade_in_a_course(demo_course: Path, tmp_path: Path) -> None:
     run = run_cli("grade", "--expect-skeleton", cwd=demo_course)
     assert run.returncode == 0, run.stderr
     assert "Total: 0 / 7 points" in run.stdout and "skeleton check: every graded test fails" in run.stdout
+
+
+def test_mutants_mistakes_end_in_one_line(course: Path) -> None:
+    _one_line_error(run_cli("mutants", "lab99"), "no lab named 'lab99'")
+    _one_line_error(run_cli("mutants", DEMO_LAB, cwd=course), "has no instructor/mutants*.py yet")
+    (course / DEMO_LAB / "instructor").mkdir()
+    (course / DEMO_LAB / "instructor" / "mutants.py").write_text(
+        'MUTANTS = [{"task": 1, "file": "calc.py", "find": "nowhere", "replace": "x", "why": "w"}]\n')
+    _one_line_error(run_cli("mutants", DEMO_LAB, cwd=course), "entry 1", "'find' occurs 0 times")
+
+
+def test_mutants_list_and_sample_spread_over_the_tasks(course: Path) -> None:
+    (course / DEMO_LAB / "instructor").mkdir()
+    (course / DEMO_LAB / "instructor" / "mutants.py").write_text("MUTANTS = [\n" + "".join(
+        f'    {{"task": {task}, "file": "calc.py", "find": "{find}", "replace": "{find}  # {n}", "why": "w{n}"}},\n'
+        for n, (task, find) in enumerate([(1, "total = a + b")] * 4 + [(2, "product = x * factor")] * 2)) + "]\n")
+    listed = run_cli("mutants", DEMO_LAB, "--list", cwd=course)
+    assert listed.returncode == 0, listed.stderr
+    assert "6 mutant(s)" in listed.stdout
+    sampled = run_cli("mutants", DEMO_LAB, "--list", "--sample", "2", "--seed", "5", cwd=course)
+    assert "2 mutant(s)" in sampled.stdout
+    assert "task 1" in sampled.stdout and "task 2" in sampled.stdout  # one of each task first
+
+
+def test_lab_entry_commands_name_what_is_missing(course: Path) -> None:
+    _one_line_error(run_cli("serve", "--impl", "nope"), "--impl must be student or solution")
+    _one_line_error(run_cli("serve", cwd=course), "lab02_vllm/src/server.py", "course serve")
+    _one_line_error(run_cli("bench", cwd=course), "lab05_benchmark/bench.py is not here yet")
