@@ -39,11 +39,10 @@ DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 #: Quantization methods this planner knows (each is one of vLLM's ``QUANTIZATION_METHODS``) and the
 #: bits each quantized weight takes in memory: 4-bit AWQ / GPTQ with one fp16 scale and one 4-bit
-#: zero per group of 128 (4 + 20 / 128 bits), bitsandbytes NF4 with one fp32 absmax per 64 values
-#: (4 + 32 / 64), fp8 with a scale per tensor. Embeddings, the output layer and norms stay unquantized.
+#: zero per group of 128 (4 + 20 / 128 bits), fp8 with one scale per tensor. Embeddings, the output layer and norms stay unquantized.
 QUANTIZATION_BITS: dict[str, float] = {
     "awq": 4 + 20 / 128, "awq_marlin": 4 + 20 / 128, "gptq": 4 + 20 / 128, "gptq_marlin": 4 + 20 / 128,
-    "bitsandbytes": 4 + 32 / 64, "fp8": 8.0,
+    "fp8": 8.0,
 }
 
 #: What vLLM's own profiling typically leaves for activations on a 7B model: a rule of thumb.

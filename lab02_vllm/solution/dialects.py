@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,7 +40,7 @@ class APIError(Exception):
         param: the request field at fault, when there is one.
     """
 
-    TYPES = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError",
+    TYPES: ClassVar[dict[int, str]] = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError",
              500: "InternalServerError"}
 
     def __init__(self, status: int, message: str, param: str | None = None) -> None:
@@ -182,6 +182,10 @@ class ChatCompletionChunk(BaseModel):
     usage: UsageInfo | None = None
 
 
+#: The most ``logprobs`` a request may ask for (vLLM's default ``max_logprobs``).
+MAX_LOGPROBS = 20
+
+
 def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, prompt_tokens: int,
                            max_model_len: int) -> SamplingParams:
     """The engine's :class:`SamplingParams` for an OpenAI request, checked as vLLM checks it.
@@ -193,24 +197,22 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
 
     Returns:
         SamplingParams with ``max_tokens`` = the request's ``max_tokens`` (chat: ``max_completion_tokens``
-        first), or, when it is None, what is left of the context (``max_model_len - prompt_tokens``);
-        ``temperature`` 1.0, ``top_p`` 1.0 and ``top_k`` -1 when not given; ``n``, ``stop``,
-        ``stop_token_ids``, ``seed``, ``ignore_eos``, ``min_tokens`` copied; ``logprobs`` for
-        completions.
+        first), capped at what is left of the context (``max_model_len - prompt_tokens``; vLLM
+        caps it too rather than refusing), and that rest when it is None; ``temperature`` 1.0,
+        ``top_p`` 1.0 and ``top_k`` -1 when not given; ``n``, ``stop``, ``stop_token_ids``,
+        ``seed``, ``ignore_eos``, ``min_tokens`` copied; ``logprobs`` for completions.
 
     Raises:
         APIError(400, param=<field>): ``max_tokens`` < 1 ("max_tokens must be at least 1, got -5."),
-            ``n`` < 1, ``temperature`` < 0, ``top_p`` outside (0, 1], ``logprobs`` < 0, a prompt of
-            ``max_model_len`` tokens or more (param ``prompt``, or ``messages`` for chat), or
-            prompt + ``max_tokens`` past ``max_model_len`` (param ``max_tokens``; the message gives
-            the three numbers).
+            ``n`` < 1, ``temperature`` < 0, ``top_p`` outside (0, 1], ``logprobs`` outside [0, 20]
+            (vLLM's most), or a prompt of ``max_model_len`` tokens or more (param ``input_tokens``,
+            as vLLM names it; the message gives both numbers).
     """
     # BEGIN SOLUTION task 8: check each field (APIError 400 naming it), then fill the defaults; prompt + max_tokens must fit.
     is_chat = isinstance(request, ChatCompletionRequest)
     max_tokens = request.max_tokens
     if is_chat and request.max_completion_tokens is not None:
         max_tokens = request.max_completion_tokens
-    prompt_field = "messages" if is_chat else "prompt"
     if max_tokens is not None and max_tokens < 1:
         raise APIError(400, f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens")
     if request.n < 1:
@@ -220,17 +222,14 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
     if request.top_p is not None and not 0 < request.top_p <= 1:
         raise APIError(400, f"top_p must be in (0, 1], got {request.top_p}.", "top_p")
     logprobs = None if is_chat else request.logprobs
-    if logprobs is not None and logprobs < 0:
-        raise APIError(400, f"logprobs must be non-negative, got {logprobs}.", "logprobs")
+    if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
+        raise APIError(400, f"logprobs must be in [0, {MAX_LOGPROBS}], got {logprobs}.", "logprobs")
     if prompt_tokens >= max_model_len:
         raise APIError(400, f"This model's maximum context length is {max_model_len} tokens. However, your "
-                            f"prompt has {prompt_tokens} tokens, leaving no room for output.", prompt_field)
-    if max_tokens is None:
-        max_tokens = max_model_len - prompt_tokens
-    elif prompt_tokens + max_tokens > max_model_len:
-        raise APIError(400, f"This model's maximum context length is {max_model_len} tokens. However, you "
-                            f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, "
-                            f"{max_tokens} in the completion).", "max_tokens")
+                            f"prompt contains {prompt_tokens} input tokens, which leaves no room for output. "
+                            "Please reduce the length of the input prompt.", "input_tokens")
+    room = max_model_len - prompt_tokens
+    max_tokens = room if max_tokens is None else min(max_tokens, room)
     try:
         return SamplingParams(
             temperature=1.0 if request.temperature is None else request.temperature,

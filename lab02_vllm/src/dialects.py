@@ -1,0 +1,343 @@
+# Student skeleton for lab02_vllm: fill in each TODO, then run `course test lab02_vllm`.
+# (Generated from the reference solution by `course stubs`.)
+"""Tasks 8 and 9: what clients send and what they expect back, in three dialects.
+
+A server is a translator: it turns a request body into a prompt and :class:`SamplingParams`,
+runs the engine, and turns :class:`RequestOutput` objects back into the JSON (or server-sent
+events) the client was written for. Three clients nobody in this course wrote must work unchanged:
+
+- the ``openai`` Python client: OpenAI's ``/v1/completions`` and ``/v1/chat/completions`` (task 8),
+  the dialect vLLM's production server speaks;
+- ``huggingface_hub.InferenceClient``: Text Generation Inference's ``POST /generate`` with
+  ``inputs`` and ``parameters``, and ``/generate_stream`` (task 9);
+- plain ``requests`` against vLLM's demo server (``python -m vllm.entrypoints.api_server``):
+  ``{"prompt": ..., <SamplingParams fields>}`` gives ``{"text": [prompt + output, ...]}`` (task 9).
+
+The pydantic models below are given: they are the dialects' published shapes (field names and
+defaults copied from vLLM's ``protocol.py`` and TGI's OpenAPI document). Yours are the functions
+that translate, and that refuse bad input with an :class:`APIError` carrying the HTTP status and
+the offending field, as vLLM answers (400 for a bad value, 404 for an unknown model).
+
+Readings: OpenAI's API reference (Completions, Chat, streaming); vLLM's
+``vllm/entrypoints/openai/protocol.py``; TGI's "Consuming TGI" page.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .sampling_params import SamplingParams
+
+
+class APIError(Exception):
+    """A request the server refuses: becomes ``{"error": {"message", "type", "param", "code"}}``.
+
+    Args:
+        status: the HTTP status (400 bad value, 401 no key, 404 unknown model or route).
+        message: what was wrong, for the person who sent it.
+        param: the request field at fault, when there is one.
+    """
+
+    TYPES: ClassVar[dict[int, str]] = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError",
+             500: "InternalServerError"}
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+    def body(self) -> dict[str, Any]:
+        """The error object as vLLM sends it."""
+        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "APIError"),
+                          "param": self.param, "code": self.status}}
+
+
+def random_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAI (vLLM's production server). Unknown fields are allowed and ignored, as vLLM does.
+
+
+class OpenAIModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class StreamOptions(OpenAIModel):
+    include_usage: bool = False
+
+
+class CompletionRequest(OpenAIModel):
+    model: str | None = None
+    prompt: str | list[int] | list[str] | list[list[int]]
+    max_tokens: int | None = 16
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    n: int = 1
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = None
+    echo: bool = False
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    user: str | None = None
+
+
+class ChatMessage(OpenAIModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionRequest(OpenAIModel):
+    model: str | None = None
+    messages: list[ChatMessage]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    n: int = 1
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    user: str | None = None
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float | None] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float] | None] = Field(default_factory=list)
+    text_offset: list[int] = Field(default_factory=list)
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class CompletionResponse(BaseModel):
+    id: str = Field(default_factory=lambda: random_id("cmpl"))
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageInfo | None = None
+
+
+class ChatChoiceMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatChoiceMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str = Field(default_factory=lambda: random_id("chatcmpl"))
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageInfo
+
+
+class DeltaMessage(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: DeltaMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: UsageInfo | None = None
+
+
+#: The most ``logprobs`` a request may ask for (vLLM's default ``max_logprobs``).
+MAX_LOGPROBS = 20
+
+
+def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, prompt_tokens: int,
+                           max_model_len: int) -> SamplingParams:
+    """The engine's :class:`SamplingParams` for an OpenAI request, checked as vLLM checks it.
+
+    Args:
+        request: a completion or chat request (already type-checked by pydantic).
+        prompt_tokens: the prompt's length in tokens (for chat: of the rendered template).
+        max_model_len: the context the server allows (prompt + output).
+
+    Returns:
+        SamplingParams with ``max_tokens`` = the request's ``max_tokens`` (chat: ``max_completion_tokens``
+        first), capped at what is left of the context (``max_model_len - prompt_tokens``; vLLM
+        caps it too rather than refusing), and that rest when it is None; ``temperature`` 1.0,
+        ``top_p`` 1.0 and ``top_k`` -1 when not given; ``n``, ``stop``, ``stop_token_ids``,
+        ``seed``, ``ignore_eos``, ``min_tokens`` copied; ``logprobs`` for completions.
+
+    Raises:
+        APIError(400, param=<field>): ``max_tokens`` < 1 ("max_tokens must be at least 1, got -5."),
+            ``n`` < 1, ``temperature`` < 0, ``top_p`` outside (0, 1], ``logprobs`` outside [0, 20]
+            (vLLM's most), or a prompt of ``max_model_len`` tokens or more (param ``input_tokens``,
+            as vLLM names it; the message gives both numbers).
+    """
+    # TODO(lab02 task 8): check each field (APIError 400 naming it), then fill the defaults; prompt + max_tokens must fit.
+    raise NotImplementedError("lab02 task 8: openai_sampling_params is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+# --------------------------------------------------------------------------------------------
+# Text Generation Inference (huggingface_hub.InferenceClient.text_generation)
+
+
+class TGIParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    max_new_tokens: int | None = 100
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    do_sample: bool = False
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    details: bool = False
+    decoder_input_details: bool = False
+    return_full_text: bool | None = False
+
+
+class TGIRequest(BaseModel):
+    inputs: str
+    parameters: TGIParameters = Field(default_factory=TGIParameters)
+    stream: bool = False
+
+
+class TGIToken(BaseModel):
+    id: int
+    text: str
+    logprob: float | None = None
+    special: bool = False
+
+
+class TGIDetails(BaseModel):
+    finish_reason: Literal["length", "eos_token", "stop_sequence"]
+    generated_tokens: int
+    seed: int | None = None
+    prefill: list[TGIToken] = Field(default_factory=list)
+    tokens: list[TGIToken] = Field(default_factory=list)
+
+
+class TGIResponse(BaseModel):
+    generated_text: str
+    details: TGIDetails | None = None
+
+
+class TGIStreamDetails(BaseModel):
+    finish_reason: Literal["length", "eos_token", "stop_sequence"]
+    generated_tokens: int
+    seed: int | None = None
+
+
+class TGIStreamEvent(BaseModel):
+    index: int
+    token: TGIToken
+    generated_text: str | None = None
+    details: TGIStreamDetails | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# vLLM's demo server (python -m vllm.entrypoints.api_server): {"prompt", "stream", **SamplingParams}
+
+
+class DemoRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # every other field is a SamplingParams field
+
+    prompt: str
+    stream: bool = False
+
+
+def detect_dialect(body: Any) -> Literal["tgi", "vllm"]:
+    """Which ``/generate`` dialect a JSON body speaks: ``"tgi"`` when it has ``inputs``, ``"vllm"``
+    (the demo server's) when it has ``prompt``.
+
+    Raises:
+        APIError(400): a body that is not a JSON object, or has neither field; the message names
+            both expected shapes (``{"inputs": ..., "parameters": {...}}`` or ``{"prompt": ..., ...}``).
+    """
+    # TODO(lab02 task 9): a dict with "inputs" -> tgi; with "prompt" -> vllm; otherwise APIError 400 naming both.
+    raise NotImplementedError("lab02 task 9: detect_dialect is not written yet (see lab02_vllm/README.md, task 9)")
+
+
+def tgi_sampling_params(parameters: TGIParameters, prompt_tokens: int, max_model_len: int) -> SamplingParams:
+    """The engine's SamplingParams for TGI ``parameters``.
+
+    TGI is greedy unless ``do_sample`` is true *or* a sampling knob (``temperature``, ``top_p``,
+    ``top_k``) is given; ``max_new_tokens`` None means what is left of the context; ``stop`` maps
+    to stop strings; ``seed`` is copied.
+
+    Raises:
+        APIError(400, param="max_new_tokens"): ``max_new_tokens`` < 1 or prompt + it past the
+            context; APIError(400, param=<field>) for a value SamplingParams refuses
+            (``temperature`` < 0, ``top_p`` outside (0, 1]).
+    """
+    # TODO(lab02 task 9): greedy (temperature 0) unless do_sample or a knob is set; check max_new_tokens and the context.
+    raise NotImplementedError("lab02 task 9: tgi_sampling_params is not written yet (see lab02_vllm/README.md, task 9)")
+
+
+#: The engine's finish reasons in TGI's words (a stop *token* is eos in TGI's view).
+TGI_FINISH = {"length": "length", "stop": "eos_token", "abort": "length"}
+
+
+def tgi_finish_reason(finish_reason: str | None, stop_reason: int | str | None) -> str:
+    """TGI's finish reason: ``stop_sequence`` when a stop string ended the text, else via TGI_FINISH."""
+    if isinstance(stop_reason, str):
+        return "stop_sequence"
+    return TGI_FINISH.get(finish_reason or "length", "length")
+
+
+def tgi_response(prompt: str, text: str, tokens: list[TGIToken], finish_reason: str, seed: int | None,
+                 parameters: TGIParameters) -> TGIResponse:
+    """TGI's answer: ``generated_text`` (the prompt in front when ``return_full_text``), and
+    ``details`` (finish reason, token count, seed and the tokens) only when ``parameters.details``."""
+    # TODO(lab02 task 9): prepend the prompt for return_full_text; details only when asked.
+    raise NotImplementedError("lab02 task 9: tgi_response is not written yet (see lab02_vllm/README.md, task 9)")
+
+
+def demo_sampling_params(body: dict[str, Any], prompt_tokens: int, max_model_len: int) -> SamplingParams:
+    """The engine's SamplingParams from a demo-server body (``prompt`` and ``stream`` removed):
+    every other field is passed to SamplingParams as is, as vLLM's demo server does; its default
+    ``max_tokens`` is SamplingParams' own (16).
+
+    Raises:
+        APIError(400, param=<field>): an unknown field or a value SamplingParams refuses (the
+            field named in SamplingParams' message), or prompt + ``max_tokens`` past the context.
+    """
+    # TODO(lab02 task 9): SamplingParams(**fields) with its ValueError turned into APIError 400; check the context.
+    raise NotImplementedError("lab02 task 9: demo_sampling_params is not written yet (see lab02_vllm/README.md, task 9)")

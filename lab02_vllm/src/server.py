@@ -1,0 +1,508 @@
+# Student skeleton for lab02_vllm: fill in each TODO, then run `course test lab02_vllm`.
+# (Generated from the reference solution by `course stubs`.)
+"""Tasks 8 and 9: an OpenAI-compatible HTTP server on the engine, the way vLLM serves.
+
+``course serve`` runs this file. One :class:`AsyncLLMEngine` steps the engine in a background
+task; every HTTP request becomes one engine request whose outputs stream back as they are made.
+The routes:
+
+- ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions`` (task 8): OpenAI's
+  API as vLLM serves it, with server-sent-event streaming (``stream: true``; with
+  ``stream_options.include_usage`` a last chunk carries the token counts), ``n``, ``stop``,
+  ``seed`` and ``logprobs``;
+- ``GET /health`` and ``GET /metrics`` (Prometheus text, vLLM's metric names);
+- ``POST /generate``, ``POST /generate_stream`` and ``POST /`` (task 9): TGI's dialect and vLLM's
+  demo server's, told apart by their fields;
+- ``GET /``: a chat page (``static/chat.html``) that streams from ``/v1/chat/completions``.
+
+Bad input gets an OpenAI-style error object (``dialects.APIError``) with the status vLLM gives,
+never a 500 and never a dead server; a client that disconnects aborts its engine request, so its
+KV blocks return to the pool at the next step.
+
+Readings: vLLM's ``vllm/entrypoints/openai/api_server.py`` and ``serving_completion.py``; the
+server-sent events format (WHATWG HTML, "Server-sent events"); Prometheus' text exposition format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .dialects import (
+    APIError,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionLogprobs,
+    CompletionRequest,
+    DemoRequest,
+    TGIParameters,
+    TGIRequest,
+    TGIStreamDetails,
+    TGIStreamEvent,
+    TGIToken,
+    UsageInfo,
+    demo_sampling_params,
+    detect_dialect,
+    openai_sampling_params,
+    random_id,
+    tgi_finish_reason,
+    tgi_response,
+    tgi_sampling_params,
+)
+from .engine import AsyncLLMEngine, RequestOutput
+from .sampling_params import SamplingParams
+
+STATIC = Path(__file__).parent / "static"
+
+#: vLLM's histogram buckets (seconds) for time to first token and time per output token.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+
+
+# --------------------------------------------------------------------------------------------
+# Given helpers
+
+
+def sse(payload: dict[str, Any] | str) -> str:
+    """One server-sent event: ``data: <json>`` and a blank line (``data: [DONE]`` ends a stream)."""
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+
+
+async def until_disconnected(request: Request, work: Awaitable[Any]) -> Any:
+    """Run ``work``; if the client disconnects first, cancel it (vLLM's ``with_cancellation``):
+    cancelling the engine stream's loop aborts its request. Returns ``work``'s result, or None
+    after a disconnect."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+class Histogram:
+    """A Prometheus histogram: cumulative counts per upper bound, their sum and count."""
+
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.help, self.buckets = name, help_text, buckets
+        self.counts = [0] * len(buckets)
+        self.sum, self.count = 0.0, 0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+        self.sum += value
+        self.count += 1
+
+
+class ServerState:
+    """What every route needs: the engine, the model's name and context, the metrics."""
+
+    def __init__(self, engine: AsyncLLMEngine, model_name: str, max_model_len: int) -> None:
+        self.engine = engine
+        self.tokenizer = engine.tokenizer
+        self.model_name = model_name
+        self.max_model_len = max_model_len
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token in seconds.", TTFT_BUCKETS)
+        self.tpot = Histogram("vllm:request_time_per_output_token_seconds",
+                              "Histogram of time_per_output_token_seconds per request.", TPOT_BUCKETS)
+        self.finished: dict[str, int] = {}
+
+    def observe(self, output: RequestOutput) -> None:
+        """Record a finished request's latencies (given: the engine stamps the times)."""
+        metrics = output.metrics
+        if metrics is None or metrics.first_token_time is None:
+            return
+        self.ttft.observe(metrics.first_token_time - metrics.arrival_time)
+        per_seq = max(1, len(output.outputs))
+        tokens = metrics.num_generation_tokens // per_seq
+        if tokens > 1 and metrics.finished_time is not None:
+            self.tpot.observe((metrics.finished_time - metrics.first_token_time) / (tokens - 1))
+        for completion in output.outputs:
+            reason = completion.finish_reason or "abort"
+            self.finished[reason] = self.finished.get(reason, 0) + 1
+
+    def check_model(self, model: str | None) -> None:
+        """An unknown model is a 404, as in vLLM (None means the served one)."""
+        if model is not None and model != self.model_name:
+            raise APIError(404, f"The model `{model}` does not exist.", "model")
+
+    def prompt_ids(self, prompt: str | list[int], param: str = "prompt") -> list[int]:
+        if isinstance(prompt, str):
+            ids = self.tokenizer(prompt).input_ids
+        else:
+            ids = list(prompt)
+            vocab = len(self.tokenizer)
+            if any(not 0 <= t < vocab for t in ids):
+                raise APIError(400, f"{param} holds token ids outside [0, {vocab})", param)
+        if not ids:
+            raise APIError(400, f"{param} must not be empty", param)
+        return ids
+
+
+# --------------------------------------------------------------------------------------------
+# Task 8: OpenAI
+
+
+def chat_prompt_ids(tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
+    """The token ids of a chat, rendered with the tokenizer's chat template and the assistant's
+    turn opened (``add_generation_prompt``), so the model writes the answer.
+
+    Raises:
+        APIError(400, param="messages"): no messages, or a tokenizer without a chat template.
+    """
+    # TODO(lab02 task 8): apply_chat_template(..., add_generation_prompt=True, tokenize=True); refuse an empty chat.
+    raise NotImplementedError("lab02 task 8: chat_prompt_ids is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+def completion_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dict[int, float]],
+                        text_offset: int = 0) -> CompletionLogprobs:
+    """OpenAI's ``logprobs`` object for a completion's tokens.
+
+    Args:
+        tokenizer: to turn token ids into their text.
+        token_ids: the completion's tokens.
+        logprobs: one ``{token_id: logprob}`` per token (the chosen token and the top ones).
+        text_offset: where the first token's text starts in the completion's text.
+
+    Returns:
+        ``tokens`` (each token decoded alone), ``token_logprobs`` (the chosen token's),
+        ``top_logprobs`` (each step's dict, keyed by decoded token) and ``text_offset`` (the
+        running character offset of each token).
+    """
+    # TODO(lab02 task 8): one entry per token: its decoded text, its own logprob, the step's dict by text, running offsets.
+    raise NotImplementedError("lab02 task 8: completion_logprobs is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+def usage_of(output: RequestOutput) -> UsageInfo:
+    """Token counts of a request: its prompt once, plus every completion's tokens."""
+    # TODO(lab02 task 8): prompt tokens once; completion tokens summed over the n completions.
+    raise NotImplementedError("lab02 task 8: usage_of is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+async def final_output(state: ServerState, prompt_ids: list[int], params: SamplingParams,
+                       request_id: str) -> RequestOutput:
+    """Run a request to the end and return its last output (given)."""
+    last = None
+    async for output in state.engine.generate(prompt_ids, params, request_id):
+        last = output
+    assert last is not None
+    state.observe(last)
+    return last
+
+
+def completion_body(state: ServerState, output: RequestOutput, request: CompletionRequest,
+                    chat: bool) -> dict[str, Any]:
+    """The JSON of a finished (non-streaming) completion or chat completion.
+
+    Completions: ``{"id": "cmpl-...", "object": "text_completion", "created", "model", "choices":
+    [{"index", "text", "logprobs", "finish_reason"}], "usage"}``, with the prompt's text in front
+    of each text when ``echo``. Chat: ``object`` "chat.completion", id "chatcmpl-...", each choice
+    ``{"index", "message": {"role": "assistant", "content"}, "finish_reason"}``.
+    """
+    # TODO(lab02 task 8): one choice per completion (in index order); logprobs when asked; usage via usage_of.
+    raise NotImplementedError("lab02 task 8: completion_body is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+async def stream_events(state: ServerState, prompt_ids: list[int], params: SamplingParams, request_id: str,
+                        request: CompletionRequest | ChatCompletionRequest, chat: bool) -> AsyncIterator[str]:
+    """Server-sent events for a streaming request, as vLLM sends them.
+
+    For each engine output, one chunk per completion that has new text (its ``delta``: the text
+    since the last chunk sent for that index), with ``finish_reason`` set on the chunk where it
+    finishes. Completions chunks: ``{"id", "object": "text_completion", "created", "model",
+    "choices": [{"index", "text", "logprobs": None, "finish_reason"}]}``. Chat chunks
+    (``object`` "chat.completion.chunk"): first, per choice, a delta ``{"role": "assistant",
+    "content": ""}``; then ``{"content": <new text>}``. Every chunk of a stream has the same id.
+    With ``stream_options.include_usage``, a last chunk with ``choices: []`` and ``usage``. Then
+    ``data: [DONE]``.
+
+    A client that goes away stops this generator early: abort the engine request then, so that
+    its KV blocks return to the pool (and record the finished request's metrics otherwise).
+    """
+    # TODO(lab02 task 8): track sent text per index; emit deltas and finish reasons; usage chunk; [DONE]; abort in finally when unfinished.
+    raise NotImplementedError("lab02 task 8: stream_events is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+async def openai_route(state: ServerState, raw: Request, request: CompletionRequest | ChatCompletionRequest,
+                       chat: bool) -> Response:
+    """Given: check the model, build the prompt and the params, then answer or stream."""
+    state.check_model(request.model)
+    if chat:
+        prompt_ids = chat_prompt_ids(state.tokenizer, request.messages)  # type: ignore[union-attr]
+    else:
+        prompt = request.prompt  # type: ignore[union-attr]
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+            if len(prompt) != 1:
+                raise APIError(400, "this server takes one prompt per request", "prompt")
+            prompt = prompt[0]
+        prompt_ids = state.prompt_ids(prompt)  # type: ignore[arg-type]
+    params = openai_sampling_params(request, len(prompt_ids), state.max_model_len)
+    request_id = random_id("chatcmpl" if chat else "cmpl")
+    if request.stream:
+        return StreamingResponse(stream_events(state, prompt_ids, params, request_id, request, chat),
+                                 media_type="text/event-stream")
+    output = await until_disconnected(raw, final_output(state, prompt_ids, params, request_id))
+    if output is None:  # the client left; nobody reads this
+        return Response(status_code=499)
+    return JSONResponse(completion_body(state, output, request, chat))  # type: ignore[arg-type]
+
+
+def render_metrics(state: ServerState) -> str:
+    """The ``/metrics`` page in Prometheus' text format, with vLLM's names (``model_name`` label):
+    gauges ``vllm:num_requests_running``, ``vllm:num_requests_waiting``, ``vllm:kv_cache_usage_perc``
+    (0..1); counters ``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``,
+    ``vllm:request_success_total`` (label ``finished_reason``); histograms
+    ``vllm:time_to_first_token_seconds`` and ``vllm:request_time_per_output_token_seconds``. Each family
+    starts with ``# HELP`` and ``# TYPE`` lines (a counter's name there ends in ``_total``, as
+    vLLM's client library writes it); a histogram has cumulative ``_bucket{le=...}``
+    lines ending with ``le="+Inf"``, then ``_sum`` and ``_count``.
+    """
+    # TODO(lab02 task 8): HELP/TYPE then samples per family; histogram buckets are cumulative and end at +Inf.
+    raise NotImplementedError("lab02 task 8: render_metrics is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+# --------------------------------------------------------------------------------------------
+# Task 9: TGI and vLLM's demo server
+
+
+async def tgi_stream(state: ServerState, prompt_ids: list[int], params: SamplingParams, request_id: str,
+                     parameters: TGIParameters) -> AsyncIterator[str]:
+    """TGI's ``/generate_stream``: one server-sent event per generated token,
+    ``{"index", "token": {"id", "text", "logprob", "special"}, "generated_text": None, "details": None}``;
+    the last event also carries ``generated_text`` (the whole text, the prompt in front when
+    ``return_full_text``) and ``details`` (``finish_reason`` in TGI's words via
+    ``dialects.tgi_finish_reason``, ``generated_tokens``, ``seed``). A token's ``text`` is the text
+    it added (the text so far minus what earlier events sent). Abort the request if the client
+    leaves early.
+    """
+    # TODO(lab02 task 9): one event per new token with its text delta; the final one with generated_text and details; abort in finally.
+    raise NotImplementedError("lab02 task 9: tgi_stream is not written yet (see lab02_vllm/README.md, task 9)")
+
+
+async def generate_route(state: ServerState, raw: Request, body: Any, force_stream: bool | None) -> Response:
+    """Given: ``POST /generate`` (both dialects), ``/generate_stream`` and ``POST /`` (TGI)."""
+    dialect = detect_dialect(body)
+    request_id = random_id("generate")
+    if dialect == "tgi":
+        request = parse(TGIRequest, body)
+        prompt_ids = state.prompt_ids(request.inputs, "inputs")
+        params = tgi_sampling_params(request.parameters, len(prompt_ids), state.max_model_len)
+        if force_stream or (force_stream is None and request.stream):
+            return StreamingResponse(tgi_stream(state, prompt_ids, params, request_id, request.parameters),
+                                     media_type="text/event-stream")
+        output = await until_disconnected(raw, final_output(state, prompt_ids, params, request_id))
+        if output is None:
+            return Response(status_code=499)
+        completion = output.outputs[0]
+        special = set(getattr(state.tokenizer, "all_special_ids", []))
+        tokens = [TGIToken(id=t, text=state.tokenizer.decode([t]), special=t in special) for t in completion.token_ids]
+        answer = tgi_response(request.inputs, completion.text, tokens,
+                              tgi_finish_reason(completion.finish_reason, completion.stop_reason),
+                              params.seed, request.parameters)
+        # TGI's POST / answers a list (its "compat" route); /generate one object.
+        payload = answer.model_dump(exclude_none=True)
+        return JSONResponse([payload] if raw.url.path == "/" else payload)
+    request = parse(DemoRequest, body)
+    prompt_ids = state.prompt_ids(request.prompt)
+    params = demo_sampling_params(body, len(prompt_ids), state.max_model_len)
+    if request.stream:
+        return StreamingResponse(demo_stream(state, request.prompt, prompt_ids, params, request_id),
+                                 media_type="application/json")
+    output = await until_disconnected(raw, final_output(state, prompt_ids, params, request_id))
+    if output is None:
+        return Response(status_code=499)
+    return JSONResponse({"text": [request.prompt + c.text for c in sorted(output.outputs, key=lambda c: c.index)]})
+
+
+async def demo_stream(state: ServerState, prompt: str, prompt_ids: list[int], params: SamplingParams,
+                      request_id: str) -> AsyncIterator[str]:
+    """vLLM's demo server streams one JSON object a line, each with the full texts so far (given)."""
+    finished = False
+    try:
+        async for output in state.engine.generate(prompt_ids, params, request_id):
+            finished = output.finished
+            yield json.dumps({"text": [prompt + c.text for c in sorted(output.outputs, key=lambda c: c.index)]}) + "\n"
+    finally:
+        if not finished:
+            state.engine.abort(request_id)
+
+
+# --------------------------------------------------------------------------------------------
+# The app (given)
+
+
+def parse(model: type[Any], body: Any) -> Any:
+    """Validate a JSON body against a pydantic model; a bad one is a 400 naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise APIError(400, f"{param}: {first['msg']}", param) from error
+
+
+def load_engine(model: str, max_model_len: int | None = None, **engine_args: Any) -> AsyncLLMEngine:
+    """The engine behind the server (float32 on a CPU, the model's context unless capped)."""
+    return AsyncLLMEngine(model, max_model_len=max_model_len, **engine_args)
+
+
+def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key: str | None = None) -> FastAPI:
+    """The FastAPI app serving ``engine``. ``model_name`` defaults to the model folder's path,
+    as vLLM names a model by its ``--model`` argument. With ``api_key``, every route but
+    ``/health``, ``/metrics`` and the chat page needs ``Authorization: Bearer <api_key>``."""
+    inner = engine.engine
+    state = ServerState(engine, model_name or str(inner.model_dir), inner.max_model_len)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.shutdown()
+
+    app = FastAPI(title="course serve", lifespan=lifespan)
+    app.state.course = state
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, error: APIError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        param = ".".join(loc) or None
+        message = f"{first.get('type', 'invalid')}: {'.'.join(['body', *loc])}: {first.get('msg')}"
+        return JSONResponse(APIError(400, message, param).body(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(APIError(error.status_code, str(error.detail)).body(), status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(APIError(500, f"{type(error).__name__}: {error}").body(), status_code=500)
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        open_paths = {"/health", "/metrics", "/", "/favicon.ico"}
+        is_open = request.method == "GET" and request.url.path in open_paths
+        if api_key and not is_open and request.headers.get("authorization") != f"Bearer {api_key}":
+            return JSONResponse(APIError(401, "Unauthorized: a valid API key is needed").body(), status_code=401)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        card = {"id": state.model_name, "object": "model", "created": int(time.time()), "owned_by": "course",
+                "root": str(inner.model_dir), "max_model_len": state.max_model_len}
+        return {"object": "list", "data": [card]}
+
+    @app.post("/v1/completions")
+    async def completions(request: CompletionRequest, raw: Request) -> Response:
+        return await openai_route(state, raw, request, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: ChatCompletionRequest, raw: Request) -> Response:
+        return await openai_route(state, raw, request, chat=True)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(render_metrics(state), media_type="text/plain; version=0.0.4")
+
+    async def json_body(raw: Request) -> Any:
+        try:
+            return await raw.json()
+        except ValueError as error:
+            raise APIError(400, f"json_invalid: the body is not JSON ({error})") from error
+
+    @app.post("/generate")
+    async def generate(raw: Request) -> Response:
+        return await generate_route(state, raw, await json_body(raw), None)
+
+    @app.post("/generate_stream")
+    async def generate_stream(raw: Request) -> Response:
+        return await generate_route(state, raw, await json_body(raw), True)
+
+    @app.post("/")
+    async def tgi_compat(raw: Request) -> Response:
+        return await generate_route(state, raw, await json_body(raw), None)
+
+    @app.get("/")
+    async def chat_page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "chat.html").read_text(encoding="utf-8"))
+
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course serve", description="An OpenAI-compatible server on the lab02 engine.")
+    parser.add_argument("--impl", choices=["student", "solution"], default=None,
+                        help="serve your code in src/ (default) or the reference solution/")
+    parser.add_argument("--model", default=None, help="a model folder (default: the course's fixture)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
+    parser.add_argument("--max-model-len", type=int, default=None, help="cap the context (prompt + output)")
+    parser.add_argument("--served-model-name", default=None, help="the name clients use (default: the folder)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--num-kv-blocks", type=int, default=None, help="KV blocks in the pool")
+    parser.add_argument("--enable-prefix-caching", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``course serve``: parse the arguments, load the engine, serve until Ctrl-C (exit 0)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    if args.impl is not None and Path(__file__).parent.name != {"student": "src", "solution": "solution"}[args.impl]:
+        # Serve the other edition's code: its own server module, with its own engine.
+        from shared.impl import import_lab_module
+
+        module = import_lab_module("lab02_vllm", "server", args.impl)
+        return module.main([*argv, "--impl", args.impl])  # the last --impl wins; it names that module
+    import uvicorn
+
+    from shared.models import resolve_model
+
+    engine_args: dict[str, Any] = {"device": args.device, "enable_prefix_caching": args.enable_prefix_caching}
+    if args.num_kv_blocks is not None:
+        engine_args["num_kv_blocks"] = args.num_kv_blocks
+    try:
+        model = resolve_model(args.model, "main")
+        engine = load_engine(str(model), max_model_len=args.max_model_len, **engine_args)
+    except ValueError as error:
+        print(f"course serve: {error}")
+        return 2
+    app = build_app(engine, model_name=args.served_model_name, api_key=args.api_key)
+    print(f"course serve: {model} on http://{args.host}:{args.port} (chat page at /, API at /v1)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
