@@ -256,9 +256,10 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
         value_types[key] = reader.scalar("<I", f"the value type of {key!r}")
         metadata[key] = read_value(reader, value_types[key], repr(key))
 
-    tensors = []
+    tensors, info_offsets = [], []
     for index in range(tensor_count):
         start = reader.offset
+        info_offsets.append(start)
         name = read_string(reader, f"the name of tensor #{index}")
         n_dims = reader.scalar("<I", f"the dimension count of {name!r}")
         if n_dims > MAX_DIMS:
@@ -279,14 +280,14 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise GGUFError(f"general.alignment must be a power of two, got {alignment!r}", 0)
     data_offset = -(-reader.offset // alignment) * alignment
-    for info in tensors:
+    for info, info_offset in zip(tensors, info_offsets):  # errors name the tensor info's offset
         if info.offset % alignment:
             raise GGUFError(f"tensor {info.name!r} starts at data offset {info.offset}, "
-                            f"not a multiple of the alignment {alignment}", data_offset)
+                            f"not a multiple of the alignment {alignment}", info_offset)
         end = data_offset + info.offset + info.n_bytes
         if end > len(data):
             raise GGUFError(f"tensor {info.name!r} needs bytes up to {end}, but the file is only "
-                            f"{len(data)} bytes long (truncated?)", data_offset + info.offset)
+                            f"{len(data)} bytes long (truncated?)", info_offset)
     return GGUFFile(version, metadata, value_types, tensors, alignment, data_offset, data)
     # END SOLUTION
 

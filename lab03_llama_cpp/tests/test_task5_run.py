@@ -27,7 +27,7 @@ def f32_file(model_dir):
 
 @pytest.fixture(scope="module")
 def llm(f32_file):
-    llm = run.load(f32_file, n_ctx=256, n_threads=2)
+    llm = run.load(f32_file, n_ctx=256, n_threads=1)
     yield llm
     llm.close()
 
@@ -55,11 +55,10 @@ def test_load_checks_its_arguments(f32_file, tmp_path):
 def test_greedy_completion_equals_transformers(llm, model, tokenizer):
     """complete() of a text, and of its token ids, equals transformers' greedy generate (fixture
     trained: the texts are its sentences and records)."""
-    for prompt in PROMPTS:
+    for index, prompt in enumerate(PROMPTS):
         ids = tokenizer(prompt).input_ids
-        expected = hf_greedy_text(model, tokenizer, ids, 24)
-        assert run.complete(llm, ids, max_tokens=24) == expected, prompt
-        assert run.complete(llm, prompt, max_tokens=24) == expected, prompt
+        expected = hf_greedy_text(model, tokenizer, ids, 16)
+        assert run.complete(llm, ids if index else prompt, max_tokens=16) == expected, prompt
 
 
 @pytest.mark.points(2)
@@ -88,7 +87,7 @@ def test_stream_joins_to_the_completion(llm):
     assert "".join(pieces) == run.complete(llm, "The cat", max_tokens=20)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_json_output_follows_the_schema(llm):
     """json_complete() returns JSON that validates against the schema (checked by jsonschema), even
     for a schema the model never saw in training."""
@@ -123,7 +122,7 @@ def test_perplexity_equals_transformers(f32_file, model, tokenizer):
     """perplexity() from llama.cpp's logits equals transformers' on held-out text, in one window and
     in windows of 64 tokens (each with a fresh cache), within 0.1 %."""
     ids = tokenizer(HELDOUT).input_ids[:200]
-    llm = run.load(f32_file, n_ctx=256, logits_all=True)
+    llm = run.load(f32_file, n_ctx=256, logits_all=True, n_threads=1)
     try:
         for window in (None, 64):
             ours = run.perplexity(llm, ids, window=window)
@@ -162,11 +161,11 @@ def test_memory_estimate_matches_llama_cpps_accounting(f32_file, model_dir, tmp_
             llm.close()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_measure_speed_counts_tokens(llm, tokenizer):
     """measure_speed generates exactly the asked number of tokens (even past eos) and reports a
     positive prefill time and decode rate. (Speeds themselves are the bench's business.)"""
-    ids = tokenizer("The cat sat on the mat. " * 4).input_ids
+    ids = tokenizer("The cat sat on the mat.").input_ids
     speed = run.measure_speed(llm, ids, new_tokens=12)
     assert speed.prompt_tokens == len(ids) and speed.new_tokens == 12
     assert speed.prefill_s > 0 and 0 < speed.decode_tokens_per_s < float("inf")

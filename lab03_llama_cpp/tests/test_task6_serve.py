@@ -29,7 +29,7 @@ def server(f32_file):
     except ImportError as error:
         pytest.skip(f"llama.cpp's server cannot start here ({error}); to get it: "
                     "pip install 'llama-cpp-python[server]' (not gradable on this machine)")
-    running = serve.start_server(f32_file, n_ctx=512)
+    running = serve.start_server(f32_file, n_ctx=512, n_threads=1)
     yield running
     running.stop()
 
@@ -70,14 +70,14 @@ def test_openai_client_talks_to_the_server(server, model, tokenizer):
     client = OpenAI(base_url=server.url, api_key="unused")
     assert len(client.models.list().data) == 1
     greedy = {"temperature": 0.0, "extra_body": {"repeat_penalty": 1.0, "top_k": 1}}
-    for prompt in ("The cat", '{"name": "'):
-        answer = client.completions.create(model="any", prompt=prompt, max_tokens=20, **greedy)
-        assert answer.choices[0].text == hf_greedy_text(model, tokenizer, tokenizer(prompt).input_ids, 20)
+    prompt = '{"name": "'
+    answer = client.completions.create(model="any", prompt=prompt, max_tokens=16, **greedy)
+    assert answer.choices[0].text == hf_greedy_text(model, tokenizer, tokenizer(prompt).input_ids, 16)
     if tokenizer.chat_template:
         messages = [{"role": "user", "content": "What is the capital of Japan?"}]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        answer = client.chat.completions.create(model="any", messages=messages, max_tokens=30, **greedy)
-        assert answer.choices[0].message.content == hf_greedy_text(model, tokenizer, list(ids), 30)
+        answer = client.chat.completions.create(model="any", messages=messages, max_tokens=20, **greedy)
+        assert answer.choices[0].message.content == hf_greedy_text(model, tokenizer, list(ids), 20)
 
 
 def block_and_kv_bytes(path, n_ctx: int) -> tuple[int, int, int]:
