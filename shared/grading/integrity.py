@@ -6,7 +6,8 @@
   course's grader (``shared.pytest_plugin``, ``shared.grading``) or of any ``solution`` module;
 - ways to end or steer the process behind the grader's back: ``os._exit``, ``atexit``,
   ``sys.argv``, ``signal``, ``os.fork``/``setsid``/``kill``, frame and object walking
-  (``sys._getframe``, ``gc.get_objects``/``get_referrers``), ``ctypes``, ``builtins`` patching;
+  (``sys._getframe``, ``gc.get_objects``/``get_referrers``), ``ctypes``, ``builtins`` patching,
+  code built at run time (``exec``, ``eval``, ``compile``, ``__import__``);
 - text naming places a solution has no business with: ``/proc``, ``.pth``, ``site-packages``,
   ``sys.executable``/``sys.prefix``, ``tests/hidden``, the results file;
 - writes (``open`` for writing, ``write_text``, ``shutil``, ``os.remove``...) to a path built from
@@ -56,6 +57,11 @@ FORBIDDEN_CALLS = {
     "gc.get_referrers": "walks live objects",
     "sys.settrace": "traces the test process",
     "sys.setprofile": "traces the test process",
+}
+BUILTIN_CALLS = {  # by their bare name only: model.eval() and re.compile() are fine
+    "exec": "runs code built at run time (exec)",
+    "eval": "runs code built at run time (eval)",
+    "compile": "compiles code at run time",
 }
 FORBIDDEN_NAMES = {
     "sys.argv": "reads the command line (sys.argv)",
@@ -157,6 +163,8 @@ def _visit(tree: ast.AST) -> list[tuple[int, str]]:
             for name, what in FORBIDDEN_CALLS.items():
                 if called == name or called.endswith("." + name):
                     add(node, what)
+            if isinstance(node.func, ast.Name) and node.func.id in BUILTIN_CALLS:
+                add(node, BUILTIN_CALLS[node.func.id])
             if called in {"__import__", "importlib.import_module", "import_module"}:
                 add(node, "imports a module by name at run time")
             if called in {"setattr", "delattr"} and node.args and _dotted(node.args[0]) in {"pytest", "builtins"}:

@@ -391,3 +391,28 @@ def test_the_command_writes_its_results_files_even_when_nothing_can_be_graded(tm
         assert validate(data) == [] and data["score"] == 0
         assert data["output"].startswith(f"This submission could not be graded: {submission}: ")
         assert json.loads(full.read_text())["problem"].startswith(f"{submission}: ")
+
+
+def test_a_real_submission_of_lab01_task_1_end_to_end(tmp_path: Path) -> None:
+    """The real lab01 (in a copy of the course, which nobody edits while it is graded): a
+    submission holding the reference as its src gets task 1's full gradable points, with an
+    empty integrity report and nothing withheld; the solution itself is not in the grading copy."""
+    from shared.release import course_files
+
+    from .helpers import MAIN
+
+    lab = "lab01_huggingface"
+    course = tmp_path / "course"
+    for relative in course_files(MAIN):
+        if relative.parts[0] in {lab, "shared", "conftest.py", "pyproject.toml"}:
+            (course / relative).parent.mkdir(parents=True, exist_ok=True)
+            (course / relative).write_bytes((MAIN / relative).read_bytes())
+    submission = tmp_path / "submission" / lab
+    for path in (MAIN / lab / "solution").glob("*.py"):
+        write_files(submission, {f"src/{path.name}": path.read_text()})
+    report = grade(submission=tmp_path / "submission", root=course, labs=[lab], tasks=[1])
+    [result] = report.labs
+    assert (result.problem, result.withheld, result.integrity) == ("", "", [])
+    assert {t.task for t in result.tests} == {1}
+    assert report.score == report.max_score > 0, [(t.nodeid, t.outcome, t.message[:200]) for t in result.tests]
+    assert validate(report.to_gradescope()) == []
