@@ -6,6 +6,10 @@
     course grade                       score table per lab and task (--json, --gradescope, --submission)
     course stubs [--check]             regenerate the student skeletons from the solutions
     course release --out DIR           write the student edition
+    course mutants LAB [--task K]      do the tests catch the lab's plausible wrong answers?
+    course serve [--impl ...]          an OpenAI-compatible server on the lab02 engine (lab02, part 2)
+    course milestone                   the chapter's milestone: serve, load it, report tokens/s (lab02)
+    course bench [compare A B]         the lab05 benchmark, with report and plots
 
 Every mistake a person can make on the command line ends in one readable line and exit code 2.
 """
@@ -90,11 +94,29 @@ def cmd_check(args: argparse.Namespace) -> int:
         + {True: f"it fits in this machine's {where} memory.",
            False: f"it does not fit in this machine's {where} memory.",
            None: "memory size unknown here."}[fits])
+    _print_version_drift()
     built = ", ".join(f"{r.name}: {'built' if is_built(r) else 'not built yet (course fixtures)'}"
                       for r in (FIXTURE, DRAFT))
     console.print(f"Fixture models: {built}")
     console.print(f"[dim]checked in {time.perf_counter() - started:.1f} s[/dim]")
     return 0
+
+
+def _print_version_drift() -> None:
+    from .constraints import CONSTRAINTS, read_constraints, version_drift
+
+    if not CONSTRAINTS.exists():
+        return
+    drift = version_drift()
+    if not drift:
+        console.print(f"Installed versions: as tested ({len(read_constraints())} pins in "
+                      f"{CONSTRAINTS.relative_to(ROOT)})")
+        return
+    console.print(f"[yellow]Installed versions differ from the tested ones[/yellow] in "
+                  f"{CONSTRAINTS.relative_to(ROOT)} ({len(drift)}): " + "; ".join(drift[:12])
+                  + (" ..." if len(drift) > 12 else ""), highlight=False)
+    console.print("[dim]  (bash shared/install.sh installs the tested versions on Linux x86-64; "
+                  "elsewhere some differences are expected)[/dim]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +287,128 @@ def cmd_release(args: argparse.Namespace) -> int:
         raise UsageProblem(str(error)) from None
     console.print(f"wrote the student edition to {summary.out}: {summary.files} files; "
                   f"left out {', '.join(summary.left_out)}")
+    for overlap in summary.allowed_overlaps:
+        console.print(f"[dim]note: {overlap}[/dim]", highlight=False)
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# course mutants
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from .mutants import MutantError, MutantResult, load_mutants, mutant_files, run_mutants
+
+    try:
+        lab = resolve_lab(args.lab)
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
+    if not (lab / "solution").is_dir():
+        raise UsageProblem(f"{lab.name}/solution/ is not here (the student edition has no mutants)")
+    if not mutant_files(lab):
+        raise UsageProblem(f"{lab.name} has no instructor/mutants*.py yet")
+    try:
+        mutants = load_mutants(lab)
+    except (MutantError, SyntaxError) as error:
+        raise UsageProblem(str(error)) from None
+    if args.task:
+        mutants = [m for m in mutants if m.task in args.task]
+        if not mutants:
+            raise UsageProblem(f"{lab.name} has no mutants for task(s) {', '.join(map(str, args.task))}")
+    if args.sample and args.sample < len(mutants):
+        import random
+
+        # A seeded shuffle, then one task at a time in turn, so that every task is represented.
+        queues: dict[int, list] = {}
+        for mutant in random.Random(args.seed).sample(mutants, len(mutants)):
+            queues.setdefault(mutant.task, []).append(mutant)
+        picked: list = []
+        while len(picked) < args.sample:
+            for queue in queues.values():
+                if queue and len(picked) < args.sample:
+                    picked.append(queue.pop())
+        mutants = [m for m in mutants if m in picked]
+        console.print(f"a sample of {len(mutants)} mutant(s) (seed {args.seed})")
+    if args.list:
+        for mutant in mutants:
+            console.print(f"{mutant.name:<16} task {mutant.task:<3} {mutant.file:<22} {mutant.why}",
+                          highlight=False, markup=False)
+        console.print(f"{len(mutants)} mutant(s)")
+        return 0
+    console.print(f"{lab.name}: {len(mutants)} mutant(s); each runs its task's tests on a scratch copy")
+
+    def show(result: MutantResult) -> None:
+        mark = {"caught": "[green]caught[/green]", "survived": "[red]SURVIVED[/red]",
+                "error": "[yellow]error[/yellow]"}[result.outcome]
+        console.print(f"  {mark:<28} {result.mutant.name:<16} task {result.mutant.task}: "
+                      f"{result.mutant.why} [dim]({result.seconds:.0f} s; {result.detail[:120]})[/dim]",
+                      highlight=False)
+
+    try:
+        results = run_mutants(lab, mutants, timeout=args.timeout, extra=args.pytest_args,
+                              check_baseline=not args.no_baseline, on_result=show)
+    except MutantError as error:
+        raise UsageProblem(str(error)) from None
+    caught = sum(r.outcome == "caught" for r in results)
+    errors = [r for r in results if r.outcome == "error"]
+    share = 100.0 * caught / len(results)
+    table = Table(title=f"{lab.name}: mutants by task")
+    for column in ("task", "mutants", "caught", "survived"):
+        table.add_column(column, justify="right")
+    for task in sorted({r.mutant.task for r in results}):
+        rows = [r for r in results if r.mutant.task == task]
+        table.add_row(str(task), str(len(rows)), str(sum(r.outcome == "caught" for r in rows)),
+                      ", ".join(r.mutant.name for r in rows if r.outcome == "survived") or "")
+    console.print(table)
+    console.print(f"[bold]{caught} of {len(results)} mutants caught ({share:.0f} %)[/bold]; "
+                  f"required: {args.min_caught:g} %")
+    if errors:
+        err_console.print(f"{len(errors)} mutant(s) could not be judged: "
+                          + "; ".join(f"{r.mutant.name}: {r.detail[:200]}" for r in errors))
+        return 1
+    return 0 if share >= args.min_caught else 1
+
+
+# --------------------------------------------------------------------------------------------
+# course serve / milestone / bench: the labs' own command lines, run from here
+
+LAB_ENTRIES = {
+    # command: (lab, module, given): a given module lives in the lab folder; otherwise it is the
+    # src/ or solution/ module that --impl names, so `course serve` serves the student's code.
+    "serve": ("lab02_vllm", "server", False),
+    "milestone": ("lab02_vllm", "milestone", False),
+    "bench": ("lab05_benchmark", "bench", True),
+}
+
+
+def cmd_lab_entry(args: argparse.Namespace) -> int:
+    import importlib
+
+    from .impl import StudentCodeError, import_lab_module
+
+    lab, module, given = LAB_ENTRIES[args.command]
+    if str(ROOT) not in sys.path:  # the labs are packages at the course root, not installed
+        sys.path.insert(0, str(ROOT))
+    argv = list(args.pytest_args)
+    impl = "student"
+    for index, word in enumerate(argv):  # the last --impl wins, as argparse would have it
+        if word == "--impl" and index + 1 < len(argv):
+            impl = argv[index + 1]
+        elif word.startswith("--impl="):
+            impl = word.split("=", 1)[1]
+    if impl not in {"student", "solution"}:
+        raise UsageProblem(f"--impl must be student or solution, got {impl!r}")
+    if given:
+        if not (ROOT / lab / f"{module}.py").exists():
+            raise UsageProblem(f"{lab}/{module}.py is not here yet")
+        entry = importlib.import_module(f"{lab}.{module}")
+    else:
+        try:
+            entry = import_lab_module(lab, module, impl)
+        except StudentCodeError as error:
+            raise UsageProblem(f"{error} (course {args.command} runs {lab}'s {module}.py; "
+                               f"--impl solution runs the reference)") from None
+    return int(entry.main(argv) or 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,11 +455,31 @@ def build_parser() -> argparse.ArgumentParser:
     release = commands.add_parser("release", help="write the student edition to a folder")
     release.add_argument("--out", required=True, metavar="DIR")
     release.add_argument("--force", action="store_true", help="replace DIR if it is not empty")
+
+    mutants = commands.add_parser("mutants", help="do the tests catch the lab's plausible wrong answers?",
+                                  epilog="anything after -- goes to pytest, as in: course mutants lab01 -- --model DIR")
+    mutants.add_argument("lab", help="lab01, 1, huggingface or lab01_huggingface")
+    mutants.add_argument("--task", type=int, action="append", metavar="K", help="only task K's mutants (repeatable)")
+    mutants.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    mutants.add_argument("--sample", type=int, default=0, metavar="N",
+                         help="run a seeded sample of N mutants spread over the tasks (CI's time budget)")
+    mutants.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    mutants.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                         help="stop one mutant's test run after S seconds (default 600)")
+    mutants.add_argument("--min-caught", type=float, default=90.0, metavar="PCT",
+                         help="fail unless at least PCT %% of the mutants are caught (default 90)")
+    mutants.add_argument("--no-baseline", action="store_true",
+                         help="skip the first run that checks the unmutated solution passes")
+    for name, text in (("serve", "an OpenAI-compatible server on the lab02 engine (course serve --help)"),
+                       ("milestone", "serve a model and measure the chapter's milestone (course milestone --help)"),
+                       ("bench", "the lab05 benchmark; `course bench compare A.json B.json` (course bench --help)")):
+        commands.add_parser(name, help=text, add_help=False)  # their own parser reads the rest
     return parser
 
 
 HANDLERS = {"check": cmd_check, "fixtures": cmd_fixtures, "test": cmd_test, "grade": cmd_grade,
-            "stubs": cmd_stubs, "release": cmd_release}
+            "stubs": cmd_stubs, "release": cmd_release,
+            "mutants": cmd_mutants, "serve": cmd_lab_entry, "milestone": cmd_lab_entry, "bench": cmd_lab_entry}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, passthrough = argv[:cut], argv[cut + 1:]
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if args.command != "test" and (unknown or passthrough):
+    if args.command not in {"test", "mutants", *LAB_ENTRIES} and (unknown or passthrough):
         parser.error(f"unrecognized arguments: {' '.join(unknown + passthrough)}")
     args.pytest_args = unknown + passthrough
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
