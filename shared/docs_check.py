@@ -212,18 +212,20 @@ def course_commands(text: str) -> list[str]:
 
 
 def _check_command(command: str) -> str | None:
-    from .cli import build_parser
+    from . import cli
 
     argv = shlex.split(command)[1:]
     if "--" in argv:
         argv = argv[:argv.index("--")]
-    parser = build_parser()
+    parser = cli.build_parser()
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             args, unknown = parser.parse_known_args(argv)
     except SystemExit:
         return f"`{command}`: not a valid course command"
-    if unknown and args.command != "test":
+    # as in cli.main: these hand the rest of the line to pytest or to a lab's own parser
+    passes_on = {"test", "mutants", *getattr(cli, "LAB_ENTRIES", {})}
+    if unknown and args.command not in passes_on:
         return f"`{command}`: course {args.command} has no option {' '.join(unknown)}"
     return None
 

@@ -118,6 +118,6 @@ def test_broken_references_are_found(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
     doc.write_text("See [x](nowhere.md), `shared/nowhere.py`, `shared.hardware.no_such_function`, "
                    "`course frobnicate`, and the good `shared/hardware.py`, `shared.hardware.estimate_memory`, "
-                   "`course test lab01 --task 3`, [web](https://example.org).\n")
+                   "`course test lab01 --task 3`, `course serve --port 8001`, [web](https://example.org).\n")
     problems = docs_check.broken_references(doc)
     assert len(problems) == 4, problems
