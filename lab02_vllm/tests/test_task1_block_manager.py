@@ -111,7 +111,7 @@ def test_fork_shares_blocks_and_copy_on_write_copies_the_shared_last_block():
 @given(block_size=st.sampled_from([1, 2, 4, 16]),
        ops=st.lists(st.tuples(st.sampled_from(["new", "append", "fork", "free"]),
                               st.integers(0, 10**6), st.integers(1, 40)), min_size=1, max_size=60))
-@pytest.mark.points(2.5)
+@pytest.mark.points(1.5)
 def test_random_operations_keep_the_pool_consistent(block_size, ops):
     """Hypothesis: after any allocate / append / fork / free sequence, each block's reference
     count equals the number of tables holding it, free blocks are held by none, every table has
