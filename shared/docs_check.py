@@ -142,6 +142,18 @@ class BlockResult:
     printed: str
     error: str | None
     seconds: float
+    missing_module: str | None = None  # the block failed because this package is not installed
+
+
+def _missing_module(error: BaseException) -> str | None:
+    """The top-level package whose absence caused ``error`` (through its chain of causes), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ModuleNotFoundError) and error.name:
+            return error.name.split(".")[0]
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def run_try_its(path: Path) -> list[BlockResult]:
@@ -160,17 +172,18 @@ def run_try_its(path: Path) -> list[BlockResult]:
             code = "\n".join(pair.code.lines) + "\n"
             buffer = io.StringIO()
             started = time.perf_counter()
-            error = None
+            error, missing = None, None
             try:  # the doc's code, run like a notebook cell
                 with contextlib.redirect_stdout(buffer):
                     exec(compile(code, f"{path.name}:{pair.code.line}", "exec"), namespace)
             except Exception as exc:  # reported, with the doc's line numbers in the traceback
                 error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-3))
+                missing = _missing_module(exc)
             printed = buffer.getvalue()
             ok = error is None and output_matches(pair.expected.lines, printed.rstrip("\n").split("\n")
                                                   if printed.strip() else [])
             results.append(BlockResult(pair.code.line, ok, "\n".join(pair.expected.lines), printed,
-                                       error, time.perf_counter() - started))
+                                       error, time.perf_counter() - started, missing))
             if error is not None:
                 break
     finally:
