@@ -20,6 +20,7 @@ xgrammar_check = lab_module(LAB, "xgrammar_check")
 radix = lab_module(LAB, "radix")
 prefix_cache = lab_module(LAB, "prefix_cache")
 program = lab_module(LAB, "program")
+sglang_api = lab_module(LAB, "sglang_api")
 
 #: The fixture's kind of record, as a JSON Schema with every supported type in it.
 RECORD = {
@@ -35,7 +36,8 @@ RECORD = {
 
 #: Regexes of the kind SGLang programs use, each with strings it must and must not match.
 REGEXES = {
-    r"\d{3}-\d{4}": (["555-1234", "000-0000"], ["5551234", "555-123", "55a-1234"]),
+    r"\d{3}-\d{4}": (["555-1234", "000-0000"], ["5551234", "555-123", "55a-1234", "5555-1234"]),
+    r".{2}x": (["é🍕x", "abx", "\t x"], ["\nax", "a\nx", "ax"]),
     r"(yes|no|maybe)": (["yes", "maybe"], ["ye", "yesno", ""]),
     r"[A-Z][a-z]{1,5}": (["Lima", "Ab"], ["A", "lima", "Abcdefg"]),
     r"\w+@\w+\.(com|org)": (["a@b.com", "x_1@y2.org"], ["a@b.net", "@b.com"]),

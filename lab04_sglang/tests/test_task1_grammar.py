@@ -76,6 +76,15 @@ def test_record_schema_canonical_text():
                  '{"name": "Lena", "age": 2.5}', '{"name": "' + "x" * 17 + '", "age": 1}',
                  '{"name": "Lena", "age": 25, "extra": 1}', '{"name": "a\nb", "age": 1}']:
         assert not automaton.matches(text), text
+    optional_first = grammar.compile_json_schema({"type": "object", "required": ["b"], "properties": {
+        "a": {"type": "integer"}, "b": {"type": "integer"}, "c": {"type": "null"}}})
+    for text in ['{"b": 1}', '{"a": 1, "b": 2}', '{"b": 1, "c": null}', '{"a": 0, "b": 1, "c": null}']:
+        assert optional_first.matches(text), text
+    for text in ['{, "b": 1}', '{"a": 1}', '{"b": 1, }', '{"a": 1 "b": 2}', '{"c": null, "b": 1}']:
+        assert not optional_first.matches(text), text
+    pair = grammar.compile_json_schema({"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2})
+    assert pair.matches("[1, 2]") and pair.matches("[3]")
+    assert not pair.matches("[1, 2, 3]") and not pair.matches("[]") and not pair.matches("[1,2]")
 
 
 class Address(BaseModel):

@@ -1,0 +1,118 @@
+"""Task 6 (the parts that need no server): SGLang's /generate request and response, served by tasks 2 and 4,
+and the real server's command line. The HTTP routes and real `sgl.RuntimeEndpoint` runs arrive with lab02's server."""
+
+import json
+
+import jsonschema
+import pytest
+import torch
+from pydantic import ValidationError
+
+from .helpers import RECORD, fixture_dir, fixture_model, program, sglang_api
+
+pytestmark = pytest.mark.task(6)
+__all__ = ["fixture_model"]
+
+
+@pytest.fixture(scope="module")
+def backend(fixture_model):
+    model, tokenizer = fixture_model
+    return program.LocalBackend(model, tokenizer)
+
+
+def hf_greedy(model, ids: list[int], n: int) -> list[int]:
+    inputs = torch.tensor([ids])
+    with torch.no_grad():
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False, max_new_tokens=n,
+                             pad_token_id=model.generation_config.pad_token_id)
+    return out[0, len(ids):].tolist()
+
+
+@pytest.mark.sglang
+@pytest.mark.points(2)
+def test_requests_as_runtime_endpoint_sends_them():
+    """The payload SGLang's own client builds (SglSamplingParams.to_srt_kwargs) parses; bad ones name their field."""
+    from sglang.lang.ir import SglSamplingParams
+
+    params = SglSamplingParams(max_new_tokens=16, temperature=0.0, regex=r"\d+", stop=["\n"])
+    payload = json.loads(json.dumps({"text": "Q: 1+1?\nA:", "return_logprob": True, "logprob_start_len": 2,
+                                     "sampling_params": {"skip_special_tokens": True,
+                                                         "spaces_between_special_tokens": True,
+                                                         **params.to_srt_kwargs()}}))
+    request = sglang_api.GenerateRequest.model_validate(payload)
+    [(prompt, sampling, logprob, start)] = request.split()
+    assert prompt == "Q: 1+1?\nA:" and sampling.regex == r"\d+" and logprob is True and start == 2
+    bad = [({"text": "x", "sampling_params": {"regex": "a", "json_schema": "{}"}}, "regex, json_schema"),
+           ({"sampling_params": {}}, "text and input_ids"),
+           ({"text": "x", "sampling_params": {"temprature": 0}}, "temprature"),
+           ({"text": "x", "sampling_params": {"max_new_tokens": -1}}, "max_new_tokens"),
+           ({"text": "x", "sampling_params": {"top_p": 0.5}}, "top_p")]
+    for body, named in bad:
+        with pytest.raises(ValidationError, match=named):
+            sglang_api.GenerateRequest.model_validate(body)
+    batch = sglang_api.GenerateRequest.model_validate({"text": ["a", "b"], "sampling_params": [{}, {}, {}]})
+    with pytest.raises(ValueError, match="sampling_params"):
+        batch.split()
+
+
+@pytest.mark.points(2)
+def test_generate_answers_like_transformers(backend, fixture_model):
+    """Greedy text equals transformers' generate; a batch answers a list; input_ids work like text; a json_schema
+    answer validates; a repeated prompt comes from the radix cache; finish_reason says why it stopped."""
+    model, tokenizer = fixture_model
+    prompt = "<|user|>\nWhat is the capital of Japan?</s>\n<|assistant|>\n"
+    ids = tokenizer(prompt).input_ids
+    expected = hf_greedy(model, ids, 20)
+    one = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": prompt, "sampling_params": {"max_new_tokens": 20, "temperature": 0}}))
+    assert one.output_ids == expected and one.text == tokenizer.decode(expected, skip_special_tokens=True)
+    assert one.meta_info.finish_reason == {"type": "stop", "matched": tokenizer.eos_token_id}
+    assert one.meta_info.prompt_tokens == len(ids) and one.meta_info.completion_tokens == len(expected)
+    both = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"input_ids": [ids, ids[:5]], "sampling_params": {"max_new_tokens": 3, "temperature": 0}}))
+    assert isinstance(both, list) and both[0].output_ids == expected[:3] and both[0].meta_info.cached_tokens > 0
+    assert both[1].output_ids == hf_greedy(model, ids[:5], 3)
+    assert both[0].meta_info.finish_reason == {"type": "length", "length": 3}
+    record = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": "Give me a user record as JSON: ", "sampling_params": {"max_new_tokens": 60, "temperature": 1.0,
+                                                                        "json_schema": json.dumps(RECORD)}}))
+    jsonschema.validate(json.loads(record.text), RECORD)
+
+
+@pytest.mark.points(1)
+def test_prefill_only_logprobs_match_transformers(backend, fixture_model):
+    """max_new_tokens 0 with return_logprob: [logprob, id, text] for the prompt from logprob_start_len, as
+    transformers computes them; the first prompt token's logprob is None (how select scores choices)."""
+    model, tokenizer = fixture_model
+    text = "The capital of Japan is Tokyo."
+    ids = tokenizer(text).input_ids
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    expected = torch.log_softmax(logits[:-1], dim=-1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+    for start in (0, 3):
+        answer = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+            {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True,
+             "logprob_start_len": start, "return_text_in_logprobs": True}))
+        triples = answer.meta_info.input_token_logprobs
+        assert answer.text == "" and [t[1] for t in triples] == ids[start:]
+        assert [t[2] for t in triples] == [tokenizer.decode([i]) for i in ids[start:]]
+        scores = [t[0] for t in triples]
+        if start == 0:
+            assert scores[0] is None
+            scores = scores[1:]
+        assert scores == pytest.approx(expected[max(start - 1, 0):], abs=1e-4)
+
+
+@pytest.mark.points(1)
+def test_launch_server_command_line():
+    """The real server's argv for a GPU machine; bad settings are ValueErrors naming the flag's field."""
+    config = sglang_api.LaunchConfig(model_path=str(fixture_dir()), port=30001, tp=2, mem_fraction_static=0.8,
+                                     context_length=2048)
+    assert config.command() == ["python", "-m", "sglang.launch_server", "--model-path", str(fixture_dir()),
+                                "--host", "127.0.0.1", "--port", "30001", "--tp", "2", "--mem-fraction-static", "0.8",
+                                "--context-length", "2048", "--grammar-backend", "xgrammar"]
+    assert "--mem-fraction-static" not in sglang_api.LaunchConfig(model_path="m").command()
+    for field, value in [("tp", 0), ("mem_fraction_static", 1.5), ("context_length", 0), ("grammar_backend", "regex"),
+                         ("port", 70000), ("model_path", "")]:
+        with pytest.raises(ValueError, match=field):
+            sglang_api.LaunchConfig(**{"model_path": "m", field: value}).command()
