@@ -28,8 +28,8 @@ from shared.validation import check_at_least, check_not_empty
 
 
 def load(gguf_path: str | Path, n_ctx: int = 512, n_threads: int = 2, logits_all: bool = False,
-         n_gpu_layers: int = 0) -> Any:
-    """llama.cpp's ``Llama`` on ``gguf_path`` (``llama-cli -m FILE -c N_CTX -t N_THREADS -ngl N``).
+         n_gpu_layers: int = 0, flash_attn: bool = False) -> Any:
+    """llama.cpp's ``Llama`` on ``gguf_path`` (``llama-cli -m FILE -c N_CTX -t N_THREADS -ngl N -fa``).
 
     Raises:
         FileNotFoundError: no such file. ValueError: not a GGUF file, or ``n_ctx`` / ``n_threads``
@@ -47,7 +47,7 @@ def load(gguf_path: str | Path, n_ctx: int = 512, n_threads: int = 2, logits_all
     check_at_least("n_ctx", n_ctx, 1)
     check_at_least("n_threads", n_threads, 1)
     return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                 logits_all=logits_all, n_gpu_layers=n_gpu_layers, verbose=False, seed=0)
+                 logits_all=logits_all, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn, verbose=False, seed=0)
     # END SOLUTION
 
 
@@ -146,10 +146,12 @@ class Speed:
 
 def measure_speed(llm: Any, prompt_ids: list[int], new_tokens: int = 32) -> Speed:
     """Time ``new_tokens`` greedy tokens after ``prompt_ids`` with ``llm.generate`` (which never stops
-    at eos by itself, so the count is exact)."""
-    # BEGIN SOLUTION task 5: time each token llm.generate(prompt_ids, temp=0.0, top_k=1) yields; stop after new_tokens.
+    at eos by itself, so the count is exact). Call ``llm.reset()`` first: ``generate`` reuses a
+    cached prefix, and a second measurement would then skip the prefill."""
+    # BEGIN SOLUTION task 5: llm.reset(), then time each token llm.generate(prompt_ids, temp=0.0, top_k=1) yields; stop after new_tokens.
     check_not_empty("prompt_ids", prompt_ids)
     check_at_least("new_tokens", new_tokens, 2)
+    llm.reset()
     start = time.perf_counter()
     stamps = []
     for _ in llm.generate(prompt_ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):

@@ -30,8 +30,8 @@ from shared.validation import check_at_least, check_not_empty
 
 
 def load(gguf_path: str | Path, n_ctx: int = 512, n_threads: int = 2, logits_all: bool = False,
-         n_gpu_layers: int = 0) -> Any:
-    """llama.cpp's ``Llama`` on ``gguf_path`` (``llama-cli -m FILE -c N_CTX -t N_THREADS -ngl N``).
+         n_gpu_layers: int = 0, flash_attn: bool = False) -> Any:
+    """llama.cpp's ``Llama`` on ``gguf_path`` (``llama-cli -m FILE -c N_CTX -t N_THREADS -ngl N -fa``).
 
     Raises:
         FileNotFoundError: no such file. ValueError: not a GGUF file, or ``n_ctx`` / ``n_threads``
@@ -98,8 +98,9 @@ class Speed:
 
 def measure_speed(llm: Any, prompt_ids: list[int], new_tokens: int = 32) -> Speed:
     """Time ``new_tokens`` greedy tokens after ``prompt_ids`` with ``llm.generate`` (which never stops
-    at eos by itself, so the count is exact)."""
-    # TODO(lab03 task 5): time each token llm.generate(prompt_ids, temp=0.0, top_k=1) yields; stop after new_tokens.
+    at eos by itself, so the count is exact). Call ``llm.reset()`` first: ``generate`` reuses a
+    cached prefix, and a second measurement would then skip the prefill."""
+    # TODO(lab03 task 5): llm.reset(), then time each token llm.generate(prompt_ids, temp=0.0, top_k=1) yields; stop after new_tokens.
     raise NotImplementedError("lab03 task 5: measure_speed is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
