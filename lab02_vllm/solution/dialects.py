@@ -208,7 +208,7 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
             (vLLM's most), or a prompt of ``max_model_len`` tokens or more (param ``input_tokens``,
             as vLLM names it; the message gives both numbers).
     """
-    # BEGIN SOLUTION task 8: check each field (APIError 400 naming it), then fill the defaults; prompt + max_tokens must fit.
+    # BEGIN SOLUTION task 8: check each field (APIError 400 naming it); refuse a prompt that fills the context; cap max_tokens at what is left; fill the defaults.
     is_chat = isinstance(request, ChatCompletionRequest)
     max_tokens = request.max_tokens
     if is_chat and request.max_completion_tokens is not None:

@@ -173,7 +173,7 @@ def chat_prompt_ids(tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
     Raises:
         APIError(400, param="messages"): no messages, or a tokenizer without a chat template.
     """
-    # BEGIN SOLUTION task 8: apply_chat_template(..., add_generation_prompt=True, tokenize=True); refuse an empty chat.
+    # BEGIN SOLUTION task 8: refuse an empty chat; render with apply_chat_template(..., add_generation_prompt=True, tokenize=False), then tokenize without adding special tokens.
     if not messages:
         raise APIError(400, "messages must not be empty", "messages")
     if not getattr(tokenizer, "chat_template", None):

@@ -210,7 +210,7 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
             (vLLM's most), or a prompt of ``max_model_len`` tokens or more (param ``input_tokens``,
             as vLLM names it; the message gives both numbers).
     """
-    # TODO(lab02 task 8): check each field (APIError 400 naming it), then fill the defaults; prompt + max_tokens must fit.
+    # TODO(lab02 task 8): check each field (APIError 400 naming it); refuse a prompt that fills the context; cap max_tokens at what is left; fill the defaults.
     raise NotImplementedError("lab02 task 8: openai_sampling_params is not written yet (see lab02_vllm/README.md, task 8)")
 
 

@@ -175,7 +175,7 @@ def chat_prompt_ids(tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
     Raises:
         APIError(400, param="messages"): no messages, or a tokenizer without a chat template.
     """
-    # TODO(lab02 task 8): apply_chat_template(..., add_generation_prompt=True, tokenize=True); refuse an empty chat.
+    # TODO(lab02 task 8): refuse an empty chat; render with apply_chat_template(..., add_generation_prompt=True, tokenize=False), then tokenize without adding special tokens.
     raise NotImplementedError("lab02 task 8: chat_prompt_ids is not written yet (see lab02_vllm/README.md, task 8)")
 
 

@@ -115,7 +115,11 @@ def get_course_server(api_key: str | None = None) -> RunningServer:
     if key not in _course:
         from shared.models import resolve_model
 
-        llm = server_module.load_engine(str(resolve_model(None, "main")), max_model_len=MAX_MODEL_LEN)
+        model_dir = resolve_model(None, "main")
+        try:
+            llm = server_module.load_engine(str(model_dir), max_model_len=MAX_MODEL_LEN)
+        except ValueError as error:  # --model names a folder the course engine cannot serve
+            pytest.skip(f"the course engine cannot serve {model_dir}: {error}")
         app = server_module.build_app(llm, api_key=api_key)
         running = start_in_thread(app, llm)
         _course[key] = running

@@ -112,8 +112,11 @@ def test_vllm_demo_api_with_requests(course_server, model, tokenizer):
 def test_dialects_are_told_apart_and_bad_bodies_refused(course_server):
     """One route, two dialects; an unknown shape is a 400 naming both; bad values name their field."""
     assert dialects.detect_dialect({"inputs": "x", "parameters": {}}) == "tgi"
+    assert dialects.detect_dialect({"inputs": "x"}) == "tgi"  # TGI's parameters are optional
     assert dialects.detect_dialect({"prompt": "x", "max_tokens": 3}) == "vllm"
     url = course_server.url + "/generate"
+    bare = httpx.post(url, json={"inputs": "The cat"}, timeout=60)
+    assert bare.status_code == 200 and isinstance(bare.json()["generated_text"], str)
     unknown = httpx.post(url, json={"text": "x"})
     assert unknown.status_code == 400
     assert "inputs" in unknown.json()["error"]["message"] and "prompt" in unknown.json()["error"]["message"]
