@@ -94,6 +94,7 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
                 shutil.copytree(copy / lab / "src", given / lab)
         found, added = prepare.add_submission(copy, where, chosen, root)
         report.notes += added
+        prepare.make_readable(copy)
         if box.uid is not None and any(box.readable_by_child(root / lab / "solution") for lab in chosen
                                        if (root / lab / "solution").is_dir()):
             report.warnings.append(f"the graded code's user can read the course at {root}, solutions "

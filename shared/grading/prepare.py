@@ -139,6 +139,15 @@ def _ignored_changes(submitted_lab: Path, course_lab: Path, lab: str) -> list[st
     return notes
 
 
+def make_readable(folder: Path) -> None:
+    """Folders 755 and files 644 under ``folder``, whatever the grader's umask: the graded code's
+    user must read the copy, and (the owner being the grader) cannot write it."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

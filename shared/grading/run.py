@@ -230,6 +230,12 @@ def run_tests(course: Path, lab: str, tests: list[TestResult], box: Sandbox, *, 
             if nodeid in records.results:
                 _apply(expected[nodeid], records.results[nodeid])
         remaining = [n for n in batch if n not in records.results]
+        for error in records.collect_errors:  # a test file this child could not import: no rerun helps
+            where, _, message = error.partition(": ")
+            for nodeid in [n for n in remaining if n.split("::")[0] == where and n not in records.started]:
+                expected[nodeid].outcome = "error"
+                expected[nodeid].message = f"its test file could not be imported in this run: {message}"
+                remaining.remove(nodeid)
         if not remaining:
             continue
         culprit = records.running or next((n for n in remaining if n in records.started), None)

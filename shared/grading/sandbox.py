@@ -180,14 +180,22 @@ def _share_fixture_cache(source: Path, target: Path, uid: int) -> None:
         if entry.name.startswith(".") or not entry.is_dir():
             continue  # locks and half-built folders
         shutil.copytree(entry, target / entry.name, copy_function=_link_or_copy, dirs_exist_ok=True)
+    for folder in [target, *(path for path in target.rglob("*") if path.is_dir())]:
+        folder.chmod(0o755)  # a fixture is built in a mkdtemp folder: 700
     os.chown(target, uid, uid)
 
 
 def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    """A hard link when every user may read ``source`` (the link cannot be written by the child),
+    else a copy that every user may read."""
+    if os.stat(source).st_mode & 0o004:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, target)
+    os.chmod(target, 0o644)
 
 
 @contextlib.contextmanager
