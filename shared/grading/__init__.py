@@ -73,7 +73,7 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
     except GradingError as error:
         return GradeReport(impl=impl, labs=[], problem=str(error), submission=str(submission),
                            seconds=time.monotonic() - started)
-    site_before, course_before = integrity.site_files(), integrity.course_stamp(root)
+    site_before, course_before = integrity.site_files(), integrity.course_stamp(root, chosen)
     report = GradeReport(impl=impl, labs=[], notes=notes, submission=str(submission))
     with open_sandbox(root) as box:
         # 2. The grading copy, and what the course expects (no student code in it yet).
@@ -121,7 +121,8 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
                 copy_before = prepare.fingerprint(copy)
     # 5. Outside the sandbox: the instructor's course and the interpreter's site folders.
     outside = [f"site-packages: {name}" for name in integrity.differences(site_before, integrity.site_files())]
-    outside += [f"the course: {name}" for name in integrity.differences(course_before, integrity.course_stamp(root))]
+    course_after = integrity.course_stamp(root, chosen)
+    outside += [f"the course: {name}" for name in integrity.differences(course_before, course_after)]
     if outside:
         for result in report.labs:
             _withhold(result, "something changed outside the sandbox while grading: " + ", ".join(outside[:10]))

@@ -218,12 +218,16 @@ def site_files() -> dict[str, float]:
     return files
 
 
-def course_stamp(root: Path) -> dict[str, tuple[int, int]]:
-    """{relative path: (size, mtime)} of the instructor's course files, to see they stay untouched."""
+def course_stamp(root: Path, labs: list[str]) -> dict[str, tuple[int, int]]:
+    """{relative path: (size, mtime)} of the course files a grading of ``labs`` uses (the labs,
+    ``shared``, the root files), to see they stay untouched. Other labs are left out: a course
+    being edited while a lab is graded is no tampering."""
     from ..release import course_files
 
     stamps = {}
     for relative in course_files(root):
+        if len(relative.parts) > 1 and relative.parts[0] not in {*labs, "shared"}:
+            continue
         try:
             stat = (root / relative).stat()
         except OSError:

@@ -103,7 +103,8 @@ class Sandbox:
         cache = self.home / "cache"
         env.update(HOME=str(self.home), TMPDIR=str(self.home / "tmp"), XDG_CACHE_HOME=str(cache),
                    HF_HOME=str(cache / "huggingface"), TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"),
-                   MPLCONFIGDIR=str(cache / "matplotlib"), USER="course-grader", LOGNAME="course-grader",
+                   MPLCONFIGDIR=str(cache / "matplotlib"), HYPOTHESIS_STORAGE_DIRECTORY=str(cache / "hypothesis"),
+                   USER="course-grader", LOGNAME="course-grader",
                    COURSE_CACHE_DIR=str(self.fixture_cache))
         return env
 

@@ -416,3 +416,20 @@ def test_a_real_submission_of_lab01_task_1_end_to_end(tmp_path: Path) -> None:
     assert {t.task for t in result.tests} == {1}
     assert report.score == report.max_score > 0, [(t.nodeid, t.outcome, t.message[:200]) for t in result.tests]
     assert validate(report.to_gradescope()) == []
+
+
+def test_hypothesis_in_a_graded_run_writes_nothing_into_the_copy(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis keeps caches in ``.hypothesis/`` of the working folder: in grading, the
+    child's own home holds them, so an honest run does not look like one that changed the copy."""
+    from .helpers import FAST_CHILD_ADDOPTS, make_demo_course
+
+    tests = ("import pytest\nfrom hypothesis import given\nfrom hypothesis import strategies as st\n\n"
+             "from shared.impl import lab_module\n\ncalc = lab_module('lab01_demo', 'calc')\n\n\n"
+             "@pytest.mark.task(1)\n@pytest.mark.points(1)\n@given(st.text(), st.integers(), st.integers())\n"
+             "def test_add_commutes(text, a, b):\n    assert calc.add(a, b) == calc.add(b, a)\n")
+    course = make_demo_course(tmp_path / "course", {f"{DEMO_LAB}/tests/test_property.py": tests})
+    monkeypatch.setenv("PYTEST_ADDOPTS", FAST_CHILD_ADDOPTS.replace("-p no:hypothesispytest", ""))
+    report = grade(submission=make_submission(tmp_path / "sub", DEMO_SOLUTION), root=course, labs=[DEMO_LAB])
+    [lab] = report.labs
+    assert (report.score, lab.withheld, lab.integrity) == (FULL + 1, "", [])
