@@ -1,0 +1,302 @@
+# Student skeleton for lab05_benchmark: fill in each TODO, then run `course test lab05_benchmark`.
+# (Generated from the reference solution by `course stubs`.)
+"""Task 5: the report: a JSON result anyone can re-read, a Markdown table, plots, and comparisons.
+
+A number without its context cannot be trusted or reproduced. The JSON result holds the workload
+(every request), the configuration of each backend, the hardware (``shared.hardware``), the
+library versions and the git commit, next to every request's timestamps, so that any figure
+can be recomputed later. ``compare A.json B.json`` answers "what changed?" as ratios B / A,
+which compare across machines better than absolute figures.
+
+Readings: ``vllm bench serve --save-result`` (its JSON); matplotlib's object-oriented API with the
+``Agg`` backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from shared import hardware
+from shared.paths import ROOT
+
+from .runner import BackendRun
+from .workloads import Workload
+
+#: The figures the table and ``compare`` show: (label, summary field or latency key, higher is better).
+FIGURES: list[tuple[str, str, bool]] = [
+    ("output tok/s", "output_throughput", True),
+    ("total tok/s", "total_token_throughput", True),
+    ("req/s", "request_throughput", True),
+    ("TTFT p50 ms", "ttft.median_ms", False),
+    ("TTFT p99 ms", "ttft.p99", False),
+    ("TPOT p50 ms", "tpot.median_ms", False),
+    ("ITL p50 ms", "itl.median_ms", False),
+    ("E2EL p50 ms", "e2el.median_ms", False),
+    ("failed", "failed", False),
+    ("peak RSS MiB", "peak_rss_mib", False),
+]
+
+
+class ReportError(ValueError):
+    """A result file that cannot be read (the message names the file)."""
+
+
+class BenchReport(BaseModel):
+    """One benchmark invocation: a workload, several backends."""
+
+    created: str
+    workload: Workload
+    config: dict[str, Any] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    git_commit: str | None = None
+    runs: list[BackendRun] = Field(default_factory=list)
+    interrupted: bool = False
+
+
+def git_commit(root: Path = ROOT) -> str | None:
+    """The checkout's commit (with ``+dirty`` when files changed), or None outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def new_report(workload: Workload, runs: list[BackendRun], config: dict[str, Any] | None = None,
+               interrupted: bool = False) -> BenchReport:
+    """A :class:`BenchReport` with its context filled in: UTC time (ISO 8601), the hardware
+    (``dataclasses.asdict(shared.hardware.detect())``), ``shared.hardware.framework_status()``
+    plus the Python version as ``versions``, and :func:`git_commit`."""
+    # TODO(lab05 task 5): gather the context with the functions named above.
+    raise NotImplementedError("lab05 task 5: new_report is not written yet (see lab05_benchmark/README.md, task 5)")
+
+
+def save_report(report: BenchReport, path: str | Path) -> Path:
+    """Write ``report`` as indented JSON (parents created). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.model_dump_json(indent=1), encoding="utf-8")
+    return path
+
+
+def load_report(path: str | Path) -> BenchReport:
+    """Read a result file. Raises :class:`ReportError` naming the file for a missing file, bad
+    JSON or a file that is not a benchmark result."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"result file not found: {path}")
+    try:
+        return BenchReport.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        kind = "not JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
+        raise ReportError(f"{path}: not a benchmark result ({kind})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Figures, table, comparison
+
+
+def figure(run: BackendRun, key: str) -> float | None:
+    """One figure of a run, as the median over its repetitions' summaries (None when the run has
+    no summary). ``key`` is a :class:`Summary` field (``output_throughput``, ``failed`` ...), a
+    latency ``'<name>.<stat>'`` with stat ``mean_ms``, ``median_ms``, ``std_ms`` or a percentile
+    such as ``p99`` (``'ttft.p99'``), or ``peak_rss_mib`` (the run's peak RSS in MiB).
+
+    Raises:
+        ValueError: an unknown key (naming it).
+    """
+    # TODO(lab05 task 5): peak_rss_mib from the run; else one value per summary, then the median of them.
+    raise NotImplementedError("lab05 task 5: figure is not written yet (see lab05_benchmark/README.md, task 5)")
+
+
+def format_value(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def run_label(run: BackendRun) -> str:
+    """``backend`` plus its load: ``vllm @c8``, ``engine @2.0/s``, or just the name."""
+    if run.rate is not None:
+        return f"{run.backend} @{run.rate:g}/s"
+    return f"{run.backend} @c{run.concurrency}" if run.concurrency is not None else run.backend
+
+
+def markdown_table(report: BenchReport) -> str:
+    """A Markdown table: one row per run (:func:`run_label`), one column per entry of
+    :data:`FIGURES` (values through ``_format``); a skipped or failed run gets one row that says
+    its status and reason instead of figures."""
+    # TODO(lab05 task 5): header + separator from FIGURES labels; rows; skipped -> status: reason spanning the row.
+    raise NotImplementedError("lab05 task 5: markdown_table is not written yet (see lab05_benchmark/README.md, task 5)")
+
+
+class Change(BaseModel):
+    """One figure of one run in two results."""
+
+    run: str
+    figure: str
+    before: float
+    after: float
+    ratio: float = Field(description="after / before (inf when before is 0 and after is not)")
+    better: bool | None = Field(description="True when the change is an improvement, None when equal")
+
+
+def compare(before: BenchReport, after: BenchReport) -> list[Change]:
+    """Every figure of :data:`FIGURES` for every run (matched by :func:`run_label`) present with a
+    value in both results, as ratio ``after / before`` (0 / 0 is 1.0; x / 0 is inf) and whether it
+    got better (higher is better for throughputs, lower for latencies, failures and memory).
+    Runs present in only one result are left out. Order: ``before``'s runs, then FIGURES order."""
+    # TODO(lab05 task 5): index after's runs by label; skip None values; ratio with the 0 cases; better by direction.
+    raise NotImplementedError("lab05 task 5: compare is not written yet (see lab05_benchmark/README.md, task 5)")
+
+
+def compare_markdown(changes: list[Change]) -> str:
+    """The changes as a Markdown table with ratios such as ``1.25×`` (better ones marked ✓)."""
+    lines = ["| run | figure | before | after | after / before |", "|---|---|---|---|---|"]
+    for c in changes:
+        mark = {True: " ✓", False: " ✗", None: ""}[c.better]
+        ratio = "∞" if math.isinf(c.ratio) else f"{c.ratio:.2f}×"
+        lines.append(f"| {c.run} | {c.figure} | {format_value(c.before)} | {format_value(c.after)} | {ratio}{mark} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Plots (given): matplotlib with the Agg backend, one PNG each
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _samples(run: BackendRun, name: str) -> list[float]:
+    """Per-request values in ms of ``ttft`` or ``tpot`` over every repetition (successes only)."""
+    from .metrics import request_metrics
+
+    values = []
+    for repetition in run.repetitions:
+        for result in repetition.results:
+            if result.success and result.chunk_times_s:
+                m = request_metrics(result)
+                value = m.ttft_s if name == "ttft" else m.tpot_s
+                if value is not None:
+                    values.append(value * 1000)
+    return values
+
+
+def write_plots(report: BenchReport, out_dir: str | Path) -> list[Path]:
+    """Write ``throughput.png`` (output tok/s against concurrency, one line per backend),
+    ``ttft.png`` and ``tpot.png`` (distributions per run, box plots) and ``memory.png`` (peak RSS
+    per backend). Returns the paths written (a plot with no data is not written)."""
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    measured = [run for run in report.runs if run.summaries()]
+    paths = []
+
+    by_backend: dict[str, list[tuple[int, float]]] = {}
+    for run in measured:
+        value = figure(run, "output_throughput")
+        if run.concurrency is not None and value is not None:
+            by_backend.setdefault(run.backend, []).append((run.concurrency, value))
+    if by_backend:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for backend, points in sorted(by_backend.items()):
+            points.sort()
+            ax.plot([c for c, _ in points], [v for _, v in points], marker="o", label=backend)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrency (requests in flight)")
+        ax.set_ylabel("output tokens / s")
+        ax.set_title(f"Throughput against concurrency ({report.workload.name})")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, out / "throughput.png", plt))
+
+    for name, title in (("ttft", "Time to first token"), ("tpot", "Time per output token")):
+        data = [(run_label(run), _samples(run, name)) for run in measured]
+        data = [(label, values) for label, values in data if values]
+        if data:
+            fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * len(data) + 1.5))
+            ax.boxplot([values for _, values in data], orientation="horizontal", showfliers=True)
+            ax.set_yticks(range(1, len(data) + 1), [label for label, _ in data], fontsize=7)
+            ax.set_xscale("log")
+            ax.set_xlabel("ms (log scale)")
+            ax.set_title(f"{title} per request ({report.workload.name})")
+            ax.grid(True, axis="x", alpha=0.3)
+            paths.append(_save(fig, out / f"{name}.png", plt))
+
+    peaks: dict[str, float] = {}
+    for run in measured:
+        if run.peak_rss_bytes:
+            peaks[run.backend] = max(peaks.get(run.backend, 0.0), run.peak_rss_bytes / 2**20)
+    if peaks:
+        fig, ax = plt.subplots(figsize=(6, 0.5 + 0.35 * len(peaks) + 1.2))
+        names = list(peaks)
+        ax.barh(names, [peaks[n] for n in names])
+        ax.set_xlabel("peak resident memory of the process and its children, MiB")
+        ax.set_title("Memory per backend (cumulative within one process)")
+        ax.tick_params(axis="y", labelsize=7)
+        paths.append(_save(fig, out / "memory.png", plt))
+    return paths
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def report_markdown(report: BenchReport, plots: list[Path] | None = None, choice: str = "") -> str:
+    """The whole Markdown report: context, the table, the written comparison, the plots."""
+    hw = report.hardware
+    lines = [f"# Benchmark: {report.workload.name}", "",
+             f"{report.created} · commit {report.git_commit or 'unknown'} · "
+             f"{hw.get('cpu_model', '?')} ({hw.get('logical_cores', '?')} cores) · "
+             f"{len(report.workload.requests)} requests ({report.workload.kind}, {report.workload.arrival})", ""]
+    if report.interrupted:
+        lines += ["**Interrupted (Ctrl-C): partial results.**", ""]
+    lines += [markdown_table(report), ""]
+    quality = [run for run in report.runs if "perplexity" in run.config]
+    if quality:
+        lines += ["| backend | perplexity (llama.cpp, corpus) | file MiB |", "|---|---|---|"]
+        seen = set()
+        for run in quality:
+            if run.backend not in seen:
+                seen.add(run.backend)
+                size = run.config.get("bytes")
+                lines.append(f"| {run.backend} | {run.config['perplexity']:.3f} | "
+                             f"{'—' if size is None else f'{size / 2**20:.2f}'} |")
+        lines.append("")
+    if choice:
+        lines += [choice, ""]
+    for path in plots or []:
+        lines += [f"![{path.stem}]({path.name})", ""]
+    return "\n".join(lines)
+
+
+def to_json(value: Any) -> str:
+    """``json.dumps`` for reports printed on the console."""
+    return json.dumps(value, indent=1, default=str)
