@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,11 +31,22 @@ from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 
-
-def rss_bytes() -> int:
-    """This process's resident memory (Linux: /proc/self/statm)."""
+#: Run in a fresh process: RSS added by loading a GGUF, then by filling its whole context. A
+#: vocabulary-only load first pays llama.cpp's fixed start-up cost (backend, vocabulary).
+MEASURE_RSS = """
+import os, sys
+from llama_cpp import Llama
+def rss():
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+path, n_ctx, flash_attn, threads = sys.argv[1], int(sys.argv[2]), bool(int(sys.argv[3])), int(sys.argv[4])
+vocab = Llama(model_path=path, vocab_only=True, verbose=False)
+before = rss()
+llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, flash_attn=flash_attn, verbose=True)
+loaded = rss() - before
+llm.eval([10 + i % 400 for i in range(n_ctx - 1)])  # every weight paged in, every KV cell written
+print(loaded, rss() - before)
+"""
 
 
 def main() -> None:
@@ -60,7 +73,7 @@ def main() -> None:
     model_dir = resolve_model(args.model, "main")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     heldout_ids = tokenizer((HERE / "data" / "heldout.txt").read_text()).input_ids
-    prompt_ids = tokenizer("A language model predicts the next token from the tokens before it.").input_ids
+    prompt_ids = heldout_ids[:128]  # a longer prompt: prefill timings of a few tokens are all noise
     work = Path(tempfile.mkdtemp(prefix="lab03-bench-"))
 
     files: dict[str, tuple[Path, float]] = {}  # label -> (path, seconds to write)
@@ -123,27 +136,28 @@ def memory_check(console: Console, convert, run, model_dir: Path, work: Path, th
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     path = convert.convert(folder, work / "memory-f32.gguf", "f32")
-    table = Table(title="memory: estimate (weights + f16 KV cache) vs resident memory added by llama.cpp")
+    table = Table(title="memory: estimate (weights + f16 KV cache) vs resident memory llama.cpp adds")
     for column in ("n_ctx", "flash attn", "weights MiB", "KV MiB", "estimate MiB", "after load MiB",
-                   "estimate / after load", "full context MiB", "estimate / full context"):
+                   "estimate / after load", "compute buffer MiB", "full context MiB", "estimate / full context"):
         table.add_column(column, justify="right")
     for flash_attn in (True, False):
         for n_ctx in (512, 2048, 4096):
-            before = rss_bytes()
-            llm = run.load(path, n_ctx=n_ctx, n_threads=threads, flash_attn=flash_attn)
-            loaded = rss_bytes() - before
-            llm.eval([10 + i % 400 for i in range(n_ctx - 1)])  # a full context: every KV cell written
-            full = rss_bytes() - before
-            llm.close()
+            # a fresh process: freed memory stays in the allocator, so a second load in one process
+            # would add little resident memory
+            result = subprocess.run([sys.executable, "-c", MEASURE_RSS, str(path), str(n_ctx), str(int(flash_attn)),
+                                     str(threads)], capture_output=True, text=True, check=True)
+            loaded, full = (int(v) for v in result.stdout.split()[-2:])
+            logged = re.search(r"CPU compute buffer size =\s*([\d.]+) MiB", result.stderr)
             estimate = run.estimate_memory(path, n_ctx)
             table.add_row(str(n_ctx), "on" if flash_attn else "off", f"{estimate.weights / 2**20:.1f}",
                           f"{estimate.kv_cache / 2**20:.1f}", f"{estimate.total / 2**20:.1f}",
-                          f"{loaded / 2**20:.1f}", f"{estimate.total / loaded:.2f}", f"{full / 2**20:.1f}",
+                          f"{loaded / 2**20:.1f}", f"{estimate.total / loaded:.2f}",
+                          logged.group(1) if logged else "?", f"{full / 2**20:.1f}",
                           f"{estimate.total / full:.2f}")
     console.print(table)
     console.print("What the estimate leaves out is llama.cpp's compute buffer (activations of a batch of up to 512 "
-                  "tokens); without flash attention it holds the batch's attention scores, 512 x n_ctx x heads "
-                  "floats, and grows with the context.")
+                  "tokens, size from llama.cpp's log): allocated at load, resident once used; without flash "
+                  "attention it holds the batch's attention scores, 512 x n_ctx x heads floats.")
 
 if __name__ == "__main__":
     main()

@@ -163,10 +163,12 @@ def test_llama_cpp_vocab_files():
 
 @pytest.mark.llama_cpp
 @pytest.mark.points(1)
-def test_file_from_llama_cpps_quantizer(model_dir, tmp_path):
-    """A Q4_K_M file written by llama.cpp's own quantizer (mixed Q4_K, Q6_K, F32 tensors) reads as
-    gguf.GGUFReader reads it."""
-    path = llama_cpp_quantize(reference_gguf(model_dir), tmp_path / "q4_k_m.gguf", "Q4_K_M")
+def test_file_from_llama_cpps_quantizer(tmp_path):
+    """A Q4_K_M file written by llama.cpp's own quantizer (mixed Q4_K, Q6_K, F32 tensors) from the
+    course's fixture Llama reads as gguf.GGUFReader reads it."""
+    from shared.models import fixture_path
+
+    path = llama_cpp_quantize(reference_gguf(fixture_path()), tmp_path / "q4_k_m.gguf", "Q4_K_M")
     compare_with_reader(path)
     assert {"Q4_K", "F32"} <= {t.type_name for t in gguf_read.read_gguf(path).tensors}
 
