@@ -176,8 +176,9 @@ def test_file_from_llama_cpps_quantizer(tmp_path):
 @pytest.mark.points(1)
 def test_bad_headers_name_the_offset(written, tmp_path):
     """A wrong magic (offset 0), an unknown version (offset 4), an absurd tensor count, an unknown
-    value type and a string length past the end are GGUFErrors naming the offset; a missing file is
-    a FileNotFoundError naming the path."""
+    value type, a string length past the end and an array count that cannot fit (at the offset of
+    the length or count) are GGUFErrors naming the offset; a missing file is a FileNotFoundError
+    naming the path."""
     good = written.read_bytes()
     cases = {
         "magic": (b"GGML" + good[4:], 0),
@@ -196,6 +197,12 @@ def test_bad_headers_name_the_offset(written, tmp_path):
         gguf_read.parse_gguf(good[:type_at] + struct.pack("<I", 77) + good[type_at + 4:])
     with pytest.raises(gguf_read.GGUFError, match="offset 24"):
         gguf_read.parse_gguf(good[:24] + struct.pack("<Q", 2**60) + good[32:])
+    # an array whose count cannot fit: refused at the count's own offset, before reading elements
+    key = b"a.int32"
+    count_at = good.index(struct.pack("<Q", len(key)) + key) + 8 + len(key) + 4 + 4
+    with pytest.raises(gguf_read.GGUFError, match="a.int32") as error:
+        gguf_read.parse_gguf(good[:count_at] + struct.pack("<Q", 2**61) + good[count_at + 8:])
+    assert error.value.offset == count_at
     with pytest.raises(FileNotFoundError, match=r"nope\.gguf"):
         gguf_read.read_gguf(tmp_path / "nope.gguf")
 
