@@ -200,7 +200,7 @@ def test_bad_headers_name_the_offset(written, tmp_path):
     # an array whose count cannot fit: refused at the count's own offset, before reading elements
     key = b"a.int32"
     count_at = good.index(struct.pack("<Q", len(key)) + key) + 8 + len(key) + 4 + 4
-    with pytest.raises(gguf_read.GGUFError, match="a.int32") as error:
+    with pytest.raises(gguf_read.GGUFError, match=r"a\.int32") as error:
         gguf_read.parse_gguf(good[:count_at] + struct.pack("<Q", 2**61) + good[count_at + 8:])
     assert error.value.offset == count_at
     with pytest.raises(FileNotFoundError, match=r"nope\.gguf"):
