@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -56,8 +57,6 @@ def readme_points(lab_dir: Path) -> dict[int, float]:
 
 def child_env(course: Path, impl: str, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a child pytest working in ``course``: this course first on the path."""
-    import os
-
     env = dict(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join([str(course), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["COURSE_IMPL"] = impl

@@ -226,14 +226,11 @@ def test_a_submission_cannot_change_tests_or_conftest(demo_course: Path, tmp_pat
         "NotImplementedError: lab01 task 2: scale is not written yet")
 
 
-def test_the_grading_copy_is_the_student_edition_plus_hidden_tests(demo_course: Path, tmp_path: Path) -> None:
-    write_files(demo_course, {f"{DEMO_LAB}/instructor/mutants.py": "MUTANTS = []\n"})
-    try:
-        copy, _, _ = prepare_submission(make_submission(tmp_path / "sub", DEMO_SOLUTION), demo_course,
-                                        tmp_path / "copy")
-    finally:
-        (demo_course / DEMO_LAB / "instructor" / "mutants.py").unlink()
-        (demo_course / DEMO_LAB / "instructor").rmdir()
+def test_the_grading_copy_is_the_student_edition_plus_hidden_tests(tmp_path: Path) -> None:
+    from .helpers import make_demo_course
+
+    course = make_demo_course(tmp_path / "course", {f"{DEMO_LAB}/instructor/mutants.py": "MUTANTS = []\n"})
+    copy, _, _ = prepare_submission(make_submission(tmp_path / "sub", DEMO_SOLUTION), course, tmp_path / "copy")
     assert not (copy / DEMO_LAB / "solution").exists()
     assert not (copy / DEMO_LAB / "instructor").exists()
     assert not (copy / "shared" / "tests").exists()

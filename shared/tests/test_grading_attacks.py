@@ -193,7 +193,8 @@ os._exit(0)
     _honest_gets_full_marks(demo_course, tmp_path / "honest")
 
 
-def test_a_submission_cannot_reach_the_course_or_the_virtual_environment(demo_course: Path, tmp_path: Path) -> None:
+def test_a_submission_cannot_reach_the_course_or_the_virtual_environment(tmp_path: Path) -> None:
+    demo_course = make_demo_course(tmp_path / "course")  # its own: the attack may succeed here
     marker = f"zz_course_grading_attack_{uuid.uuid4().hex[:8]}.pth"
     pth = Path(sysconfig.get_paths()["purelib"]) / marker
     victim = demo_course / DEMO_LAB / "tests" / "test_calc.py"
