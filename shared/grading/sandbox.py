@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +55,7 @@ def default_memory_bytes() -> int:
 
 
 def _uids_in_use() -> set[int]:
-    uids = set()
-    for status in Path("/proc").glob("[0-9]*/status"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            for line in status.read_text().splitlines():
-                if line.startswith("Uid:"):
-                    uids.add(int(line.split()[1]))
-                    break
-    return uids
+    return {owner for _, owner in _processes()}
 
 
 def choose_uid() -> int:
@@ -166,11 +160,33 @@ def separate_user_available() -> bool:
 
 
 def _kill_every_process_of(uid: int) -> None:
-    """SIGKILL every process of ``uid``: kill(-1) as that user reaches all it owns, and on Linux
-    not the caller itself."""
-    subprocess.run([sys.executable, "-c", "import os, signal\ntry:\n os.kill(-1, signal.SIGKILL)\n"
-                    "except ProcessLookupError:\n pass"], user=uid, group=uid, extra_groups=[],
-                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+    """SIGKILL every process of ``uid``: kill(-1) as that user reaches all it owns at once (and on
+    Linux not the caller itself); then, from here, whatever /proc still lists for that user (the
+    helper cannot start when a fork bomb holds the user's process limit)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([sys.executable, "-c", "import os, signal\ntry:\n os.kill(-1, signal.SIGKILL)\n"
+                        "except ProcessLookupError:\n pass"], user=uid, group=uid, extra_groups=[],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+    for _ in range(50):  # processes killed cannot fork again: this converges
+        left = [pid for pid, owner in _processes() if owner == uid]
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _processes() -> list[tuple[int, int]]:
+    """(pid, real user id) of every process /proc lists."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:"):
+                    found.append((int(status.parent.name), int(line.split()[1])))
+                    break
+    return found
 
 
 def _share_fixture_cache(source: Path, target: Path, uid: int) -> None:
