@@ -272,6 +272,11 @@ def run_tests(course: Path, lab: str, tests: list[TestResult], box: Sandbox, *, 
             batches.insert(0, rest)
     for error in records.collect_errors:
         notes.append(f"{lab}: while grading, {error}")
+    unmet = [t.nodeid for t in tests if t.outcome == "failed" and "(not gradable on this machine)" in t.message]
+    if unmet:  # a requirement met for the grader but not for the graded process: the setup, or a fake
+        notes.append(f"{lab}: {len(unmet)} test(s) skipped for a missing requirement while grading, though the "
+                     f"grader's collection found it met (counted as failures): check that the graded code's user "
+                     f"can use the GPU and frameworks, or read the code: {', '.join(unmet[:5])}")
     return records, notes
 
 

@@ -94,6 +94,8 @@ def test_skipping_or_xfailing_is_a_failure_not_ungradable(demo_course: Path, tmp
         assert {t.outcome for t in lab.graded()} == {"failed"}
         assert all(t.message.startswith("skipped while grading, which counts as a failure") for t in lab.graded())
         assert any(f.what == "imports pytest (the test machinery)" for f in lab.integrity)
+        assert any("skipped for a missing requirement while grading, though the grader's collection found it met"
+                   in note for note in lab.notes)  # for the instructor: a fake, or a sandbox that lacks it
 
     # Task 1 solved, task 2 skipped: 4 of 7, not "4 of 4".
     half = DEMO_SOLUTION.replace("import os\n", "import os\n\nimport pytest\n").replace(
