@@ -306,6 +306,9 @@ def run(plan: Plan, *, impl: str = "solution", num_requests: int = 64, concurren
     """Serve ``plan``, load it, and report (given)."""
     from shared.models import resolve_model
 
+    if plan.model == "llama-2-7b" and plan.device != "cuda":
+        raise ValueError("plan: a 7B model is served on a GPU (13.5 GB of weights, minutes per token on a CPU); "
+                         "on a CPU the milestone serves the fixture")
     if plan.model == "llama-2-7b":
         model_dir = seven_b_folder(plan.device, with_weights=plan.backend == "course")
     else:
