@@ -136,6 +136,7 @@ def memory_check(console: Console, convert, run, model_dir: Path, work: Path, th
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     path = convert.convert(folder, work / "memory-f32.gguf", "f32")
+    speed_by_type(console, convert, run, folder, path, work, threads)
     table = Table(title="memory: estimate (weights + f16 KV cache) vs resident memory llama.cpp adds")
     for column in ("n_ctx", "flash attn", "weights MiB", "KV MiB", "estimate MiB", "after load MiB",
                    "estimate / after load", "compute buffer MiB", "full context MiB", "estimate / full context"):
@@ -158,6 +159,34 @@ def memory_check(console: Console, convert, run, model_dir: Path, work: Path, th
     console.print("What the estimate leaves out is llama.cpp's compute buffer (activations of a batch of up to 512 "
                   "tokens, size from llama.cpp's log): allocated at load, resident once used; without flash "
                   "attention it holds the batch's attention scores, 512 x n_ctx x heads floats.")
+
+
+def speed_by_type(console: Console, convert, run, folder: Path, f32_path: Path, work: Path, threads: int) -> None:
+    """Decode speed per type on the larger random-weights Llama (50 MB in F32: more than the CPU's
+    caches, so each token really reads the weights from RAM)."""
+    from shared.impl import lab_module
+
+    quantize_model = lab_module("lab03_llama_cpp", "quantize_model")
+    paths = {"F32": f32_path, "F16": convert.convert(folder, work / "memory-f16.gguf", "f16")}
+    for type_name in ("Q8_0", "Q4_0"):
+        paths[f"{type_name} (yours)"] = work / f"memory-{type_name}.gguf"
+        quantize_model.quantize_file(f32_path, paths[f"{type_name} (yours)"], type_name)
+    prompt = [10 + i for i in range(32)]
+    table = Table(title=f"decode speed on a 13 M-parameter random Llama ({threads} threads, 128 new tokens)")
+    for column in ("file", "weights MiB", "F32 bytes / bytes", "decode tok/s", "speed-up", "GB/s of weights read"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    base_weights = base_speed = None
+    for label, path in paths.items():
+        llm = run.load(path, n_ctx=512, n_threads=threads)
+        run.measure_speed(llm, prompt, new_tokens=8)
+        speed = run.measure_speed(llm, prompt, new_tokens=128).decode_tokens_per_s
+        llm.close()
+        weights = run.estimate_memory(path, 512).weights
+        base_weights, base_speed = base_weights or weights, base_speed or speed
+        table.add_row(label, f"{weights / 2**20:.1f}", f"{base_weights / weights:.2f}x", f"{speed:.0f}",
+                      f"{speed / base_speed:.2f}x", f"{weights * speed / 1e9:.1f}")
+    console.print(table)
+
 
 if __name__ == "__main__":
     main()

@@ -175,7 +175,7 @@ def test_file_from_llama_cpps_quantizer(tmp_path):
 
 @pytest.mark.points(1)
 def test_bad_headers_name_the_offset(written, tmp_path):
-    """A wrong magic (offset 0), an unknown version (offset 4), an absurd tensor count, an unknown
+    """A wrong magic (offset 0), an unknown version or version 1 (offset 4), an absurd tensor count, an unknown
     value type, a string length past the end and an array count that cannot fit (at the offset of
     the length or count) are GGUFErrors naming the offset; a missing file is a FileNotFoundError
     naming the path."""
@@ -183,6 +183,7 @@ def test_bad_headers_name_the_offset(written, tmp_path):
     cases = {
         "magic": (b"GGML" + good[4:], 0),
         "version": (good[:4] + struct.pack("<I", 99) + good[8:], 4),
+        "version 1 (32-bit counts, no longer read by llama.cpp)": (good[:4] + struct.pack("<I", 1) + good[8:], 4),
         "tensor count": (good[:8] + struct.pack("<Q", 2**62) + good[16:], None),
     }
     for what, (data, offset) in cases.items():
