@@ -177,7 +177,8 @@ def read_value(reader: ByteReader, value_type: int, what: str) -> Any:
 
     Raises:
         GGUFError: an unknown value or element type, or an array count larger than the bytes left
-            could hold (checked before reading or allocating its elements).
+            could hold (checked before reading or allocating its elements; the error names the
+            offset of the count).
     """
     # BEGIN SOLUTION task 1: STRING -> read_string; ARRAY -> element type, count, then elements (recursively); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
     if value_type not in VALUE_TYPES:

@@ -164,7 +164,8 @@ def read_value(reader: ByteReader, value_type: int, what: str) -> Any:
 
     Raises:
         GGUFError: an unknown value or element type, or an array count larger than the bytes left
-            could hold (checked before reading or allocating its elements).
+            could hold (checked before reading or allocating its elements; the error names the
+            offset of the count).
     """
     # TODO(lab03 task 1): STRING -> read_string; ARRAY -> element type, count, then elements (recursively); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
     raise NotImplementedError("lab03 task 1: read_value is not written yet (see lab03_llama_cpp/README.md, task 1)")
