@@ -203,18 +203,17 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
         ``seed``, ``ignore_eos``, ``min_tokens`` copied; ``logprobs`` for completions.
 
     Raises:
-        APIError(400, param=<field>): ``max_tokens`` < 1 ("max_tokens must be at least 1, got -5."),
-            ``n`` < 1, ``temperature`` < 0, ``top_p`` outside (0, 1], ``logprobs`` outside [0, 20]
-            (vLLM's most), or a prompt of ``max_model_len`` tokens or more (param ``input_tokens``,
-            as vLLM names it; the message gives both numbers).
+        APIError(400, param=<field>): ``n`` < 1, ``temperature`` < 0, ``top_p`` outside (0, 1],
+            ``logprobs`` outside [0, 20] (vLLM's most), a prompt longer than ``max_model_len``
+            (param ``input_tokens``, as vLLM names it; the message gives both numbers), or
+            ``max_tokens`` < 1 after capping ("max_tokens must be at least 1, got -5."; a prompt
+            of exactly ``max_model_len`` tokens leaves 0, and vLLM answers just that).
     """
-    # BEGIN SOLUTION task 8: check each field (APIError 400 naming it); refuse a prompt that fills the context; cap max_tokens at what is left; fill the defaults.
+    # BEGIN SOLUTION task 8: check each field (APIError 400 naming it); refuse a prompt past the context; cap max_tokens at what is left, then check it; fill the defaults.
     is_chat = isinstance(request, ChatCompletionRequest)
     max_tokens = request.max_tokens
     if is_chat and request.max_completion_tokens is not None:
         max_tokens = request.max_completion_tokens
-    if max_tokens is not None and max_tokens < 1:
-        raise APIError(400, f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens")
     if request.n < 1:
         raise APIError(400, f"n must be at least 1, got {request.n}.", "n")
     if request.temperature is not None and request.temperature < 0:
@@ -224,12 +223,14 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
     logprobs = None if is_chat else request.logprobs
     if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
         raise APIError(400, f"logprobs must be in [0, {MAX_LOGPROBS}], got {logprobs}.", "logprobs")
-    if prompt_tokens >= max_model_len:
+    if prompt_tokens > max_model_len:
         raise APIError(400, f"This model's maximum context length is {max_model_len} tokens. However, your "
-                            f"prompt contains {prompt_tokens} input tokens, which leaves no room for output. "
-                            "Please reduce the length of the input prompt.", "input_tokens")
+                            f"prompt contains {prompt_tokens} input tokens, which exceeds this limit even without "
+                            "any output tokens. Please reduce the length of the input prompt.", "input_tokens")
     room = max_model_len - prompt_tokens
     max_tokens = room if max_tokens is None else min(max_tokens, room)
+    if max_tokens < 1:  # asked for, or all that a prompt of exactly max_model_len tokens leaves
+        raise APIError(400, f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens")
     try:
         return SamplingParams(
             temperature=1.0 if request.temperature is None else request.temperature,

@@ -205,12 +205,13 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
         ``seed``, ``ignore_eos``, ``min_tokens`` copied; ``logprobs`` for completions.
 
     Raises:
-        APIError(400, param=<field>): ``max_tokens`` < 1 ("max_tokens must be at least 1, got -5."),
-            ``n`` < 1, ``temperature`` < 0, ``top_p`` outside (0, 1], ``logprobs`` outside [0, 20]
-            (vLLM's most), or a prompt of ``max_model_len`` tokens or more (param ``input_tokens``,
-            as vLLM names it; the message gives both numbers).
+        APIError(400, param=<field>): ``n`` < 1, ``temperature`` < 0, ``top_p`` outside (0, 1],
+            ``logprobs`` outside [0, 20] (vLLM's most), a prompt longer than ``max_model_len``
+            (param ``input_tokens``, as vLLM names it; the message gives both numbers), or
+            ``max_tokens`` < 1 after capping ("max_tokens must be at least 1, got -5."; a prompt
+            of exactly ``max_model_len`` tokens leaves 0, and vLLM answers just that).
     """
-    # TODO(lab02 task 8): check each field (APIError 400 naming it); refuse a prompt that fills the context; cap max_tokens at what is left; fill the defaults.
+    # TODO(lab02 task 8): check each field (APIError 400 naming it); refuse a prompt past the context; cap max_tokens at what is left, then check it; fill the defaults.
     raise NotImplementedError("lab02 task 8: openai_sampling_params is not written yet (see lab02_vllm/README.md, task 8)")
 
 

@@ -103,6 +103,7 @@ BAD = [
     {"max_tokens": 5},
     {"prompt": "Hi", "n": 0},
     {"prompt": "cat " * MAX_MODEL_LEN, "max_tokens": 5},
+    {"prompt": [40] * MAX_MODEL_LEN, "max_tokens": 5},
     {"prompt": "Hi", "logprobs": 21},
     {"prompt": "Hi", "top_p": 0},
 ]

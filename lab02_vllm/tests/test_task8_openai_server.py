@@ -200,6 +200,9 @@ BAD_REQUESTS = [
     ("n 0", {"prompt": "Hi", "n": 0}, 400, "n"),
     ("top_p 0", {"prompt": "Hi", "top_p": 0}, 400, "top_p"),
     ("prompt past the context", {"prompt": "cat " * MAX_MODEL_LEN, "max_tokens": 5}, 400, "input_tokens"),
+    ("prompt one token past", {"prompt": [40] * (MAX_MODEL_LEN + 1), "max_tokens": 5}, 400, "input_tokens"),
+    # A prompt of exactly the context leaves max_tokens 0 after capping: vLLM names max_tokens.
+    ("prompt of exactly the context", {"prompt": [40] * MAX_MODEL_LEN, "max_tokens": 5}, 400, "max_tokens"),
     ("logprobs past vLLM's 20", {"prompt": "Hi", "logprobs": 21}, 400, "logprobs"),
 ]
 
@@ -243,6 +246,9 @@ def test_max_tokens_past_the_context_is_capped(course_server, tokenizer):
                                                      max_tokens=MAX_MODEL_LEN, temperature=0,
                                                      extra_body={"ignore_eos": True})
     assert reply.usage.completion_tokens == room and reply.choices[0].finish_reason == "length"
+    last = client(course_server).completions.create(model=model_name(course_server), prompt=[40] * (MAX_MODEL_LEN - 1),
+                                                    max_tokens=5, temperature=0, extra_body={"ignore_eos": True})
+    assert last.usage.completion_tokens == 1
     chat = client(course_server).chat.completions.create(
         model=model_name(course_server), messages=[{"role": "user", "content": "Hi"}], temperature=0,
         extra_body={"ignore_eos": True})
