@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 
-import gguf
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 from .helpers import gguf_read, llama_cpp_quantize, reader_metadata, reference_gguf, reference_source, same_value
 
+gguf = pytest.importorskip("gguf", reason="needs the gguf package: pip install -e '.[llama]'")
 pytestmark = pytest.mark.task(1)
 
 VT = gguf.GGUFValueType

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import gguf
 import numpy as np
 import pytest
 import torch
@@ -21,6 +20,7 @@ from .helpers import (
     require_llama_folder,
 )
 
+gguf = pytest.importorskip("gguf", reason="needs the gguf package: pip install -e '.[llama]'")
 pytestmark = pytest.mark.task(2)
 
 #: Keys that record where a file came from, not what the model is: the converters may differ.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gguf
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from .helpers import quants
 
+gguf = pytest.importorskip("gguf", reason="needs the gguf package: pip install -e '.[llama]'")
 pytestmark = pytest.mark.task(3)
 
 QT = gguf.GGMLQuantizationType

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gguf
 import numpy as np
 import pytest
 
 from .helpers import llama_cpp_quantize, llama_logits, load_llama, quantize_model, reference_gguf, require_llama_folder
 
+gguf = pytest.importorskip("gguf", reason="needs the gguf package: pip install -e '.[llama]'")
 pytestmark = pytest.mark.task(4)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 
-import jsonschema
 import numpy as np
 import pytest
 import torch
@@ -97,8 +96,9 @@ def test_json_output_follows_the_schema(llm):
         {"type": "object", "properties": {"colour": {"enum": ["red", "green"]}, "count": {"type": "integer"}},
          "required": ["colour", "count"]},
     ]
-    for schema in schemas:
-        value = run.json_complete(llm, "Give me a user record as JSON: ", schema, max_tokens=80)
+    values = [run.json_complete(llm, "Give me a user record as JSON: ", schema, max_tokens=80) for schema in schemas]
+    jsonschema = pytest.importorskip("jsonschema", reason="the oracle needs jsonschema: pip install jsonschema")
+    for value, schema in zip(values, schemas):
         jsonschema.validate(value, schema)
 
 

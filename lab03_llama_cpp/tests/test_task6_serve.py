@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 
-import gguf
 import numpy as np
 import pytest
 
 from .helpers import hf_greedy_text, llama_logits, load_llama, reference_gguf, require_llama_folder, serve
 
+gguf = pytest.importorskip("gguf", reason="needs the gguf package: pip install -e '.[llama]'")
 pytestmark = pytest.mark.task(6)
 
 

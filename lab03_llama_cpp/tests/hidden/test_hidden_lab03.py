@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import struct
 
-import gguf
 import numpy as np
 import pytest
 import torch
@@ -30,6 +29,7 @@ from ..helpers import (
 )
 from ..test_task1_read import compare_with_reader, write_file
 
+gguf = pytest.importorskip("gguf", reason="needs the gguf package: pip install -e '.[llama]'")
 QT = gguf.GGMLQuantizationType
 
 # ---------------------------------------------------------------------------------- task 1
