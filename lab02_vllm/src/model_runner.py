@@ -256,13 +256,8 @@ class LlamaForCausalLM(nn.Module):
 
 def random_model(config: ModelConfig, device: torch.device, dtype: torch.dtype) -> LlamaForCausalLM:
     """A model with random weights made directly on ``device`` in ``dtype`` (no copy in host memory)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device("meta"):
-            model = LlamaForCausalLM(config)
-    finally:
-        torch.set_default_dtype(previous)
+    with torch.device("meta"):  # shapes only: nothing is allocated until to_empty
+        model = LlamaForCausalLM(config).to(dtype=dtype)
     model = model.to_empty(device=device).eval()
     generator = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():

@@ -96,7 +96,7 @@ def test_prefill_equals_dense_causal_attention(shape, lengths, seed):
     num_blocks = sum(-(-n // block_size) for n in lengths) + 3
     k_cache, v_cache, tables = scatter_into_pages(ks, vs, block_size, num_blocks, g)
     meta = metadata(True, lengths, lengths, tables)
-    scale = dim ** -0.5
+    scale = 0.8 * dim ** -0.5  # not SDPA's default, so a forgotten scale shows
     out = paged_attention.prefill_attention(torch.cat(qs), k_cache, v_cache, meta, scale)
     expected = torch.cat([dense_causal(q, k, v, scale) for q, k, v in zip(qs, ks, vs, strict=True)])
     assert out.shape == expected.shape
@@ -119,7 +119,7 @@ def test_prefill_after_a_cached_prefix_attends_to_the_prefix(shape, lengths, see
     k_cache, v_cache, tables = scatter_into_pages(ks, vs, block_size, sum(-(-n // block_size) for n in totals) + 2, g)
     news = [new for new, _ in lengths]
     meta = metadata(True, news, totals, tables)
-    scale = dim ** -0.5
+    scale = 0.8 * dim ** -0.5  # not SDPA's default, so a forgotten scale shows
     query = torch.cat([q[-n:] for q, n in zip(qs, news, strict=True)])
     out = paged_attention.prefill_attention(query, k_cache, v_cache, meta, scale)
     expected = torch.cat([dense_causal(q, k, v, scale)[-n:] for q, k, v, n in zip(qs, ks, vs, news, strict=True)])
@@ -139,7 +139,7 @@ def test_decode_equals_dense_attention_of_the_last_token(shape, lengths, seed):
     vs = [torch.randn(n, kv_heads, dim, generator=g) for n in lengths]
     k_cache, v_cache, tables = scatter_into_pages(ks, vs, block_size, sum(-(-n // block_size) for n in lengths) + 2, g)
     meta = metadata(False, [1] * len(lengths), lengths, tables)
-    scale = dim ** -0.5
+    scale = 0.8 * dim ** -0.5  # not SDPA's default, so a forgotten scale shows
     out = paged_attention.decode_attention(torch.stack([q[-1] for q in qs]), k_cache, v_cache, meta, scale)
     expected = torch.stack([dense_causal(q, k, v, scale)[-1] for q, k, v in zip(qs, ks, vs, strict=True)])
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
