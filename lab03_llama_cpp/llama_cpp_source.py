@@ -8,8 +8,8 @@ llama.cpp's whole source tree under ``vendor/llama.cpp``. Two parts of it serve 
 - ``models/ggml-vocab-*.gguf``: vocabulary-only GGUF files that converter wrote for real model
   families (GPT-2, Llama 3, Qwen2, Phi-3, ...), files nobody in this course wrote.
 
-:func:`source_dir` finds the source package (``$LLAMA_CPP_SDIST``, pip's cache, ``/tmp``, the
-course cache) and unpacks just those parts into ``shared.paths.cache_dir()/llama.cpp-<version>``.
+:func:`source_dir` finds the source package (``$LLAMA_CPP_SDIST``, the course cache where
+``shared/install.sh`` keeps it, pip's cache) and unpacks just those parts into ``shared.paths.cache_dir()/llama.cpp-<version>``.
 Where there is none, get one with::
 
     pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d ~/.cache/llm-inference-course
@@ -63,7 +63,6 @@ def find_sdist() -> Path | None:
     candidates = [os.environ.get("LLAMA_CPP_SDIST", "")]
     candidates += [str(cache_dir() / SDIST_NAME)]
     candidates += glob.glob(str(Path.home() / ".cache" / "pip" / "**" / SDIST_NAME), recursive=True)
-    candidates += glob.glob(f"/tmp/*/{SDIST_NAME}")
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
