@@ -9,7 +9,8 @@ llama.cpp's whole source tree under ``vendor/llama.cpp``. Two parts of it serve 
   families (GPT-2, Llama 3, Qwen2, Phi-3, ...), files nobody in this course wrote.
 
 :func:`source_dir` finds the source package (``$LLAMA_CPP_SDIST``, the course cache where
-``shared/install.sh`` keeps it, pip's cache) and unpacks just those parts into ``shared.paths.cache_dir()/llama.cpp-<version>``.
+``shared/install.sh`` keeps it, pip's cache) and unpacks just those parts into
+``shared.paths.cache_dir()/llama.cpp-<version>``.
 Where there is none, get one with::
 
     pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d ~/.cache/llm-inference-course
