@@ -90,7 +90,10 @@ def source_dir() -> Path:
             relative = member.name.removeprefix(prefix)
             if member.isfile() and member.name.startswith(prefix) and relative.startswith(_WANTED):
                 member.name = relative
-                archive.extract(member, staging, filter="data")
+                try:
+                    archive.extract(member, staging, filter="data")
+                except TypeError:  # Python < 3.10.12 / 3.11.4: no extraction filters (names checked above)
+                    archive.extract(member, staging)
     try:
         staging.rename(target)
     except OSError:  # another process unpacked it first
