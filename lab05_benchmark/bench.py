@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="CPU threads for torch and llama.cpp (default: theirs; 1 is steadier on a busy machine)")
     parser.add_argument("--perplexity", action="store_true",
                         help="also measure llama.cpp's perplexity of each llama.cpp backend on the corpus")
+    parser.add_argument("--same-process", action="store_true",
+                        help="measure every backend in this process (default: one process per backend, "
+                             "so that memory figures are each backend's own)")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -117,6 +120,40 @@ def _perplexity(gguf_path: Path) -> float:
 
     sentences = [d for d in corpus_documents() if "<|" not in d and not d.startswith("{")]
     return perplexity(gguf_path, sentences[:40])
+
+
+def _run_in_child(args: argparse.Namespace, spec: str, workload_path: Path, out: Path, report_mod, runner,
+                  console) -> tuple[list, bool]:
+    """Measure one backend in its own process (``bench.py --same-process``), so that its memory
+    is its own and what an earlier backend left in this process does not count against it.
+    Returns its runs and whether it was interrupted (Ctrl-C reaches the child too: it writes
+    what it measured, and so does this process)."""
+    import subprocess
+
+    child_out = out / "backends" / "".join(c if c.isalnum() or c in "._-" else "_" for c in spec)
+    command = [sys.executable, str(Path(__file__).resolve()), "--backends", spec, "--workload", str(workload_path),
+               "--repetitions", str(args.repetitions), "--warmup", str(args.warmup), "--timeout", str(args.timeout),
+               "--impl", args.impl, "--out", str(child_out), "--no-plots", "--same-process"]
+    command += ["--rate", str(args.rate)] if args.rate is not None else ["--concurrency", args.concurrency]
+    for flag, value in (("--threads", args.threads), ("--goodput", args.goodput), ("--model", args.model)):
+        if value is not None:
+            command += [flag, str(value)]
+    command += [flag for flag, on in (("--perplexity", args.perplexity), ("--no-progress", args.no_progress)) if on]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    interrupted = False
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:  # the child got it too; wait for it to write its results
+            interrupted = True
+    result = child_out / "result.json"
+    if not result.exists():
+        reason = f"its process ended with code {code} before writing a result"
+        console.print(f"[red]{spec}: failed[/red]: {reason}")
+        return [runner.BackendRun(backend=spec, status="failed", reason=reason)], interrupted or code == 130
+    child_report = report_mod.load_report(result)
+    return child_report.runs, interrupted or child_report.interrupted
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -188,8 +225,16 @@ def cmd_run(args: argparse.Namespace) -> int:
               "impl": args.impl, "argv": sys.argv[1:]}
     console.print(f"[bold]course bench[/bold]: {len(specs)} backends × {len(loads)} loads, "
                   f"workload {workload.name} ({len(workload.requests)} requests), model {model_dir.name}")
+    isolate = len(specs) > 1 and not args.same_process
     try:
         for spec in specs:
+            if isolate:
+                child_runs, child_interrupted = _run_in_child(args, spec, workloads.save_jsonl(
+                    workload, out / "workload.jsonl"), out, report_mod, runner, console)
+                runs += child_runs
+                if child_interrupted:
+                    raise KeyboardInterrupt
+                continue
             started = time.perf_counter()
             sampler = metrics.MemorySampler()
             before = sampler.sample()

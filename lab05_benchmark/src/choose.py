@@ -99,7 +99,8 @@ def _load(run: BackendRun) -> str:
 
 def claims(report: BenchReport, margin: float = 0.10) -> list[Claim]:
     """For each load (runs grouped by concurrency / rate) and each of :data:`CHOICE_FIGURES`: the
-    best run (by median) against every other run of that load, one :class:`Claim` each, with a
+    best run (by median) against every other run of that load for throughput, against the
+    runner-up for the other figures, one :class:`Claim` each, with a
     sentence quoting both values, their ratio and, when :func:`beats` says so, the winner and
     :func:`reason`; else a sentence saying there is no clear winner."""
     groups: dict[str, list[BackendRun]] = {}
@@ -117,7 +118,9 @@ def claims(report: BenchReport, margin: float = 0.10) -> list[Claim]:
                 continue
             ordered = sorted(measured, key=lambda rv: statistics.median(rv[1]), reverse=higher)
             best, best_values = ordered[0]
-            for other, other_values in ordered[1:]:
+            # throughput: the best against every other; the rest: against the runner-up only
+            rivals = ordered[1:] if key == "output_throughput" else ordered[1:2]
+            for other, other_values in rivals:
                 out.append(_claim(report, load, key, name, unit, higher, margin,
                                   best, best_values, other, other_values))
     return out
