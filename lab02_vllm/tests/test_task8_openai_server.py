@@ -158,13 +158,24 @@ def test_n_seed_stop_and_logprobs(course_server, model, tokenizer):
     model's log-softmax for each chosen token."""
     openai_client = client(course_server)
     name = model_name(course_server)
-    sampled = dict(model=name, prompt="The dog", max_tokens=12, temperature=1.0, n=3, seed=1234)
+    sampled = dict(model=name, prompt="The dog", max_tokens=12, temperature=1.0, n=3, seed=1234,
+                   extra_body={"ignore_eos": True})
     first = openai_client.completions.create(**sampled)
     again = openai_client.completions.create(**sampled)
     assert sorted(c.index for c in first.choices) == [0, 1, 2]
     assert [c.text for c in first.choices] == [c.text for c in again.choices]
-    assert 3 <= first.usage.completion_tokens <= 3 * 12
+    assert first.usage.completion_tokens == 3 * 12  # every completion counts
     assert first.usage.prompt_tokens == len(tokenizer("The dog").input_ids)
+    # OpenAI's default temperature is 1: without one, a seeded request samples, as with 1.0.
+    greedy = openai_client.completions.create(model=name, prompt="The dog", max_tokens=12, temperature=0).choices[0]
+    for seed in range(5):
+        explicit = openai_client.completions.create(model=name, prompt="The dog", max_tokens=12, temperature=1.0,
+                                                    seed=seed).choices[0]
+        if explicit.text != greedy.text:
+            default = openai_client.completions.create(model=name, prompt="The dog", max_tokens=12,
+                                                       seed=seed).choices[0]
+            assert default.text == explicit.text
+            break
 
     prompt = PROMPTS[2]
     ids = tokenizer(prompt).input_ids
