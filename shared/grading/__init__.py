@@ -87,6 +87,8 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
                 on_progress(f"collecting {lab}'s tests")
             tests, problem = collect.expected_tests(copy, lab, "student", tasks, extra_args)
             report.labs.append(LabResult(lab=lab, tests=tests, task_titles=task_titles(copy / lab), problem=problem))
+            if tests and not tasks and collect.readme_mismatch(copy, lab, tests):
+                report.labs[-1].notes.append(collect.readme_mismatch(copy, lab, tests))
         # 3. The submission's src/ files, and what the copy holds from now on.
         given = box.folder / "given"  # the course's skeletons: what they hold is no finding
         for lab in chosen:
@@ -137,6 +139,8 @@ def run_lab(course: Path, lab: str, impl: str, *, timeout: float = DEFAULT_BUDGE
     child runs as the grader's user; still in its own process group, with the same limits)."""
     tests, problem = collect.expected_tests(course, lab, impl, tasks, extra_args)
     result = LabResult(lab=lab, tests=tests, task_titles=task_titles(course / lab), problem=problem)
+    if tests and not tasks and collect.readme_mismatch(course, lab, tests):
+        result.notes.append(collect.readme_mismatch(course, lab, tests))
     if tests:
         with open_sandbox(course, other_user=False) as box:
             records, notes = run.run_tests(course, lab, tests, box, impl=impl, budget_s=timeout,

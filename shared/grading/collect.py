@@ -55,6 +55,18 @@ def readme_points(lab_dir: Path) -> dict[int, float]:
     return {int(m.group(1)): float(m.group(3)) for m in TASK_HEADING.finditer(readme.read_text(encoding="utf-8"))}
 
 
+def readme_mismatch(course: Path, lab: str, tests: list[TestResult]) -> str:
+    """A note when the collected tests' points per task differ from the lab README's table."""
+    stated = readme_points(course / lab)
+    collected: dict[int, float] = {}
+    for test in tests:
+        if test.graded and test.task is not None:
+            collected[test.task] = collected.get(test.task, 0.0) + test.points
+    wrong = [f"task {task}: tests {collected.get(task, 0.0):g}, README {stated.get(task, 0.0):g}"
+             for task in sorted({*stated, *collected}) if abs(collected.get(task, 0.0) - stated.get(task, 0.0)) > 1e-6]
+    return f"{lab}: the tests' points differ from the README's ({'; '.join(wrong)})" if stated and wrong else ""
+
+
 def child_env(course: Path, impl: str, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a child pytest working in ``course``: this course first on the path."""
     env = dict(os.environ if base is None else base)

@@ -87,6 +87,13 @@ def test_the_solution_gets_full_points_in_a_child_of_this_course(demo_course: Pa
     assert _by_id(lab)[ADD].doc == "add() adds."
     assert lab.task_titles == {1: "Adding", 2: "Scaling"}
     assert lab.integrity == [] and not lab.withheld  # the plugin's guard saw nothing replaced
+    assert lab.notes == []  # the tests' points per task are the README's
+
+    from shared.grading.collect import readme_mismatch
+
+    lab.tests[0].points += 1
+    assert readme_mismatch(demo_course, DEMO_LAB, lab.tests).startswith(
+        "lab01_demo: the tests' points differ from the README's (task ")
 
 
 def test_the_skeleton_gets_nothing_each_test_failing_with_its_task(demo_course: Path) -> None:
