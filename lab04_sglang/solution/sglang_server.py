@@ -1,0 +1,285 @@
+"""Task 6 (server): SGLang's native HTTP API on a FastAPI app, so real SGLang programs run here.
+
+``sgl.RuntimeEndpoint(url)`` needs three routes: ``GET /get_model_info`` (it reads
+``model_path``), ``POST /generate`` (``text`` or ``input_ids``, one or a batch, with
+``sampling_params``; ``stream`` answers ``data: {...}`` lines ending ``data: [DONE]``) and
+``POST /flush_cache``. Each is a thin layer over ``sglang_api``: parse the body (a bad one is a
+400 naming its field, before any work), then ``generate_one`` per prompt, which is where tasks 2
+(masks) and 4 (radix cache) do the work. OpenAI's ``response_format: {"type": "json_schema"}``
+rides on the same layer: render the chat template, generate with the schema.
+
+``add_sglang_routes`` works on any app. lab02's server already owns ``POST /generate`` (TGI's
+``inputs`` and vLLM's demo ``prompt``) and ``POST /v1/chat/completions``: there, pass
+``generate=False, chat=False`` and let those routes hand SGLang-shaped bodies (``is_sglang_body``,
+``is_structured_chat``) to the returned ``SGLangService``.
+
+Generation is batch-1 and not thread-safe (one radix tree, one model), while SGLang's
+``run_batch`` and ``fork`` send requests from several threads: a lock serialises them, and the
+work runs in a worker thread so the event loop keeps answering.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from .program import LocalBackend
+from .sglang_api import GenerateRequest, GenerateResponse, SamplingParams, generate_one, model_info
+
+#: Where pydantic's error locations name a member of a union (``SamplingParams``, ``list[str]``), not a field.
+_UNION_TAGS = ("[", "SamplingParams", "str", "int", "float", "bool")
+
+
+class BadRequest(ValueError):
+    """A request the server refuses with 400; ``param`` names the field (dotted), as OpenAI's errors do."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.param = message, param
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": "BadRequestError", "param": self.param, "code": 400}}
+        return JSONResponse(body, status_code=400)
+
+
+def is_sglang_body(body: Any) -> bool:
+    """SGLang's ``/generate`` body has ``text`` or ``input_ids`` (TGI's has ``inputs``, vLLM's demo ``prompt``)."""
+    return isinstance(body, dict) and ("text" in body or "input_ids" in body)
+
+
+def is_structured_chat(body: Any) -> bool:
+    """An OpenAI chat request whose ``response_format`` asks for a JSON schema (this layer answers those)."""
+    fmt = body.get("response_format") if isinstance(body, dict) else None
+    return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+
+
+def field_of(error: ValidationError) -> str:
+    """The dotted field of a pydantic error's first entry, union member names left out (``sampling_params.top_p``)."""
+    loc = error.errors()[0]["loc"]
+    return ".".join(str(part) for part in loc
+                    if not (isinstance(part, str) and part.startswith(_UNION_TAGS)))
+
+
+def parse_generate(body: Any) -> GenerateRequest:
+    """Validate a ``/generate`` body, and compile every regex / json_schema in it, before any generation.
+
+    Raises:
+        BadRequest: naming the field: a typo, a bad value, a batch list of the wrong length, a
+            regex or schema task 1 cannot compile, ``stream`` with a batch.
+    """
+    # BEGIN SOLUTION task 6: GenerateRequest.model_validate (ValidationError -> BadRequest naming field_of(error)); split() (its ValueError names the field: keep the message); compile each prompt's regex / json_schema with task 1 (GrammarError -> BadRequest naming sampling_params.regex / .json_schema); refuse stream with a batch.
+    from .grammar import compile_json_schema, compile_regex
+
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(body).__name__}")
+    try:
+        request = GenerateRequest.model_validate(body)
+    except ValidationError as error:
+        field = field_of(error)
+        raise BadRequest(f"{field or 'body'}: {error.errors()[0]['msg']}", field or None) from error
+    try:
+        parts = request.split()
+    except ValueError as error:
+        raise BadRequest(str(error), str(error).split()[0]) from error
+    for prompt, params, _, _ in parts:
+        if not prompt:
+            raise BadRequest("text must not be empty" if isinstance(prompt, str) else "input_ids must not be empty",
+                             "text" if isinstance(prompt, str) else "input_ids")
+        for name, compile_ in (("regex", compile_regex), ("json_schema", compile_json_schema)):
+            pattern = getattr(params, name)
+            if pattern is not None:
+                try:
+                    compile_(pattern)
+                except ValueError as error:
+                    raise BadRequest(f"sampling_params.{name}: {error}", f"sampling_params.{name}") from error
+    if request.stream and request.is_batch:
+        raise BadRequest("stream: a batch cannot be streamed here; send its prompts one by one", "stream")
+    return request
+    # END SOLUTION
+
+
+def stream_chunks(tokenizer: Any, answer: GenerateResponse) -> Iterator[dict[str, Any]]:
+    """SGLang's stream of one answer: each chunk holds the *whole* text so far (the client keeps a
+    position and takes the new tail), the last one the full answer with its ``finish_reason``.
+
+    A chunk is sent only when the text grew and does not end inside a UTF-8 character (``\\ufffd``);
+    a stop string cut the final text, so no chunk shows what lies past the cut.
+    """
+    # BEGIN SOLUTION task 6: for k in 1..n-1 decode output_ids[:k] (no special tokens); skip a text ending in U+FFFD; clip it to the final text's length; yield it when it grew and starts the final text (meta_info with completion_tokens k, finish_reason None, output logprobs cut to k); last, the full answer.
+    shown = ""
+    for k in range(1, len(answer.output_ids)):
+        text = tokenizer.decode(answer.output_ids[:k], skip_special_tokens=True)[: len(answer.text)]
+        if text.endswith("\ufffd") or len(text) <= len(shown) or not answer.text.startswith(text):
+            continue
+        meta = answer.meta_info.model_copy(update={"completion_tokens": k, "finish_reason": None})
+        if meta.output_token_logprobs is not None:
+            meta.output_token_logprobs = meta.output_token_logprobs[:k]
+        yield {"text": text, "output_ids": answer.output_ids[:k], "meta_info": meta.model_dump()}
+        shown = text
+    yield answer.model_dump()
+    # END SOLUTION
+
+
+def chat_to_generate(tokenizer: Any, body: dict[str, Any]) -> tuple[list[int], SamplingParams]:
+    """An OpenAI chat request with ``response_format: {"type": "json_schema", "json_schema": {"schema": ...}}``
+    as ``generate_one``'s prompt ids (the chat template, generation prompt added) and sampling params.
+
+    Raises:
+        BadRequest: no messages, a ``response_format`` without ``json_schema.schema``, ``n`` > 1.
+    """
+    # BEGIN SOLUTION task 6: messages (a non-empty list) -> apply_chat_template(add_generation_prompt) -> ids without adding special tokens again; the schema from response_format.json_schema.schema (dumped to text); max_tokens or max_completion_tokens, temperature (OpenAI's default 1), stop; n must be 1.
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages must be a non-empty list", "messages")
+    schema = (body["response_format"].get("json_schema") or {}).get("schema")
+    if not isinstance(schema, (dict, bool)):
+        raise BadRequest("response_format.json_schema.schema must be a JSON Schema object",
+                         "response_format.json_schema.schema")
+    if body.get("n") not in (None, 1):
+        raise BadRequest("n: only one choice per request", "n")
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    try:
+        params = SamplingParams(max_new_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+                                temperature=body.get("temperature", 1.0), stop=body.get("stop"),
+                                json_schema=json.dumps(schema))
+    except ValidationError as error:
+        field = field_of(error)
+        raise BadRequest(f"{field}: {error.errors()[0]['msg']}", field) from error
+    return ids, params
+    # END SOLUTION
+
+
+class SGLangService:
+    """The routes' work, callable from any app: one backend, one lock, one ``model_path``.
+
+    Args:
+        backend: task 5's ``LocalBackend`` (model, tokenizer, radix cache).
+        model_path: what ``/get_model_info`` reports (``RuntimeEndpoint`` picks a chat template from it).
+    """
+
+    def __init__(self, backend: LocalBackend, model_path: str) -> None:
+        self.backend, self.model_path = backend, model_path
+        self.lock = threading.Lock()
+
+    def model_info(self) -> dict[str, Any]:
+        return model_info(self.backend, self.model_path)
+
+    def flush_cache(self) -> None:
+        """Empty the radix tree (SGLang's ``/flush_cache``); KV in use by a running request is not touched."""
+        with self.lock:
+            self.backend.engine.radix.reset()
+
+    def answer(self, request: GenerateRequest) -> list[GenerateResponse]:
+        with self.lock:
+            return [generate_one(self.backend, prompt, params, logprob, start, bool(request.return_text_in_logprobs))
+                    for prompt, params, logprob, start in request.split()]
+
+    async def generate(self, body: Any) -> Response:
+        """``POST /generate`` for a parsed JSON body: the answer, a list for a batch, or a stream."""
+        try:
+            request = parse_generate(body)
+        except BadRequest as error:
+            return error.response()
+        answers = await run_in_threadpool(self.answer, request)
+        if request.stream:
+            lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in stream_chunks(self.backend.tokenizer, answers[0])]
+            return StreamingResponse(iter([*lines, "data: [DONE]\n\n"]), media_type="text/event-stream")
+        payload = [a.model_dump() for a in answers]
+        return JSONResponse(payload if request.is_batch else payload[0])
+
+    async def chat(self, body: Any) -> Response:
+        """``POST /v1/chat/completions`` with ``response_format: json_schema``: an OpenAI chat.completion."""
+        try:
+            if not is_structured_chat(body):
+                raise BadRequest('response_format: this route answers {"type": "json_schema", ...} only',
+                                 "response_format")
+            ids, params = chat_to_generate(self.backend.tokenizer, body)
+        except BadRequest as error:
+            return error.response()
+        [answer] = await run_in_threadpool(self.answer, GenerateRequest(input_ids=ids, sampling_params=params))
+        meta = answer.meta_info
+        finish = "length" if meta.finish_reason and meta.finish_reason["type"] == "length" else "stop"
+        return JSONResponse({
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model") or self.model_path,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                         "finish_reason": finish, "logprobs": None}],
+            "usage": {"prompt_tokens": meta.prompt_tokens, "completion_tokens": meta.completion_tokens,
+                      "total_tokens": meta.prompt_tokens + meta.completion_tokens}})
+
+
+async def json_body(raw: Request) -> Any:
+    try:
+        return await raw.json()
+    except ValueError as error:
+        raise BadRequest(f"the body is not JSON ({error})") from error
+
+
+def _has_route(app: FastAPI, path: str, method: str) -> bool:
+    return any(getattr(r, "path", None) == path and method in (getattr(r, "methods", None) or ()) for r in app.routes)
+
+
+def add_sglang_routes(app: FastAPI, *, model_dir: Path | str, backend: LocalBackend | None = None,
+                      model_path: str | None = None, generate: bool = True, chat: bool = True) -> SGLangService:
+    """Add SGLang's native routes to ``app``; returns the service behind them (also ``app.state.sglang``).
+
+    Args:
+        app: any FastAPI app (a bare one in lab04's tests, lab02's ``course serve``).
+        model_dir: the model folder; loaded with transformers into task 5's ``LocalBackend`` unless ``backend`` is given.
+        backend: an already loaded ``LocalBackend`` on that model.
+        model_path: what ``/get_model_info`` reports (default ``str(model_dir)``).
+        generate: add ``POST /generate``. An app that already has one passes False and hands
+            bodies where ``is_sglang_body`` holds to ``service.generate(body)``.
+        chat: add ``POST /v1/chat/completions`` for ``response_format: json_schema``; likewise, an app
+            with its own passes False and hands bodies where ``is_structured_chat`` holds to ``service.chat(body)``.
+
+    Raises:
+        ValueError: ``generate`` or ``chat`` asked for a route the app already has (naming it).
+    """
+    for wanted, path in ((generate, "/generate"), (chat, "/v1/chat/completions")):
+        if wanted and _has_route(app, path, "POST"):
+            flag = "generate" if path == "/generate" else "chat"
+            raise ValueError(f"{flag}: the app already has POST {path}; pass {flag}=False and let that route "
+                             f"hand SGLang-shaped bodies to the returned service")
+    service = SGLangService(backend or LocalBackend(Path(model_dir)), model_path or str(model_dir))
+    app.state.sglang = service
+
+    @app.get("/get_model_info")
+    async def get_model_info() -> dict[str, Any]:
+        return service.model_info()
+
+    @app.post("/flush_cache")
+    async def flush_cache() -> Response:
+        await run_in_threadpool(service.flush_cache)
+        return Response("Cache flushed.\n", media_type="text/plain")
+
+    if generate:
+        @app.post("/generate")
+        async def sglang_generate(raw: Request) -> Response:
+            try:
+                body = await json_body(raw)
+            except BadRequest as error:
+                return error.response()
+            return await service.generate(body)
+
+    if chat:
+        @app.post("/v1/chat/completions")
+        async def structured_chat(raw: Request) -> Response:
+            try:
+                body = await json_body(raw)
+            except BadRequest as error:
+                return error.response()
+            return await service.chat(body)
+
+    return service

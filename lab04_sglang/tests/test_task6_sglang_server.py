@@ -1,0 +1,278 @@
+"""Task 6 (the server): SGLang's native routes on a FastAPI app, and real SGLang programs run against them.
+
+One uvicorn server per module, on a free loopback port, serving the trained fixture through
+``add_sglang_routes``. The programs are SGLang's own (``import sglang as sgl``), unchanged but for
+the backend line; each is compared with task 5's in-process frontend on the same model, greedy."""
+
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+
+import httpx
+import jsonschema
+import pytest
+import torch
+
+from shared.impl import lab_module
+
+from .helpers import LAB, RECORD, fixture_dir, fixture_model, program, sglang_api
+
+sglang_server = lab_module(LAB, "sglang_server")
+
+pytestmark = pytest.mark.task(6)
+__all__ = ["fixture_model"]
+
+QUESTIONS = {"question_1": "What is the capital of Japan?", "question_2": "Give me a user record as JSON."}
+CODE = r"[A-Z]{2}-\d{3}"
+
+
+def chat_template_of(tokenizer, name: str):
+    """SGLang's ChatTemplate for a Hugging Face tokenizer, read off its Jinja template around a sentinel.
+
+    RuntimeEndpoint picks a template from ``model_path`` by name patterns; none matches the fixture's
+    Zephyr-style ``<|user|>\\n...</s>\\n``, so the test registers this one and names it."""
+    from sglang.lang.chat_template import ChatTemplate, register_chat_template
+
+    sentinel, first = "\x00S\x00", {"role": "user", "content": "A"}
+    alone = tokenizer.apply_chat_template([first], tokenize=False)
+    roles = {}
+    for role in ("system", "user", "assistant"):
+        both = tokenizer.apply_chat_template([first, {"role": role, "content": sentinel}], tokenize=False)
+        before, _, after = both.removeprefix(alone).partition(sentinel)
+        roles[role] = (before, after)
+    register_chat_template(ChatTemplate(name=name, default_system_prompt=None, role_prefix_and_suffix=roles))
+    return name
+
+
+@pytest.fixture(scope="module")
+def server(fixture_model):
+    """``(url, service)``: a bare FastAPI app with the SGLang routes, on a free port, for this module."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    model, tokenizer = fixture_model
+    service = sglang_server.add_sglang_routes(app, model_dir=fixture_dir(),
+                                              backend=program.LocalBackend(model, tokenizer))
+    # In-process first: a missing task raises its own NotImplementedError here, not a 500 over HTTP.
+    sglang_server.parse_generate({"text": "Hi"})
+    sglang_api.generate_one(service.backend, "Hi", sglang_api.SamplingParams(max_new_tokens=1, temperature=0))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", service
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def endpoint(server, fixture_model):
+    """The real client: ``sgl.RuntimeEndpoint`` on the course server, with the fixture's chat template."""
+    import sglang as sgl
+
+    url, _ = server
+    return sgl.RuntimeEndpoint(url, chat_template_name=chat_template_of(fixture_model[1], "course-fixture"))
+
+
+@pytest.fixture(scope="module")
+def local(fixture_model):
+    """Task 5's in-process backend on the same model (its own radix cache)."""
+    model, tokenizer = fixture_model
+    return program.LocalBackend(model, tokenizer)
+
+
+def both_frontends(build):
+    """``build(frontend)`` defines one program; return it written with SGLang's and with task 5's names."""
+    import sglang as sgl
+
+    return build(sgl), build(program)
+
+
+def hf_logprobs(model, ids: list[int]) -> list[float]:
+    """``log p(ids[i] | ids[:i])`` for i >= 1, from transformers."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    return torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+
+
+@pytest.mark.points(2)
+def test_model_info_flush_cache_and_bad_requests(server):
+    """/get_model_info names the model; /flush_cache empties the radix tree; bad bodies are 400s naming the field."""
+    url, service = server
+    with httpx.Client(base_url=url, timeout=120) as client:
+        assert client.get("/get_model_info").json()["model_path"] == str(fixture_dir())
+        body = {"text": "The capital of Japan is", "sampling_params": {"max_new_tokens": 2, "temperature": 0}}
+        client.post("/generate", json=body).raise_for_status()
+        assert client.post("/generate", json=body).json()["meta_info"]["cached_tokens"] > 0
+        assert client.post("/flush_cache").status_code == 200
+        assert service.backend.engine.radix.total_size() == 0
+        assert client.post("/generate", json=body).json()["meta_info"]["cached_tokens"] == 0
+        bad = [({"text": "x", "sampling_params": {"temprature": 0}}, "temprature"),
+               ({"text": "x", "sampling_params": {"regex": "a", "json_schema": "{}"}}, "json_schema"),
+               ({"text": "x", "sampling_params": {"top_p": 0.5}}, "top_p"),
+               ({"text": "x", "sampling_params": {"regex": "(ab"}}, "sampling_params.regex"),
+               ({"text": "x", "sampling_params": {"json_schema": '{"type": "intger"}'}},
+                "sampling_params.json_schema"),
+               ({"text": ["a", "b"], "sampling_params": [{}, {}, {}]}, "sampling_params"),
+               ({"text": ["a", "b"], "stream": True}, "stream"),
+               ({"text": ""}, "text"),
+               ({"sampling_params": {}}, "text and input_ids")]
+        size = service.backend.engine.radix.total_size()
+        for payload, named in bad:
+            response = client.post("/generate", json=payload)
+            assert response.status_code == 400, (payload, response.text)
+            assert named in response.text, (payload, response.text)
+        assert client.post("/generate", content=b"{not json").status_code == 400
+        assert service.backend.engine.radix.total_size() == size, "a bad request must be refused before any work"
+    from fastapi import FastAPI
+
+    taken = FastAPI()
+    taken.post("/generate")(lambda: None)  # as lab02's server, which owns /generate already
+    with pytest.raises(ValueError, match="generate"):
+        sglang_server.add_sglang_routes(taken, model_dir=fixture_dir(), backend=service.backend)
+
+
+@pytest.mark.sglang
+@pytest.mark.points(3)
+def test_multi_turn_qa_runs_unchanged(endpoint, local):
+    """The chapter's multi_turn_qa, as SGLang's docs write it, gives task 5's text and answers (greedy)."""
+
+    def build(sgl):
+        @sgl.function
+        def multi_turn_qa(s, question_1, question_2):
+            s += sgl.system("You answer in one short sentence.")
+            s += sgl.user(question_1)
+            s += sgl.assistant(sgl.gen("answer_1", max_tokens=48))
+            s += sgl.user(question_2)
+            s += sgl.assistant(sgl.gen("answer_2", max_tokens=48))
+
+        return multi_turn_qa
+
+    real, ours = both_frontends(build)
+    state = real.run(**QUESTIONS, temperature=0, backend=endpoint)
+    expected = ours.run(**QUESTIONS, temperature=0, backend=local)
+    assert state["answer_1"] == expected["answer_1"] and state["answer_2"] == expected["answer_2"]
+    assert state.text() == expected.text() and state.messages() == expected.messages()
+    assert state.get_meta_info("answer_2")["cached_tokens"] > 0, "turn 2 should reuse turn 1's KV on the server"
+
+
+@pytest.mark.sglang
+@pytest.mark.points(2)
+def test_regex_and_json_schema_programs(endpoint, local):
+    """gen(regex=) fully matches, gen(json_schema=) validates (jsonschema); greedy equals task 5; sampled is valid."""
+
+    def build(sgl):
+        @sgl.function
+        def record(s):
+            s += sgl.user("Give me a user record as JSON.")
+            s += sgl.assistant(sgl.gen("record", json_schema=json.dumps(RECORD), max_tokens=60))
+            s += "Code: " + sgl.gen("code", regex=CODE, max_tokens=10)
+
+        return record
+
+    real, ours = both_frontends(build)
+    greedy = real.run(temperature=0, backend=endpoint)
+    assert greedy["record"] == ours.run(temperature=0, backend=local)["record"]
+    for state in (greedy, real.run(temperature=1.0, backend=endpoint)):
+        jsonschema.validate(json.loads(state["record"]), RECORD)
+        assert re.fullmatch(CODE, state["code"], re.ASCII), state["code"]
+
+
+@pytest.mark.sglang
+@pytest.mark.points(3)
+def test_select_and_fork(endpoint, local, fixture_model):
+    """select: the prompt logprobs the server sends are transformers'; the choice is SGLang's rule on them.
+    fork: branches answer as task 5's fork does."""
+    import sglang as sgl
+
+    model, tokenizer = fixture_model
+    prefix, choices = "The capital of Japan is ", ["Lima", "Seoul", "Tokyo", "the city of Lima in Peru"]
+
+    @sgl.function
+    def pick(s):
+        s += prefix
+        s += sgl.select("city", choices=choices)
+
+    state = pick.run(backend=endpoint)
+    meta = state.get_meta_info("city")
+    start = max(len(tokenizer(prefix).input_ids) - 2, 0)  # RuntimeEndpoint's token healing window
+    means = []
+    for choice, got in zip(choices, meta["input_token_logprobs"], strict=True):
+        ids = tokenizer(prefix + choice).input_ids
+        reference = hf_logprobs(model, ids)
+        tail = [(reference[i - 1], ids[i]) for i in range(start, len(ids)) if i >= 1]
+        assert [t for _, t, _ in got] == [t for _, t in tail][-len(got):]
+        assert [lp for lp, _, _ in got] == pytest.approx([lp for lp, _ in tail][-len(got):], abs=1e-3)
+        means.append(sum(lp for lp, _ in tail[-len(got):]) / len(got))
+    assert state["city"] == choices[max(range(len(choices)), key=means.__getitem__)]
+
+    def build(frontend):
+        @frontend.function
+        def tips(s):
+            s += frontend.user("Give me a user record as JSON.")
+            s += frontend.assistant(frontend.gen("first", max_tokens=40))
+            forks = s.fork(2)
+            for i, f in enumerate(forks):
+                f += frontend.user(f"Question {i}: what is the capital of Japan?")
+                f += frontend.assistant(frontend.gen("answer", max_tokens=12))
+            s += "Answers: " + forks[0]["answer"] + " | " + forks[1]["answer"]
+
+        return tips
+
+    real, ours = both_frontends(build)
+    got, expected = real.run(temperature=0, backend=endpoint), ours.run(temperature=0, backend=local)
+    assert got["first"] == expected["first"] and got.text() == expected.text()
+
+
+@pytest.mark.sglang
+@pytest.mark.points(2)
+def test_streaming_and_openai_response_format(server, endpoint, local, fixture_model):
+    """stream=True: SGLang's data: lines, ending [DONE], joined by the real client into task 5's answer;
+    OpenAI's response_format json_schema through the openai client validates."""
+    import openai
+    import sglang as sgl
+
+    @sgl.function
+    def ask(s):
+        s += sgl.user("What is the capital of Japan?")
+        s += sgl.assistant(sgl.gen("answer", max_tokens=30))
+
+    state = ask.run(temperature=0, backend=endpoint, stream=True)
+    pieces = list(state.text_iter("answer"))
+    assert len(pieces) > 1 and "".join(pieces) == state["answer"]
+
+    @program.function
+    def ask_local(s):
+        s += program.user("What is the capital of Japan?")
+        s += program.assistant(program.gen("answer", max_tokens=30))
+
+    assert state["answer"] == ask_local.run(temperature=0, backend=local)["answer"]
+    url, _ = server
+    body = {"text": "Code: ", "sampling_params": {"max_new_tokens": 10, "temperature": 0, "regex": CODE},
+            "stream": True}
+    with httpx.Client(base_url=url, timeout=120) as client, client.stream("POST", "/generate", json=body) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[len("data: "):]) for line in lines[:-1]]
+    texts = [c["text"] for c in chunks]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts)), texts
+    assert re.fullmatch(CODE, texts[-1]) and chunks[-1]["meta_info"]["finish_reason"] is not None
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    completion = client.chat.completions.create(
+        model="fixture", messages=[{"role": "user", "content": "Give me a user record as JSON."}], temperature=0,
+        max_tokens=60, response_format={"type": "json_schema", "json_schema": {"name": "record", "schema": RECORD}})
+    jsonschema.validate(json.loads(completion.choices[0].message.content), RECORD)
+    with pytest.raises(openai.BadRequestError, match="response_format"):
+        client.chat.completions.create(model="fixture", messages=[{"role": "user", "content": "Hi"}],
+                                       response_format={"type": "json_object"})
