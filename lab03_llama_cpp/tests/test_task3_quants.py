@@ -64,11 +64,19 @@ def test_round_half_away_from_zero():
 @pytest.mark.points(3)
 @pytest.mark.parametrize("shape", [(32,), (4, 64), (2, 3, 256)])
 def test_q8_0_matches_gguf(shape):
-    """Q8_0 of normal, scaled and shifted values equals gguf.quantize byte for byte, for 1-D to 3-D arrays."""
+    """Q8_0 of normal, scaled and shifted values equals gguf.quantize byte for byte, for 1-D to 3-D
+    arrays, and so do values exactly halfway between two levels (x / d = k + 0.5), where only the
+    reference's own float32 arithmetic (x times the float32 inverse of d) gives the same bytes."""
     rng = np.random.default_rng(sum(shape))
     values = (rng.standard_normal(shape) * 0.05).astype(np.float32)
     assert_same_bytes("Q8_0", values)
     assert_same_bytes("Q8_0", values * 1000 + 3)
+    blocks = values.reshape(-1, 32)
+    absmax = np.abs(blocks).max(axis=1, keepdims=True)
+    levels = rng.integers(-126, 126, size=blocks.shape).astype(np.float32)
+    halfway = ((levels + np.float32(0.5)) * (absmax / np.float32(127))).astype(np.float32)
+    halfway[:, 0] = absmax[:, 0]  # keep each block's scale
+    assert_same_bytes("Q8_0", halfway.reshape(shape))
 
 
 @pytest.mark.points(3)

@@ -145,10 +145,19 @@ def test_other_llama_shape_logits(other_llama, tmp_path):
 @pytest.mark.task(2)
 @pytest.mark.points(1)
 def test_other_llama_shape_equals_llama_cpps_converter(other_llama, tmp_path):
-    """On that other shape, your F16 file's tensors equal those llama.cpp's converter writes."""
+    """On that other shape, your F16 file's metadata (rms epsilon 1e-6, rope base 500,000, one KV
+    head...) and tensors equal those llama.cpp's converter writes."""
+    from ..test_task2_convert import PROVENANCE
+
     folder, _, _ = other_llama
-    ours = {t.name: t for t in gguf.GGUFReader(convert.convert(folder, tmp_path / "other.gguf", "f16")).tensors}
-    theirs = {t.name: t for t in gguf.GGUFReader(reference_gguf(folder, "f16")).tensors}
+    ours_reader = gguf.GGUFReader(convert.convert(folder, tmp_path / "other.gguf", "f16"))
+    theirs_reader = gguf.GGUFReader(reference_gguf(folder, "f16"))
+    for key, field in theirs_reader.fields.items():
+        if not key.startswith("GGUF.") and key not in PROVENANCE:
+            assert key in ours_reader.fields, key
+            assert ours_reader.fields[key].contents() == field.contents(), key
+    ours = {t.name: t for t in ours_reader.tensors}
+    theirs = {t.name: t for t in theirs_reader.tensors}
     assert set(ours) == set(theirs)
     for name, tensor in theirs.items():
         assert ours[name].tensor_type == tensor.tensor_type, name
