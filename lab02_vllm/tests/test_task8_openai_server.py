@@ -199,6 +199,12 @@ def test_n_seed_stop_and_logprobs(course_server, model, tokenizer):
         assert value == pytest.approx(float(expected[step, token]), abs=1e-3)
         assert len(logprobs.top_logprobs[step]) >= 2
         assert max(logprobs.top_logprobs[step].values()) == pytest.approx(float(expected[step].max()), abs=1e-3)
+    # Sampled, the chosen token is not always the most likely: its logprob is its own entry.
+    sampled_logprobs = openai_client.completions.create(model=name, prompt="The", max_tokens=12, temperature=1.0,
+                                                        seed=3, logprobs=2).choices[0].logprobs
+    for token, value, top in zip(sampled_logprobs.tokens, sampled_logprobs.token_logprobs,
+                                 sampled_logprobs.top_logprobs):
+        assert top[token] == pytest.approx(value)
     assert logprobs.text_offset[0] == 0
 
 
