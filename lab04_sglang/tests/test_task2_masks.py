@@ -31,6 +31,16 @@ __all__ = ["fixture_model", "random_model"]
 FIXTURE_HEALTH = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 
+@pytest.fixture
+def fixture_dir_tokenizer():
+    """A fresh copy of the fixture tokenizer (a test adds a token to it)."""
+    from transformers import AutoTokenizer
+
+    from .helpers import fixture_dir
+
+    return AutoTokenizer.from_pretrained(fixture_dir())
+
+
 def vocabulary_of(model, tokenizer):
     return masks.Vocabulary(tokenizer, model.config.vocab_size, model.generation_config.eos_token_id)
 
@@ -82,6 +92,25 @@ def test_masks_are_cached_per_state(fixture_model, monkeypatch):
     monkeypatch.setattr(automaton, "walk", lambda *a: calls.append(a) or automaton.DEAD)
     assert torch.equal(masker.mask(automaton.start), first) and torch.equal(masker.mask(state), second)
     assert calls == []
+    assert masker.mask(state) is masker.mask(state), "the same cached tensor, not a new one each step"
+
+
+@pytest.mark.points(1)
+def test_tokens_with_the_same_bytes_and_lists_of_eos_ids(fixture_dir_tokenizer):
+    """Two ids with the same bytes (an added token repeating a BPE piece) are both allowed; every id of a
+    list of eos ids is allowed where the output is complete."""
+    tokenizer = fixture_dir_tokenizer
+    pieces = masks.token_bytes(tokenizer)
+    word = next(p.decode() for p in pieces if p and len(p) >= 4 and p[:1] == b" " and p[1:].isalpha() and p.isascii())
+    old_id = pieces.index(word.encode())
+    tokenizer.add_tokens([word])
+    new_id = tokenizer.convert_tokens_to_ids(word)
+    vocabulary = masks.Vocabulary(tokenizer, len(tokenizer), eos_token_ids=[2, 5])
+    masker = masks.TokenMasker(FiniteLanguage([word]), vocabulary)
+    start = masker.mask(masker.automaton.start)
+    assert start[old_id] and start[new_id] and new_id != old_id
+    done = masker.mask(masker.advance(masker.automaton.start, new_id))
+    assert done[2] and done[5] and done.sum() == 2
 
 
 @pytest.mark.points(3)
@@ -148,7 +177,7 @@ def test_random_model_schema_completions_validate(random_model, schema, seed, gr
     check_json_completion(tokenizer.decode(out[:-1]), schema)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_eos_only_where_complete_and_refused_tokens(fixture_model):
     """Eos is allowed exactly in accepting states; advancing by a refused token is a ValueError; after eos
     nothing is allowed."""
@@ -165,7 +194,7 @@ def test_eos_only_where_complete_and_refused_tokens(fixture_model):
     assert not masker.mask(finished).any()
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_bad_arguments_fail_before_the_model_runs(fixture_model):
     """Empty prompt, max_new_tokens < 1 and a negative temperature raise ValueError naming the argument."""
     model, tokenizer = fixture_model

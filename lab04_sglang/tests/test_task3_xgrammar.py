@@ -31,7 +31,7 @@ def _completions(model, tokenizer, masker, prompt: str) -> list[list[int]]:
             for t, s in [(0.0, 0), (1.0, 1), (2.0, 2)]]
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_bitmask_decoding():
     """Bit i % 32 of word i // 32 is token i, sign bit included, ids past the vocabulary dropped."""
     generator = torch.Generator().manual_seed(0)
@@ -94,10 +94,22 @@ def test_any_whitespace_differences_are_whitespace(fixture_model):
             assert why == xgrammar_check.WHITESPACE, (difference.step, vocabulary.pieces[token_id])
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_compare_checks_lengths():
     """Lists of different lengths are a ValueError; equal steps give no difference."""
     with pytest.raises(ValueError, match="steps"):
         xgrammar_check.compare([{1}], [{1}, {2}])
     found = xgrammar_check.compare([{1, 2}, {3}], [{1}, {3}])
     assert [(d.step, d.only_ours, d.only_xgrammar) for d in found] == [(0, {2}, set())]
+
+
+@pytest.mark.points(1)
+def test_xgrammar_stops_at_a_refused_token(fixture_model):
+    """A completion xgrammar refuses ends the list at the refused step (with the set it allowed there)."""
+    model, tokenizer = fixture_model
+    compiled = xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, regex=r"(yes|no) sir")
+    good = tokenizer("no", add_special_tokens=False).input_ids
+    bad = good + tokenizer("pe sir", add_special_tokens=False).input_ids
+    steps = xgrammar_check.xgrammar_allowed(compiled, bad, model.config.vocab_size)
+    assert len(steps) == len(good) + 1
+    assert tokenizer(" sir", add_special_tokens=False).input_ids[0] in steps[-1]

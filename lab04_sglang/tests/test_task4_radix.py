@@ -87,7 +87,24 @@ def test_lru_eviction_of_unlocked_leaves():
     assert tree.evictable_size() == 2 and tree.evict(1) == 2 and tree.total_size() == 0
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
+def test_locks_survive_splits_and_protect_inner_nodes():
+    """A split keeps the lock of the node it cuts; a locked inner node stays when its children are evicted."""
+    tree = radix.RadixCache()
+    tree.insert([1, 2, 3, 4, 5], value_of([1, 2, 3, 4, 5]))
+    _, whole = tree.match_prefix([1, 2, 3, 4, 5])
+    tree.inc_lock_ref(whole)
+    tree.match_prefix([1, 2, 9])  # splits the locked run after (1, 2)
+    assert tree.evict(100) == 0 and tree.total_size() == 5 and tree.protected_size() == 5
+    tree.dec_lock_ref(whole)
+    _, inner = tree.match_prefix([1, 2])
+    tree.inc_lock_ref(inner)
+    tree.insert([1, 2, 7, 7], value_of([1, 2, 7, 7]))
+    assert tree.evict(100) == 5  # (3, 4, 5) and (7, 7); never the locked (1, 2)
+    assert tree.total_size() == 2 and torch.equal(tree.match_prefix([1, 2])[0], value_of([1, 2]))
+
+
+@pytest.mark.points(1)
 @settings(max_examples=40, deadline=None)
 @given(keys=st.lists(TOKENS, min_size=1, max_size=8), lock=st.integers(0, 7), amount=st.integers(1, 20))
 def test_eviction_keeps_locked_prefixes_and_sizes(keys, lock, amount):

@@ -76,7 +76,7 @@ def test_gen_with_json_schema_and_regex(backend):
 def test_select_by_summed_and_normalised_logprob(backend, fixture_model):
     """select picks the argmax of summed or of length-normalised log-probabilities, computed independently with HF."""
     model, tokenizer = fixture_model
-    choices = ["Tokyo", "the city of Lima in Peru", "x"]
+    choices = ["Lima", "Seoul", "the city of Lima in Peru", "x"]  # on the fixture, the two methods disagree
 
     def scores(prefix: str) -> list[tuple[float, float]]:
         prefix_ids = tokenizer(prefix).input_ids
@@ -96,6 +96,10 @@ def test_select_by_summed_and_normalised_logprob(backend, fixture_model):
         s += program.select("city", choices=choices, choices_method=method)
 
     expected = scores("The capital of Japan is ")
+    by_sum = max(range(len(choices)), key=lambda i: expected[i][0])
+    by_mean = max(range(len(choices)), key=lambda i: expected[i][1])
+    if by_sum == by_mean:
+        pytest.skip("on this model the two methods pick the same choice (the trained fixture tells them apart)")
     for method, column in ((program.summed_logprob, 0), (program.token_length_normalized, 1)):
         state = pick.run(method=method, backend=backend)
         best = max(range(len(choices)), key=lambda i: expected[i][column])

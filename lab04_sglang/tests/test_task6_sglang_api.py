@@ -68,6 +68,10 @@ def test_generate_answers_like_transformers(backend, fixture_model):
     assert one.output_ids == expected and one.text == tokenizer.decode(expected, skip_special_tokens=True)
     assert one.meta_info.finish_reason == {"type": "stop", "matched": tokenizer.eos_token_id}
     assert one.meta_info.prompt_tokens == len(ids) and one.meta_info.completion_tokens == len(expected)
+    cut = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": prompt, "sampling_params": {"max_new_tokens": 20, "temperature": 0, "stop": [" of", " "]}}))
+    assert one.text.startswith(cut.text + " ") and " " not in cut.text
+    assert cut.meta_info.finish_reason == {"type": "stop", "matched": " "}
     both = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
         {"input_ids": [ids, ids[:5]], "sampling_params": {"max_new_tokens": 3, "temperature": 0}}))
     assert isinstance(both, list) and both[0].output_ids == expected[:3] and both[0].meta_info.cached_tokens > 0
@@ -94,7 +98,8 @@ def test_prefill_only_logprobs_match_transformers(backend, fixture_model):
             {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True,
              "logprob_start_len": start, "return_text_in_logprobs": True}))
         triples = answer.meta_info.input_token_logprobs
-        assert answer.text == "" and [t[1] for t in triples] == ids[start:]
+        assert answer.text == "" and answer.output_ids == [] and answer.meta_info.completion_tokens == 0
+        assert [t[1] for t in triples] == ids[start:]
         assert [t[2] for t in triples] == [tokenizer.decode([i]) for i in ids[start:]]
         scores = [t[0] for t in triples]
         if start == 0:
