@@ -143,7 +143,7 @@ def test_model_info_flush_cache_and_bad_requests(server):
 
 
 @pytest.mark.sglang
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_multi_turn_qa_runs_unchanged(endpoint, local):
     """The chapter's multi_turn_qa, as SGLang's docs write it, gives task 5's text and answers (greedy)."""
 
@@ -189,7 +189,7 @@ def test_regex_and_json_schema_programs(endpoint, local):
 
 
 @pytest.mark.sglang
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_select_and_fork(endpoint, local, fixture_model):
     """select: the prompt logprobs the server sends are transformers'; the choice is SGLang's rule on them.
     fork: branches answer as task 5's fork does."""
