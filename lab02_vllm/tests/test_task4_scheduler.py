@@ -61,10 +61,13 @@ def test_new_prefills_join_while_others_decode_and_finished_ones_leave_at_once()
     batch, is_prefill = sched.schedule()
     assert not is_prefill and batch == [a, b]
     drive_one(batch)
-    used = sched.block_manager.num_used_blocks
+    batch, _ = sched.schedule()
+    assert batch == [a, b], "running stays oldest first, step after step (preemption takes the last)"
+    drive_one(batch)
+    used, held = sched.block_manager.num_used_blocks, len(a.block_table)
     sched.finish(a, "stop")
     assert a.status.value == "finished" and a.finish_reason == "stop" and a.block_table == []
-    assert sched.block_manager.num_used_blocks == used - 2, "a's 2 blocks come back at once"
+    assert sched.block_manager.num_used_blocks == used - held == used - 3, "a's 3 blocks come back at once"
     batch, _ = sched.schedule()
     assert batch == [b]
     assert sched.abort("r") == [b] and not sched.has_unfinished()
