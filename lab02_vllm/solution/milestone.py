@@ -352,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course milestone", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["auto", "vllm", "course"], default="auto")
     parser.add_argument("--model", default=None, help="a model folder (default: 7B dummy on a GPU, fixture on a CPU)")
-    parser.add_argument("--impl", choices=["student", "solution"], default="solution",
-                        help="with the course backend: serve your src/ or the reference solution/")
+    own = "solution" if Path(__file__).parent.name == "solution" else "student"
+    parser.add_argument("--impl", choices=["student", "solution"], default=own,
+                        help=f"with the course backend: serve your src/ or the reference solution/ (default: {own}, "
+                             "this file's)")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=128)
