@@ -66,6 +66,7 @@ def test_the_block_manager_reuses_the_longest_cached_prefix():
     again = make_seq(shared)
     bm.allocate(again)
     assert again.num_computed_tokens == 32 and again.block_table[:2] == a_blocks[:2]
+    assert bm.num_free_blocks == 8 - 3, "reused cached blocks are in use again: no longer evictable"
     bm.free(again)
     filler = make_seq(list(range(300, 300 + 8 * 16)))  # takes the whole pool: every cached block is evicted
     bm.allocate(filler)
