@@ -382,15 +382,17 @@ class LLMEngine:
     def _check_stop(self, seq: Sequence) -> str | None:
         """Whether ``seq`` is done after its newest token, and why.
 
-        In this order: a ``stop_token_ids`` token -> "stop" (``stop_reason`` = the id); an eos
-        token, unless ``ignore_eos`` -> "stop" (neither before ``min_tokens`` outputs); a stop
-        string in the text -> "stop" (text cut before it, ``stop_reason`` = the string); else
+        From ``min_tokens`` outputs on, in this order (as vLLM): a ``stop_token_ids`` token ->
+        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop"; a stop
+        string in the text added since the previous step (it may straddle the old end) ->
+        "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,
         ``max_tokens`` outputs or ``max_model_len`` tokens -> "length"; else None. Keep
         ``seq.text`` up to date (``self._detokenize``) when ``self.incremental_text`` is on or the
         request has stop strings.
         """
-        # BEGIN SOLUTION task 5: stop token ids, then eos (both only from min_tokens on), then stop strings (cut the text), then the length limits.
+        # BEGIN SOLUTION task 5: from min_tokens on: stop token ids, eos, stop strings in the new text (cut it); then the length limits.
         params, token = seq.params, seq.last_token_id
+        old_length = len(seq.text)
         if params.stop_strings or self.incremental_text:
             self._detokenize(seq)
         if seq.num_output_tokens >= params.min_tokens:
@@ -399,11 +401,11 @@ class LLMEngine:
                 return "stop"
             if not params.ignore_eos and token in self.eos_token_ids:
                 return "stop"
-        for stop in params.stop_strings:
-            at = seq.text.find(stop)
-            if at >= 0:
-                seq.text, seq.stop_reason = seq.text[:at], stop
-                return "stop"
+            for stop in params.stop_strings:
+                at = seq.text.find(stop, max(0, old_length - len(stop) + 1))
+                if at >= 0:
+                    seq.text, seq.stop_reason = seq.text[:at], stop
+                    return "stop"
         if seq.num_output_tokens >= params.max_tokens or len(seq) >= self.max_model_len:
             return "length"
         return None

@@ -327,14 +327,15 @@ class LLMEngine:
     def _check_stop(self, seq: Sequence) -> str | None:
         """Whether ``seq`` is done after its newest token, and why.
 
-        In this order: a ``stop_token_ids`` token -> "stop" (``stop_reason`` = the id); an eos
-        token, unless ``ignore_eos`` -> "stop" (neither before ``min_tokens`` outputs); a stop
-        string in the text -> "stop" (text cut before it, ``stop_reason`` = the string); else
+        From ``min_tokens`` outputs on, in this order (as vLLM): a ``stop_token_ids`` token ->
+        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop"; a stop
+        string in the text added since the previous step (it may straddle the old end) ->
+        "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,
         ``max_tokens`` outputs or ``max_model_len`` tokens -> "length"; else None. Keep
         ``seq.text`` up to date (``self._detokenize``) when ``self.incremental_text`` is on or the
         request has stop strings.
         """
-        # TODO(lab02 task 5): stop token ids, then eos (both only from min_tokens on), then stop strings (cut the text), then the length limits.
+        # TODO(lab02 task 5): from min_tokens on: stop token ids, eos, stop strings in the new text (cut it); then the length limits.
         raise NotImplementedError("lab02 task 5: _check_stop is not written yet (see lab02_vllm/README.md, task 5)")
 
     # ---------------------------------------------------------------------------------------

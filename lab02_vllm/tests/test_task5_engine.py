@@ -93,6 +93,9 @@ def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, mo
     by_text = llm.generate([ids], greedy(max_tokens=60, stop=[stop, "\x00never"]))[0].outputs[0]
     assert by_text.finish_reason == "stop" and by_text.stop_reason == stop
     assert by_text.text == text[:text.index(stop)]
+    early = text[:3]  # found at once, but not before min_tokens outputs
+    late_stop = llm.generate([ids], greedy(max_tokens=60, stop=early, min_tokens=len(free) - 2))[0].outputs[0]
+    assert len(late_stop.token_ids) >= len(free) - 2 and late_stop.token_ids == free[:len(late_stop.token_ids)]
     minimum = len(free) + 3
     late = llm.generate([ids], greedy(max_tokens=minimum + 10, min_tokens=minimum))[0].outputs[0]
     expected = hf_greedy(model, ids, minimum + 10, min_new_tokens=minimum)
