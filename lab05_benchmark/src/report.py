@@ -256,7 +256,7 @@ def write_plots(report: BenchReport, out_dir: str | Path) -> list[Path]:
         names = list(peaks)
         ax.barh(names, [peaks[n] for n in names])
         ax.set_xlabel("peak resident memory of the process and its children, MiB")
-        ax.set_title("Memory per backend (cumulative within one process)")
+        ax.set_title("Peak memory per backend (its own process and children)")
         ax.tick_params(axis="y", labelsize=7)
         paths.append(_save(fig, out / "memory.png", plt))
     return paths

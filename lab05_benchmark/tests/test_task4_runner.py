@@ -66,14 +66,14 @@ def test_a_turn_waits_for_the_turn_before():
 def test_timeouts_abort_and_count():
     """A request that never finishes is aborted after timeout_s and counted; the others complete."""
     backend = ScriptedBackend(hang={"stuck"})
-    requests = [request("stuck", 3), request("ok1", 3), request("ok2", 30)]
+    requests = [request("stuck", 3), request("ok1", 3), request("ok2", 10)]
     started = time.perf_counter()
-    results, _, _ = runner.run_once(backend, requests, concurrency=3, timeout_s=0.3)
-    assert time.perf_counter() - started < 5
+    results, _, _ = runner.run_once(backend, requests, concurrency=3, timeout_s=1.5)
+    assert time.perf_counter() - started < 10
     by_id = {r.id: r for r in results}
     assert not by_id["stuck"].success and "timed out" in by_id["stuck"].error
     assert backend.aborted == ["stuck"]
-    assert by_id["ok1"].success and by_id["ok2"].success and by_id["ok2"].output_len == 30
+    assert by_id["ok1"].success and by_id["ok2"].success and by_id["ok2"].output_len == 10
 
 
 @pytest.mark.points(2)

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.task(6)
 @pytest.mark.points(3)
 def test_beats_needs_the_margin_and_separated_runs():
     assert choose.beats([120.0], [100.0], True, 0.10)
-    assert not choose.beats([110.0], [100.0], True, 0.10)  # exactly 10 % is not more than the margin
+    assert not choose.beats([110.0], [100.0], True, 0.10)
+    assert not choose.beats([150.0], [100.0], True, 0.5)  # exactly the margin is not more than it
+    assert not choose.beats([100.0], [150.0], False, 0.5)
     assert not choose.beats([105.0], [100.0], True, 0.10)
     assert choose.beats([105.0], [100.0], True, 0.02)
     assert not choose.beats([100.0], [120.0], True, 0.10)
