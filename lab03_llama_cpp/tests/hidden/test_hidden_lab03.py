@@ -284,20 +284,28 @@ def test_perplexity_grows_with_coarser_types(model_dir, tokenizer, tmp_path):
 @pytest.mark.task(5)
 @pytest.mark.llama_cpp
 @pytest.mark.points(1)
-def test_chat_with_an_assistant_turn_in_the_history(model_dir, model, tokenizer):
-    """A conversation that already holds an assistant answer renders and continues as in transformers."""
+def test_chat_with_a_system_message_and_history(model_dir, model, tokenizer, other_llama):
+    """A conversation with a system message and an earlier assistant answer continues as in
+    transformers, on the fixture and on a random-weights Llama (where every prompt token changes
+    the answer, so nothing of the conversation may be dropped)."""
     require_llama_folder(model_dir)
     if not tokenizer.chat_template:
         pytest.skip("the model has no chat template")
-    messages = [{"role": "user", "content": "What is the capital of Japan?"},
+    messages = [{"role": "system", "content": "You answer in one short sentence."},
+                {"role": "user", "content": "What is the capital of Japan?"},
                 {"role": "assistant", "content": "The capital of Japan is Tokyo."},
                 {"role": "user", "content": "Give me a user record as JSON."}]
-    llm = run.load(reference_gguf(model_dir, "f32"), n_ctx=256, n_threads=1)
-    try:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        assert run.chat(llm, messages, max_tokens=40) == hf_greedy_text(model, tokenizer, list(ids), 40)
-    finally:
-        llm.close()
+    folder, other_model, _ = other_llama
+    for path, hf_model in ((reference_gguf(model_dir, "f32"), model), (reference_gguf(folder, "f32"), other_model)):
+        llm = run.load(path, n_ctx=256, n_threads=1)
+        try:
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                return_dict=False)
+            expected = hf_greedy_text(hf_model, tokenizer, list(ids), 24)
+            # random weights emit stray UTF-8 pieces: HF shows them as U+FFFD, llama.cpp drops them
+            assert run.chat(llm, messages, max_tokens=24).replace("\ufffd", "") == expected.replace("\ufffd", "")
+        finally:
+            llm.close()
 
 
 # ---------------------------------------------------------------------------------- task 6
