@@ -52,8 +52,11 @@ def test_server_command_parses_as_llama_cpp_server_flags(f32_file):
     assert server_settings.host == "127.0.0.1" and server_settings.port == 8123
     assert model_settings.model == str(f32_file.resolve())
     assert (model_settings.n_ctx, model_settings.n_threads, model_settings.n_gpu_layers) == (1024, 3, 7)
-    with pytest.raises(ValueError, match="port"):
-        serve.server_command(f32_file, 70000)
+    highest = serve.server_command(f32_file, 65535)
+    assert highest[highest.index("--port") + 1] == "65535"
+    for port in (0, 65536, 70000):
+        with pytest.raises(ValueError, match="port"):
+            serve.server_command(f32_file, port)
     with pytest.raises(ValueError, match="n_ctx"):
         serve.server_command(f32_file, 8123, n_ctx=0)
     with pytest.raises(FileNotFoundError, match="absent"):
