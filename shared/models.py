@@ -380,24 +380,28 @@ def write_7b_config(out: str | os.PathLike[str]) -> Path:
 #: Small configs of other architectures, each with a convention the fixture (a Llama) lacks.
 #: Sizes are tiny (hidden 64, 2 layers) so a folder builds in about a second; vocab and special
 #: ids come from the fixture tokenizer (pad 0, bos 1, eos 2) unless the entry says otherwise.
+#: Weights are drawn 10 times wider than transformers' default (initializer_range 0.2): at the
+#: default a random model with tied embeddings just repeats its last token, whatever the positions.
 RANDOM_ARCHITECTURES: dict[str, dict[str, Any]] = {
     # Absolute learned positions (no rotary), tied embeddings, no GQA, Conv1D layers named
     # c_attn / c_proj / c_fc; eos id 0, which is also the pad id (GPT-2 users pad with eos).
-    "gpt2": {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256,
+    "gpt2": {"model_type": "gpt2", "initializer_range": 0.2, "n_embd": 64, "n_layer": 2, "n_head": 4,
+             "n_positions": 256,
              "tie_word_embeddings": True, "eos_token_id": 0, "_eos_token": PAD_TOKEN},
     # Rotary positions, GQA (4 query heads, 2 KV heads), q/k/v biases, tied embeddings, and a
     # *list* of eos ids (Qwen and Llama 3 stop at end-of-text and end-of-turn alike).
-    "qwen2": {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "qwen2": {"model_type": "qwen2", "initializer_range": 0.2, "hidden_size": 64, "intermediate_size": 128,
+              "num_hidden_layers": 2,
               "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
               "tie_word_embeddings": True, "eos_token_id": [2, 5]},
     # Rotary on a quarter of each head, one fused query_key_value layer, parallel residual,
     # untied embeddings; layers named query_key_value / dense / dense_h_to_4h / dense_4h_to_h.
-    "gpt_neox": {"model_type": "gpt_neox", "hidden_size": 64, "intermediate_size": 128,
+    "gpt_neox": {"model_type": "gpt_neox", "initializer_range": 0.2, "hidden_size": 64, "intermediate_size": 128,
                  "num_hidden_layers": 2, "num_attention_heads": 4, "rotary_pct": 0.25,
                  "max_position_embeddings": 256, "use_parallel_residual": True,
                  "tie_word_embeddings": False, "eos_token_id": 2},
     # Learned positions with OPT's offset of 2, tied embeddings, layers named out_proj / fc1 / fc2.
-    "opt": {"model_type": "opt", "hidden_size": 64, "ffn_dim": 128, "num_hidden_layers": 2,
+    "opt": {"model_type": "opt", "initializer_range": 0.2, "hidden_size": 64, "ffn_dim": 128, "num_hidden_layers": 2,
             "num_attention_heads": 4, "max_position_embeddings": 256, "word_embed_proj_dim": 64,
             "tie_word_embeddings": True, "eos_token_id": 2},
 }

@@ -54,7 +54,8 @@ def test_temperature_matches_transformers(temperature):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_top_k_matches_transformers(k, seed):
     logits = random_logits(seed)
-    logits[0, :8] = logits[0, 8]  # ties at the boundary are kept, as transformers keeps them
+    logits[0, :8] = logits[0].max()  # eight tokens tied for first: top-k keeps them all, as transformers does
+    logits[1, :3] = logits[1].topk(5).values[-1]  # three more tokens tied with row 1's fifth largest
     ours = run_unchanged(sampling.top_k_filter, logits, k)
     assert_same_filtering(ours, TopKLogitsWarper(top_k=k)(None, logits.clone()))
 
