@@ -12,8 +12,12 @@ rides on the same layer: render the chat template, generate with the schema.
 
 ``add_sglang_routes`` works on any app. lab02's server already owns ``POST /generate`` (TGI's
 ``inputs`` and vLLM's demo ``prompt``) and ``POST /v1/chat/completions``: there, pass
-``generate=False, chat=False`` and let those routes hand SGLang-shaped bodies (``is_sglang_body``,
-``is_structured_chat``) to the returned ``SGLangService``.
+``generate=False, chat=False`` and let those routes hand SGLang-shaped bodies to the returned
+``SGLangService`` (also ``app.state.sglang``)::
+
+    sglang = getattr(raw.app.state, "sglang", None)
+    if sglang is not None and sglang.handles_generate(body):  # {"text": ...} or {"input_ids": ...}
+        return await sglang.generate(body)
 
 Generation is batch-1 and not thread-safe (one radix tree, one model), while SGLang's
 ``run_batch`` and ``fork`` send requests from several threads: a lock serialises them, and the
@@ -112,6 +116,10 @@ class SGLangService:
         backend: task 5's ``LocalBackend`` (model, tokenizer, radix cache).
         model_path: what ``/get_model_info`` reports (``RuntimeEndpoint`` picks a chat template from it).
     """
+
+    #: For an app that owns ``/generate`` and ``/v1/chat/completions`` (lab02's): which bodies to hand over.
+    handles_generate = staticmethod(is_sglang_body)
+    handles_chat = staticmethod(is_structured_chat)
 
     def __init__(self, backend: LocalBackend, model_path: str) -> None:
         self.backend, self.model_path = backend, model_path
