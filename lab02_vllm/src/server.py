@@ -432,6 +432,11 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: ChatCompletionRequest, raw: Request) -> Response:
+        sglang = getattr(app.state, "sglang", None)
+        if sglang is not None:  # response_format: json_schema goes to lab04's constrained decoding
+            body = request.model_dump(exclude_unset=True)
+            if sglang.handles_chat(body):
+                return await sglang.chat(body)
         return await openai_route(state, raw, request, chat=True)
 
     @app.get("/metrics")
@@ -446,7 +451,11 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
 
     @app.post("/generate")
     async def generate(raw: Request) -> Response:
-        return await generate_route(state, raw, await json_body(raw), None)
+        body = await json_body(raw)
+        sglang = getattr(app.state, "sglang", None)  # lab04's SGLang API, with `course serve --sglang`
+        if sglang is not None and sglang.handles_generate(body):  # {"text" | "input_ids": ...}
+            return await sglang.generate(body)
+        return await generate_route(state, raw, body, None)
 
     @app.post("/generate_stream")
     async def generate_stream(raw: Request) -> Response:
@@ -476,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--num-kv-blocks", type=int, default=None, help="KV blocks in the pool")
     parser.add_argument("--enable-prefix-caching", action="store_true")
+    parser.add_argument("--sglang", action="store_true",
+                        help="also speak SGLang's native API (/generate with text, /get_model_info, /flush_cache) "
+                             "and response_format json_schema, through lab04's constrained decoding")
     return parser
 
 
@@ -503,6 +515,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"course serve: {error}")
         return 2
     app = build_app(engine, model_name=args.served_model_name, api_key=args.api_key)
+    if args.sglang:  # lab04 task 6: this edition's SGLang routes (they load the model once more, with transformers)
+        from shared.impl import import_lab_module
+
+        edition = "solution" if Path(__file__).parent.name == "solution" else "student"
+        sglang_server = import_lab_module("lab04_sglang", "sglang_server", edition)
+        sglang_server.add_sglang_routes(app, model_dir=Path(model), model_path=str(model), generate=False, chat=False)
     print(f"course serve: {model} on http://{args.host}:{args.port} (chat page at /, API at /v1)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
