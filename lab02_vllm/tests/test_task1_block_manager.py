@@ -79,6 +79,12 @@ def test_can_allocate_and_can_append_respect_the_pool_and_the_watermark():
     assert bm3.can_append(third), "token 20 still fits in the last block"
     with pytest.raises(ValueError):
         bm3.allocate(third)
+    full = block_manager.BlockManager(num_blocks=2, block_size=4, watermark=0.0)
+    parent, child = make_seq(6), make_seq(6)
+    full.allocate(parent)
+    full.fork(parent, child)
+    child.append_token(3)
+    assert not full.can_append(child), "token 7 fits in the last block, but it is shared: copying it needs a free block"
 
 
 @pytest.mark.points(2)
