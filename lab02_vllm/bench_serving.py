@@ -35,32 +35,8 @@ console = Console()
 async def load(base_url: str, model: str, prompts: list[list[int]], outputs: list[int], concurrency: int,
                milestone: Any) -> list[Any]:
     """Stream every request (token-id prompt, its own output length, ignore_eos), at most
-    ``concurrency`` at once; one ``milestone.RequestTiming`` each."""
-    import httpx
-    import openai
-
-    gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=1200,
-                                  http_client=openai.DefaultAsyncHttpxClient(limits=limits)) as client:
-
-        async def one(prompt: list[int], max_tokens: int) -> Any:
-            async with gate:
-                timing = milestone.RequestTiming(sent=time.perf_counter())
-                try:
-                    stream = await client.completions.create(
-                        model=model, prompt=prompt, max_tokens=max_tokens, temperature=0, stream=True,
-                        stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
-                    async for chunk in stream:
-                        if chunk.choices and chunk.choices[0].text:
-                            timing.chunk_times.append(time.perf_counter())
-                        if chunk.usage is not None:
-                            timing.output_tokens = chunk.usage.completion_tokens
-                except Exception as error:
-                    timing.error = f"{type(error).__name__}: {error}"
-                return timing
-
-        return list(await asyncio.gather(*[one(p, n) for p, n in zip(prompts, outputs)]))
+    ``concurrency`` at once, through task 12's ``stream_load``; one ``RequestTiming`` each."""
+    return await milestone.stream_load(base_url, model, prompts, outputs, concurrency)
 
 
 def measure(name: str, url: str, model: str, prompts: list[list[int]], outputs: list[int],

@@ -97,11 +97,15 @@ class RequestTiming:
     error: str | None = None
 
 
-async def stream_load(base_url: str, model: str, prompts: list[str], max_tokens: int, concurrency: int,
-                      api_key: str = "none") -> list[RequestTiming]:
+async def stream_load(base_url: str, model: str, prompts: list[str] | list[list[int]], max_tokens: int | list[int],
+                      concurrency: int, api_key: str = "none") -> list[RequestTiming]:
     """Send every prompt as a streaming completion, at most ``concurrency`` at once, through
     ``openai.AsyncOpenAI``, with ``ignore_eos`` (every request makes ``max_tokens`` tokens, as
     benchmarks do) and ``stream_options.include_usage`` (the token count comes from ``usage``).
+
+    Args:
+        prompts: texts, or token-id lists (the OpenAI completions API takes either).
+        max_tokens: one output length for every request, or one per prompt.
 
     Returns:
         One :class:`RequestTiming` per prompt, in the prompts' order. A request that fails keeps
@@ -112,18 +116,20 @@ async def stream_load(base_url: str, model: str, prompts: list[str], max_tokens:
     import openai
 
     check_at_least("concurrency", concurrency, 1)
-    check_at_least("max_tokens", max_tokens, 1)
+    lengths = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
+    for length in lengths:
+        check_at_least("max_tokens", length, 1)
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=600,
                                   http_client=openai.DefaultAsyncHttpxClient(limits=limits)) as client:
 
-        async def one(prompt: str) -> RequestTiming:
+        async def one(prompt: str | list[int], length: int) -> RequestTiming:
             async with gate:
                 timing = RequestTiming(sent=time.perf_counter())
                 try:
                     stream = await client.completions.create(
-                        model=model, prompt=prompt, max_tokens=max_tokens, temperature=0, stream=True,
+                        model=model, prompt=prompt, max_tokens=length, temperature=0, stream=True,
                         stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
                     async for chunk in stream:
                         if chunk.choices and chunk.choices[0].text:
@@ -134,7 +140,7 @@ async def stream_load(base_url: str, model: str, prompts: list[str], max_tokens:
                     timing.error = f"{type(error).__name__}: {error}"
                 return timing
 
-        return list(await asyncio.gather(*[one(p) for p in prompts]))
+        return list(await asyncio.gather(*[one(p, n) for p, n in zip(prompts, lengths, strict=True)]))
     # END SOLUTION
 
 

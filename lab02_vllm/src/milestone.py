@@ -88,11 +88,15 @@ class RequestTiming:
     error: str | None = None
 
 
-async def stream_load(base_url: str, model: str, prompts: list[str], max_tokens: int, concurrency: int,
-                      api_key: str = "none") -> list[RequestTiming]:
+async def stream_load(base_url: str, model: str, prompts: list[str] | list[list[int]], max_tokens: int | list[int],
+                      concurrency: int, api_key: str = "none") -> list[RequestTiming]:
     """Send every prompt as a streaming completion, at most ``concurrency`` at once, through
     ``openai.AsyncOpenAI``, with ``ignore_eos`` (every request makes ``max_tokens`` tokens, as
     benchmarks do) and ``stream_options.include_usage`` (the token count comes from ``usage``).
+
+    Args:
+        prompts: texts, or token-id lists (the OpenAI completions API takes either).
+        max_tokens: one output length for every request, or one per prompt.
 
     Returns:
         One :class:`RequestTiming` per prompt, in the prompts' order. A request that fails keeps
