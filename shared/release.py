@@ -84,12 +84,14 @@ def solution_lines(root: Path = ROOT) -> dict[str, str]:
 
 
 def find_leaks(out: Path, root: Path = ROOT) -> list[str]:
-    """Every place in ``out`` where a solution line appears."""
+    """Every place in ``out`` where a solution line appears, except in a paragraph of code that
+    states why it may (``# leak-check: allowed, <why>`` on its first line or the comment lines
+    above it: a test's oracle written from the same library calls as the answer, say)."""
     wanted = solution_lines(root)
     if not wanted:
         return []
     pattern = re.compile("|".join(re.escape(line) for line in sorted(wanted, key=len, reverse=True)))
-    leaks = []
+    found = []
     for path in sorted(out.rglob("*")):
         if not path.is_file():
             continue
@@ -97,10 +99,24 @@ def find_leaks(out: Path, root: Path = ROOT) -> list[str]:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
+        lines = text.splitlines()
         for match in pattern.finditer(text):
-            leaks.append(f"{path.relative_to(out)} holds solution line "
+            if allowed_here(lines, text.count("\n", 0, match.start())):
+                continue
+            found.append(f"{path.relative_to(out)} holds solution line "
                          f"{wanted[match.group(0)]}: {match.group(0)[:80]!r}")
-    return leaks
+    return found
+
+
+def allowed_here(lines: list[str], index: int) -> bool:
+    """True when line ``index`` (0-based) sits in a paragraph (lines up to a blank one) that a
+    ``# leak-check: allowed`` comment opens, or carries that comment itself."""
+    for number in range(index, -1, -1):
+        if leaks.ALLOWED.search(lines[number]):
+            return True
+        if not lines[number].strip():
+            return False
+    return False
 
 
 def find_restated(out: Path, root: Path = ROOT) -> list[leaks.Match]:

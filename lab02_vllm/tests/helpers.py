@@ -116,6 +116,7 @@ def drive(sched: Any, outputs: dict[int, int], max_steps: int = 10_000) -> dict[
             assert len(seq.block_table) * bm.block_size >= len(seq), "a scheduled sequence has no slot for its token"
         max_running = max(max_running, len(sched.running))
         for seq in seqs:
+            # leak-check: allowed, bookkeeping the test sets up itself, not the engine's step logic
             seq.num_computed_tokens = len(seq)
             seq.append_token(len(seq))
             if seq.num_output_tokens >= outputs[seq.seq_id]:

@@ -37,7 +37,9 @@ def check_against_transformers(runner, hf_model, prompts, decode_steps=6, atol=1
             record.append((len(seq) - 1, row))
         if step == decode_steps:
             break
+        # leak-check: allowed, a generic pairing loop in the test's driver
         for row, seq in zip(logits, seqs, strict=True):
+            # leak-check: allowed, bookkeeping the test sets up itself
             seq.num_computed_tokens = len(seq)
             seq.append_token(int(row.argmax()))
             while len(seq.block_table) * runner.block_size < len(seq):

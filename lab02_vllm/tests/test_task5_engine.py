@@ -16,6 +16,7 @@ def hf_argmax_continuation(model, ids, steps):
     """transformers' argmax, step after step, never stopping (the oracle for ignore_eos)."""
     ids = list(ids)
     with torch.no_grad():
+        # leak-check: allowed, a generic loop
         for _ in range(steps):
             ids.append(int(model(torch.tensor([ids], device=model.device)).logits[0, -1].argmax()))
     return ids[-steps:]

@@ -38,6 +38,7 @@ def require_llama_folder(model_dir: Path) -> dict[str, Any]:
     config = json.loads((model_dir / "config.json").read_text())
     if config.get("model_type") != "llama" or "LlamaForCausalLM" not in (config.get("architectures") or []):
         pytest.skip(f"{model_dir} is a {config.get('model_type')!r} model; this lab converts LlamaForCausalLM only")
+    # leak-check: allowed, a path, as any reader of a model folder writes it
     tokenizer_file = model_dir / "tokenizer.json"
     if not tokenizer_file.is_file() or json.loads(tokenizer_file.read_text())["model"].get("type") != "BPE":
         pytest.skip(f"{model_dir} has no BPE tokenizer.json; this lab converts byte-level BPE tokenizers only")

@@ -59,6 +59,7 @@ def test_q8_0_file_equals_llama_cpps(files, llama_cpp_files):
     for name, tensor in theirs.items():
         assert ours[name].tensor_type == tensor.tensor_type, f"{name}: {ours[name].tensor_type.name}"
         assert np.array_equal(np.asarray(ours[name].data).view(np.uint8), np.asarray(tensor.data).view(np.uint8)), name
+    # leak-check: allowed, the gguf package's reader as the oracle
     fields = gguf.GGUFReader(path).fields
     assert fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q8_0
     assert fields["general.file_type"].types == [gguf.GGUFValueType.UINT32]

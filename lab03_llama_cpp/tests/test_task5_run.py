@@ -104,6 +104,8 @@ def test_json_output_follows_the_schema(llm):
 
 def hf_perplexity(model, ids: list[int], window: int) -> float:
     """The oracle: perplexity from transformers' logits over the same independent windows."""
+    # leak-check: allowed, the oracle's perplexity from transformers' logits: the formula is the task's
+    # reading; its points are llama.cpp's logits and the chunking
     total, count = 0.0, 0
     for start in range(0, len(ids), window):
         chunk = ids[start:start + window]

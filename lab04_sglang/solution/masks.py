@@ -248,6 +248,8 @@ class ConstrainedLogitsProcessor(LogitsProcessor):
         # END SOLUTION
 
 
+# leak-check: allowed, given: lab04 must not need the student's lab01, so it keeps its own decode loop
+# (lab01 task 3's subject); its points are the masks this loop applies (tasks 1 and 2)
 def constrained_generate(model: PreTrainedModel, masker: TokenMasker, prompt_ids: list[int],
                          max_new_tokens: int, temperature: float = 0.0,
                          seed: int | None = None) -> list[int]:

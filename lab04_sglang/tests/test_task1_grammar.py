@@ -125,10 +125,13 @@ def test_schema_accepts_exactly_the_valid_instances(schema, data):
 def _instances(schema):
     """Values near a schema: valid ones and plausible mistakes."""
     scalar = st.one_of(st.none(), st.booleans(), st.integers(-20, 20), st.text("abé\"\\", max_size=8))
+    # leak-check: allowed, the test's own reference validator
     if "enum" in schema:
         return st.one_of(st.sampled_from(schema["enum"]), scalar)
+    # leak-check: allowed, the test's own reference validator dispatches on the same keywords
     if "const" in schema:
         return st.one_of(st.just(schema["const"]), scalar)
+    # leak-check: allowed, the test's own reference validator
     if "anyOf" in schema:
         return st.one_of(*[_instances(s) for s in schema["anyOf"]])
     if schema["type"] == "array":

@@ -50,6 +50,7 @@ def vocabulary_of(model, tokenizer):
 def test_token_bytes_join_to_the_text(tokenizer, text):
     """The bytes of a text's tokens join to its UTF-8 bytes, multi-byte pieces included; specials are None."""
     pieces = masks.token_bytes(tokenizer)
+    # leak-check: allowed, the tokenizer's own call, building the test's input
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert b"".join(pieces[i] for i in ids) == text.encode("utf-8")
     for special in tokenizer.all_special_ids:

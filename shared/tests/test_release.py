@@ -235,3 +235,14 @@ def test_the_instructor_folder_is_left_out(tmp_path: Path) -> None:
     assert f"{DEMO_LAB}/instructor" in summary.left_out
     assert not (tmp_path / "edition" / DEMO_LAB / "instructor").exists()
     assert left_out(Path(DEMO_LAB) / "instructor" / "NOTES.md")
+
+
+def test_a_paragraph_marked_allowed_is_no_leak(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    oracle = ("def reference(x, factor):\n    # leak-check: allowed, the test's oracle computes the same product\n"
+              f"    {LEAKED_LINE}\n    return product\n\n\ndef hint():\n    {LEAKED_LINE}\n")
+    write_files(root, {f"{DEMO_LAB}/tests/oracle.py": oracle})
+    out = tmp_path / "edition"
+    with pytest.raises(ReleaseError) as error:  # the unmarked paragraph still counts
+        write_release(out, root=root)
+    assert str(error.value).count("tests/oracle.py holds solution line") == 1
