@@ -4,7 +4,7 @@ import pytest
 import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from .helpers import finetune
@@ -31,8 +31,12 @@ def full_run(trained_dir, trained_tokenizer, examples):
 def fresh(model_dir):
     """A fresh copy of the model with dropout off (GPT-2 has some), so train-mode losses compare
     with eval-mode ones."""
+    config = AutoConfig.from_pretrained(model_dir)
+    for name, value in config.to_dict().items():  # OPT and others read these floats directly
+        if ("dropout" in name or "pdrop" in name) and isinstance(value, float):
+            setattr(config, name, 0.0)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=torch.float32)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
