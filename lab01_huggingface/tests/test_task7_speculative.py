@@ -30,7 +30,7 @@ def test_output_is_the_targets_greedy_output(model, draft_model, tokenizer, k):
         # each target pass keeps the accepted guesses plus one token of its own (eos may cut the last)
         assert len(result.tokens) <= result.accepted + result.target_forward_passes
         assert result.target_forward_passes <= len(result.tokens)
-        if index >= 2:
+        if index >= 2 or k == 1:  # the checks below do not depend on k: two values suffice
             continue
         endless = speculative.speculative_generate(model, draft_model, ids, 30, k=k, eos_token_id=-1)
         assert len(endless.tokens) == 30 == endless.accepted + endless.target_forward_passes
