@@ -60,6 +60,7 @@ def test_build_example_masks_the_prompt(tokenizer, examples):
 
 
 @pytest.mark.points(2)
+@pytest.mark.timeout(400)  # its fixture fine-tunes for 60 steps: ~20 s on 2 idle cores, minutes on busy ones
 def test_lora_learns_the_instructions(lora_run, trained_tokenizer, examples):
     """LoRA trains only a small fraction of the weights; the loss falls by half or more; the model
     is back in eval mode and answers every training prompt with its target."""
@@ -75,6 +76,7 @@ def test_lora_learns_the_instructions(lora_run, trained_tokenizer, examples):
 
 
 @pytest.mark.points(1)
+@pytest.mark.timeout(400)  # its fixture fine-tunes for 60 steps: ~20 s on 2 idle cores, minutes on busy ones
 def test_full_finetune_learns_the_instructions(full_run, trained_tokenizer, examples):
     model, losses = full_run
     assert not model.training
@@ -133,6 +135,7 @@ def test_train_reports_the_loss_before_each_step(model_dir, tokenizer, examples)
 
 
 @pytest.mark.points(2)
+@pytest.mark.timeout(400)  # its fixture fine-tunes for 60 steps: ~20 s on 2 idle cores, minutes on busy ones
 def test_adapters_save_load_and_merge(lora_run, trained_dir, trained_tokenizer, tmp_path):
     """A saved adapter reloads onto a fresh base with the same logits, in eval mode; merging keeps them."""
     model, _ = lora_run
