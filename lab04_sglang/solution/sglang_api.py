@@ -149,16 +149,15 @@ def generate_one(backend: LocalBackend, prompt: str | list[int], params: Samplin
     from ``logprob_start_len`` (``-1``: no prompt token; the first prompt token has logprob None)
     and ``output_token_logprobs`` every new token; each entry is ``[logprob, id, text or None]``.
     """
-    # BEGIN SOLUTION task 6: ids from the text (tokenizer) or given; a masker for regex / json_schema (backend.masker over task 1's automaton); max_new_tokens 0 = engine.logprobs prefill, else engine.generate, then cut the text at the first stop string; finish_reason {"type": "stop", "matched": ...} or {"type": "length", "length": n}; logprobs via engine.logprobs.
-    from .grammar import compile_json_schema, compile_regex
+    # BEGIN SOLUTION task 6: ids from the text (tokenizer) or given; a masker for regex / json_schema (backend.masker over grammar.compile_constraint's automaton); max_new_tokens 0 = engine.logprobs prefill, else engine.generate, then cut the text at the first stop string; finish_reason {"type": "stop", "matched": ...} or {"type": "length", "length": n}; logprobs via engine.logprobs.
+    from .grammar import compile_constraint
 
     ids = backend.encode(prompt) if isinstance(prompt, str) else list(prompt)
     if not ids:
         raise ValueError("text must not be empty")
     max_new = 128 if params.max_new_tokens is None else params.max_new_tokens
     temperature = 1.0 if params.temperature is None else params.temperature
-    automaton = compile_regex(params.regex) if params.regex is not None \
-        else compile_json_schema(params.json_schema) if params.json_schema is not None else None
+    automaton = compile_constraint(params.regex, params.json_schema)  # the same pattern: the same automaton
     masker = backend.masker(automaton) if automaton is not None else None
     engine, tokenizer = backend.engine, backend.tokenizer
     eos = backend.model.generation_config.eos_token_id

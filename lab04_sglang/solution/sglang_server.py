@@ -81,8 +81,8 @@ def parse_generate(body: Any) -> GenerateRequest:
         BadRequest: naming the field: a typo, a bad value, a batch list of the wrong length, a
             regex or schema task 1 cannot compile, ``stream`` with a batch.
     """
-    # BEGIN SOLUTION task 6: GenerateRequest.model_validate (ValidationError -> BadRequest naming field_of(error)); split() (its ValueError names the field: keep the message); compile each prompt's regex / json_schema with task 1 (GrammarError -> BadRequest naming sampling_params.regex / .json_schema); refuse stream with a batch.
-    from .grammar import compile_json_schema, compile_regex
+    # BEGIN SOLUTION task 6: GenerateRequest.model_validate (ValidationError -> BadRequest naming field_of(error)); split() (its ValueError names the field: keep the message); compile each prompt's regex / json_schema with grammar.compile_constraint (GrammarError -> BadRequest naming sampling_params.regex / .json_schema); refuse stream with a batch.
+    from .grammar import compile_constraint
 
     if not isinstance(body, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(body).__name__}")
@@ -99,11 +99,11 @@ def parse_generate(body: Any) -> GenerateRequest:
         if not prompt:
             raise BadRequest("text must not be empty" if isinstance(prompt, str) else "input_ids must not be empty",
                              "text" if isinstance(prompt, str) else "input_ids")
-        for name, compile_ in (("regex", compile_regex), ("json_schema", compile_json_schema)):
+        for name in ("regex", "json_schema"):
             pattern = getattr(params, name)
             if pattern is not None:
                 try:
-                    compile_(pattern)
+                    compile_constraint(**{name: pattern})  # cached: generation reuses this automaton
                 except ValueError as error:
                     raise BadRequest(f"sampling_params.{name}: {error}", f"sampling_params.{name}") from error
     if request.stream and request.is_batch:

@@ -24,6 +24,7 @@ Russ Cox, "Regular Expression Matching Can Be Simple And Fast" (Thompson NFA).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -523,3 +524,36 @@ def compile_regex(pattern: str) -> Automaton:
 def compile_json_schema(schema: Any) -> Automaton:
     """The automaton of canonical JSON texts valid against ``schema`` (see ``schema_node``)."""
     return Automaton(schema_node(schema), source="json_schema")
+
+
+def compile_constraint(regex: str | None = None, json_schema: Any = None) -> Automaton | None:
+    """The automaton for ``regex`` or ``json_schema`` (at most one; None for neither), compiled
+    once per distinct pattern.
+
+    Programs and servers meet the same schema request after request, and one automaton keeps one
+    masker with its cached masks (``program.LocalBackend.masker``), so reusing it is what makes
+    masks cached across requests. The 64 most recently used are kept. A dict schema is keyed by
+    its JSON text, property order included (it decides the order of the output's properties).
+
+    Raises:
+        ValueError: both are given. GrammarError: what ``compile_regex`` / ``compile_json_schema`` raise.
+    """
+    if regex is not None and json_schema is not None:
+        raise ValueError("regex and json_schema: give one of them, not both")
+    if regex is not None:
+        return _compile_once("regex", regex)
+    if json_schema is None:
+        return None
+    if isinstance(json_schema, dict):
+        try:
+            return _compile_once("json_schema", json.dumps(json_schema))
+        except TypeError:  # not JSON-serialisable: compile it as it is, for its own error
+            return compile_json_schema(json_schema)
+    if isinstance(json_schema, (str, type)):  # JSON text, or a pydantic model class
+        return _compile_once("json_schema", json_schema)
+    return compile_json_schema(json_schema)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile_once(kind: str, spec: Any) -> Automaton:
+    return compile_regex(spec) if kind == "regex" else compile_json_schema(spec)

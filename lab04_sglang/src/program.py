@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from shared.validation import check_at_least, check_not_empty
 
-from .grammar import Automaton, compile_json_schema, compile_regex
+from .grammar import Automaton, compile_constraint
 from .masks import TokenMasker, Vocabulary
 from .prefix_cache import PrefixCachingGenerator
 
@@ -76,11 +77,7 @@ class Gen(Expr):
             raise ValueError("stop strings must not be empty")
         self.regex, self.json_schema = regex, json_schema
         # Compile now: a bad pattern fails when the program is written, before any generation.
-        self.automaton: Automaton | None = None
-        if regex is not None:
-            self.automaton = compile_regex(regex)
-        elif json_schema is not None:
-            self.automaton = compile_json_schema(json_schema)
+        self.automaton: Automaton | None = compile_constraint(regex, json_schema)
 
 
 class Select(Expr):
@@ -173,19 +170,26 @@ class LocalBackend:
         self.engine = PrefixCachingGenerator(model, max_cached_tokens=max_cached_tokens)
         self.roles = role_markers(tokenizer)
         self._vocabulary: Vocabulary | None = None  # built on the first constrained gen
-        self._maskers: dict[int, TokenMasker] = {}
+        self._maskers: OrderedDict[int, TokenMasker] = OrderedDict()  # by id(automaton), most recent last
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text).input_ids
 
     def masker(self, automaton: Automaton) -> TokenMasker:
-        """One masker per automaton, so its cached masks serve every later call."""
+        """One masker per automaton, so its cached masks serve every later call with the same
+        automaton (``grammar.compile_constraint`` hands out the same one for the same pattern).
+        The 64 most recently used are kept: a long-running server must not grow without bound."""
         if self._vocabulary is None:
             self._vocabulary = Vocabulary(self.tokenizer, self.model.config.vocab_size,
                                           self.model.generation_config.eos_token_id)
-        if id(automaton) not in self._maskers:
-            self._maskers[id(automaton)] = TokenMasker(automaton, self._vocabulary)
-        return self._maskers[id(automaton)]
+        # A masker holds its automaton, so an id in the table cannot be reused by another one.
+        key = id(automaton)
+        if key not in self._maskers:
+            self._maskers[key] = TokenMasker(automaton, self._vocabulary)
+            if len(self._maskers) > 64:
+                self._maskers.popitem(last=False)
+        self._maskers.move_to_end(key)
+        return self._maskers[key]
 
 
 _default_backend: LocalBackend | None = None

@@ -127,7 +127,7 @@ def generate_one(backend: LocalBackend, prompt: str | list[int], params: Samplin
     from ``logprob_start_len`` (``-1``: no prompt token; the first prompt token has logprob None)
     and ``output_token_logprobs`` every new token; each entry is ``[logprob, id, text or None]``.
     """
-    # TODO(lab04 task 6): ids from the text (tokenizer) or given; a masker for regex / json_schema (backend.masker over task 1's automaton); max_new_tokens 0 = engine.logprobs prefill, else engine.generate, then cut the text at the first stop string; finish_reason {"type": "stop", "matched": ...} or {"type": "length", "length": n}; logprobs via engine.logprobs.
+    # TODO(lab04 task 6): ids from the text (tokenizer) or given; a masker for regex / json_schema (backend.masker over grammar.compile_constraint's automaton); max_new_tokens 0 = engine.logprobs prefill, else engine.generate, then cut the text at the first stop string; finish_reason {"type": "stop", "matched": ...} or {"type": "length", "length": n}; logprobs via engine.logprobs.
     raise NotImplementedError("lab04 task 6: generate_one is not written yet (see lab04_sglang/README.md, task 6)")
 
 

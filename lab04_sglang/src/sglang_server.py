@@ -83,7 +83,7 @@ def parse_generate(body: Any) -> GenerateRequest:
         BadRequest: naming the field: a typo, a bad value, a batch list of the wrong length, a
             regex or schema task 1 cannot compile, ``stream`` with a batch.
     """
-    # TODO(lab04 task 6): GenerateRequest.model_validate (ValidationError -> BadRequest naming field_of(error)); split() (its ValueError names the field: keep the message); compile each prompt's regex / json_schema with task 1 (GrammarError -> BadRequest naming sampling_params.regex / .json_schema); refuse stream with a batch.
+    # TODO(lab04 task 6): GenerateRequest.model_validate (ValidationError -> BadRequest naming field_of(error)); split() (its ValueError names the field: keep the message); compile each prompt's regex / json_schema with grammar.compile_constraint (GrammarError -> BadRequest naming sampling_params.regex / .json_schema); refuse stream with a batch.
     raise NotImplementedError("lab04 task 6: parse_generate is not written yet (see lab04_sglang/README.md, task 6)")
 
 

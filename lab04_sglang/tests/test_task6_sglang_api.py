@@ -121,3 +121,29 @@ def test_launch_server_command_line():
                          ("port", 70000), ("model_path", "")]:
         with pytest.raises(ValueError, match=field):
             sglang_api.LaunchConfig(**{"model_path": "m", field: value}).command()
+
+
+@pytest.mark.scaffold
+def test_the_same_schema_reuses_its_automaton_and_masks(backend):
+    """Given code: a server compiles a pattern once (``grammar.compile_constraint``), so the second request with
+    the same schema reuses the first one's automaton and its cached masks; property order is part of the key."""
+    from .helpers import grammar
+
+    two_fields = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}},
+              "required": ["a", "b"]}
+    reordered = {"type": "object", "properties": {"b": {"type": "boolean"}, "a": {"type": "integer"}},
+                 "required": ["a", "b"]}
+    first = grammar.compile_constraint(json_schema=two_fields)
+    assert grammar.compile_constraint(json_schema=json.loads(json.dumps(two_fields))) is first
+    assert grammar.compile_constraint(json_schema=json.dumps(two_fields)) is not None
+    assert grammar.compile_constraint(json_schema=reordered) is not first
+    assert grammar.compile_constraint(regex=r"\d+") is grammar.compile_constraint(regex=r"\d+")
+    assert grammar.compile_constraint() is None
+    with pytest.raises(ValueError, match="regex and json_schema"):
+        grammar.compile_constraint(regex="a", json_schema=two_fields)
+    assert backend.masker(first) is backend.masker(grammar.compile_constraint(json_schema=two_fields))
+    params = sglang_api.SamplingParams(max_new_tokens=12, temperature=0.0, json_schema=json.dumps(two_fields))
+    texts = [sglang_api.generate_one(backend, "A record:", params).text for _ in range(2)]
+    assert texts[0] == texts[1]
+    masker = backend.masker(grammar.compile_constraint(json_schema=json.dumps(two_fields)))
+    assert len(masker._masks) > 0  # the masks the first request computed are there for the next one
