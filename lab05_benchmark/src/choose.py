@@ -122,12 +122,28 @@ def claims(report: BenchReport, margin: float = 0.10) -> list[Claim]:
             rivals = ordered[1:] if key == "output_throughput" else ordered[1:2]
             for other, other_values in rivals:
                 out.append(_claim(report, load, key, name, unit, higher, margin,
-                                  best, best_values, other, other_values))
+                                  best, best_values, other, other_values, runs))
     return out
 
 
+def _family(run: BackendRun) -> str:
+    """The backend a run comes from, without its options: ``vllm:no-prefix-cache`` -> ``vllm``."""
+    return run.backend.split(":", 1)[0]
+
+
+def _isolated(feature_reason: str, best: BackendRun, other: BackendRun, runs: list[BackendRun]) -> bool:
+    """Whether this comparison can credit the feature behind ``feature_reason``: not when another
+    run of the loser's own backend, at this load, has that feature too. Then the winner's lead over
+    the loser is not the feature's doing (``engine`` over ``vllm:no-prefix-cache`` while ``vllm``
+    ran with prefix caching): the feature's effect is the comparison within that backend."""
+    features = [name for name, text in FEATURE_REASONS.items() if text == feature_reason]
+    return not any(run is not best and run is not other and _family(run) == _family(other)
+                   and set(features) & set(run.features) for run in runs)
+
+
 def _claim(report: BenchReport, load: str, key: str, name: str, unit: str, higher: bool, margin: float,
-           best: BackendRun, best_values: list[float], other: BackendRun, other_values: list[float]) -> Claim:
+           best: BackendRun, best_values: list[float], other: BackendRun, other_values: list[float],
+           runs: list[BackendRun] | None = None) -> Claim:
     a, b = statistics.median(best_values), statistics.median(other_values)
     a_text, b_text = f"{format_value(a)} {unit}", f"{format_value(b)} {unit}"
     reps = f" over {min(len(best_values), len(other_values))} runs" if min(len(best_values), len(other_values)) > 1 else ""
@@ -135,13 +151,21 @@ def _claim(report: BenchReport, load: str, key: str, name: str, unit: str, highe
         ratio = a / b if higher else b / a
         comparative = "higher" if higher else "lower"
         why = reason(best, other, key, report.workload.kind)
+        if why and not _isolated(why, best, other, runs or []):
+            why = None
         sentence = (f"At {load}, {run_label(best)} has a {comparative} {name} than {run_label(other)}: "
                     f"{a_text} against {b_text} ({ratio:.2f}×{reps})"
                     + (f", because {why}." if why else "."))
         return Claim(figure=key, load=load, winner=run_label(best), other=run_label(other),
                      winner_value=a, other_value=b, sentence=sentence)
+    apart = (a > b * (1 + margin)) if higher else (a * (1 + margin) < b)
+    if apart:  # the medians are far apart, but some runs of one reach into the other's
+        spread = (f"the runs overlap ({format_value(min(best_values))}-{format_value(max(best_values))} against "
+                  f"{format_value(min(other_values))}-{format_value(max(other_values))} {unit})")
+    else:
+        spread = f"within the {margin:.0%} noise margin"
     sentence = (f"At {load}, {run_label(best)} and {run_label(other)} show no clear difference in {name}: "
-                f"{a_text} against {b_text}{reps}, within the {margin:.0%} noise margin or overlapping runs.")
+                f"{a_text} against {b_text}{reps}; {spread}.")
     return Claim(figure=key, load=load, winner=None, other=run_label(other), winner_value=a, other_value=b,
                  sentence=sentence)
 

@@ -116,3 +116,22 @@ def test_written_choice_on_a_clear_and_an_unclear_case():
     assert "2 cores" in text
     alone = choose.write_choice(bench_report([backend_run("vllm", [3000.0])]))
     assert "nothing to compare" in alone
+
+
+@pytest.mark.scaffold
+def test_the_given_claims_credit_a_mechanism_only_where_the_comparison_isolates_it():
+    """Given code: with ``vllm`` run with prefix caching too, the engine's lead over ``vllm:no-prefix-cache`` is
+    not credited to prefix caching; within one backend it is. Far-apart medians with overlapping runs say so."""
+    both = {"continuous_batching", "prefix_caching"}
+    made = bench_report([
+        backend_run("engine", [3700.0, 3650.0, 3600.0], features=both),
+        backend_run("engine:no-prefix-cache", [2550.0, 2500.0, 2600.0], features={"continuous_batching"}),
+        backend_run("vllm", [1420.0, 1400.0, 1450.0], features=both),
+        backend_run("vllm:no-prefix-cache", [1410.0, 1390.0, 1430.0], features={"continuous_batching"}),
+    ], kind="multi_turn")
+    sentences = {c.other: c.sentence for c in choose.claims(made) if c.figure == "output_throughput"}
+    assert "prefix caching" in sentences["engine:no-prefix-cache @c8"]
+    assert "because" not in sentences["vllm:no-prefix-cache @c8"]
+    overlapping = bench_report([backend_run("a", [100.0, 300.0, 310.0]), backend_run("b", [120.0, 130.0, 140.0])])
+    [claim] = [c for c in choose.claims(overlapping) if c.figure == "output_throughput"]
+    assert claim.winner is None and "the runs overlap (100-310 against 120-140 tok/s)" in claim.sentence
