@@ -433,9 +433,17 @@ async def generate_route(state: ServerState, raw: Request, body: Any, force_stre
     dialect = detect_dialect(body)
     request_id = random_id("generate")
     if dialect == "tgi":
-        request = parse(TGIRequest, body)
-        prompt_ids = state.prompt_ids(request.inputs, "inputs")
-        params = tgi_sampling_params(request.parameters, len(prompt_ids), state.max_model_len)
+        try:
+            request = parse(TGIRequest, body)
+            prompt_ids = state.prompt_ids(request.inputs, "inputs")
+            params = tgi_sampling_params(request.parameters, len(prompt_ids), state.max_model_len)
+        except APIError as error:
+            if error.status != 400:
+                raise
+            # TGI refuses a bad request with 422 and {"error", "error_type": "validation"}, which
+            # InferenceClient raises as its ValidationError; "param" is ours (TGI has no such field).
+            return JSONResponse({"error": error.message, "error_type": "validation", "param": error.param},
+                                status_code=422)
         if force_stream or (force_stream is None and request.stream):
             return StreamingResponse(tgi_stream(state, prompt_ids, params, request_id, request.parameters),
                                      media_type="text/event-stream")

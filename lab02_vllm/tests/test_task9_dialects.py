@@ -70,6 +70,16 @@ def test_inference_client_streaming(tgi_client, model, tokenizer):
     assert events[-1].details.finish_reason in {"length", "eos_token"}
 
 
+@pytest.mark.scaffold
+def test_inference_client_raises_its_validation_error(tgi_client):
+    """Given code: a bad TGI request comes back in TGI's error shape, so the client raises its own
+    ``ValidationError`` (with our message naming the field), as it would against real TGI."""
+    from huggingface_hub.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="max_new_tokens"):
+        tgi_client.text_generation(PROMPT, max_new_tokens=MAX_MODEL_LEN)
+
+
 @pytest.mark.points(1)
 @raises_server_errors
 def test_sampling_with_a_seed_reproduces(tgi_client):
@@ -110,7 +120,8 @@ def test_vllm_demo_api_with_requests(course_server, model, tokenizer):
 @pytest.mark.points(1)
 @raises_server_errors
 def test_dialects_are_told_apart_and_bad_bodies_refused(course_server):
-    """One route, two dialects; an unknown shape is a 400 naming both; bad values name their field."""
+    """One route, two dialects; an unknown shape is a 400 naming both; bad values name their field, in each
+    dialect's own error shape (TGI's 422 validation error, vLLM's 400)."""
     assert dialects.detect_dialect({"inputs": "x", "parameters": {}}) == "tgi"
     assert dialects.detect_dialect({"inputs": "x"}) == "tgi"  # TGI's parameters are optional
     assert dialects.detect_dialect({"prompt": "x", "max_tokens": 3}) == "vllm"
@@ -131,6 +142,10 @@ def test_dialects_are_told_apart_and_bad_bodies_refused(course_server):
     ]
     for body, param in cases:
         response = httpx.post(url, json=body)
-        assert response.status_code == 400, body
-        assert response.json()["error"]["param"] == param, body
+        if "inputs" in body:  # TGI's validation error: 422, {"error": message, "error_type": "validation"}
+            assert response.status_code == 422 and response.json()["error_type"] == "validation", body
+            assert param in response.json()["error"] and response.json()["param"] == param, body
+        else:  # vLLM's: 400 and an OpenAI-style error object
+            assert response.status_code == 400, body
+            assert response.json()["error"]["param"] == param, body
     assert httpx.get(course_server.url + "/health").status_code == 200
