@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--backends", default=DEFAULT_BACKENDS,
                         help=f"comma-separated (default {DEFAULT_BACKENDS}); names: transformers, "
                              "transformers:BATCH, engine, vllm, engine:no-prefix-cache, vllm:no-prefix-cache, "
-                             "llama.cpp[:F32|Q8_0|Q4_0|Q4_K_M], http:URL, http+chat:URL, tgi:URL")
+                             "llama.cpp[:F32|Q8_0|Q4_0|Q4_K_M], radix, radix:no-cache (lab 04), http:URL, "
+                             "http+chat:URL, tgi:URL")
     parser.add_argument("--workload", default="chat",
                         help=f"one of {', '.join(WORKLOAD_KINDS)}, or a .jsonl file written by --save-workload")
     parser.add_argument("--requests", type=int, default=32, help="requests in a generated workload (default 32)")
@@ -94,12 +95,12 @@ def _parse_goodput(text: str | None) -> dict[str, float] | None:
 
 
 def _check_backend_names(specs: list[str]) -> None:
-    known = ("transformers", "engine", "vllm", "llama.cpp", "http", "http+chat", "tgi")
+    known = ("transformers", "engine", "vllm", "llama.cpp", "radix", "http", "http+chat", "tgi")
     for spec in specs:
         kind, _, arg = spec.partition(":")
         if kind not in known:
             raise UsageError(f"unknown backend {spec!r}: choose from transformers, transformers:BATCH, engine, "
-                             "vllm, llama.cpp[:TYPE], http:URL, http+chat:URL, tgi:URL")
+                             "vllm, llama.cpp[:TYPE], radix[:no-cache], http:URL, http+chat:URL, tgi:URL")
         if kind in ("http", "http+chat", "tgi") and not arg.startswith(("http://", "https://")):
             raise UsageError(f"backend {spec!r}: give the server's URL, such as {kind}:http://127.0.0.1:8000")
 

@@ -18,6 +18,7 @@ first new token, and the cache stores keys and values, not logits (SGLang does t
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -109,7 +110,6 @@ class PrefixCachingGenerator:
             self.radix.evict(self.radix.total_size() - self.max_cached_tokens)
         # END SOLUTION
 
-    @torch.no_grad()
     def generate(self, prompt_ids: list[int], max_new_tokens: int, eos_token_id: int | list[int] | None = None,
                  temperature: float = 0.0, seed: int | None = None, masker: TokenMasker | None = None,
                  stop_token_ids: list[int] | None = None) -> CachedOutput:
@@ -117,7 +117,7 @@ class PrefixCachingGenerator:
 
         Args:
             prompt_ids: at least one id; max_new_tokens: at least 1.
-            eos_token_id: stop after this id (or any of a list); default the model's.
+            eos_token_id: stop after this id (or any of a list; ``[]``: never); default the model's.
             temperature, seed: as in ``masks.constrained_generate``.
             masker: restrict every step to a grammar (task 2); stops when the output is complete.
             stop_token_ids: more ids that end the generation (kept in the output, like eos).
@@ -125,16 +125,34 @@ class PrefixCachingGenerator:
         Returns:
             The new ids (ending with the stop id when one came) and the cached / prefilled counts.
         """
+        output = CachedOutput([], 0, 0)
+        for _ in self.stream(prompt_ids, max_new_tokens, eos_token_id, temperature, seed, masker, stop_token_ids,
+                             output=output):
+            pass
+        return output
+
+    @torch.no_grad()
+    def stream(self, prompt_ids: list[int], max_new_tokens: int, eos_token_id: int | list[int] | None = None,
+               temperature: float = 0.0, seed: int | None = None, masker: TokenMasker | None = None,
+               stop_token_ids: list[int] | None = None, output: CachedOutput | None = None) -> Iterator[int]:
+        """``generate``, one new token id at a time, as a server streams them (arguments as there).
+
+        ``output``, when given, is filled as it goes: the cached / prefilled counts once the prompt
+        is in, each new id as it is yielded. Closing the iterator early (a client that went away)
+        still puts what was computed into the tree.
+        """
         check_not_empty("prompt_ids", prompt_ids)
         check_at_least("max_new_tokens", max_new_tokens, 1)
         check_at_least("temperature", temperature, 0.0)
+        output = output if output is not None else CachedOutput([], 0, 0)
         eos = self.model.generation_config.eos_token_id if eos_token_id is None else eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos]) | set(stop_token_ids or [])
         generator = torch.Generator().manual_seed(random.randrange(2**31) if seed is None else seed)
         logits, cache, matched, node = self._prefill(list(prompt_ids), len(prompt_ids) - 1)
+        output.cached_tokens, output.prefilled_tokens = matched, len(prompt_ids) - matched
         logits = logits[-1]
         state = masker.automaton.start if masker is not None else None
-        generated: list[int] = []
+        generated = output.token_ids
         try:
             for step in range(max_new_tokens):
                 scores = logits.float().cpu()
@@ -144,6 +162,7 @@ class PrefixCachingGenerator:
                 generated.append(token_id)
                 if masker is not None:
                     state = masker.advance(state, token_id)
+                yield token_id
                 if token_id in stops or state == TokenMasker.FINISHED or step == max_new_tokens - 1:
                     break
                 out = self.model(input_ids=torch.tensor([[token_id]], device=self.model.device),
@@ -152,7 +171,6 @@ class PrefixCachingGenerator:
         finally:
             computed = list(prompt_ids) + generated[:-1]  # the last new token was never fed
             self._store(computed, cache, node)
-        return CachedOutput(generated, matched, len(prompt_ids) - matched)
 
     @torch.no_grad()
     def logprobs(self, prefix_ids: list[int], continuation_ids: list[int]) -> list[float]:

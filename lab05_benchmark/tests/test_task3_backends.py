@@ -223,3 +223,40 @@ def test_backend_names_are_checked(model_dir):
         backends.make_backend("transformers:many", model_dir)
     with pytest.raises(ValueError, match="url"):
         backends.HTTPBackend("localhost:8000")
+
+
+@pytest.mark.scaffold
+def test_the_radix_backend_streams_lab04s_generator_token_by_token(model_dir):
+    """Given code: ``radix`` drives lab 04's ``PrefixCachingGenerator`` one token per step; its tokens equal
+    greedy argmax over transformers' logits (eos not special: benchmarks force every token), the second
+    request reuses the first one's prefix, and ``radix:no-cache`` gives the same tokens without a tree."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        cached = backends.make_backend("radix", model_dir)
+    except backends.BackendUnavailable as error:
+        pytest.skip(f"needs lab04 task 4 (the radix cache): {error}")
+    plain = backends.make_backend("radix:no-cache", model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    shared = "A long shared system prompt about cats, dogs and the weather in Lima. "
+    requests = [request(f"r{i}", 6, shared + question) for i, question in enumerate(["Who?", "Where is it?"])]
+    for backend in (cached, plain):
+        got = {}
+        for r in requests:
+            backend.add(r)
+            events = []
+            while not (events and events[-1].finished):
+                events += backend.step()
+            assert [e.new_tokens for e in events] == [1] * 6
+            got[r.id] = [t for e in events for t in e.token_ids]
+        for r in requests:
+            ids = tokenizer(r.prompt).input_ids
+            with torch.no_grad():
+                for _ in range(6):
+                    ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+            assert got[r.id] == ids[-6:], (backend.name, r.id)
+        backend.close()
+    assert cached.generator.radix.total_size() > 0 and plain.generator.radix.total_size() == 0
+    assert "radix" in backends.BACKEND_HELP
