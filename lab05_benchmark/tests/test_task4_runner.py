@@ -125,10 +125,14 @@ def test_ctrl_c_writes_partial_results(tmp_path):
     """``bench.py`` in a subprocess, interrupted with SIGINT mid-run: exit code 130 and a result file
     holding the requests measured so far, marked interrupted."""
     out = tmp_path / "out"
-    command = [sys.executable, str(ROOT / "lab05_benchmark" / "bench.py"), "--backends", "transformers",
-               "--workload", "fixed", "--requests", "600", "--output-len", "16", "--input-len", "16",
-               "--concurrency", "1", "--repetitions", "1", "--warmup", "0", "--no-progress", "--no-plots",
-               "--threads", "1", "--out", str(out), "--impl", os.environ.get("COURSE_IMPL", "student")]
+    # A shell that starts a job in the background (`pytest ... &`) ignores SIGINT in it and in its children:
+    # give the bench Python's own Ctrl-C handler back, as a terminal's foreground job has it.
+    restore_ctrl_c = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                      "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    command = [sys.executable, "-c", restore_ctrl_c, str(ROOT / "lab05_benchmark" / "bench.py"),
+               "--backends", "transformers", "--workload", "fixed", "--requests", "600", "--output-len", "16",
+               "--input-len", "16", "--concurrency", "1", "--repetitions", "1", "--warmup", "0", "--no-progress",
+               "--no-plots", "--threads", "1", "--out", str(out), "--impl", os.environ.get("COURSE_IMPL", "student")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         seen = ""
