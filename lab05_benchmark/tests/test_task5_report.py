@@ -57,7 +57,7 @@ def test_result_files_round_trip_and_bad_files_are_named(tmp_path):
 
 @pytest.mark.points(3)
 def test_figure_is_the_median_over_repetitions():
-    run = backend_run("a", [30.0, 10.0, 20.0], ttft_ms=5.0)
+    run = backend_run("a", [60.0, 10.0, 20.0], ttft_ms=5.0)  # median 20, mean 30
     assert report.figure(run, "output_throughput") == 20.0
     assert report.figure(backend_run("b", [10.0, 40.0]), "output_throughput") == 25.0
     assert report.figure(run, "ttft.median_ms") == 5.0
