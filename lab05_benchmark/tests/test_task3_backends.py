@@ -85,7 +85,7 @@ def test_static_batches_wait_for_their_longest_row(model, tokenizer, model_dir):
 def test_vllm_backend_reports_each_new_token_once(vllm_backend, model, tokenizer):
     """Real vLLM through the engine interface: every request gets exactly max_tokens tokens, each
     reported once, equal to transformers' greedy tokens (vLLM's greedy output on the fixture is
-    transformers', see FIELD_NOTES), several requests batched in the same steps."""
+    transformers', as doc 02 §6 says), several requests batched in the same steps."""
     requests = [request(f"v{i}", max_tokens=n, prompt=p) for i, (p, n) in enumerate(zip(PROMPTS, [5, 12, 3, 8]))]
     events = drive(vllm_backend, requests, seconds=120)
     for r in requests:
