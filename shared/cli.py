@@ -3,6 +3,7 @@
     course check                       what this machine can run, and what will be skipped
     course fixtures [--rebuild]        build / show the fixture models
     course test LAB [--task K]         run one lab's tests (or one task's)
+    course hint LAB --task K [--level N]  a hint for task K (level 1: what to achieve; higher: nearer the steps)
     course grade                       score table per lab and task (--json, --gradescope, --submission)
     course stubs [--check]             regenerate the student skeletons from the solutions
     course release --out DIR           write the student edition
@@ -12,6 +13,11 @@
     course bench [compare A B]         the lab05 benchmark, with report and plots
 
 Every mistake a person can make on the command line ends in one readable line and exit code 2.
+
+Which course: the checkout that holds the current folder. Run from another course checkout than
+the one ``course`` was installed from (the student edition made by ``course release``, a second
+clone), the command runs that checkout's own ``shared`` package, so it tests the code of the
+folder it was typed in; ``course check`` shows both folders.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -33,6 +40,35 @@ from .paths import ROOT, lab_dirs, resolve_lab
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+#: Set in a child started by :func:`_run_in_checkout`: the checkout ``course`` was installed from.
+DELEGATED_ENV = "COURSE_INSTALLED_CHECKOUT"
+
+
+def checkout_of(folder: Path) -> Path | None:
+    """The course checkout holding ``folder`` (a folder with ``conftest.py``, ``shared/cli.py`` and
+    lab folders, ``folder`` itself or one above it), or None."""
+    for candidate in [folder, *folder.parents]:
+        if (candidate / "shared" / "cli.py").is_file() and (candidate / "conftest.py").is_file() \
+                and lab_dirs(candidate):
+            return candidate
+    return None
+
+
+def _run_in_checkout(here: Path, argv: list[str]) -> int:
+    """Run ``course ARGV`` with the ``shared`` package of the checkout ``here`` (see the module
+    docstring), or refuse in one line when that cannot work."""
+    if os.environ.get(DELEGATED_ENV):  # already delegated once and still not there: never loop
+        raise UsageProblem(f"this folder is in the course checkout {here}, but `course` runs the one in {ROOT}; "
+                           f"run `python -m shared.cli` from {here}, or reinstall there: "
+                           f"pip install -e {here}")
+    console.print(f"course: this folder's checkout is {here} (course was installed from {ROOT}); "
+                  "running its own course command", style="dim", markup=False, highlight=False, soft_wrap=True)
+    env = dict(os.environ)
+    env[DELEGATED_ENV] = str(ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(here), env.get("PYTHONPATH", "")]))
+    return subprocess.call([sys.executable, "-m", "shared.cli", *argv], env=env)
 
 
 class UsageProblem(Exception):
@@ -52,6 +88,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .pytest_plugin import REQUIREMENTS, requirement_skip_reason
 
     started = time.perf_counter()
+    here = checkout_of(Path.cwd())
+    installed = os.environ.get(DELEGATED_ENV) or str(ROOT)
+    console.print(f"Course checkout tested: {ROOT}" + (f" (this folder's; course was installed from {installed})"
+                                                       if installed != str(ROOT) else ""),
+                  highlight=False, soft_wrap=True)
+    console.print(f"course installed from:  {installed}" + ("" if here is not None else
+                  " (this folder is in no course checkout, so commands act on that one)"),
+                  highlight=False, soft_wrap=True)
     report = hardware.detect()
     table = Table(title="This machine", show_header=False)
     table.add_row("system", f"{report.system} {report.machine}, Python {report.python}")
@@ -171,12 +215,40 @@ def cmd_test(args: argparse.Namespace) -> int:
         lab = resolve_lab(args.lab)
     except ValueError as error:
         raise UsageProblem(str(error)) from None
+    _check_tasks([lab], args.task)
     command = [sys.executable, "-m", "pytest", str(lab.relative_to(ROOT) / "tests"), f"--impl={args.impl}",
-               *[f"--task={t}" for t in args.task or []], *args.pytest_args]
+               *[f"--task={t}" for t in args.task or []], *_absolute_model_options(args.pytest_args)]
     if args.model:
-        command.append(f"--model={args.model}")
-    console.print(f"[dim]$ {' '.join(command[2:])}[/dim]")
+        command.append(f"--model={_checked_model(args.model)}")
+    console.print(f"[dim]$ {' '.join(command[2:])}[/dim]", highlight=False)
     return subprocess.call(command, cwd=ROOT)
+
+
+def _check_tasks(labs: list[Path], tasks: list[int] | None) -> None:
+    """``--task K`` must name a task that one of ``labs`` has tests for (one line, exit 2, if not)."""
+    problem = _task_problem(labs, tasks)
+    if problem:
+        raise UsageProblem(problem)
+
+
+def _task_problem(labs: list[Path], tasks: list[int] | None) -> str:
+    """What is wrong with ``--task`` for ``labs`` ("" when nothing is)."""
+    from .tasks import lab_tasks
+
+    if not tasks:
+        return ""
+    known: set[int] = set()
+    for lab in labs:
+        found = lab_tasks(lab)
+        if found is None:  # some test file does not state its tasks: let pytest decide
+            return ""
+        known |= found
+    unknown = sorted(set(tasks) - known)
+    if not unknown:
+        return ""
+    where = labs[0].name if len(labs) == 1 else "no lab"
+    return (f"--task {', '.join(map(str, unknown))}: {where} has no such task; "
+            f"the tasks with tests are {', '.join(map(str, sorted(known))) or 'none yet'}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,6 +294,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
             missing = [lab for lab in labs if lab not in labs_with_tests()]
             if missing:
                 raise GradingError(f"{', '.join(missing)} has no tests yet")
+        problem = _task_problem([ROOT / lab for lab in labs] if labs else
+                                [lab for lab in lab_dirs() if (lab / "tests").is_dir()], args.task)
+        if problem:
+            raise GradingError(problem)
         report = grade(impl=args.impl, submission=args.submission, labs=labs, tasks=args.task,
                        timeout=args.timeout, on_progress=lambda text: err_console.print(f"[dim]{text}[/dim]"))
     except GradingError as error:
@@ -293,11 +369,57 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# course hint
+
+
+def cmd_hint(args: argparse.Namespace) -> int:
+    from .stubs import HINTS_FILE, MarkerError, lab_hints
+
+    try:
+        lab = resolve_lab(args.lab)
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
+    try:
+        hints = lab_hints(lab)
+    except (MarkerError, ValueError, KeyError) as error:
+        raise UsageProblem(f"{lab.name}'s hints cannot be read: {error}") from None
+    short = lab.name[:5]
+    if args.task not in hints:
+        having = ", ".join(map(str, hints)) or "none yet"
+        source = "solution/" if (lab / "solution").is_dir() else HINTS_FILE
+        raise UsageProblem(f"{lab.name} has no hints for task {args.task} (tasks with hints, from its {source}: "
+                           f"{having}); its TODO lines and README say what to achieve")
+    levels = hints[args.task]
+    if not 1 <= args.level <= len(levels):
+        raise UsageProblem(f"--level {args.level}: {short} task {args.task} has hint levels 1 to {len(levels)}")
+    for level in range(1, args.level + 1):
+        console.print(f"{short} task {args.task}, hint level {level} of {len(levels)}:", style="bold",
+                      markup=False, highlight=False)
+        for entry in levels[level]:
+            where = f"({entry['function']}) " if entry.get("function") else ""
+            console.print(f"  {where}{entry['text']}", markup=False, highlight=False)
+    if args.level < len(levels):
+        console.print(f"a nearer hint: course hint {short} --task {args.task} --level {args.level + 1}",
+                      style="dim", markup=False, highlight=False)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # course mutants
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from .mutants import MutantError, MutantResult, load_mutants, mutant_files, run_mutants
+    from rich.markup import escape
+
+    from .mutants import (
+        MutantError,
+        MutantResult,
+        load_mutants,
+        mutant_files,
+        recorded_results,
+        results_path,
+        run_mutants,
+    )
 
     try:
         lab = resolve_lab(args.lab)
@@ -305,16 +427,24 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         raise UsageProblem(str(error)) from None
     if not (lab / "solution").is_dir():
         raise UsageProblem(f"{lab.name}/solution/ is not here (the student edition has no mutants)")
-    if not mutant_files(lab):
+    files = None
+    if args.file:
+        files = [_caller_path(name) for name in args.file]
+        for path in files:
+            if not path.is_file():
+                raise UsageProblem(f"--file {path}: no such file")
+    elif not mutant_files(lab):
         raise UsageProblem(f"{lab.name} has no instructor/mutants*.py yet")
     try:
-        mutants = load_mutants(lab)
+        mutants = load_mutants(lab, files)
     except (MutantError, SyntaxError) as error:
         raise UsageProblem(str(error)) from None
     if args.task:
         mutants = [m for m in mutants if m.task in args.task]
         if not mutants:
             raise UsageProblem(f"{lab.name} has no mutants for task(s) {', '.join(map(str, args.task))}")
+    if args.list_survivors:
+        return _print_recorded_survivors(lab, mutants, results_path(lab), recorded_results)
     if args.sample and args.sample < len(mutants):
         import random
 
@@ -335,17 +465,19 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                           highlight=False, markup=False)
         console.print(f"{len(mutants)} mutant(s)")
         return 0
-    console.print(f"{lab.name}: {len(mutants)} mutant(s); each runs its task's tests on a scratch copy")
+    extra = _absolute_model_options(args.pytest_args)
+    console.print(f"{lab.name}: {len(mutants)} mutant(s); each runs its task's tests on a fresh scratch copy")
 
     def show(result: MutantResult) -> None:
         mark = {"caught": "[green]caught[/green]", "survived": "[red]SURVIVED[/red]",
                 "error": "[yellow]error[/yellow]"}[result.outcome]
-        console.print(f"  {mark:<28} {result.mutant.name:<16} task {result.mutant.task}: "
-                      f"{result.mutant.why} [dim]({result.seconds:.0f} s; {result.detail[:120]})[/dim]",
-                      highlight=False)
+        # Mistakes are printed as written: rich markup would swallow "[a-z]" or "x[0]".
+        console.print(f"  {mark:<28} {escape(result.mutant.name):<16} task {result.mutant.task}: "
+                      f"{escape(result.mutant.why)} [dim]({result.seconds:.0f} s; "
+                      f"{escape(result.detail[:120])})[/dim]", highlight=False)
 
     try:
-        results = run_mutants(lab, mutants, timeout=args.timeout, extra=args.pytest_args,
+        results = run_mutants(lab, mutants, timeout=args.timeout, extra=extra,
                               check_baseline=not args.no_baseline, on_result=show)
     except MutantError as error:
         raise UsageProblem(str(error)) from None
@@ -358,15 +490,80 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     for task in sorted({r.mutant.task for r in results}):
         rows = [r for r in results if r.mutant.task == task]
         table.add_row(str(task), str(len(rows)), str(sum(r.outcome == "caught" for r in rows)),
-                      ", ".join(r.mutant.name for r in rows if r.outcome == "survived") or "")
+                      escape(", ".join(r.mutant.name for r in rows if r.outcome == "survived")))
     console.print(table)
+    _print_survivors([r for r in results if r.outcome == "survived"])
     console.print(f"[bold]{caught} of {len(results)} mutants caught ({share:.0f} %)[/bold]; "
                   f"required: {args.min_caught:g} %")
     if errors:
         err_console.print(f"{len(errors)} mutant(s) could not be judged: "
-                          + "; ".join(f"{r.mutant.name}: {r.detail[:200]}" for r in errors))
+                          + "; ".join(f"{r.mutant.name}: {r.detail[:200]}" for r in errors),
+                          markup=False, highlight=False)
         return 1
     return 0 if share >= args.min_caught else 1
+
+
+def _print_survivors(survivors: list) -> None:
+    """Each survivor's mistake and its direct check, as written (no markup)."""
+    for result in survivors:
+        mutant = result.mutant
+        console.print(f"SURVIVED {mutant.name} (task {mutant.task}, {mutant.file}): {mutant.why}",
+                      markup=False, highlight=False, soft_wrap=True)
+        check = mutant.check or "(no check recorded: add a 'check' to the mutant)"
+        for number, line in enumerate(check.splitlines()):
+            console.print(f"    {'check:' if number == 0 else '      '} {line}",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_recorded_survivors(lab: Path, mutants: list, recorded: Path, read: Callable) -> int:
+    """``--list-survivors``: the survivors among the recorded outcomes; nothing runs."""
+    found, missing = read(lab, mutants)
+    survivors = [r for r in found if r.outcome == "survived"]
+    _print_survivors(survivors)
+    shown = recorded.relative_to(ROOT) if recorded.is_relative_to(ROOT) else recorded
+    console.print(f"{len(survivors)} survivor(s) among {len(found)} recorded outcome(s) in {shown}"
+                  + (f"; {len(missing)} mutant(s) have no recorded outcome for their current edit "
+                     f"(run them: course mutants {lab.name} ...)" if missing else ""),
+                  markup=False, highlight=False)
+    return 0
+
+
+def _caller_path(value: str) -> Path:
+    """A path typed on the command line, read from the caller's folder (not the course root)."""
+    return Path(value).expanduser().resolve()
+
+
+def _absolute_model_options(arguments: list[str]) -> list[str]:
+    """``--model REL`` / ``--model=REL`` among pytest's arguments, made absolute from the caller's
+    folder (the tests run elsewhere) and checked: a missing folder is a one-line usage mistake."""
+    out, take_next = [], False
+    for word in arguments:
+        if take_next:
+            out.append(str(_checked_model(word)))
+            take_next = False
+        elif word == "--model":
+            out.append(word)
+            take_next = True
+        elif word.startswith("--model="):
+            out.append(f"--model={_checked_model(word.split('=', 1)[1])}")
+        else:
+            out.append(word)
+    if take_next:
+        raise UsageProblem("--model needs a folder: --model PATH")
+    return out
+
+
+def _checked_model(value: str) -> Path:
+    """``--model PATH`` from the caller's folder, which must be a Hugging Face model folder."""
+    if value == "fixture":
+        return Path(value)
+    path = _caller_path(value)
+    if not path.is_dir():
+        raise UsageProblem(f"--model {value}: no such folder ({path})")
+    if not (path / "config.json").is_file():
+        raise UsageProblem(f"--model {value}: {path} is not a Hugging Face model folder (it has no "
+                           "config.json; a model hub name cannot be used: the course runs offline)")
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="CI: require 0 points, each graded test failing with its own task's "
                                 "NotImplementedError")
 
+    hint = commands.add_parser("hint", help="a hint for one task, level by level")
+    hint.add_argument("lab", help="lab01, 1, huggingface or lab01_huggingface")
+    hint.add_argument("--task", type=int, required=True, metavar="K", help="the task")
+    hint.add_argument("--level", type=int, default=1, metavar="N",
+                      help="1 (default): what to achieve and what to read; higher: nearer to the steps")
+
     stubs = commands.add_parser("stubs", help="regenerate the skeletons in lab*/src from lab*/solution")
     stubs.add_argument("--check", action="store_true", help="only report skeletons that are out of date")
 
@@ -470,6 +673,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fail unless at least PCT %% of the mutants are caught (default 90)")
     mutants.add_argument("--no-baseline", action="store_true",
                          help="skip the first run that checks the unmutated solution passes")
+    mutants.add_argument("--file", action="append", metavar="PATH",
+                         help="only this mutants file's mutants, e.g. LAB/instructor/blind/round1.py (repeatable)")
+    mutants.add_argument("--list-survivors", action="store_true",
+                         help="print each recorded survivor with its mistake and its check; run nothing")
     for name, text in (("serve", "an OpenAI-compatible server on the lab02 engine (course serve --help)"),
                        ("milestone", "serve a model and measure the chapter's milestone (course milestone --help)"),
                        ("bench", "the lab05 benchmark; `course bench compare A.json B.json` (course bench --help)")):
@@ -477,13 +684,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HANDLERS = {"check": cmd_check, "fixtures": cmd_fixtures, "test": cmd_test, "grade": cmd_grade,
+HANDLERS = {"check": cmd_check, "fixtures": cmd_fixtures, "test": cmd_test, "grade": cmd_grade, "hint": cmd_hint,
             "stubs": cmd_stubs, "release": cmd_release,
             "mutants": cmd_mutants, "serve": cmd_lab_entry, "milestone": cmd_lab_entry, "bench": cmd_lab_entry}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    here = checkout_of(Path.cwd())
+    if here is not None and here.resolve() != ROOT.resolve():  # another checkout: its own course command
+        try:
+            return _run_in_checkout(here, argv)
+        except UsageProblem as problem:
+            err_console.print(f"course: {problem}", highlight=False, markup=False, soft_wrap=True)
+            return 2
     passthrough: list[str] = []
     if "--" in argv:  # course test lab01 --task 2 -- -x: the options before -- are the course's
         cut = argv.index("--")

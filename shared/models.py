@@ -144,6 +144,29 @@ def recipe_hash(recipe: ModelRecipe | TokenizerRecipe) -> str:
 # The cache: build in a temp folder, rename into place, under a lock
 
 
+LOCK_WAIT_MESSAGE = "waiting for another process building the fixtures"
+
+
+@contextlib.contextmanager
+def _time_limit_paused() -> Iterator[None]:
+    """Stop the process's interval timer while waiting on another process, then re-arm it with
+    what was left: a test's time limit (pytest-timeout's default ``signal`` method arms this
+    timer) must not count another process's build. (Its ``thread`` method cannot be paused: the
+    plugin builds the fixtures before the first test starts, which covers that case.)"""
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    remaining, interval = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if remaining > 0:
+            signal.setitimer(signal.ITIMER_REAL, remaining, interval)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     try:
@@ -152,7 +175,15 @@ def _locked(path: Path) -> Iterator[None]:
         yield
         return
     with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # say why nothing happens (pytest's capture must not hide it)
+            import sys
+
+            name = path.name.removeprefix(".").removesuffix(".lock")
+            print(f"{LOCK_WAIT_MESSAGE} ({name}, lock {path})", file=sys.__stderr__ or sys.stderr, flush=True)
+            with _time_limit_paused():
+                fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -9,19 +9,39 @@ write into an input, an unusual but valid convention ignored)::
         {"task": 4, "file": "sampling.py",
          "find": "sorted_logits.softmax(dim=-1).cumsum(dim=-1)",
          "replace": "sorted_logits.softmax(dim=0).cumsum(dim=-1)",
-         "why": "softmax over the batch axis instead of the vocabulary"},
+         "why": "softmax over the batch axis instead of the vocabulary",
+         "check": ">>> top_p_filter(torch.tensor([[0.0, 1.0], [5.0, 0.0]]), 0.5)  # keeps both tokens of row 0"},
     ]
 
-``find`` must occur exactly once in ``solution/<file>``. For each mutant, a scratch copy of the
-course gets the edit, and that task's tests (hidden ones included) run against it with
-``--impl solution``. A mutant is *caught* when at least one of them fails; it *survives* when
-all pass. A lab's tests are good enough when ≥ 90 % are caught; the survivors are listed in the
-lab's ``instructor/NOTES.md`` with why they are acceptable.
+``find`` must occur exactly once in ``solution/<file>``. ``check`` is optional: the direct check
+that shows the mutant really wrong (not equivalent to the reference), so that a survivor can be
+judged without rerunning anything. It is prose ("llama.cpp refuses the written file: ...") or a
+doctest-style snippet whose ``>>>`` / ``...`` lines must be valid Python (checked when the file is
+loaded); it is printed as written. ``why`` and ``check`` are printed verbatim (square brackets
+included).
+
+Each mutant runs in its own fresh scratch copy of the course (no ``.git``, no ``.venv``) with a
+fresh Hypothesis example database, so that nothing an earlier mutant left behind (a failing
+example Hypothesis would replay, a file a test wrote) can decide a later one. In that copy, that
+task's tests (hidden ones included) run against the edited solution with ``--impl solution``. A
+mutant is *caught* when at least one of them fails; it *survives* when all pass. A lab's tests
+are good enough when ≥ 90 % are caught; the survivors are listed in the lab's
+``instructor/NOTES.md`` with why they are acceptable.
+
+Which files: ``course mutants LAB`` reads the lab's own lists, ``instructor/mutants*.py`` (CI
+samples from these). A blind-review round, written by someone who has not read the tests, lives in
+``instructor/blind/roundK.py`` in the same format; the default glob does not pick it up, and
+``course mutants LAB --file LAB/instructor/blind/round1.py`` runs one file's mutants only. Every
+run records its outcomes in ``instructor/mutant-results.json`` (by mutant name, with a hash of the
+edit so that a changed mutant's old outcome is not reused); ``course mutants LAB --list-survivors``
+prints each recorded survivor with its mistake and its check, without running anything.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -37,6 +57,8 @@ from pathlib import Path
 from .paths import ROOT
 
 FIELDS = {"task": int, "file": str, "find": str, "replace": str, "why": str}
+OPTIONAL_FIELDS = {"check": str}
+RESULTS_FILE = "mutant-results.json"  # under the lab's instructor/
 COPY_IGNORED = shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache",
                                       ".ruff_cache", ".hypothesis", "*.egg-info", "build", "dist")
 FAILED_LINE = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.M)
@@ -50,12 +72,19 @@ class MutantError(ValueError):
 class Mutant:
     """One plausible mistake: replace ``find`` by ``replace`` in ``solution/<file>``."""
 
-    name: str  # "mutants.py#3": the file it is listed in and its position there
+    name: str  # "mutants.py#3", "blind/round1.py#3": its file under instructor/ and its position there
     task: int
     file: str
     find: str
     replace: str
     why: str
+    check: str = ""  # the direct check that shows the mistake wrong (prose or a >>> snippet)
+
+    @property
+    def edit_hash(self) -> str:
+        """A short hash of what the mutant does: a recorded outcome is reused only for the same edit."""
+        text = json.dumps([self.task, self.file, self.find, self.replace])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -67,7 +96,21 @@ class MutantResult:
 
 
 def mutant_files(lab_dir: Path) -> list[Path]:
+    """The lab's own mutant lists, ``instructor/mutants*.py`` (not the blind rounds in
+    ``instructor/blind/``: those run with ``--file``)."""
     return sorted((lab_dir / "instructor").glob("mutants*.py"))
+
+
+def _check_snippet(where: str, check: str) -> None:
+    """A ``>>>`` snippet in a mutant's ``check`` must be valid Python (prose is taken as is)."""
+    code = [line.strip()[4:] for line in check.splitlines() if line.strip().startswith((">>> ", "... "))]
+    if not code:
+        return
+    try:
+        ast.parse("\n".join(code))
+    except SyntaxError as error:
+        raise MutantError(f"{where}: the 'check' snippet is not valid Python ({error.msg}, "
+                          f"snippet line {error.lineno})") from None
 
 
 def _literal_mutants(path: Path) -> list:
@@ -84,26 +127,42 @@ def _literal_mutants(path: Path) -> list:
     raise MutantError(f"{path}: no MUTANTS = [...] list found")
 
 
-def load_mutants(lab_dir: Path) -> list[Mutant]:
-    """Every mutant of a lab, checked against its solution.
+def load_mutants(lab_dir: Path, files: list[Path] | None = None) -> list[Mutant]:
+    """Every mutant of a lab (or of ``files``, each under the lab's ``instructor/``), checked
+    against its solution.
+
+    Args:
+        lab_dir: the lab folder.
+        files: mutant files to read instead of :func:`mutant_files` (a blind round, say).
 
     Raises:
         MutantError: naming the file, the entry and what is wrong with it (a missing field, a
-            ``find`` that does not occur exactly once, an edit that changes nothing).
+            ``find`` that does not occur exactly once, an edit that changes nothing, a ``check``
+            snippet that is not Python), or a file outside the lab's ``instructor/``.
     """
+    instructor = (lab_dir / "instructor").resolve()
     mutants = []
-    for path in mutant_files(lab_dir):
+    for path in mutant_files(lab_dir) if files is None else files:
+        path = Path(path).resolve()
+        if instructor not in path.parents:
+            raise MutantError(f"{path}: mutant files live under {lab_dir.name}/instructor/")
+        if not path.is_file():
+            raise MutantError(f"{path}: no such file")
         entries = _literal_mutants(path)
         if not isinstance(entries, list):
             raise MutantError(f"{path}: MUTANTS must be a list")
         for index, entry in enumerate(entries, start=1):
-            where = f"{path.relative_to(lab_dir.parent)} entry {index}"
+            where = f"{path.relative_to(lab_dir.parent.resolve())} entry {index}"
             if not isinstance(entry, dict):
                 raise MutantError(f"{where}: expected a dict with {', '.join(FIELDS)}")
             for field, kind in FIELDS.items():
                 if not isinstance(entry.get(field), kind):
                     raise MutantError(f"{where}: field {field!r} must be a {kind.__name__}")
-            unknown = set(entry) - set(FIELDS)
+            for field, kind in OPTIONAL_FIELDS.items():
+                if field in entry and not isinstance(entry[field], kind):
+                    raise MutantError(f"{where}: field {field!r} must be a {kind.__name__}")
+            _check_snippet(where, entry.get("check", ""))
+            unknown = set(entry) - set(FIELDS) - set(OPTIONAL_FIELDS)
             if unknown:
                 raise MutantError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
             source_path = lab_dir / "solution" / entry["file"]
@@ -115,7 +174,8 @@ def load_mutants(lab_dir: Path) -> list[Mutant]:
                                   "(it must occur exactly once)")
             if entry["find"] == entry["replace"]:
                 raise MutantError(f"{where}: 'replace' equals 'find', so nothing changes")
-            mutants.append(Mutant(name=f"{path.name}#{index}", **{k: entry[k] for k in FIELDS}))
+            mutants.append(Mutant(name=f"{path.relative_to(instructor).as_posix()}#{index}",
+                                  check=entry.get("check", ""), **{k: entry[k] for k in FIELDS}))
     return mutants
 
 
@@ -135,6 +195,8 @@ def _run_tests(copy: Path, lab: str, task: int, timeout: float, extra: list[str]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(copy), env.get("PYTHONPATH", "")]))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # The copy's own example database, never one shared with another run (see the module docstring).
+    env["HYPOTHESIS_STORAGE_DIRECTORY"] = str(copy / ".hypothesis")
     command = [sys.executable, "-m", "pytest", f"{lab}/tests", "--impl=solution", f"--task={task}", "-x", "-q",
                "-rfE", "--no-header", "-p", "no:cacheprovider", *extra]
     try:
@@ -186,20 +248,62 @@ def baseline_problems(copy: Path, lab: str, tasks: list[int], timeout: float,
 def run_mutants(lab_dir: Path, mutants: list[Mutant], *, timeout: float = 600.0, root: Path = ROOT,
                 extra: list[str] | None = None, check_baseline: bool = True,
                 on_result: Callable[[MutantResult], None] | None = None) -> list[MutantResult]:
-    """Run every mutant in one scratch copy of the course; see the module docstring.
+    """Run every mutant, each in a fresh scratch copy of the course; see the module docstring.
+    The outcomes are recorded in the lab's ``instructor/mutant-results.json`` as they come.
 
     Raises:
         MutantError: when the unmutated solution fails its own tests (checked first).
     """
     results = []
-    with scratch_course(root) as copy:
-        if check_baseline:
+    if check_baseline:
+        with scratch_course(root) as copy:
             problems = baseline_problems(copy, lab_dir.name, sorted({m.task for m in mutants}), timeout, extra)
-            if problems:
-                raise MutantError("\n".join(problems))
-        for mutant in mutants:
+        if problems:
+            raise MutantError("\n".join(problems))
+    for mutant in mutants:
+        with scratch_course(root) as copy:
             result = run_mutant(copy, lab_dir.name, mutant, timeout=timeout, extra=extra)
-            results.append(result)
-            if on_result:
-                on_result(result)
+        results.append(result)
+        record_results(lab_dir, [result])
+        if on_result:
+            on_result(result)
     return results
+
+
+def results_path(lab_dir: Path) -> Path:
+    return lab_dir / "instructor" / RESULTS_FILE
+
+
+def record_results(lab_dir: Path, results: list[MutantResult]) -> None:
+    """Merge ``results`` into the lab's recorded outcomes (one entry per mutant name)."""
+    path = results_path(lab_dir)
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    for result in results:
+        recorded[result.mutant.name] = {
+            "edit": result.mutant.edit_hash, "outcome": result.outcome, "detail": result.detail[:500],
+            "seconds": round(result.seconds, 1), "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(dict(sorted(recorded.items())), indent=1, ensure_ascii=False) + "\n"
+    partial = path.with_suffix(".json.part")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)  # a reader (or a run beside this one) never sees half a file
+
+
+def recorded_results(lab_dir: Path, mutants: list[Mutant]) -> tuple[list[MutantResult], list[Mutant]]:
+    """The recorded outcomes of ``mutants`` whose edit is unchanged, and the mutants without one."""
+    try:
+        recorded = json.loads(results_path(lab_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    found, missing = [], []
+    for mutant in mutants:
+        entry = recorded.get(mutant.name)
+        if isinstance(entry, dict) and entry.get("edit") == mutant.edit_hash:
+            found.append(MutantResult(mutant, str(entry.get("outcome")), str(entry.get("detail", "")),
+                                      float(entry.get("seconds", 0.0))))
+        else:
+            missing.append(mutant)
+    return found, missing

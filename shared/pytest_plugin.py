@@ -5,7 +5,9 @@ It adds:
 - ``--impl student|solution`` (or ``$COURSE_IMPL``): which code the tests import (see ``shared.impl``);
 - ``--model PATH`` (or ``$COURSE_MODEL``): a local Hugging Face model folder to use instead of the
   fixture; ``--device auto|cpu|cuda|mps`` for the model fixtures (default cpu, for exact tests);
-- ``--task K``: run only task K's tests (repeatable);
+- ``--task K``: run only task K's tests (repeatable); a lab test file whose text holds no
+  ``task(K)`` marker is not even imported (``shared.tasks``);
+- ``--model`` must name a model folder: anything else is a usage error naming ``--model``;
 - markers: ``task(K)`` and ``points(N)`` on every graded test, ``scaffold`` for tests of given
   code (no points), ``hidden`` (automatic under ``tests/hidden/``), and the requirement markers
   ``gpu``, ``vllm``, ``sglang``, ``llama_cpp``, ``xgrammar`` that skip with a reason naming what is
@@ -17,12 +19,16 @@ It adds:
   runner, its own functions, the hooks registered): a change is written as a ``tamper`` record,
   and the grader withholds the score;
 - in a grading run (``--course-results``), Hypothesis runs with the ``course-grading`` profile: no
-  wall-clock deadline, no example database, the same examples for every submission;
+  wall-clock deadline, no example database, the same examples for every submission; in every run
+  its ``explain`` phase is off (outside grading: the ``course`` profile, Hypothesis's own less it);
+- the fixture models the collected tests use are built (or waited for) before the first test
+  starts, so that no test's time limit counts a build;
 - session fixtures: ``model_dir``, ``draft_model_dir``, ``tokenizer``, ``model``, ``draft_model``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -75,8 +81,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if config.getoption("--model"):
-        os.environ["COURSE_MODEL"] = str(Path(config.getoption("--model")).expanduser().resolve())
+    model = config.getoption("--model")
+    if model and model != "fixture":
+        path = Path(model).expanduser().resolve()
+        if not path.is_dir():
+            raise pytest.UsageError(f"--model {model}: no such folder ({path})")
+        if not (path / "config.json").is_file():
+            raise pytest.UsageError(f"--model {model}: {path} is not a Hugging Face model folder (it has no "
+                                    "config.json; a model hub name cannot be used: the course runs offline)")
+        os.environ["COURSE_MODEL"] = str(path)
+    elif model == "fixture":
+        os.environ["COURSE_MODEL"] = "fixture"
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     for marker, text in MARKERS.items():
@@ -86,6 +101,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config._course_results = _Records(results) if results else None
     if results:
         _use_grading_hypothesis_profile(config)
+    else:
+        _use_course_hypothesis_profile(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -124,8 +141,30 @@ def _use_grading_hypothesis_profile(config: pytest.Config) -> None:
     from hypothesis import HealthCheck, settings
 
     settings.register_profile("course-grading", deadline=None, database=None, derandomize=True,
-                              print_blob=False, suppress_health_check=[HealthCheck.too_slow])
+                              print_blob=False, suppress_health_check=[HealthCheck.too_slow],
+                              phases=_phases_without_explain())
     settings.load_profile("course-grading")
+
+
+def _phases_without_explain() -> tuple[Any, ...]:
+    """Hypothesis's phases less ``explain``: its report points at lines of the libraries the code
+    calls (vLLM's ``sampling_params.py``, torch internals), which a student cannot act on."""
+    from hypothesis import Phase
+
+    return tuple(phase for phase in Phase if phase.name != "explain")
+
+
+def _use_course_hypothesis_profile(config: pytest.Config) -> None:
+    """Outside grading: the profile Hypothesis chose (``default``, or ``ci`` where a CI variable
+    is set) less its ``explain`` phase, unless the person chose one (``--hypothesis-profile``)."""
+    if not config.pluginmanager.has_plugin("hypothesispytest") or config.getoption("hypothesis_profile", None):
+        return
+    from hypothesis import settings
+
+    parent = settings.get_profile(settings.get_current_profile_name())
+    settings.register_profile("course", parent=parent, phases=tuple(
+        phase for phase in parent.phases if phase in _phases_without_explain()))
+    settings.load_profile("course")
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,6 +223,24 @@ def requirement_skip_reason(name: str, *, import_it: bool = True) -> str | None:
         return None
     hint = hardware.INSTALL_HINTS.get(module, "")
     return f"{REQUIREMENTS[name]}: {error}; to get it: {hint} (not gradable on this machine)"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``--task K``, a lab's test file that holds no test of task K is not even imported
+    (see ``shared.tasks``: a file whose tasks its text does not state is collected as before)."""
+    wanted = set(config.getoption("--task") or [])
+    if not wanted or not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    try:
+        relative = collection_path.resolve().relative_to(ROOT)
+    except ValueError:
+        return None
+    if not (len(relative.parts) > 2 and LAB_DIR_PATTERN.match(relative.parts[0]) and relative.parts[1] == "tests"):
+        return None
+    from .tasks import file_tasks
+
+    tasks = file_tasks(collection_path)
+    return True if tasks is not None and not tasks & wanted else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -258,10 +315,28 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "not_gradable": getattr(item, "_course_not_gradable", ""),
             "timeout": timeout_of(item),
         })
+    if not session.config.option.collectonly:
+        _build_fixtures_first(session.items)
     # The grader trusts a collection only if it imported no lab code (tests use lab_module).
     _write(session.config, {"event": "collection_done", "count": len(session.items),
                             "lab_code_imported": sorted(m for m in sys.modules if LAB_CODE_MODULE.match(m))})
     _GUARD.start(session.config)
+
+
+MODEL_FIXTURES = {"main": {"model_dir", "tokenizer", "model"}, "draft": {"draft_model_dir", "draft_model"}}
+
+
+def _build_fixtures_first(items: list[pytest.Item]) -> None:
+    """Build (or wait for) the fixture models the collected tests use before the first test
+    starts, so that neither the build nor another process's build counts against a test's time
+    limit. A failure is left for the fixture to raise again, in the test that needs it."""
+    from .models import MODEL_ENV, resolve_model
+
+    used = {name for item in items for name in getattr(item, "fixturenames", ())}
+    for kind, names in MODEL_FIXTURES.items():
+        if used & names and os.environ.get(MODEL_ENV[kind], "fixture") == "fixture":
+            with contextlib.suppress(Exception):  # raised again where it can be reported
+                resolve_model(None, kind)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 ``course release --out DIR`` copies the course's files except the reference solutions
 (``lab*/solution/``), the instructor-only tests (``lab*/tests/hidden/``) and notes
 (``lab*/instructor/``: the mutants), the course's own tests (``shared/tests/``) and CI (``.ci/``),
-then proves that no line of any solution block appears anywhere in what it wrote, and that no
-given function restates a solution block with other names (``shared.leaks``).
+and writes each lab's hints (the ``# HINT`` comments of its solution, ``shared.stubs``) to
+``labNN_*/hints.json`` for ``course hint``. It then proves that no line of any solution block
+appears anywhere in what it wrote (the hints included), and that no given function restates a
+solution block with other names (``shared.leaks``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from . import leaks
 from .paths import LAB_DIR_PATTERN, ROOT, lab_dirs
-from .stubs import all_blocks, expected_skeleton
+from .stubs import HINTS_FILE, all_blocks, expected_skeleton, hints_json
 
 EXCLUDED_TOP = {".ci", ".git"}
 MIN_LEAK_LENGTH = 16  # shorter lines ("return x", "else:") are too common to mean a leak
@@ -155,6 +157,12 @@ def write_release(out: Path, root: Path = ROOT, force: bool = False) -> ReleaseS
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / relative, target)
         files += 1
+    for lab in lab_dirs(root):
+        hints = hints_json(lab) if (lab / "solution").is_dir() else ""
+        if hints:
+            (out / lab.name).mkdir(parents=True, exist_ok=True)
+            (out / lab.name / HINTS_FILE).write_text(hints, encoding="utf-8")
+            files += 1
     problems = find_leaks(out, root)
     restated = find_restated(out, root)
     problems += [f"{match}: given code must call the student's function, not hold its answer"

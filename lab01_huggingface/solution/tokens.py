@@ -22,6 +22,14 @@ def encode(tokenizer: PreTrainedTokenizerBase, text: str, add_special_tokens: bo
     """Token ids of ``text``; with ``add_special_tokens`` the tokenizer adds what the model
     expects around a document (a bos token for Llama-style models)."""
     # BEGIN SOLUTION task 2: call the tokenizer (or tokenizer.encode) and return a plain list of ints.
+    # HINT task 2 level 1: each function of task 2 is a short, exact use of the tokenizer's own API; the work
+    #   is knowing which call adds special tokens, which drops them, and what a chat template
+    #   renders. Reading: "Summary of the tokenizers" and "Chat templates" in the transformers docs;
+    #   try each call on the fixture tokenizer in a Python shell first.
+    # HINT task 2 level 2: encode returns a plain list of ints (not a BatchEncoding, not a tensor), and
+    #   count_tokens counts what the model sees as a prompt, special tokens included. token_pieces
+    #   shows the tokenizer's own token strings (its byte-level alphabet, such as the marker for a
+    #   space), not decoded text, and no special tokens.
     return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
     # END SOLUTION
 
@@ -67,6 +75,11 @@ def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any
             of ``system``, ``user``, ``assistant``, or the tokenizer has no chat template.
     """
     # BEGIN SOLUTION task 2: validate each message (name its index in the error), then tokenizer.apply_chat_template(..., tokenize=False).
+    # HINT task 2 level 2: chat_prompt checks every message before rendering and names a bad one by its index
+    #   (messages[2]) in a ValueError; a tokenizer without a chat template is a ValueError of yours
+    #   too, not transformers' own error.
+    # HINT task 2 level 3: chat_prompt renders to text, not ids; add_generation_prompt goes to the template
+    #   unchanged (it appends the marker that opens the assistant's turn).
     check_not_empty("messages", messages)
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
@@ -85,5 +98,7 @@ def chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
     """Token ids of :func:`chat_prompt`. The template already holds the special tokens (bos and
     the role markers), so none may be added again."""
     # BEGIN SOLUTION task 2: encode the chat prompt with add_special_tokens=False (or bos appears twice).
+    # HINT task 2 level 3: chat_ids: the rendered template already starts with bos and holds the role
+    #   markers, so encoding it must add no special token, or the model sees bos twice.
     return encode(tokenizer, chat_prompt(tokenizer, messages, add_generation_prompt), add_special_tokens=False)
     # END SOLUTION

@@ -1,1 +1,5 @@
-"""Reference solution of lab 02 (the student skeleton in ``src/`` is generated from it)."""
+"""Lab 02 — vLLM from the inside: your code.
+
+Each ``TODO(lab02 task K)`` is yours to write: ``course test lab02 --task K`` checks it,
+``course hint lab02 --task K`` gives a hint (``--level 2`` a nearer one).
+"""

@@ -151,3 +151,87 @@ def test_lab_entry_commands_name_what_is_missing(course: Path) -> None:
     _one_line_error(run_cli("serve", "--impl", "nope"), "--impl must be student or solution")
     _one_line_error(run_cli("serve", cwd=course), "lab02_vllm/src/server.py", "course serve")
     _one_line_error(run_cli("bench", cwd=course), "lab05_benchmark/bench.py is not here yet")
+
+
+# --------------------------------------------------------------------------------------------
+# The CLI's promise on this course: one line, exit code 2
+
+
+def test_model_and_task_mistakes_end_in_one_line(tmp_path: Path) -> None:
+    # A relative --model is read from the caller's folder, and the message names --model.
+    line = _one_line_error(run_cli("test", "lab01", "--model", "my-model", cwd=tmp_path), "--model my-model")
+    assert str(tmp_path / "my-model") in line and "COURSE_MODEL" not in line
+    _one_line_error(run_cli("test", "lab01", "--model", "/nonexistent"), "--model /nonexistent: no such folder")
+    (tmp_path / "not-a-model").mkdir()
+    _one_line_error(run_cli("test", "lab01", "--model", str(tmp_path / "not-a-model")), "no config.json")
+    _one_line_error(run_cli("test", "lab01", "--task", "99"), "--task 99: lab01_huggingface has no such task")
+    grade_json = tmp_path / "grade.json"
+    _one_line_error(run_cli("grade", "--lab", "lab01", "--task", "99", "--json", str(grade_json)), "--task 99")
+    assert "--task 99" in json.loads(grade_json.read_text())["problem"]
+
+
+def test_hint_prints_level_by_level_and_names_what_is_missing() -> None:
+    first = run_cli("hint", "lab01", "--task", "3")
+    assert first.returncode == 0, first.stderr
+    assert "lab01 task 3, hint level 1 of 3:" in first.stdout and "level 2 of 3" not in first.stdout
+    assert "course hint lab01 --task 3 --level 2" in first.stdout
+    more = run_cli("hint", "lab01", "--task", "3", "--level", "2")
+    assert "hint level 1 of 3" in more.stdout and "hint level 2 of 3" in more.stdout
+    assert "(decode)" in more.stdout and "(stop_ids)" in more.stdout
+    _one_line_error(run_cli("hint", "lab01", "--task", "3", "--level", "9"), "--level 9", "levels 1 to 3")
+    _one_line_error(run_cli("hint", "lab01", "--task", "99"), "no hints for task 99")
+
+
+# --------------------------------------------------------------------------------------------
+# Which checkout: the one the command is typed in
+
+
+def _cli_installed_in(installed: Path, cwd: Path, *args: str, **env_extra: str):
+    """``course ARGS`` typed in ``cwd`` with ``course`` installed from the checkout ``installed``."""
+    import subprocess
+    import sys
+
+    from .helpers import child_env
+
+    env = {**child_env(installed), **env_extra}
+    # -P: the folder typed in is not put first on sys.path, as with the installed `course` script.
+    return subprocess.run([sys.executable, "-P", "-m", "shared.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_a_command_typed_in_another_checkout_tests_that_checkout(demo_course: Path, tmp_path: Path) -> None:
+    from .helpers import make_demo_course, write_files
+
+    other = make_demo_course(tmp_path / "other")
+    write_files(other, {f"{DEMO_LAB}/tests/test_more.py": (
+        "import pytest\n\n\n@pytest.mark.task(2)\n@pytest.mark.points(1)\ndef test_only_here():\n    pass\n")})
+    run = _cli_installed_in(demo_course, other / DEMO_LAB, "test", "demo", "--task", "2", "--impl", "solution",
+                            "--", "-q")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"this folder's checkout is {other} (course was installed from {demo_course})" in run.stdout
+    assert "3 passed" in run.stdout  # the other checkout's tests (test_only_here included)
+
+    refused = _cli_installed_in(demo_course, other, "test", "demo", COURSE_INSTALLED_CHECKOUT="elsewhere")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert str(other) in refused.stderr and str(demo_course) in refused.stderr and "pip install -e" in refused.stderr
+
+
+def test_the_student_edition_tests_its_own_code_and_carries_its_hints(demo_course: Path, tmp_path: Path) -> None:
+    from .helpers import make_demo_course
+
+    course = make_demo_course(tmp_path / "course")
+    solution = course / DEMO_LAB / "solution" / "calc.py"
+    solution.write_text(solution.read_text().replace(
+        "    # BEGIN SOLUTION task 2: multiply x by factor.\n",
+        "    # BEGIN SOLUTION task 2: multiply x by factor.\n    # HINT task 2 level 1: a product.\n"))
+    edition = tmp_path / "edition"
+    assert run_cli("release", "--out", str(edition), cwd=course).returncode == 0
+    # Typed in the edition, `course` installed from the instructor's course: the edition's skeleton runs.
+    run = _cli_installed_in(course, edition, "test", "demo", "--task", "2", "--", "-q")
+    assert run.returncode == 1 and "2 failed" in run.stdout, run.stdout + run.stderr
+    assert "lab01 task 2: scale is not written yet" in run.stdout
+    hint = _cli_installed_in(course, edition, "hint", "demo", "--task", "2")
+    assert hint.returncode == 0 and "(scale) a product." in hint.stdout, hint.stdout + hint.stderr
+    check = _cli_installed_in(course, edition, "check")
+    assert f"Course checkout tested: {edition} (this folder's; course was installed from {course})" \
+        in " ".join(check.stdout.split()), check.stdout

@@ -139,3 +139,40 @@ def test_two_processes_building_the_same_fixture_get_one_intact_folder(tmp_path:
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert (model.config.hidden_size, model.config.num_hidden_layers) == (64, 1)
     assert len(AutoTokenizer.from_pretrained(folder)) == model.config.vocab_size
+
+
+HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "w")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_waiting_on_the_fixture_lock_says_so_and_stops_the_time_limit(tmp_path: Path,
+                                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    import signal
+    import time
+
+    lock = tmp_path / ".fixture-x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock), "1.5"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+
+    def over_time(signum: int, frame: object) -> None:
+        raise TimeoutError("the time limit counted the wait")
+
+    previous = signal.signal(signal.SIGALRM, over_time)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.8)  # as pytest-timeout's signal method arms it
+        started = time.monotonic()
+        with models._locked(lock):
+            waited = time.monotonic() - started
+        left, _ = signal.setitimer(signal.ITIMER_REAL, 0)  # disarm; what was left of the limit
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        holder.wait(timeout=30)
+    assert waited > 0.8  # longer than the limit, which did not fire
+    assert 0.5 < left <= 0.8  # re-armed with what was left before the wait
+    assert f"{models.LOCK_WAIT_MESSAGE} (fixture-x, lock {lock})" in capfd.readouterr().err

@@ -146,7 +146,7 @@ def test_task_option_runs_only_that_tasks_tests(demo_course: Path, tmp_path: Pat
                                  f"{DEMO_LAB}/tests/test_calc.py::test_sum_then_scale"]
     assert {r["task"] for r in collected.values()} == {2}
     assert set(results) == set(collected)
-    assert "2 passed, 4 deselected" in run.stdout
+    assert "2 passed, 3 deselected" in run.stdout  # the hidden file, task 1 only, is not even imported
 
     both = run_pytest(demo_course, f"{DEMO_LAB}/tests", "--impl=solution", "--task=1", "--task=2")
     assert "6 passed" in both.stdout and "deselected" not in both.stdout
@@ -244,6 +244,14 @@ def test_the_profile():
 
 @pytest.mark.task(1)
 @pytest.mark.points(1)
+def test_no_explain_phase():
+    from hypothesis import Phase
+
+    assert Phase.explain not in settings().phases and Phase.shrink in settings().phases
+
+
+@pytest.mark.task(1)
+@pytest.mark.points(1)
 @settings(max_examples=2)
 @given(st.integers())
 def test_slow_examples(x):
@@ -266,9 +274,38 @@ def test_grading_runs_hypothesis_without_a_deadline(tmp_path: Path) -> None:
                               cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
     # Outside grading the profile is Hypothesis's own ("default", or "ci" where a CI variable is set, which
-    # drops the deadline too): only the grading run may load the course's. (The slow test would fail in a
-    # plain run off CI, slowly: it is shrunk.)
+    # drops the deadline too) less its explain phase: only the grading run may load the course's. (The slow
+    # test would fail in a plain run off CI, slowly: it is shrunk.)
     plain = pytest_run("-k", "test_the_profile")
     assert plain.returncode == 1 and "AssertionError" in plain.stdout, plain.stdout[-2000:]
     graded = pytest_run(f"--course-results={tmp_path / 'r.jsonl'}")
-    assert graded.returncode == 0 and "2 passed" in graded.stdout, graded.stdout[-2000:]
+    assert graded.returncode == 0 and "3 passed" in graded.stdout, graded.stdout[-2000:]
+    # Hypothesis's "explain" phase is off in every run (its report points into library code).
+    unexplained = pytest_run("-k", "test_no_explain_phase")
+    assert unexplained.returncode == 0 and "1 passed" in unexplained.stdout, unexplained.stdout[-2000:]
+
+
+def test_task_option_does_not_import_other_tasks_files(tmp_path: Path) -> None:
+    root = copy_course_base(tmp_path / "course")
+    marks = "import pytest\n\npytestmark = pytest.mark.task({})\n\n\n@pytest.mark.points(1)\ndef test_{}():\n    pass\n"
+    write_files(root, {
+        "lab07_t/tests/test_task1_a.py": marks.format(1, "one"),
+        "lab07_t/tests/test_task2_b.py": 'raise RuntimeError("task 2\'s file was imported")\n' + marks.format(2, "two"),
+        # Tasks the text does not state (a variable): collected, and the --task filter decides as before.
+        "lab07_t/tests/test_unstated.py": "import pytest\n\nK = 1\npytestmark = pytest.mark.task(K)\n\n\n"
+                                          "@pytest.mark.points(1)\ndef test_unstated():\n    pass\n",
+        "lab07_t/tests/hidden/test_hidden_mixed.py": "import pytest\n\n\n@pytest.mark.task(2)\n@pytest.mark.points(1)\n"
+                                                     "def test_h2():\n    pass\n\n\n@pytest.mark.task(1)\n"
+                                                     "@pytest.mark.points(1)\ndef test_h1():\n    pass\n",
+    })
+    run = run_pytest(root, "lab07_t/tests", "--task=1", "-q")
+    assert run.returncode == 0, run.stdout
+    assert "3 passed, 1 deselected" in run.stdout  # test_one, test_unstated, test_h1; test_h2 deselected
+    whole = run_pytest(root, "lab07_t/tests", "-q")
+    assert whole.returncode == 2 and "task 2's file was imported" in whole.stdout  # so the file really is skipped
+
+
+def test_a_missing_model_folder_is_a_usage_error_naming_the_option(demo_course: Path, tmp_path: Path) -> None:
+    run = run_pytest(demo_course, f"{DEMO_LAB}/tests", f"--model={tmp_path / 'nowhere'}")
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"--model {tmp_path / 'nowhere'}: no such folder" in run.stderr and "COURSE_MODEL" not in run.stderr

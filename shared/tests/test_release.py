@@ -8,7 +8,7 @@ import pytest
 
 from shared.paths import ROOT, lab_dirs
 from shared.release import ReleaseError, course_files, find_leaks, left_out, solution_lines, write_release
-from shared.stubs import write_skeletons
+from shared.stubs import hints_json, write_skeletons
 
 from .helpers import DEMO_LAB, DEMO_SOLUTION, DEMO_TESTS, write_files
 
@@ -117,7 +117,9 @@ def test_release_of_the_real_course(tmp_path: Path) -> None:
     out = tmp_path / "edition"
     summary = write_release(out)
     written = _files(out)
-    assert written == {str(p) for p in course_files() if not left_out(p)}
+    hints = {f"{lab.name}/hints.json" for lab in lab_dirs() if (lab / "solution").is_dir() and hints_json(lab)}
+    assert "lab01_huggingface/hints.json" in hints  # generated from solution/ for `course hint`
+    assert written == {str(p) for p in course_files() if not left_out(p)} | hints
     assert {"pyproject.toml", "conftest.py", "shared/cli.py", "shared/pytest_plugin.py"} <= written
     for path in written:
         parts = Path(path).parts
@@ -246,3 +248,31 @@ def test_a_paragraph_marked_allowed_is_no_leak(tmp_path: Path) -> None:
     with pytest.raises(ReleaseError) as error:  # the unmarked paragraph still counts
         write_release(out, root=root)
     assert str(error.value).count("tests/oracle.py holds solution line") == 1
+
+
+def test_blind_rounds_and_the_hints_source_stay_out_and_the_hints_come_in(tmp_path: Path) -> None:
+    import json
+
+    root = _course(tmp_path / "course")
+    hinted = DEMO_SOLUTION.replace("    # BEGIN SOLUTION task 2: multiply x by factor.\n",
+                                   "    # BEGIN SOLUTION task 2: multiply x by factor.\n"
+                                   "    # HINT task 2 level 1: scale is a product; see the docstring.\n")
+    write_files(root, {f"{DEMO_LAB}/instructor/blind/round1.py": "MUTANTS = []\n",
+                       f"{DEMO_LAB}/solution/calc.py": hinted})
+    write_skeletons(root)
+    out = tmp_path / "edition"
+    write_release(out, root=root)
+    assert left_out(Path(DEMO_LAB) / "instructor" / "blind" / "round1.py")
+    assert not (out / DEMO_LAB / "instructor").exists()
+    assert "HINT" not in (out / DEMO_LAB / "src" / "calc.py").read_text()
+    hints = json.loads((out / DEMO_LAB / "hints.json").read_text())
+    assert hints["tasks"] == {"2": {"1": [{"function": "scale", "text": "scale is a product; see the docstring."}]}}
+
+
+def test_a_hint_that_gives_a_solution_line_away_is_a_leak(tmp_path: Path) -> None:
+    root = _course(tmp_path / "course")
+    leaking = f"    return product\n    # HINT task 2 level 1: write {LEAKED_LINE} and return it.\n"
+    write_files(root, {f"{DEMO_LAB}/solution/calc.py": DEMO_SOLUTION.replace("    return product\n", leaking)})
+    write_skeletons(root)
+    with pytest.raises(ReleaseError, match=f"{DEMO_LAB}/hints.json holds solution line"):
+        write_release(tmp_path / "edition", root=root)

@@ -315,3 +315,82 @@ def test_every_real_skeleton_is_valid_python() -> None:
     for lab in lab_dirs():
         for path in (lab / "src").rglob("*.py"):
             ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Hints: beside the answer in solution/, stripped from the skeleton, read level by level
+
+HINTED = '''\
+"""Hinted."""
+
+
+def double(x: int) -> int:
+    """Twice x."""
+    # HINT task 1 level 2: beside the block: stripped from the skeleton too.
+    # BEGIN SOLUTION task 1: double it.
+    # HINT task 1 level 1: what to achieve; reading: the docstring.
+    #   A continuation line.
+    result = x * 2
+    return result
+    # END SOLUTION
+
+
+def halve(x: int) -> int:
+    """Half x."""
+    # BEGIN SOLUTION task 1: halve it.
+    # HINT task 1 level 1: halve's part of level 1.
+    return x // 2
+    # END SOLUTION
+'''
+
+
+def test_hints_are_read_by_task_and_level_and_stripped_from_the_skeleton(tmp_path: Path) -> None:
+    from shared.stubs import hints_json, lab_hints, parse_hints
+
+    lab = tmp_path / "lab07_hints"
+    path = _write(lab / "solution" / "calc.py", HINTED)
+    assert [(h.task, h.level, h.function, h.text) for h in parse_hints(path)] == [
+        (1, 2, "double", "beside the block: stripped from the skeleton too."),
+        (1, 1, "double", "what to achieve; reading: the docstring. A continuation line."),
+        (1, 1, "halve", "halve's part of level 1."),
+    ]
+    skeleton = stub_source(path, lab.name)
+    assert "HINT" not in skeleton and "continuation" not in skeleton
+    assert skeleton.count("raise NotImplementedError") == 2
+    hints = lab_hints(lab)
+    assert [e["text"] for e in hints[1][1]] == ["what to achieve; reading: the docstring. A continuation line.",
+                                                "halve's part of level 1."]
+    assert list(hints[1]) == [1, 2]
+    assert '"function": "halve"' in hints_json(lab) and "calc.py:" not in hints_json(lab)
+
+
+@pytest.mark.parametrize(("hint", "message"), [
+    ("# HINT task 1: no level", "must read '# HINT task K level N: text'"),
+    ("# HINT task 1 level 0: from 1", "must read"),
+    ("# HINT task 1 level 4: a gap", r"task 1's hint levels are \[1, 2, 4\]"),
+    ("# HINT task 9 level 1: no such block", "hints for task 9, which has no solution block"),
+])
+def test_malformed_hints_are_refused(tmp_path: Path, hint: str, message: str) -> None:
+    from shared.stubs import lab_hints
+
+    lab = tmp_path / "lab07_hints"
+    _write(lab / "solution" / "calc.py", HINTED.replace("    return x // 2\n", f"    {hint}\n    return x // 2\n"))
+    with pytest.raises(MarkerError, match=message):
+        lab_hints(lab)
+
+
+def test_the_real_hints_parse_and_lab01_has_some() -> None:
+    from shared.stubs import lab_hints
+
+    hints = {lab.name: lab_hints(lab) for lab in lab_dirs() if (lab / "solution").is_dir()}
+    assert {2, 3} <= set(hints["lab01_huggingface"])
+    for task in (2, 3):
+        assert list(hints["lab01_huggingface"][task]) == [1, 2, 3]
+
+
+def test_the_skeleton_package_does_not_call_itself_the_reference() -> None:
+    for lab in lab_dirs():
+        init = lab / "src" / "__init__.py"
+        if (lab / "solution").is_dir() and init.exists():
+            text = init.read_text(encoding="utf-8")
+            assert "reference" not in text and "your code" in text, (init, text)
