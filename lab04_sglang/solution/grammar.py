@@ -31,6 +31,10 @@ from typing import Any
 MAX_CODEPOINT = 0x10FFFF
 SURROGATES = (0xD800, 0xDFFF)
 MAX_REPEAT = 1000  # a bounded repeat is unrolled: {0,100000} would build 100000 NFA copies
+#: The most NFA states one pattern may build. A schema or regex arrives in a request, and nested
+#: repeats multiply ((a{1000}){1000} is a million copies): past this, compiling is refused up front
+#: (``nfa_size``) instead of stalling the server.
+MAX_NFA_STATES = 250_000  # about 2 s of compiling on one core
 
 
 class GrammarError(ValueError):
@@ -373,15 +377,46 @@ def parse_regex(pattern: str) -> Node:
 # --------------------------------------------------------------------------------------------
 # JSON Schema
 
-#: Keywords that describe a schema without constraining the text: ignored.
-ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
-               "deprecated", "readOnly", "writeOnly"}
-#: JSON string characters: anything but '"', '\' and control characters, or an escape.
+#: The keywords of JSON Schema (drafts 4 to 2020-12) that constrain an instance. A keyword here that
+#: the compiler does not handle is refused by name; any other keyword (``title``, ``description``,
+#: ``examples``, ``$comment``, an extension such as ``x-order`` or ``markdownDescription``) only
+#: describes the schema and is ignored, as ``jsonschema`` and xgrammar ignore it.
+CONSTRAINING = {
+    # applicators
+    "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies",
+    "prefixItems", "items", "additionalItems", "contains", "properties", "patternProperties",
+    "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+    # validation
+    "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
+    "maxContains", "minContains", "maxProperties", "minProperties", "required", "dependentRequired",
+    "format",  # an annotation to jsonschema by default, but a client sending it expects it honoured
+    # references
+    "$ref", "$dynamicRef", "$recursiveRef", "$defs", "definitions",
+}
+#: The constraining keywords this compiler handles (``additionalProperties`` only as ``false``).
+SUPPORTED = {"type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
+             "minLength", "maxLength", "enum", "const", "anyOf", "$ref", "$defs", "definitions"}
+# ASCII sets are one ByteSet each (one NFA state), not an Alt of ranges: JSON_CHAR is repeated up
+# to maxLength times, so its size multiplies.
+HEX_DIGIT = ByteSet(((0x30, 0x39), (0x41, 0x46), (0x61, 0x66)))
+D_DIGIT = ByteSet(((0x44, 0x44), (0x64, 0x64)))  # 'D' or 'd': the first hex digit of a surrogate
+#: ``u`` and the four hex digits of a code point outside the surrogates (U+D800-U+DFFF).
+U_ESCAPE = seq(literal("u"), alt(
+    seq(ByteSet(((0x30, 0x39), (0x41, 0x43), (0x45, 0x46), (0x61, 0x63), (0x65, 0x66))), HEX_DIGIT, HEX_DIGIT,
+        HEX_DIGIT),
+    seq(D_DIGIT, ByteSet(((0x30, 0x37),)), HEX_DIGIT, HEX_DIGIT)))
+#: An escaped surrogate pair (``\ud83c\udf55`` is one character, 🍕, as ``json.loads`` reads it
+#: and as ``minLength`` counts it); a lone escaped surrogate is no character and is not allowed.
+SURROGATE_PAIR = seq(literal("u"), D_DIGIT, ByteSet(((0x38, 0x39), (0x41, 0x42), (0x61, 0x62))), HEX_DIGIT,
+                     HEX_DIGIT, literal("\\u"), D_DIGIT, ByteSet(((0x43, 0x46), (0x63, 0x66))), HEX_DIGIT,
+                     HEX_DIGIT)
+#: One JSON string character: anything but '"', '\' and control characters, or an escape.
 JSON_CHAR = alt(
     codepoints(complement([(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C)])),
-    seq(literal("\\"), codepoints([(0x22, 0x22), (0x2F, 0x2F), (0x5C, 0x5C), (0x62, 0x62),
-                                   (0x66, 0x66), (0x6E, 0x6E), (0x72, 0x72), (0x74, 0x74)])),
-    seq(literal("\\u"), Repeat(codepoints([(0x30, 0x39), (0x41, 0x46), (0x61, 0x66)]), 4, 4)),
+    seq(literal("\\"), alt(ByteSet(((0x22, 0x22), (0x2F, 0x2F), (0x5C, 0x5C), (0x62, 0x62), (0x66, 0x66),
+                                   (0x6E, 0x6E), (0x72, 0x72), (0x74, 0x74))),
+                          U_ESCAPE, SURROGATE_PAIR)),
 )
 ONE_TO_NINE, DIGIT_NODE = codepoints([(0x31, 0x39)]), codepoints(DIGIT)
 INTEGER = seq(Repeat(literal("-"), 0, 1),
@@ -403,7 +438,9 @@ def load_schema(schema: Any) -> dict:
 
     Raises:
         GrammarError: the schema is not valid JSON (naming the offset) or not a valid JSON
-            Schema (naming the failing keyword, via ``jsonschema``'s meta-schema check).
+            Schema (naming the failing keyword, via ``jsonschema``'s meta-schema check: the draft
+            its ``$schema`` names, Draft 2020-12 when it names none; a ``$schema`` jsonschema does
+            not know is refused).
     """
     if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
         schema = schema.model_json_schema()
@@ -416,11 +453,18 @@ def load_schema(schema: Any) -> dict:
         raise GrammarError(f"json_schema must be an object (a dict), got {type(schema).__name__}")
     import jsonschema
 
+    validator = jsonschema.validators.validator_for(schema, default=None)
+    if validator is None:
+        if "$schema" in schema:  # jsonschema would fall back to its newest draft, with a warning
+            raise GrammarError(f"json_schema $schema {schema['$schema']!r} is not a meta-schema jsonschema "
+                               "knows (draft-04, -06, -07, 2019-09 or 2020-12)")
+        validator = jsonschema.Draft202012Validator
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
+        validator.check_schema(schema)
     except jsonschema.SchemaError as error:
         where = "/".join(str(p) for p in error.absolute_path) or "the root"
-        raise GrammarError(f"json_schema is not a valid JSON Schema at {where}: {error.message}") from None
+        draft = validator.META_SCHEMA.get("$schema", "its draft")
+        raise GrammarError(f"json_schema is not a valid JSON Schema ({draft}) at {where}: {error.message}") from None
     return schema
 
 
@@ -434,16 +478,13 @@ class _SchemaCompiler:
 
     def node(self, schema: Any, where: str = "#") -> Node:
         """The pattern tree for one (sub)schema; ``where`` is its JSON pointer, for messages."""
-        # BEGIN SOLUTION task 1: reject unknown keywords by name; then const, enum, $ref (resolve it in #/$defs, error on recursion), anyOf, a list of types, and one branch per type.
+        # BEGIN SOLUTION task 1: refuse by name a keyword that is in CONSTRAINING but not in SUPPORTED (ignore any other); then const, enum, $ref (resolve it in #/$defs, error on recursion), anyOf, a list of types, and one branch per type.
         if schema is True:
             raise GrammarError(f"json_schema at {where} is `true` (any value): not supported")
         if not isinstance(schema, dict):
             raise GrammarError(f"json_schema at {where} must be an object, got {schema!r}")
-        known = ANNOTATIONS | {"type", "properties", "required", "items", "minItems", "maxItems",
-                               "minLength", "maxLength", "enum", "const", "anyOf", "$ref", "$defs",
-                               "definitions", "additionalProperties"}
         for keyword in schema:
-            if keyword not in known:
+            if keyword in CONSTRAINING and keyword not in SUPPORTED:
                 raise self.unsupported(keyword, where)
         if schema.get("additionalProperties", False) is not False:
             raise self.unsupported("additionalProperties", where)
@@ -490,7 +531,7 @@ class _SchemaCompiler:
 
     def object_node(self, schema: dict, where: str) -> Node:
         """``{"key": value, ...}`` with the properties in the schema's order; optional ones may be left out."""
-        # BEGIN SOLUTION task 1: properties in order, each '"key": value'; ', ' only between two present ones; required ones always present (a required key that is not a property is an error); no properties: '{}'.
+        # BEGIN SOLUTION task 1: properties in order, each '"key": value'; ', ' only between two present ones; required ones always present (a required key that is not a property is an error); no properties: '{}'. Stay polynomial: one option per possible first member, each followed by the later members after ', ' (a choice per optional property that copies the rest of the object doubles the automaton each time: 2^n, refused past MAX_NFA_STATES).
         properties = schema.get("properties", {})
         required = schema.get("required", [])
         for name in required:
@@ -500,14 +541,26 @@ class _SchemaCompiler:
                         self.node(sub, f"{where}/properties/{name}")), name in required)
                    for name, sub in properties.items()]
 
-        def rest(i: int, first: bool) -> Node:  # members i.. when `first` means none came before
-            if i == len(members):
-                return EMPTY
+        # After the first present member, each later one comes after ', ' (an optional one may be
+        # left out): later[i] is members i.. in that position, built once and shared.
+        later: list[Node] = [EMPTY] * (len(members) + 1)
+        for i in reversed(range(len(members))):
             member, needed = members[i]
-            present = seq(member if first else seq(literal(ITEM_SEPARATOR), member), rest(i + 1, False))
-            return present if needed else alt(present, rest(i + 1, first))
-
-        return seq(literal("{"), rest(0, True), literal("}"))
+            after_comma = seq(literal(ITEM_SEPARATOR), member)
+            later[i] = seq(after_comma if needed else Repeat(after_comma, 0, 1), later[i + 1])
+        # The first present member is some k with every member before k optional (left out); it is
+        # the first required one at the latest. One option per such k, each followed by the shared
+        # tail: the tree is linear in the members and Thompson's NFA at most quadratic (each option
+        # gets its own copy of its tail), where a choice per optional member that copies the rest
+        # doubles it each time (2^n).
+        options: list[Node] = []
+        for k, (member, needed) in enumerate(members):
+            options.append(seq(member, later[k + 1]))
+            if needed:
+                break
+        else:
+            options.append(EMPTY)  # no required member: '{}' too
+        return seq(literal("{"), Alt(tuple(options)), literal("}"))
         # END SOLUTION
 
     def array_node(self, schema: dict, where: str) -> Node:
@@ -515,6 +568,9 @@ class _SchemaCompiler:
         # BEGIN SOLUTION task 1: 'items' is needed; items joined by ', '; minItems 0 also allows '[]'; maxItems 0 only '[]'; minItems > maxItems can never match.
         if "items" not in schema:
             raise GrammarError(f"json_schema at {where}: an array needs 'items' (any value is not supported)")
+        if isinstance(schema["items"], list):
+            raise GrammarError(f"json_schema at {where}: 'items' as a list (tuple validation, draft-07 and "
+                               "before) is not supported")
         low, high = schema.get("minItems", 0), schema.get("maxItems")
         if high is not None and high < low:
             raise GrammarError(f"json_schema at {where}: minItems {low} is above maxItems {high}: nothing can match")
@@ -549,7 +605,10 @@ def schema_node(schema: Any) -> Node:
     Supported: ``type`` object (``properties``, ``required``; no additional properties),
     array (``items``, ``minItems``, ``maxItems``), string (``minLength``, ``maxLength``),
     integer, number, boolean, null, and a list of types; ``enum``, ``const``, ``anyOf``,
-    local ``$ref`` into ``$defs``. Annotations (title, description, default...) are ignored.
+    local ``$ref`` into ``$defs``. Keywords that do not constrain (title, description, examples,
+    ``x-*`` extensions...) are ignored; ``$schema`` picks the draft the schema is checked against.
+    A string's length counts characters as ``json.loads`` reads them (an escape, or an escaped
+    surrogate pair, is one); a lone escaped surrogate is never written.
 
     Raises:
         GrammarError: an invalid schema, an unsupported keyword (named, with its JSON pointer),
@@ -561,6 +620,33 @@ def schema_node(schema: Any) -> Node:
 
 # --------------------------------------------------------------------------------------------
 # NFA and lazy DFA
+
+
+def nfa_size(node: Node) -> int:
+    """How many NFA states Thompson's construction of ``node`` makes (``Automaton._build``'s count).
+
+    Counted over the tree without building anything, each shared sub-tree once, so that a pattern
+    too big to build is refused before it costs time and memory."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, ByteSet):
+            total = 1
+        elif isinstance(node, Seq):
+            total = sum(size(item) for item in node.items)
+        elif isinstance(node, Alt):
+            total = 1 + sum(1 + size(option) for option in node.options)
+        else:
+            item = size(node.item)
+            total = node.low * item + 1 + (item if node.high is None else (node.high - node.low) * item)
+        sizes[id(node)] = total
+        return total
+
+    return size(node)
+
 
 
 class Automaton:
@@ -577,6 +663,11 @@ class Automaton:
         # NFA: byte-range edges and epsilon edges per state; state 0 starts, self.final accepts.
         self.edges: list[list[tuple[int, int, int]]] = []
         self.epsilons: list[list[int]] = []
+        states = nfa_size(node)
+        if states > MAX_NFA_STATES:
+            raise GrammarError(f"{source} would compile to {states:,} automaton states, over the limit of "
+                               f"{MAX_NFA_STATES:,} (grammar.MAX_NFA_STATES): simplify it (fewer optional "
+                               "properties, smaller bounds)")
         start = self._new_state()
         self.final = self._build(node, start)
         self._trim(start)

@@ -56,6 +56,23 @@ def check_json_completion(text: str, schema: dict) -> None:
     jsonschema.validate(json.loads(text), schema)
 
 
+def canonical_validator(schema: dict):
+    """jsonschema's validator for the schema's draft, plus the one rule of task 1's canonical JSON
+    that JSON Schema leaves open: an object's properties come in the order ``properties`` lists
+    them. (Extra properties are the schema's to refuse: the generated schemas say
+    ``"additionalProperties": false``, which is what task 1 compiles.)"""
+    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+
+    def properties_in_order(validator, properties, instance, subschema):
+        yield from base.VALIDATORS["properties"](validator, properties, instance, subschema)
+        if validator.is_type(instance, "object"):
+            listed = [key for key in instance if key in properties]
+            if listed != [key for key in properties if key in instance]:
+                yield jsonschema.ValidationError(f"properties {listed} are not in the order {list(properties)}")
+
+    return jsonschema.validators.extend(base, {"properties": properties_in_order})(schema)
+
+
 def check_regex_completion(text: str, pattern: str) -> None:
     assert re.fullmatch(pattern, text, re.ASCII), f"{text!r} does not fully match {pattern!r}"
 
@@ -155,7 +172,7 @@ NAMES = st.text("abcdefgh", min_size=1, max_size=5)
 
 def _object(props: dict, required_mask: list[bool]) -> dict:
     names = list(props)
-    return {"type": "object", "properties": props,
+    return {"type": "object", "properties": props, "additionalProperties": False,
             "required": [n for n, keep in zip(names, required_mask, strict=False) if keep]}
 
 
