@@ -63,9 +63,9 @@ def stop_ids(model: PreTrainedModel, eos_token_id: int | list[int] | None = None
     # HINT task 3 level 1: stop_ids turns every way of naming the end-of-sequence token into one set, so
     #   that the loop needs a single membership test. Reading: the generation configuration in the
     #   transformers "Generation" docs (its eos_token_id may be one id, a list of ids, or None).
-    # HINT task 3 level 2: stop_ids: an explicit argument wins over the model's generation config; "no eos at
+    # HINT task 3 level 2: an explicit argument wins over the model's generation config; "no eos at
     #   all" is an empty set, not an error; id 0 is a real token, so test for None, never for truth.
-    # HINT task 3 level 3: stop_ids: fall back to the generation config only when the argument is None, then
+    # HINT task 3 level 3: fall back to the generation config only when the argument is None, then
     #   branch on the type of what you have: None, a single int, or an iterable of ids (made ints).
     if eos_token_id is None:
         eos_token_id = model.generation_config.eos_token_id
@@ -104,13 +104,13 @@ def decode(model: PreTrainedModel, prompt_ids: list[int], max_new_tokens: int, p
     # HINT task 3 level 1: decode generates at most max_new_tokens tokens, asking pick_token for each, and
     #   stops right after a stop id (which is kept). Both modes must give the same tokens: only the
     #   work per step differs. Reading: the "Caching" page of the transformers docs (past_key_values)
-    #   and the TokenPicker comment at the top of this file.
-    # HINT task 3 level 2: decode: arguments are checked before the model runs. The picker always gets the
+    #   and the TokenPicker comment at the top of src/generation.py.
+    # HINT task 3 level 2: arguments are checked before the model runs. The picker always gets the
     #   last position's logits as float32, shape (1, vocab), and the whole sequence so far, shape
     #   (1, seq): prompt and generated tokens. Uncached, every step recomputes the full sequence;
     #   cached, the first forward sees the whole prompt and every later one exactly one token plus
     #   the cache the previous forward returned. The result holds the generated ids only.
-    # HINT task 3 level 3: decode: keep three things across steps: the sequence (for the picker and the
+    # HINT task 3 level 3: keep three things across steps: the sequence (for the picker and the
     #   uncached path), the cache the model returned, and what to feed next (the prompt at first,
     #   then a (1, 1) tensor of the new token). Each step: logits, pick, append the int, stop on a
     #   stop id, else extend the sequence. No gradients are needed anywhere in the loop.

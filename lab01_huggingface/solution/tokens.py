@@ -98,7 +98,7 @@ def chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
     """Token ids of :func:`chat_prompt`. The template already holds the special tokens (bos and
     the role markers), so none may be added again."""
     # BEGIN SOLUTION task 2: encode the chat prompt with add_special_tokens=False (or bos appears twice).
-    # HINT task 2 level 3: chat_ids: the rendered template already starts with bos and holds the role
+    # HINT task 2 level 3: the rendered template already starts with bos and holds the role
     #   markers, so encoding it must add no special token, or the model sees bos twice.
     return encode(tokenizer, chat_prompt(tokenizer, messages, add_generation_prompt), add_special_tokens=False)
     # END SOLUTION
