@@ -57,6 +57,10 @@ GGML_TYPE_IDS = {name: type_id for type_id, (name, _, _) in GGML_TYPES.items()}
 MIN_KV_BYTES = 8 + 4 + 1  # an empty key, a value type, the smallest value
 MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # an empty name, n_dims, a type, an offset
 MAX_DIMS = 4  # GGML_MAX_DIMS
+#: The deepest an array may nest (an array of arrays is depth 2). The spec sets no limit and
+#: llama.cpp refuses any array of arrays; gguf-py reads them. A file from outside could nest 1,000
+#: deep, which a recursive reader must refuse before Python's own recursion limit does.
+MAX_ARRAY_DEPTH = 16
 
 
 class GGUFError(ValueError):
@@ -169,18 +173,19 @@ def read_string(reader: ByteReader, what: str) -> str:
     # END SOLUTION
 
 
-def read_value(reader: ByteReader, value_type: int, what: str) -> Any:
+def read_value(reader: ByteReader, value_type: int, what: str, depth: int = 1) -> Any:
     """One metadata value of type ``value_type`` (a key of ``VALUE_TYPES``).
 
     Numbers and bools come back as Python scalars, strings as ``str``, arrays as lists (an array
-    of arrays as a list of lists).
+    of arrays as a list of lists). ``depth``: how many arrays this value sits in, plus one (1 for
+    a metadata value itself; an element of a top-level array is read with depth 2).
 
     Raises:
-        GGUFError: an unknown value or element type, or an array count larger than the bytes left
+        GGUFError: an unknown value or element type, an array count larger than the bytes left
             could hold (checked before reading or allocating its elements; the error names the
-            offset of the count).
+            offset of the count), or arrays nested deeper than ``MAX_ARRAY_DEPTH`` (naming it).
     """
-    # BEGIN SOLUTION task 1: STRING -> read_string; ARRAY -> element type, count, then elements (recursively); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
+    # BEGIN SOLUTION task 1: STRING -> read_string; ARRAY -> refuse past MAX_ARRAY_DEPTH, then element type, count, then elements (recursively, one level deeper); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
     if value_type not in VALUE_TYPES:
         raise GGUFError(f"unknown value type {value_type} for {what} (expected one of "
                         f"{sorted(VALUE_TYPES)})", reader.offset - 4)
@@ -189,6 +194,8 @@ def read_value(reader: ByteReader, value_type: int, what: str) -> Any:
     if value_type != ARRAY:
         return reader.scalar(VALUE_TYPES[value_type][1], what)
     type_offset = reader.offset
+    if depth > MAX_ARRAY_DEPTH:
+        raise GGUFError(f"{what} nests arrays more than {MAX_ARRAY_DEPTH} deep (MAX_ARRAY_DEPTH)", type_offset)
     element_type = reader.scalar("<I", f"the element type of {what}")
     if element_type not in VALUE_TYPES:
         raise GGUFError(f"unknown array element type {element_type} for {what}", type_offset)
@@ -202,7 +209,7 @@ def read_value(reader: ByteReader, value_type: int, what: str) -> Any:
     if fmt is not None:  # fixed-size elements: one bulk read instead of `count` small ones
         dtype = np.dtype(fmt.replace("?", "b1"))
         return np.frombuffer(reader.take(count * dtype.itemsize, what), dtype=dtype).tolist()
-    return [read_value(reader, element_type, f"{what}[{i}]") for i in range(count)]
+    return [read_value(reader, element_type, f"{what}[{i}]", depth + 1) for i in range(count)]
     # END SOLUTION
 
 
@@ -230,11 +237,14 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
 
     Raises:
         GGUFError: wrong magic, unsupported version (1, or a byte-swapped big-endian file), counts
-            that cannot fit in the file, an unknown tensor type, a tensor with more than 4
-            dimensions, a misaligned tensor offset, or tensor data running past the end of the file.
-            The message names the offset and what was expected.
+            that cannot fit in the file, a duplicate metadata key, a duplicate tensor name, an
+            unknown tensor type, a tensor with more than 4 dimensions, a misaligned tensor offset,
+            tensor data running past the end of the file, or tensor data not laid out back to back
+            in the order of the infos, each padded to the alignment (overlapping regions, gaps, a
+            type or dimension that no longer fits): llama.cpp's gguf loader refuses each of these.
+            The message names the offset and what was wrong (the key, the tensor).
     """
-    # BEGIN SOLUTION task 1: header; each key/value; each tensor info; the data section starts at the end of the infos rounded up to general.alignment; check every tensor lies inside the file.
+    # BEGIN SOLUTION task 1: header; each key/value (a key seen before is an error); each tensor info (a name seen before is an error); the data section starts at the end of the infos rounded up to general.alignment (no padding when it ends on a multiple); check every tensor lies inside the file, then that each starts where the previous one ends, padded to the alignment (the first at 0).
     reader = ByteReader(data)
     magic = bytes(reader.take(4, "the magic"))
     if magic != GGUF_MAGIC:
@@ -253,15 +263,21 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
     metadata: dict[str, Any] = {}
     value_types: dict[str, int] = {}
     for index in range(kv_count):
+        key_offset = reader.offset
         key = read_string(reader, f"metadata key #{index}")
+        if key in metadata:
+            raise GGUFError(f"duplicate metadata key {key!r} (key #{index})", key_offset)
         value_types[key] = reader.scalar("<I", f"the value type of {key!r}")
         metadata[key] = read_value(reader, value_types[key], repr(key))
 
-    tensors, info_offsets = [], []
+    tensors, info_offsets, names = [], [], {}
     for index in range(tensor_count):
         start = reader.offset
         info_offsets.append(start)
         name = read_string(reader, f"the name of tensor #{index}")
+        if name in names:
+            raise GGUFError(f"duplicate tensor name {name!r} (tensors #{names[name]} and #{index})", start)
+        names[name] = index
         n_dims = reader.scalar("<I", f"the dimension count of {name!r}")
         if n_dims > MAX_DIMS:
             raise GGUFError(f"tensor {name!r} has {n_dims} dimensions; at most {MAX_DIMS} expected", start)
@@ -289,6 +305,19 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
         if end > len(data):
             raise GGUFError(f"tensor {info.name!r} needs bytes up to {end}, but the file is only "
                             f"{len(data)} bytes long (truncated?)", info_offset)
+    # llama.cpp's layout: the tensors back to back in the order of their infos, each padded to the
+    # alignment. A type or dimension changed after writing (overlapping the next tensor, or
+    # leaving a gap) no longer fits, and llama.cpp refuses the file.
+    expected, previous = 0, None
+    for info, info_offset in zip(tensors, info_offsets):
+        if info.offset != expected:
+            where = "the data section starts" if previous is None else (
+                f"tensor {previous.name!r} ({previous.type_name}, shape {previous.shape}, {previous.n_bytes} bytes) "
+                f"ends, padded to {alignment}")
+            raise GGUFError(f"tensor {info.name!r} starts at data offset {info.offset}, expected {expected}, where "
+                            f"{where}: tensor data regions overlap or leave a gap", info_offset)
+        expected += -(-info.n_bytes // alignment) * alignment
+        previous = info
     return GGUFFile(version, metadata, value_types, tensors, alignment, data_offset, data)
     # END SOLUTION
 

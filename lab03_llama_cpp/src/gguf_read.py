@@ -59,6 +59,10 @@ GGML_TYPE_IDS = {name: type_id for type_id, (name, _, _) in GGML_TYPES.items()}
 MIN_KV_BYTES = 8 + 4 + 1  # an empty key, a value type, the smallest value
 MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # an empty name, n_dims, a type, an offset
 MAX_DIMS = 4  # GGML_MAX_DIMS
+#: The deepest an array may nest (an array of arrays is depth 2). The spec sets no limit and
+#: llama.cpp refuses any array of arrays; gguf-py reads them. A file from outside could nest 1,000
+#: deep, which a recursive reader must refuse before Python's own recursion limit does.
+MAX_ARRAY_DEPTH = 16
 
 
 class GGUFError(ValueError):
@@ -156,18 +160,19 @@ def read_string(reader: ByteReader, what: str) -> str:
     raise NotImplementedError("lab03 task 1: read_string is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
 
-def read_value(reader: ByteReader, value_type: int, what: str) -> Any:
+def read_value(reader: ByteReader, value_type: int, what: str, depth: int = 1) -> Any:
     """One metadata value of type ``value_type`` (a key of ``VALUE_TYPES``).
 
     Numbers and bools come back as Python scalars, strings as ``str``, arrays as lists (an array
-    of arrays as a list of lists).
+    of arrays as a list of lists). ``depth``: how many arrays this value sits in, plus one (1 for
+    a metadata value itself; an element of a top-level array is read with depth 2).
 
     Raises:
-        GGUFError: an unknown value or element type, or an array count larger than the bytes left
+        GGUFError: an unknown value or element type, an array count larger than the bytes left
             could hold (checked before reading or allocating its elements; the error names the
-            offset of the count).
+            offset of the count), or arrays nested deeper than ``MAX_ARRAY_DEPTH`` (naming it).
     """
-    # TODO(lab03 task 1): STRING -> read_string; ARRAY -> element type, count, then elements (recursively); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
+    # TODO(lab03 task 1): STRING -> read_string; ARRAY -> refuse past MAX_ARRAY_DEPTH, then element type, count, then elements (recursively, one level deeper); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
     raise NotImplementedError("lab03 task 1: read_value is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
 
@@ -189,11 +194,14 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
 
     Raises:
         GGUFError: wrong magic, unsupported version (1, or a byte-swapped big-endian file), counts
-            that cannot fit in the file, an unknown tensor type, a tensor with more than 4
-            dimensions, a misaligned tensor offset, or tensor data running past the end of the file.
-            The message names the offset and what was expected.
+            that cannot fit in the file, a duplicate metadata key, a duplicate tensor name, an
+            unknown tensor type, a tensor with more than 4 dimensions, a misaligned tensor offset,
+            tensor data running past the end of the file, or tensor data not laid out back to back
+            in the order of the infos, each padded to the alignment (overlapping regions, gaps, a
+            type or dimension that no longer fits): llama.cpp's gguf loader refuses each of these.
+            The message names the offset and what was wrong (the key, the tensor).
     """
-    # TODO(lab03 task 1): header; each key/value; each tensor info; the data section starts at the end of the infos rounded up to general.alignment; check every tensor lies inside the file.
+    # TODO(lab03 task 1): header; each key/value (a key seen before is an error); each tensor info (a name seen before is an error); the data section starts at the end of the infos rounded up to general.alignment (no padding when it ends on a multiple); check every tensor lies inside the file, then that each starts where the previous one ends, padded to the alignment (the first at 0).
     raise NotImplementedError("lab03 task 1: parse_gguf is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
 

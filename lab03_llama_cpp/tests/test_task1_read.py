@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,7 +102,7 @@ def test_take_stops_at_the_end():
     assert "the next thing" in str(error.value)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_every_scalar_type_matches_gguf_reader(written):
     """Every scalar value type (ints of 8 to 64 bits at their limits, floats, bools, strings with
     non-ASCII text) reads as gguf.GGUFReader reads it, with the same value type ids."""
@@ -124,7 +127,7 @@ def test_arrays_and_nested_arrays(written):
     assert ours.metadata["a.nested"] == NESTED
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_tensor_table_matches_gguf_reader(written):
     """Tensor names, shapes (ggml order), types, byte sizes and absolute data offsets equal
     gguf.GGUFReader's for F32, F16, Q8_0, Q4_0 and Q6_K tensors of 1 to 3 dimensions; the data
@@ -222,3 +225,128 @@ def test_truncated_files_fail_at_or_before_the_cut(written, fraction):
     with pytest.raises(gguf_read.GGUFError) as error:
         gguf_read.parse_gguf(good[:cut])
     assert 0 <= error.value.offset <= cut
+
+
+def two_tensor_file(path: Path, tensors=(("aa", 8), ("bb", 8))) -> bytes:
+    """A small GGUF file (two string keys, F32 tensors of the given lengths) written by the gguf package."""
+    writer = gguf.GGUFWriter(path, arch="llama")
+    writer.add_string("k.one", "x")
+    writer.add_string("k.two", "y")
+    for name, length in tensors:
+        writer.add_tensor(name, np.arange(length, dtype=np.float32))
+    # leak-check: allowed, gguf.GGUFWriter's own protocol, used to write the reader's test files
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+def tensor_info_at(data: bytes, name: bytes) -> tuple[int, int]:
+    """(offset of the tensor info's dims, offset of its type) for the tensor called ``name`` (1 dimension)."""
+    dims = data.index(struct.pack("<Q", len(name)) + name) + 8 + len(name) + 4
+    return dims, dims + 8
+
+
+def patched(data: bytes, at: int, fmt: str, value: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, at, value)
+    return bytes(out)
+
+
+def outside_files(tmp_path: Path) -> dict[str, tuple[bytes, str | None]]:
+    """Files from outside: what llama.cpp's gguf loader refuses (with what our error must name) or accepts (None)."""
+    good = two_tensor_file(tmp_path / "good.gguf")
+    aa_dims, aa_type = tensor_info_at(good, b"aa")
+    bb_dims, bb_type = tensor_info_at(good, b"bb")
+    return {
+        "duplicate key": (good.replace(b"k.two", b"k.one"), "duplicate metadata key 'k.one'"),
+        "duplicate tensor name": (good.replace(b"bb", b"aa"), "duplicate tensor name 'aa'"),
+        "a dimension of 0 before another tensor": (patched(good, aa_dims, "<Q", 0), "'bb'"),
+        "a type whose size no longer fits (F32 -> F64)": (patched(good, aa_type, "<I", 28), "'bb'"),
+        "overlapping regions": (patched(good, bb_type + 4, "<Q", 0), "'bb'"),
+        "a gap": (patched(good, bb_type + 4, "<Q", 64) + bytes(64), "'bb'"),
+        "regions out of order": (patched(patched(good, bb_type + 4, "<Q", 0), aa_type + 4, "<Q", 32), "'aa'"),
+        "valid: a dimension of 0 in the last tensor": (patched(good, bb_dims, "<Q", 0), None),
+        "valid: an empty tensor written by gguf": (two_tensor_file(tmp_path / "empty.gguf", (("aa", 8), ("zz", 0),
+                                                                                           ("bb", 8))), None),
+        "valid: as written": (good, None),
+    }
+
+
+@pytest.mark.points(1)
+def test_refuses_what_llama_cpp_refuses(tmp_path):
+    """A duplicate metadata key, a duplicate tensor name, and tensor data not laid out back to back (a
+    dimension of 0 or a type that no longer fits, overlapping regions, a gap, another order) are GGUFErrors
+    naming the key or tensor; arrays nested 1,000 deep are a GGUFError naming the limit, not a RecursionError."""
+    for what, (data, named) in outside_files(tmp_path).items():
+        try:
+            gguf_read.parse_gguf(data)
+            refused = None
+        except gguf_read.GGUFError as error:
+            refused = str(error)
+        assert (refused is None) if named is None else (refused is not None and named in refused), (what, refused)
+    for levels, refused in ((gguf_read.MAX_ARRAY_DEPTH, False), (1000, True)):
+        header = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 4) + b"deep" + struct.pack("<I", 9)
+        nested = header + struct.pack("<IQ", 9, 1) * (levels - 1) + struct.pack("<IQB", 0, 1, 7)
+        if refused:
+            with pytest.raises(gguf_read.GGUFError, match="MAX_ARRAY_DEPTH"):
+                gguf_read.parse_gguf(nested)
+        else:
+            value = gguf_read.parse_gguf(nested).metadata["deep"]
+            for _ in range(levels):
+                assert isinstance(value, list) and len(value) == 1
+                value = value[0]
+            assert value == 7
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(0.5)
+def test_llama_cpps_loader_agrees(tmp_path):
+    """The same files through llama.cpp's own loader (gguf_init_from_file, in the ggml library that
+    llama-cpp-python ships): it refuses exactly the files the reader refuses."""
+    lib_dir = Path(importlib.util.find_spec("llama_cpp").origin).parent / "lib"
+    ggml = ctypes.CDLL(str(next(lib_dir.glob("*ggml-base.*"))))
+
+    class InitParams(ctypes.Structure):  # struct gguf_init_params
+        _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
+
+    ggml.gguf_init_from_file.restype = ctypes.c_void_p
+    ggml.gguf_init_from_file.argtypes = [ctypes.c_char_p, InitParams]
+    ggml.gguf_free.argtypes = [ctypes.c_void_p]
+    for what, (data, _) in outside_files(tmp_path).items():
+        path = tmp_path / "case.gguf"
+        path.write_bytes(data)
+        context = ggml.gguf_init_from_file(str(path).encode(), InitParams(True, None))
+        if context:
+            ggml.gguf_free(context)
+        try:
+            gguf_read.parse_gguf(data)
+            ours = True
+        except gguf_read.GGUFError:
+            ours = False
+        assert ours == bool(context), what
+
+
+@pytest.mark.points(0.5)
+def test_no_padding_when_the_infos_end_on_the_boundary(tmp_path):
+    """The data section starts at the end of the tensor infos rounded up to the alignment: no padding at all
+    when they already end on a multiple of it (a file gguf.GGUFReader reads with no padding)."""
+    for length in range(32):
+        path = tmp_path / f"pad{length}.gguf"
+        writer = gguf.GGUFWriter(path, arch="llama")
+        writer.add_string("pad", "x" * length)
+        writer.add_tensor("t", np.arange(8, dtype=np.float32))
+        # leak-check: allowed, gguf.GGUFWriter's own protocol, used to write the reader's test files
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        reader = gguf.GGUFReader(path)
+        field = reader.tensors[-1].field
+        infos_end = field.offset + sum(part.nbytes for part in field.parts)
+        if infos_end % 32 == 0:
+            break
+    assert infos_end % 32 == 0 and reader.data_offset == infos_end
+    assert gguf_read.read_gguf(path).data_offset == infos_end
+    compare_with_reader(path)
