@@ -277,6 +277,28 @@ def results_path(lab_dir: Path) -> Path:
 def record_results(lab_dir: Path, results: list[MutantResult]) -> None:
     """Merge ``results`` into the lab's recorded outcomes (one entry per mutant name)."""
     path = results_path(lab_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _results_locked(path):  # two runs on one lab (other tasks, other files) both keep theirs
+        _merge_results(path, results)
+
+
+@contextmanager
+def _results_locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic replace alone keeps the file whole
+        yield
+        return
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]  # no lock file in the course
+    with open(Path(tempfile.gettempdir()) / f"course-mutant-results-{key}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _merge_results(path: Path, results: list[MutantResult]) -> None:
     try:
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -285,7 +307,6 @@ def record_results(lab_dir: Path, results: list[MutantResult]) -> None:
         recorded[result.mutant.name] = {
             "edit": result.mutant.edit_hash, "outcome": result.outcome, "detail": result.detail[:500],
             "seconds": round(result.seconds, 1), "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(dict(sorted(recorded.items())), indent=1, ensure_ascii=False) + "\n"
     partial = path.with_suffix(".json.part")
     partial.write_text(text, encoding="utf-8")
