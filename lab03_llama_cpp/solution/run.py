@@ -174,9 +174,10 @@ class MemoryEstimate:
 def estimate_memory(gguf_path: str | Path, n_ctx: int, kv_bytes: int = 2) -> MemoryEstimate:
     """What loading ``gguf_path`` with a context of ``n_ctx`` tokens costs, before compute buffers.
 
-    weights = the sum of every tensor's bytes; kv_cache = 2 (K and V) x block_count x n_ctx x
-    head_count_kv x head_dim x ``kv_bytes`` (llama.cpp stores the cache in float16 by default),
-    where head_dim = ``attention.key_length`` if present, else embedding_length / head_count.
+    weights = the sum of every tensor's bytes; kv_cache = block_count x n_ctx x head_count_kv x
+    (key_length + value_length) x ``kv_bytes`` (llama.cpp stores the cache in float16 by default),
+    where key_length and value_length are ``attention.key_length`` / ``attention.value_length`` if
+    present (a model's head_dim need not be embedding_length / head_count), else that ratio.
     """
     # BEGIN SOLUTION task 5: gguf.GGUFReader: sum tensor.n_bytes; the llama.* (general.architecture) keys give the shapes.
     check_at_least("n_ctx", n_ctx, 1)
@@ -186,9 +187,10 @@ def estimate_memory(gguf_path: str | Path, n_ctx: int, kv_bytes: int = 2) -> Mem
     n_layer = fields[f"{arch}.block_count"].contents()
     n_head = fields[f"{arch}.attention.head_count"].contents()
     n_kv = fields[f"{arch}.attention.head_count_kv"].contents() if f"{arch}.attention.head_count_kv" in fields else n_head
-    key = f"{arch}.attention.key_length"
-    head_dim = fields[key].contents() if key in fields else fields[f"{arch}.embedding_length"].contents() // n_head
+    default_head_dim = fields[f"{arch}.embedding_length"].contents() // n_head
+    key_length, value_length = (fields[key].contents() if key in fields else default_head_dim
+                                for key in (f"{arch}.attention.key_length", f"{arch}.attention.value_length"))
     weights = sum(int(t.n_bytes) for t in reader.tensors)
-    kv_cache = 2 * n_layer * n_ctx * n_kv * head_dim * kv_bytes
+    kv_cache = n_layer * n_ctx * n_kv * (key_length + value_length) * kv_bytes
     return MemoryEstimate(weights, kv_cache, weights + kv_cache)
     # END SOLUTION

@@ -112,8 +112,11 @@ def layers_that_fit(gguf_path: str | Path, free_bytes: int, n_ctx: int) -> int:
     """How many transformer blocks fit in ``free_bytes`` of GPU memory: the ``-ngl`` to pass.
 
     A block costs its tensors' bytes (every ``blk.N.*`` tensor) plus its KV cache for ``n_ctx``
-    tokens (2 x n_ctx x head_count_kv x head_dim values, float16). Blocks are equal in a Llama,
-    so this is ``free_bytes // bytes_per_block``, at most ``block_count``.
+    tokens: n_ctx x head_count_kv x (key_length + value_length) values, float16. The head
+    dimensions are ``{arch}.attention.key_length`` and ``value_length`` where the file has them
+    (a model's head_dim need not be embedding_length / head_count), else embedding_length /
+    head_count. Blocks are equal in a Llama, so this is ``free_bytes // bytes_per_block``, at most
+    ``block_count``.
 
     Raises:
         ValueError: ``free_bytes`` < 0 or ``n_ctx`` < 1, naming the argument.
@@ -128,12 +131,15 @@ def layers_that_fit(gguf_path: str | Path, free_bytes: int, n_ctx: int) -> int:
     n_layer = reader.fields[f"{arch}.block_count"].contents()
     n_head = reader.fields[f"{arch}.attention.head_count"].contents()
     n_kv = reader.fields[f"{arch}.attention.head_count_kv"].contents()
-    head_dim = reader.fields[f"{arch}.embedding_length"].contents() // n_head
+    default_head_dim = reader.fields[f"{arch}.embedding_length"].contents() // n_head
+    key_length, value_length = (reader.fields[f"{arch}.attention.{name}"].contents()
+                                if f"{arch}.attention.{name}" in reader.fields else default_head_dim
+                                for name in ("key_length", "value_length"))
     block_bytes = [0] * n_layer
     for tensor in reader.tensors:
         if tensor.name.startswith("blk."):
             block_bytes[int(tensor.name.split(".")[1])] += int(tensor.n_bytes)
-    per_block = max(block_bytes) + 2 * n_ctx * n_kv * head_dim * 2
+    per_block = max(block_bytes) + n_ctx * n_kv * (key_length + value_length) * 2
     return min(n_layer, free_bytes // per_block)
     # END SOLUTION
 

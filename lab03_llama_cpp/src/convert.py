@@ -72,12 +72,120 @@ def load_config(model_dir: Path) -> dict[str, Any]:
         raise ConvertError(f"model_dir={str(model_dir)!r} is not a Llama-architecture causal LM "
                            f"(model_type {config.get('model_type')!r}, architectures {architectures}); "
                            "this converter handles LlamaForCausalLM only")
+    rope_type = rope_parameters(config).get("rope_type", "default")
+    if rope_type not in ROPE_TYPES:
+        raise ConvertError(f"model_dir={str(model_dir)!r}: rope_type {rope_type!r} is not supported "
+                           f"(this converter writes {', '.join(ROPE_TYPES)}); llama.cpp's convert_hf_to_gguf.py "
+                           "knows more of them")
     return config
+
+
+#: The rope scalings this converter writes: none, linear (two metadata keys), llama3 (a tensor).
+ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The rotary settings of ``config.json`` (given): transformers 5 writes ``rope_parameters``
+    (``rope_type``, ``rope_theta``, ``factor``, ...); older configs ``rope_scaling`` (``type`` or
+    ``rope_type``) beside a top-level ``rope_theta``."""
+    parameters = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    if "rope_type" not in parameters and "type" in parameters:
+        parameters["rope_type"] = parameters["type"]
+    return parameters
 
 
 def rope_theta(config: dict[str, Any]) -> float:
     """The rotary base: transformers 5 writes it inside ``rope_parameters`` (given)."""
-    return float((config.get("rope_parameters") or {}).get("rope_theta", config.get("rope_theta", 10000.0)))
+    return float(rope_parameters(config).get("rope_theta", config.get("rope_theta", 10000.0)))
+
+
+def rope_scaling(config: dict[str, Any], head_dim: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """What llama.cpp needs to scale the rotary positions as transformers does (given).
+
+    A port of llama.cpp's ``convert_hf_to_gguf.py`` (``TextModel.set_gguf_parameters`` and
+    ``LlamaModel.generate_extra_tensors``), which is what llama.cpp's loader reads back:
+
+    - no scaling (``rope_type`` absent or ``"default"``): nothing;
+    - ``"linear"`` (every position divided by ``factor``): the keys ``llama.rope.scaling.type``
+      = ``"linear"`` and ``llama.rope.scaling.factor``;
+    - ``"llama3"`` (long wavelengths divided by ``factor``, short ones kept, a smooth ramp between):
+      no keys, but a tensor ``rope_freqs.weight`` of ``head_dim // 2`` float32 factors by which
+      llama.cpp divides each rotary frequency.
+
+    Args:
+        config: ``config.json`` as a dict.
+        head_dim: the model's head dimension (``llama.rope.dimension_count``).
+    Returns:
+        ``(metadata keys, {GGUF tensor name: array})``.
+    Raises:
+        ConvertError: any other ``rope_type`` (yarn, dynamic, longrope, ...), naming it.
+    """
+    parameters = rope_parameters(config)
+    rope_type = parameters.get("rope_type", "default")
+    if rope_type == "default":
+        return {}, {}
+    if rope_type == "linear":
+        return {f"{ARCH}.rope.scaling.type": "linear",
+                f"{ARCH}.rope.scaling.factor": float(parameters["factor"])}, {}
+    if rope_type != "llama3":
+        raise ConvertError(f"rope_type {rope_type!r} is not supported (this converter writes {', '.join(ROPE_TYPES)})")
+    # float32 throughout, as llama.cpp's converter computes it with torch
+    base = np.float32(parameters.get("rope_theta", rope_theta(config)))
+    freqs = np.float32(1.0) / base ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))
+    factor = np.float32(parameters.get("factor", 8.0))
+    low_freq_factor = np.float32(parameters.get("low_freq_factor", 1.0))
+    high_freq_factor = np.float32(parameters.get("high_freq_factor", 4.0))
+    old_context = np.float32(parameters.get("original_max_position_embeddings", 8192))
+    wavelengths = np.float32(2 * np.pi) / freqs
+    smooth = (old_context / wavelengths - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    ramp = np.float32(1.0) / ((np.float32(1.0) - smooth) / factor + smooth)
+    factors = np.where(wavelengths < old_context / high_freq_factor, np.float32(1.0),
+                       np.where(wavelengths > old_context / low_freq_factor, factor, ramp))
+    return {}, {"rope_freqs.weight": factors.astype(np.float32)}
+
+
+#: Llama 3's pre-tokenizer regex as its ``tokenizer.json`` writes it; llama.cpp calls it "llama-bpe".
+LLAMA3_SPLIT = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+                "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+
+
+def bpe_pre_tokenizer(spec: dict[str, Any]) -> str:
+    """llama.cpp's name for the pre-tokenizer of a byte-level BPE ``tokenizer.json`` (given).
+
+    llama.cpp splits text with a regex it picks by the name in ``tokenizer.ggml.pre``, then runs
+    the BPE merges on each piece. Two byte-level BPE conventions are recognised here, as their
+    ``tokenizer.json`` spells them: GPT-2's (a ``ByteLevel`` pre-tokenizer with its own regex:
+    ``"gpt-2"``) and Llama 3's (a ``Split`` on :data:`LLAMA3_SPLIT`, then ``ByteLevel`` without a
+    regex, and ``ignore_merges``: ``"llama-bpe"``). llama.cpp's own converter recognises many more
+    by hashing how the tokenizer splits a test text.
+
+    Args:
+        spec: the parsed ``tokenizer.json``.
+    Returns:
+        ``"gpt-2"`` or ``"llama-bpe"``.
+    Raises:
+        ConvertError: a model that is not BPE; a SentencePiece-style BPE (byte fallback, a
+            normalizer, a Metaspace pre-tokenizer: llama.cpp reads those as its "llama" tokenizer
+            with scores, which this converter does not write); or another pre-tokenizer, naming it.
+    """
+    model = spec.get("model") or {}
+    if model.get("type") != "BPE":
+        raise ConvertError(f"tokenizer type {model.get('type')!r} is not supported: this converter writes "
+                           "byte-level BPE tokenizers only")
+    if model.get("byte_fallback") or spec.get("normalizer") or "Metaspace" in json.dumps(spec.get("pre_tokenizer")):
+        raise ConvertError("a SentencePiece-style BPE tokenizer (byte_fallback, a normalizer or Metaspace, as "
+                           "Llama 2's) is not supported: this converter writes byte-level BPE tokenizers only")
+    pre = spec.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    kinds = [step.get("type") for step in steps]
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True) and not model.get("ignore_merges"):
+        return "gpt-2"
+    if (kinds == ["Split", "ByteLevel"] and steps[0].get("pattern", {}).get("Regex") == LLAMA3_SPLIT
+            and steps[0].get("behavior") == "Isolated" and not steps[0].get("invert")
+            and not steps[1].get("use_regex", True) and model.get("ignore_merges")):
+        return "llama-bpe"
+    raise ConvertError(f"pre-tokenizer {json.dumps(pre)[:200]} (ignore_merges={model.get('ignore_merges')}) is not "
+                       "supported: this converter knows GPT-2's and Llama 3's byte-level BPE")
 
 
 def gguf_tensor_name(hf_name: str) -> str:
@@ -114,16 +222,18 @@ def model_metadata(config: dict[str, Any], outtype: str) -> dict[str, Any]:
         (2), llama.block_count, context_length, embedding_length, feed_forward_length,
         attention.head_count, attention.head_count_kv, rope.freq_base,
         attention.layer_norm_rms_epsilon, vocab_size, and rope.dimension_count,
-        attention.key_length and attention.value_length (all three the head dimension).
+        attention.key_length and attention.value_length (all three the head dimension: the
+        config's ``head_dim``, which need not be hidden_size / num_attention_heads; that ratio only
+        where the config has no head_dim), and the rope-scaling keys :func:`rope_scaling` gives.
     """
-    # TODO(lab03 task 2): map each config.json field to its llama.* key; the head dimension is head_dim or hidden / heads.
+    # TODO(lab03 task 2): map each config.json field to its llama.* key; the head dimension is the config's head_dim (hidden / heads only without one); then rope_scaling's keys.
     raise NotImplementedError("lab03 task 2: model_metadata is not written yet (see lab03_llama_cpp/README.md, task 2)")
 
 
 def tokenizer_metadata(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     """The ``tokenizer.ggml.*`` keys for a byte-level BPE tokenizer (``tokenizer.json``).
 
-    Returns keys: ``model`` ("gpt2"), ``pre`` ("gpt-2": the GPT-2 byte-level regex), ``tokens``
+    Returns keys: ``model`` ("gpt2"), ``pre`` (:func:`bpe_pre_tokenizer`'s name), ``tokens``
     (every id below ``vocab_size`` in order, ``[PAD<id>]`` for holes), ``token_type`` (NORMAL, or
     CONTROL for special added tokens, UNUSED for holes), ``merges`` (``"a b"`` strings),
     ``bos_token_id`` / ``eos_token_id`` / ``padding_token_id`` (from ``tokenizer_config.json``'s
@@ -133,9 +243,9 @@ def tokenizer_metadata(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     ``tokenizer.ggml.`` except ``tokenizer.chat_template``.
 
     Raises:
-        ConvertError: no ``tokenizer.json``, or a tokenizer that is not BPE.
+        ConvertError: no ``tokenizer.json``, or one :func:`bpe_pre_tokenizer` refuses.
     """
-    # TODO(lab03 task 2): read tokenizer.json's model.vocab / merges and added_tokens; ids of bos/eos/pad come from the token strings in tokenizer_config.json.
+    # TODO(lab03 task 2): bpe_pre_tokenizer names (or refuses) the pre-tokenizer; read tokenizer.json's model.vocab / merges and added_tokens; ids of bos/eos/pad come from the token strings in tokenizer_config.json.
     raise NotImplementedError("lab03 task 2: tokenizer_metadata is not written yet (see lab03_llama_cpp/README.md, task 2)")
 
 
@@ -183,16 +293,18 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -
         out_path: the .gguf file to write.
         outtype: ``"f32"``, or ``"f16"`` (2-D weights in float16, 1-D norms stay float32, as
             llama.cpp's converter does).
+    The file holds every checkpoint tensor (renamed; q and k permuted) and the extra tensors of
+    :func:`rope_scaling` (llama3's ``rope_freqs.weight``).
     Returns:
         ``out_path`` as a Path.
     Raises:
-        ConvertError: the folder is missing, not a Llama model, or has no BPE tokenizer; or
-            ``outtype`` is unknown (naming ``outtype``).
+        ConvertError: the folder is missing, not a Llama model, has a rope scaling or a tokenizer
+            this converter does not write (naming it); or ``outtype`` is unknown (naming ``outtype``).
     """
     if outtype not in OUTTYPES:
         raise ConvertError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
     model_dir, out_path = Path(model_dir), Path(out_path)
     config = load_config(model_dir)
-    # TODO(lab03 task 2): metadata (model + tokenizer) through write_metadata; then each tensor renamed, q/k permuted (k with the kv head count), cast to float16 when outtype is f16 and the tensor is 2-D; then header, kv data, tensors.
+    # TODO(lab03 task 2): metadata (model + tokenizer, both built before the file is opened) through write_metadata; rope_scaling's tensors; then each tensor renamed, q/k permuted (k with the kv head count), cast to float16 when outtype is f16 and the tensor is 2-D; then header, kv data, tensors.
     raise NotImplementedError("lab03 task 2: convert is not written yet (see lab03_llama_cpp/README.md, task 2)")
     return out_path

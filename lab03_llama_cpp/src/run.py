@@ -114,9 +114,10 @@ class MemoryEstimate:
 def estimate_memory(gguf_path: str | Path, n_ctx: int, kv_bytes: int = 2) -> MemoryEstimate:
     """What loading ``gguf_path`` with a context of ``n_ctx`` tokens costs, before compute buffers.
 
-    weights = the sum of every tensor's bytes; kv_cache = 2 (K and V) x block_count x n_ctx x
-    head_count_kv x head_dim x ``kv_bytes`` (llama.cpp stores the cache in float16 by default),
-    where head_dim = ``attention.key_length`` if present, else embedding_length / head_count.
+    weights = the sum of every tensor's bytes; kv_cache = block_count x n_ctx x head_count_kv x
+    (key_length + value_length) x ``kv_bytes`` (llama.cpp stores the cache in float16 by default),
+    where key_length and value_length are ``attention.key_length`` / ``attention.value_length`` if
+    present (a model's head_dim need not be embedding_length / head_count), else that ratio.
     """
     # TODO(lab03 task 5): gguf.GGUFReader: sum tensor.n_bytes; the llama.* (general.architecture) keys give the shapes.
     raise NotImplementedError("lab03 task 5: estimate_memory is not written yet (see lab03_llama_cpp/README.md, task 5)")

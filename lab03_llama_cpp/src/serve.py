@@ -104,8 +104,11 @@ def layers_that_fit(gguf_path: str | Path, free_bytes: int, n_ctx: int) -> int:
     """How many transformer blocks fit in ``free_bytes`` of GPU memory: the ``-ngl`` to pass.
 
     A block costs its tensors' bytes (every ``blk.N.*`` tensor) plus its KV cache for ``n_ctx``
-    tokens (2 x n_ctx x head_count_kv x head_dim values, float16). Blocks are equal in a Llama,
-    so this is ``free_bytes // bytes_per_block``, at most ``block_count``.
+    tokens: n_ctx x head_count_kv x (key_length + value_length) values, float16. The head
+    dimensions are ``{arch}.attention.key_length`` and ``value_length`` where the file has them
+    (a model's head_dim need not be embedding_length / head_count), else embedding_length /
+    head_count. Blocks are equal in a Llama, so this is ``free_bytes // bytes_per_block``, at most
+    ``block_count``.
 
     Raises:
         ValueError: ``free_bytes`` < 0 or ``n_ctx`` < 1, naming the argument.

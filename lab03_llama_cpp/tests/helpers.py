@@ -32,16 +32,24 @@ TOKENIZER_CORPUS = [
 
 def require_llama_folder(model_dir: Path) -> dict[str, Any]:
     """``config.json`` of ``model_dir``, or a skip naming what the folder lacks for this lab: a
-    ``LlamaForCausalLM`` with a byte-level BPE ``tokenizer.json`` (what the converter handles)."""
+    ``LlamaForCausalLM`` with a rope scaling and a byte-level BPE ``tokenizer.json`` the converter
+    writes (the reason is the given ``convert.bpe_pre_tokenizer``'s refusal)."""
     import json
 
     config = json.loads((model_dir / "config.json").read_text())
     if config.get("model_type") != "llama" or "LlamaForCausalLM" not in (config.get("architectures") or []):
         pytest.skip(f"{model_dir} is a {config.get('model_type')!r} model; this lab converts LlamaForCausalLM only")
+    rope_type = convert.rope_parameters(config).get("rope_type", "default")
+    if rope_type not in convert.ROPE_TYPES:
+        pytest.skip(f"{model_dir} has rope_type {rope_type!r}; this lab converts {', '.join(convert.ROPE_TYPES)}")
     # leak-check: allowed, a path, as any reader of a model folder writes it
     tokenizer_file = model_dir / "tokenizer.json"
-    if not tokenizer_file.is_file() or json.loads(tokenizer_file.read_text())["model"].get("type") != "BPE":
-        pytest.skip(f"{model_dir} has no BPE tokenizer.json; this lab converts byte-level BPE tokenizers only")
+    if not tokenizer_file.is_file():
+        pytest.skip(f"{model_dir} has no tokenizer.json; this lab converts byte-level BPE tokenizers only")
+    try:
+        convert.bpe_pre_tokenizer(json.loads(tokenizer_file.read_text(encoding="utf-8")))
+    except convert.ConvertError as error:
+        pytest.skip(f"{model_dir}: {error}")
     return config
 
 

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config
+from transformers import GPT2Config, LlamaConfig
 
 from .helpers import (
+    HELDOUT,
     TOKENIZER_CORPUS,
     convert,
     llama_logits,
@@ -98,7 +99,7 @@ def test_tokenizer_metadata_matches_the_hf_tokenizer(model_dir, tokenizer, conve
     assert len(metadata["tokenizer.ggml.merges"]) == len(merges)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_metadata_equals_llama_cpps_converter(model_dir, converted):
     """Every key llama.cpp's convert_hf_to_gguf.py writes for this folder (provenance keys such as
     general.name aside) is in your F32 and F16 files, with the same value type and value."""
@@ -113,7 +114,7 @@ def test_metadata_equals_llama_cpps_converter(model_dir, converted):
             assert ours.fields[key].contents() == field.contents(), f"{outtype}: {key!r} differs"
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_tensors_equal_llama_cpps_converter(model_dir, converted):
     """The F32 and F16 files hold the same tensors as llama.cpp's converter writes: names, shapes,
     types (F16 for matrices, F32 for norms) and bytes, q and k permuted included."""
@@ -130,26 +131,92 @@ def test_tensors_equal_llama_cpps_converter(model_dir, converted):
 
 
 @pytest.mark.llama_cpp
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 def test_llama_cpp_logits_equal_transformers(model, tokenizer, converted):
     """Fed the same token ids, llama.cpp's logits on your F32 file equal transformers' (max abs
-    difference <= 1e-2) at every position, and the F16 file's stay within 5e-2."""
+    difference <= 1e-2, or 1e-3 of the largest logit where logits are large) at every position, and
+    the F16 file's stay within 5e-2 (or 5e-3 of the largest logit); the top tokens agree."""
     prompts = ["The cat sat on the mat", '{"name": "Ana", "age": 31, "city": "Lima"}', "Café 🍕 " * 5]
-    for outtype, tolerance in (("f32", 1e-2), ("f16", 5e-2)):
+    for outtype, absolute in (("f32", 1e-2), ("f16", 5e-2)):
         llm = load_llama(converted[outtype], logits_all=True)
         try:
             for prompt in prompts:
                 ids = tokenizer(prompt).input_ids
                 with torch.no_grad():
                     expected = model(torch.tensor([ids], device=model.device)).logits[0].float().cpu().numpy()
-                difference = np.abs(llama_logits(llm, ids) - expected).max()
-                assert difference <= tolerance, f"{outtype} {prompt!r}: max abs difference {difference:.4g}"
+                assert_logits_agree(llama_logits(llm, ids), expected, f"{outtype} {prompt!r}",
+                                    relative=absolute / 10, absolute=absolute)
         finally:
             llm.close()
 
 
+def assert_logits_agree(got: np.ndarray, expected: np.ndarray, what: str, relative: float = 1e-2,
+                        absolute: float = 0.0) -> None:
+    """llama.cpp's logits ``got`` agree with transformers' ``expected`` (both (positions, vocab)):
+    within max(``absolute``, ``relative`` x the largest |logit|) everywhere (an absolute bound alone
+    is too tight for large random weights: llama.cpp's own converter is 1e-2 to 3e-2 off on them),
+    and the same top token at every position, save where transformers' own top two are within
+    that tolerance."""
+    tolerance = max(absolute, relative * float(np.abs(expected).max()))
+    difference = float(np.abs(got - expected).max())
+    assert difference <= tolerance, f"{what}: max |llama.cpp - transformers| = {difference:.4g} > {tolerance:.4g}"
+    ours, theirs = got.argmax(-1), expected.argmax(-1)
+    rows = np.arange(len(expected))
+    real = (ours != theirs) & (expected[rows, theirs] - expected[rows, ours] > tolerance)
+    assert not real.any(), f"{what}: llama.cpp's top token differs at positions {np.flatnonzero(real).tolist()[:10]}"
+
+
 @pytest.mark.llama_cpp
 @pytest.mark.points(3)
+@pytest.mark.parametrize("shape", ["head_dim", "llama3_rope", "linear_rope"])
+def test_other_shapes_llama_cpp_logits_equal_transformers(llama_shape, shape, tmp_path):
+    """llama.cpp loads your F32 file of a Llama whose head_dim (32) is not hidden / heads (16), of one
+    with Llama 3.1's rope scaling and of one with linear rope scaling, and its logits over 96 tokens
+    agree with transformers' (the scaling matters from position 16 on)."""
+    folder, model, tokenizer = llama_shape(shape)
+    path = convert.convert(folder, tmp_path / f"{shape}.gguf", "f32")
+    ids = tokenizer(HELDOUT).input_ids[:96]
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    llm = load_llama(path, logits_all=True)
+    try:
+        assert_logits_agree(llama_logits(llm, ids), expected, shape)
+    finally:
+        llm.close()
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(1)
+def test_llama3_tokenizer_converts_and_sentencepiece_bpe_is_refused(llama_shape, tmp_path):
+    """A byte-level BPE with Llama 3's pre-tokenizer converts so that llama.cpp tokenizes every test
+    text as HF does; a SentencePiece-style BPE (byte fallback, as Llama 2's), which llama.cpp would
+    read differently, is a ConvertError naming what is unsupported, and nothing is written."""
+    folder, _, tokenizer = llama_shape("llama3_tokenizer")
+    llm = load_llama(convert.convert(folder, tmp_path / "llama3.gguf", "f32"), vocab_only=True)
+    try:
+        for text in TOKENIZER_CORPUS:
+            expected = tokenizer(text, add_special_tokens=False).input_ids
+            assert llm.tokenize(text.encode(), add_bos=False, special=True) == expected, repr(text)
+    finally:
+        llm.close()
+    sentencepiece = llama_shape("sentencepiece_bpe")[0]
+    with pytest.raises(convert.ConvertError, match="SentencePiece") as error:
+        convert.convert(sentencepiece, tmp_path / "sentencepiece.gguf", "f32")
+    assert str(sentencepiece) in str(error.value)
+    assert not (tmp_path / "sentencepiece.gguf").exists()
+
+
+@pytest.mark.scaffold
+def test_require_llama_folder_skips_with_the_converters_reason(llama_shape):
+    """The tests skip a folder the converter refuses, with its reason."""
+    from .helpers import require_llama_folder
+
+    with pytest.raises(pytest.skip.Exception, match="SentencePiece"):
+        require_llama_folder(llama_shape("sentencepiece_bpe")[0])
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(2)
 def test_llama_cpp_tokenizes_like_hf(tokenizer, converted):
     """llama.cpp tokenizes JSON, whitespace runs, tabs and newlines, accents, CJK and emoji to exactly
     the HF tokenizer's ids (the pre-tokenizer name decides this; special tokens written in the
@@ -167,8 +234,8 @@ def test_llama_cpp_tokenizes_like_hf(tokenizer, converted):
 @pytest.mark.points(1)
 def test_bad_input_is_a_clear_error(converted, tmp_path):
     """While a good folder converts, a missing folder, a folder without config.json, a model that is
-    not a Llama (GPT-2) and an unknown outtype are ConvertErrors (ValueErrors) naming the folder or
-    the argument."""
+    not a Llama (GPT-2), an unknown outtype and a rope scaling the converter does not write (yarn)
+    are ConvertErrors (ValueErrors) naming the folder, the argument or the rope type."""
     assert converted["f32"].stat().st_size > 0
     with pytest.raises(ValueError, match="nowhere"):
         convert.convert(tmp_path / "nowhere", tmp_path / "out.gguf")
@@ -183,4 +250,10 @@ def test_bad_input_is_a_clear_error(converted, tmp_path):
     assert "Llama" in str(error.value)
     with pytest.raises(convert.ConvertError, match="outtype"):
         convert.convert(gpt2, tmp_path / "out.gguf", outtype="q3")
+    yarn = tmp_path / "yarn"
+    LlamaConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2, vocab_size=64,
+                rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                 "original_max_position_embeddings": 512}).save_pretrained(yarn)
+    with pytest.raises(convert.ConvertError, match="yarn"):
+        convert.convert(yarn, tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()

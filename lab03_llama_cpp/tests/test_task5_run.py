@@ -142,14 +142,16 @@ def logged_mib(text: str, pattern: str) -> float:
 
 
 @pytest.mark.points(2)
-def test_memory_estimate_matches_llama_cpps_accounting(f32_file, model_dir, tmp_path, capfd):
+def test_memory_estimate_matches_llama_cpps_accounting(f32_file, model_dir, tmp_path, capfd, llama_shape):
     """estimate_memory's weights equal llama.cpp's model size (llama_model_size) for F32 and Q4_K_M
-    files, and its KV cache equals the size llama.cpp logs for that context (f16 K and V)."""
+    files, and its KV cache equals the size llama.cpp logs for that context (f16 K and V); also for
+    a Llama whose head_dim (32) is not hidden / heads (16)."""
     import llama_cpp
     from llama_cpp import Llama
 
     q4_k_m = llama_cpp_quantize(f32_file, tmp_path / "q4_k_m.gguf", "Q4_K_M")
-    for path, n_ctx in ((f32_file, 512), (q4_k_m, 1024)):
+    head_dim_file = reference_gguf(llama_shape("head_dim")[0], "f32")
+    for path, n_ctx in ((f32_file, 512), (q4_k_m, 1024), (head_dim_file, 512)):
         capfd.readouterr()
         llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=1, verbose=True)
         try:

@@ -83,34 +83,68 @@ def test_openai_client_talks_to_the_server(server, model, tokenizer):
         assert answer.choices[0].message.content == hf_greedy_text(model, tokenizer, list(ids), 20)
 
 
-def block_and_kv_bytes(path, n_ctx: int) -> tuple[int, int, int]:
-    """(largest block's tensor bytes, one block's KV bytes for n_ctx, block count) from gguf's reader."""
+def block_tensor_bytes(path) -> tuple[int, int]:
+    """(largest block's tensor bytes, block count), from the gguf package's reader."""
     reader = gguf.GGUFReader(path)
-    fields = {k: f.contents() for k, f in reader.fields.items() if k.startswith("llama.")}
     per_block: dict[int, int] = {}
     # leak-check: allowed, the gguf package's reader as the oracle
     for tensor in reader.tensors:
         if match := re.match(r"blk\.(\d+)\.", tensor.name):
             per_block[int(match.group(1))] = per_block.get(int(match.group(1)), 0) + int(tensor.n_bytes)
-    head_dim = fields["llama.embedding_length"] // fields["llama.attention.head_count"]
-    kv = 2 * n_ctx * fields["llama.attention.head_count_kv"] * head_dim * 2
-    return max(per_block.values()), kv, fields["llama.block_count"]
+    return max(per_block.values()), len(per_block)
 
 
+#: ggml's bytes per element of the KV cache types llama.cpp logs.
+KV_TYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def llama_cpp_kv_bytes_per_token(path) -> int:
+    """One block's KV-cache bytes per token of context, as llama.cpp itself allocates them: from its
+    load log, the K and V widths per layer (``n_embd_k_gqa``, ``n_embd_v_gqa``, which llama.cpp takes
+    from attention.key_length / value_length, else embedding_length / head_count) and the cache's
+    element types; checked against the cache size it reports."""
+    import contextlib
+    import io
+
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):  # llama-cpp-python prints llama.cpp's log to sys.stderr
+        llm = load_llama(path, n_ctx=512, verbose=True)
+    llm.close()
+    text = log.getvalue()
+    widths = {name: re.search(rf"{name}\s*=\s*(\d+)\s*$", text, re.M) for name in ("n_embd_k_gqa", "n_embd_v_gqa")}
+    size = re.search(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells, +(\d+) layers.*K \((\w+)\).*V \((\w+)\)",
+                     text)
+    assert size and all(widths.values()), f"llama.cpp's load log has no KV cache report:\n{text[-3000:]}"
+    k_width, v_width = (int(match.group(1)) for match in widths.values())
+    cells, layers = int(size.group(2)), int(size.group(3))
+    per_token = k_width * KV_TYPE_BYTES[size.group(4)] + v_width * KV_TYPE_BYTES[size.group(5)]
+    assert f"{per_token * cells * layers / 2**20:.2f}" == size.group(1), (per_token, cells, layers, size.group(0))
+    return per_token
+
+
+@pytest.mark.llama_cpp
 @pytest.mark.points(2)
-def test_layers_that_fit(f32_file):
-    """layers_that_fit counts whole blocks (tensors + their f16 KV cache): 0 with no memory, k when
-    exactly k blocks fit, k - 1 one byte short, and never more than the model has."""
-    block, kv, n_layer = block_and_kv_bytes(f32_file, 512)
-    assert serve.layers_that_fit(f32_file, 0, 512) == 0
-    assert serve.layers_that_fit(f32_file, block + kv, 512) == 1
-    assert serve.layers_that_fit(f32_file, block + kv - 1, 512) == 0
-    assert serve.layers_that_fit(f32_file, n_layer * (block + kv) - 1, 512) == n_layer - 1
-    assert serve.layers_that_fit(f32_file, 10**12, 512) == n_layer
-    block_long, kv_long, _ = block_and_kv_bytes(f32_file, 4096)
-    assert serve.layers_that_fit(f32_file, block_long + kv_long, 4096) == 1
+@pytest.mark.parametrize("which", ["model", "head_dim 32 where hidden / heads is 16"])
+def test_layers_that_fit(f32_file, llama_shape, which):
+    """layers_that_fit counts whole blocks (tensors + their KV cache, as many bytes as llama.cpp
+    allocates for them): 0 with no memory, k when exactly k blocks fit, k - 1 one byte short, and
+    never more than the model has; on the model and on a Llama whose head_dim is not hidden / heads
+    (llama.cpp's converter writes that file)."""
+    path = f32_file if which == "model" else reference_gguf(llama_shape("head_dim")[0], "f32")
+    block, n_layer = block_tensor_bytes(path)
+    per_token = llama_cpp_kv_bytes_per_token(path)
+    for n_ctx in (512, 4096):
+        one = block + n_ctx * per_token
+        assert serve.layers_that_fit(path, 0, n_ctx) == 0
+        assert serve.layers_that_fit(path, one, n_ctx) == 1, f"n_ctx {n_ctx}: one block costs {one} bytes"
+        assert serve.layers_that_fit(path, one - 1, n_ctx) == 0, f"n_ctx {n_ctx}: one block costs {one} bytes"
+        assert serve.layers_that_fit(path, n_layer * one - 1, n_ctx) == n_layer - 1
+        assert serve.layers_that_fit(path, n_layer * one, n_ctx) == n_layer
+        assert serve.layers_that_fit(path, 10**12, n_ctx) == n_layer
     with pytest.raises(ValueError, match="free_bytes"):
-        serve.layers_that_fit(f32_file, -1, 512)
+        serve.layers_that_fit(path, -1, 512)
+    with pytest.raises(ValueError, match="n_ctx"):
+        serve.layers_that_fit(path, 10**9, 0)
 
 
 @pytest.mark.gpu

@@ -144,12 +144,15 @@ def test_other_llama_shape_logits(other_llama, tmp_path):
 
 @pytest.mark.task(2)
 @pytest.mark.points(1)
-def test_other_llama_shape_equals_llama_cpps_converter(other_llama, tmp_path):
-    """On that other shape, your F16 file's metadata (rms epsilon 1e-6, rope base 500,000, one KV
-    head...) and tensors equal those llama.cpp's converter writes."""
+@pytest.mark.parametrize("shape", ["other", "head_dim", "llama3_rope", "linear_rope"])
+def test_other_llama_shape_equals_llama_cpps_converter(other_llama, llama_shape, shape, tmp_path):
+    """On other shapes, your F16 file's metadata and tensors equal those llama.cpp's converter writes:
+    the other Llama (rms epsilon 1e-6, rope base 500,000, one KV head...), head_dim 32 where hidden /
+    heads is 16 (key_length, value_length), Llama 3.1's rope scaling (the rope_freqs tensor), linear
+    rope scaling (rope.scaling.type and factor)."""
     from ..test_task2_convert import PROVENANCE
 
-    folder, _, _ = other_llama
+    folder = other_llama[0] if shape == "other" else llama_shape(shape)[0]
     ours_reader = gguf.GGUFReader(convert.convert(folder, tmp_path / "other.gguf", "f16"))
     theirs_reader = gguf.GGUFReader(reference_gguf(folder, "f16"))
     for key, field in theirs_reader.fields.items():
