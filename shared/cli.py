@@ -8,6 +8,7 @@
     course stubs [--check]             regenerate the student skeletons from the solutions
     course release --out DIR           write the student edition
     course mutants LAB [--task K]      do the tests catch the lab's plausible wrong answers?
+                                       (--file PATH: one file's, a blind round; --list-survivors)
     course serve [--impl ...]          an OpenAI-compatible server on the lab02 engine (lab02, part 2)
     course milestone                   the chapter's milestone: serve, load it, report tokens/s (lab02)
     course bench [compare A B]         the lab05 benchmark, with report and plots
