@@ -14,8 +14,9 @@ output tokens/s, TTFT and TPOT against the goal (:func:`summarize`), with vLLM's
 - CPU: vLLM-on-CPU when installed, else the course engine, on the fixture (a 7B model on two
   cores would take minutes per token: the goal is for a GPU; the CPU run shows the method).
 
-Readings: vLLM's ``benchmarks/benchmark_serving.py`` (``vllm bench serve``) and its metric
-definitions; the FIELD_NOTES' H100 table (HF ``generate`` needs batch 8 to pass 100 tokens/s).
+Readings: vLLM's ``vllm/benchmarks/serve.py`` (``vllm bench serve``) and its metric
+definitions; doc 01 §4's H100 table, the course's measurement (HF ``generate`` needs batch 8 to
+pass 100 tokens/s).
 """
 
 from __future__ import annotations
