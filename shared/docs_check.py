@@ -8,23 +8,40 @@ no doc goes stale, the course's tests run every block and compare. The conventio
   in one namespace, from the repository root, like one Python session.
 * The printed output is compared **line by line** (trailing spaces ignored), except:
 
-  - a line starting with ``~ `` holds measured figures (timings): its words must match, and each
-    number may differ from the one shown by up to a factor of :data:`TOLERANCE_FACTOR`;
+  - a line starting with ``~ `` holds measured figures: its words must match, and its numbers are
+    compared by kind (:func:`line_matches`). A *timing* (a number followed by a time or rate unit:
+    ``ms``, ``s``, ``tokens/s``...) may differ from the one shown by up to a factor of
+    :data:`TOLERANCE_FACTOR`; a *ratio* (``5.9x``) may too, but must stay on the same side of 1
+    ("5.9x faster" never passes for 0.2x); any other number (a count, a perplexity) must equal the
+    one shown, or lie within the tolerance the line states at its end: ``[±1 %]`` (relative) or
+    ``[±0.05]`` (absolute). The bracket is not part of the printed line;
   - a line that is exactly ``...`` stands for any number of lines (none included).
 
-* **References** that must exist: every relative link ``[text](path)``; every repository path in
-  inline code (`` `shared/hardware.py` ``, `` `lab01_huggingface/src/generation.py` ``); every
-  dotted name in inline code that starts with ``shared.`` or ``labNN_*.src.``
-  (`` `shared.hardware.estimate_memory` ``); every ``course`` command in inline code or in a
-  ``bash`` block (`` `course test lab01 --task 3` ``).
+* **References** that must exist, in the docs and in the labs' READMEs: every relative link
+  ``[text](path)``; every path in inline code (`` `shared/hardware.py` ``, `` `src/generation.py` ``
+  in a lab's README, relative to the README's folder or to the repository root); every dotted name
+  in inline code that starts with ``shared.`` or ``labNN_*.src.``
+  (`` `shared.hardware.estimate_memory` ``); every ``python -m MODULE`` and every ``course``
+  command, with its options, in inline code or in a ``bash`` block (`` `course test lab01 --task 3` ``).
+  A path that belongs to another project is marked by naming the project in the possessive right
+  before it (ggml's `` `docs/gguf.md` ``, or a list after one: llama.cpp's `` `a.h` `` and `` `b.c` ``)
+  and is not looked for; a path that starts with an installed package's name
+  (`` `sglang/lang/api.py` ``) is looked for in that installed package.
+
+* **Version claims**: ``docs/versions.md`` holds one table of every default and version the docs
+  state; :func:`version_claims` reads it and :func:`check_claim` compares each row with the
+  installed package (see that file).
 
 Run a doc by hand: ``python -m shared.docs_check docs/01_paged_attention.md``.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
+import importlib.metadata
+import importlib.util
 import io
 import os
 import re
@@ -39,11 +56,32 @@ from .paths import ROOT
 
 TOLERANCE_FACTOR = 10.0
 TRY_IT = "# try it"
-NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+#: A number that is not part of a name (the 4 and 0 of ``Q4_0``, the 32 of ``F32`` are not numbers).
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]*\d)")
+#: What follows a number that makes it a timing (time or rate): it may vary by TOLERANCE_FACTOR.
+TIMING_UNIT = re.compile(r"\s*(?:ms|µs|us|ns|s|sec|seconds?|min|minutes?|h|hours?|(?:tokens?|tok|requests?|req|it|"
+                         r"[KMGT]i?B)/s)(?![\w/])")
+#: What follows a number that makes it a ratio (of timings, as a rule): it keeps its side of 1.
+RATIO_UNIT = re.compile(r"\s*[x×](?!\w)")
+#: The tolerance a ``~`` line may state at its end for its other numbers: ``[±1 %]``, ``[±0.05]``.
+STATED_TOLERANCE = re.compile(r"\s*\[±\s*(\d+(?:\.\d+)?)\s*(%?)\]\s*$")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 REPO_PATH = re.compile(r"^(?:shared|docs|lab\d\d_\w+|\.ci)/[\w./-]*[\w/]$")
+#: Inline code that names a file or folder: words joined by slashes, ending in an extension or a slash.
+PATH_LIKE = re.compile(r"^(?:\.\./)*[\w.-]+(?:/[\w.-]+)*(?:\.[A-Za-z]\w{0,4}|/)$")
+#: A project named in the possessive right before a path marks it as that project's: "ggml's ",
+#: "llama.cpp's own loader (" (up to three words and a parenthesis between); the course's own
+#: words (course, lab, doc, task...) name no other project.
+POSSESSIVE = re.compile(r"(?<![\w.+-])(?!(?:course|lab|doc|task|test|README|solution|reader|student)(?:'|’))"
+                        r"[A-Za-z][\w.+-]*(?:'s|’s|s'|s’)(?:\s+[\w-]+){0,3}\s*\(?\s*$")
+#: What may stand between two paths of one list, so that the second belongs to the first's project.
+LIST_JOIN = re.compile(r"^\s*(?:,|;|and|or|,\s*and)?\s*$")
+#: Installed packages whose files the docs name by their path inside the package.
+INSTALLED_PACKAGES = ("vllm", "sglang", "transformers", "llama_cpp", "gguf", "xgrammar", "torch",
+                      "huggingface_hub", "openai")
+PYTHON_M = re.compile(r"\bpython3?\s+-m\s+([A-Za-z_][\w.]*)")
 DOTTED = re.compile(r"^(shared(?:\.\w+)+|lab\d\d_\w+\.src(?:\.\w+)+)(?:\(\))?$")
 
 
@@ -105,13 +143,44 @@ def try_its(text: str) -> list[TryIt]:
     return pairs
 
 
-def _within(expected: str, actual: str) -> bool:
-    a, b = float(expected.replace(",", "")), float(actual.replace(",", ""))
+def _within_factor(a: float, b: float) -> bool:
+    """Whether two measurements agree within TOLERANCE_FACTOR (a ratio of magnitudes)."""
     if a == b:
         return True
     if a == 0 or b == 0 or (a < 0) != (b < 0):
         return max(abs(a), abs(b)) < 1
     return max(abs(a), abs(b)) / min(abs(a), abs(b)) <= TOLERANCE_FACTOR
+
+
+def _number_kind(line: str, match: re.Match) -> str:
+    """``"timing"``, ``"ratio"`` or ``"other"``: what follows the number decides."""
+    rest = line[match.end():]
+    if TIMING_UNIT.match(rest):
+        return "timing"
+    if RATIO_UNIT.match(rest):
+        return "ratio"
+    return "other"
+
+
+def number_matches(kind: str, expected: float, actual: float, tolerance: tuple[float, bool] | None) -> bool:
+    """Whether a printed number matches the one shown, given its kind (see the module docstring).
+
+    Args:
+        kind: ``"timing"``, ``"ratio"`` or ``"other"`` (:func:`_number_kind`).
+        expected, actual: the number shown and the number printed.
+        tolerance: the line's stated tolerance for other numbers, ``(amount, relative)``, or None
+            (then they must be equal).
+    """
+    if kind == "timing":
+        return _within_factor(expected, actual)
+    if kind == "ratio":  # "5.9x faster" must not pass for 0.2x: same side of 1, then the factor
+        same_side = (expected > 1) == (actual > 1) and (expected < 1) == (actual < 1)
+        return same_side and _within_factor(expected, actual)
+    if tolerance is None:
+        return expected == actual
+    amount, relative = tolerance
+    allowed = amount / 100 * abs(expected) if relative else amount
+    return abs(actual - expected) <= allowed + 1e-12
 
 
 def line_matches(expected: str, actual: str) -> bool:
@@ -120,9 +189,15 @@ def line_matches(expected: str, actual: str) -> bool:
     if not expected.startswith("~ "):
         return expected == actual
     expected = expected[2:]
+    tolerance = None
+    if stated := STATED_TOLERANCE.search(expected):
+        tolerance = (float(stated.group(1)), stated.group(2) == "%")
+        expected = expected[:stated.start()].rstrip()
     if NUMBER.sub("#", expected) != NUMBER.sub("#", actual):
         return False
-    return all(_within(e, a) for e, a in zip(NUMBER.findall(expected), NUMBER.findall(actual)))
+    return all(number_matches(_number_kind(expected, e), float(e.group().replace(",", "")),
+                              float(a.group().replace(",", "")), tolerance)
+               for e, a in zip(NUMBER.finditer(expected), NUMBER.finditer(actual)))
 
 
 def output_matches(expected: list[str], actual: list[str]) -> bool:
@@ -224,10 +299,15 @@ def course_commands(text: str) -> list[str]:
     return found
 
 
+#: Placeholders a doc writes in a command, and a value that stands for them.
+_PLACEHOLDERS = {"K": "1", "N": "1", "labNN": "lab01", "LAB": "lab01", "labN": "lab01"}
+
+
 def _check_command(command: str) -> str | None:
     from . import cli
 
-    argv = shlex.split(command)[1:]
+    argv = [_PLACEHOLDERS.get(word, "x" if re.fullmatch(r"[A-Z][A-Z_]*", word) else word)
+            for word in shlex.split(command)[1:]]  # `course test labNN --task K`: a pattern, not a typo
     if "--" in argv:
         argv = argv[:argv.index("--")]
     parser = cli.build_parser()
@@ -258,8 +338,68 @@ def _check_dotted(name: str) -> str | None:
     return f"`{name}`: no such module"
 
 
+def _without_parentheses(text: str) -> str:
+    """The text with its parenthesised asides removed (innermost first)."""
+    while (shorter := re.sub(r"\([^()]*\)", "", text)) != text:
+        text = shorter
+    return text
+
+
+def _installed_package_dir(name: str) -> Path | None:
+    """Where an installed top-level package lives (found without importing it), or None."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _check_path(code: str, doc: Path) -> str | None:
+    """A path in a doc's inline code that is not where the doc says (None if it is).
+
+    Looked for relative to the doc's folder, then to the repository root; one that starts with an
+    installed package's name is looked for in that package (and not checked where it is missing).
+    """
+    first = code.split("/")[0]
+    if first in INSTALLED_PACKAGES and not (ROOT / first).exists():
+        package = _installed_package_dir(first)
+        if package is None or (package.parent / code.rstrip("/")).exists():
+            return None
+        return f"`{code}`: not in the installed {first} ({package})"
+    if (doc.parent / code).exists() or (ROOT / code).exists():
+        return None
+    return (f"`{code}`: no such file in the repository (another project's path? name the project "
+            "right before it, as in ggml's `docs/gguf.md`)")
+
+
+def _check_module(module: str) -> str | None:
+    """A ``python -m MODULE`` whose module does not exist (None if it does, or cannot be checked)."""
+    parts = module.split(".")
+    if re.fullmatch(r"lab\d\d_\w+", parts[0]) and len(parts) > 1 and parts[1] == "solution" \
+            and not (ROOT / parts[0] / "solution").exists():
+        return None  # the student edition has no reference solution to run
+    base = ROOT / parts[0] if (ROOT / parts[0]).is_dir() else _installed_package_dir(parts[0])
+    if base is None:
+        return None  # a package this machine does not have: nothing to check it against
+    target = base.joinpath(*parts[1:])
+    if target.with_suffix(".py").is_file() or (target / "__main__.py").is_file():
+        return None
+    return f"`python -m {module}`: no such module ({target.relative_to(base.parent)}.py does not exist)"
+
+
+def python_modules(text: str) -> list[str]:
+    """Modules run as ``python -m MODULE`` in inline code or in bash blocks."""
+    candidates = INLINE.findall(_prose(text))
+    candidates += [line for block in fenced_blocks(text) if block.lang in ("bash", "sh", "console")
+                   for line in block.lines]
+    return [module for candidate in candidates for module in PYTHON_M.findall(candidate)]
+
+
 def broken_references(path: Path) -> list[str]:
-    """Every link, repository path, dotted name and ``course`` command of a doc that does not exist."""
+    """Every link, path, dotted name, ``python -m`` module and ``course`` command of a doc (or of a
+    lab's README) that does not exist; another project's paths, marked as such, are left alone."""
     text = path.read_text(encoding="utf-8")
     prose = _prose(text)
     problems = []
@@ -268,14 +408,191 @@ def broken_references(path: Path) -> list[str]:
             continue
         if not (path.parent / target.split("#")[0]).exists():
             problems.append(f"link ({target}): no such file")
-    for code in INLINE.findall(prose):
-        code = code.strip()
-        if REPO_PATH.match(code) and not (ROOT / code).exists():
-            problems.append(f"`{code}`: no such file in the repository")
-        elif DOTTED.match(code) and (error := _check_dotted(code)):
+    external_end = -1  # where the last path marked as another project's ended
+    for match in INLINE.finditer(prose):
+        code = match.group(1).strip()
+        if DOTTED.match(code):
+            if error := _check_dotted(code):
+                problems.append(error)
+            continue
+        if POSSESSIVE.search(prose[max(0, match.start() - 80):match.start()]) or (
+                external_end >= 0 and LIST_JOIN.match(_without_parentheses(prose[external_end:match.start()]))):
+            external_end = match.end()  # another project's name, path or list of them
+            continue
+        if not (REPO_PATH.match(code) or ("/" in code and PATH_LIKE.match(code))):
+            continue
+        if error := _check_path(code, path):
             problems.append(error)
+    problems += [error for module in python_modules(text) if (error := _check_module(module))]
     problems += [error for command in course_commands(text) if (error := _check_command(command))]
     return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Version claims: docs/versions.md, one table of every default and version the docs state
+
+VERSIONS = ROOT / "docs" / "versions.md"
+
+
+@dataclass
+class VersionClaim:
+    """One row of the versions table: what is claimed, the value the docs state, where they state
+    it, and where the installed package says it (a *reading*, see :func:`read_claim`)."""
+
+    what: str
+    value: str
+    stated_in: list[str]
+    reading: str
+    line: int
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
+def version_claims(path: Path = VERSIONS) -> list[VersionClaim]:
+    """The rows of the table under the header ``| claim | value | stated in | read from |``.
+
+    Raises:
+        ValueError: the file has no such table, or a row has the wrong number of cells.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = next((i for i, line in enumerate(lines) if [c.lower() for c in _cells(line)][:4]
+                   == ["claim", "value", "stated in", "read from"]), None)
+    if header is None:
+        raise ValueError(f"{path}: no table with the header | claim | value | stated in | read from |")
+    claims = []
+    for number, line in enumerate(lines[header + 2:], start=header + 3):
+        if not line.strip().startswith("|"):
+            break
+        cells = _cells(line)
+        if len(cells) != 4:
+            raise ValueError(f"{path}:{number}: a row needs 4 cells, not {len(cells)}")
+        what, value, stated, reading = (cell.replace("`", "") for cell in cells)
+        claims.append(VersionClaim(what, value, [s.strip() for s in stated.split(",") if s.strip()],
+                                   reading, number))
+    return claims
+
+
+def _literal_default(node: ast.expr) -> object:
+    """The value of a default: a literal, or the ``default`` of a ``Field(...)`` / ``field(...)``."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in ("Field", "field"):
+        for keyword in node.keywords:
+            if keyword.arg == "default":
+                return ast.literal_eval(keyword.value)
+        if node.args:
+            return ast.literal_eval(node.args[0])
+        raise LookupError("a field without a default")
+    return ast.literal_eval(node)
+
+
+def python_default(source: Path, name: str) -> object:
+    """A default as written in a Python file, read without importing it.
+
+    Args:
+        source: the file.
+        name: ``NAME`` (a module-level assignment), ``Class.attribute`` (a class-level assignment,
+            ``Field(default=...)`` included) or ``Class.method(parameter)`` / ``function(parameter)``
+            (a parameter's default).
+
+    Raises:
+        LookupError: no such name or parameter, or it has no default.
+    """
+    match = re.fullmatch(r"([\w.]+?)(?:\((\w+)\))?", name)
+    if not match:
+        raise LookupError(f"cannot read {name!r}")
+    scope: list[ast.stmt] = ast.parse(source.read_text(encoding="utf-8")).body
+    node: ast.stmt | None = None
+    for part in match.group(1).split("."):
+        node = next((stmt for stmt in scope if (
+            isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == part) or (
+            isinstance(stmt, ast.AnnAssign) and getattr(stmt.target, "id", None) == part) or (
+            isinstance(stmt, ast.Assign) and any(getattr(t, "id", None) == part for t in stmt.targets))), None)
+        if node is None:
+            raise LookupError(f"{source}: no {part} in {match.group(1)}")
+        scope = node.body if isinstance(node, ast.ClassDef) else []
+    parameter = match.group(2)
+    if parameter:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            raise LookupError(f"{source}: {match.group(1)} is not a function")
+        arguments = node.args
+        positional = arguments.posonlyargs + arguments.args
+        with_defaults = [a.arg for a in positional][len(positional) - len(arguments.defaults):]
+        defaults = dict(zip(with_defaults, arguments.defaults))
+        defaults.update({a.arg: d for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults) if d is not None})
+        if parameter not in defaults:
+            raise LookupError(f"{source}: {match.group(1)} has no parameter {parameter} with a default")
+        return ast.literal_eval(defaults[parameter])
+    if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+        raise LookupError(f"{source}: {match.group(1)} has no value")
+    return _literal_default(node.value)
+
+
+def read_claim(reading: str) -> tuple[object, str | None]:
+    """What the installed package says for one row: ``(value, None)``, or ``(None, why not)`` where
+    it cannot be read here (the package is not installed, or the source is not a Python package).
+
+    Readings:
+        ``version DIST[, DIST...]``: the installed version of the first distribution found;
+        ``python PATH NAME``: :func:`python_default` of ``PATH`` (inside an installed package, or
+        in this repository), without importing it;
+        ``attr MODULE NAME``: an attribute of an imported module;
+        ``source TEXT``: not readable from an installed package; TEXT says where it comes from.
+
+    Raises:
+        LookupError: the reading names something the package does not have (the claim is stale).
+        ValueError: an unknown kind of reading.
+    """
+    kind, _, rest = reading.partition(" ")
+    if kind == "version":
+        names = [name.strip() for name in rest.split(",")]
+        for name in names:
+            try:
+                return importlib.metadata.version(name), None
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None, f"{' / '.join(names)} is not installed here"
+    if kind == "python":
+        where, name = rest.split()
+        first = where.split("/")[0]
+        if (ROOT / first).is_dir():
+            return python_default(ROOT / where, name), None
+        package = _installed_package_dir(first)
+        if package is None:
+            return None, f"{first} is not installed here"
+        return python_default(package.parent / where, name), None
+    if kind == "attr":
+        module_name, name = rest.split()
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            return None, f"{module_name} cannot be imported here ({error})"
+        if not hasattr(module, name):
+            raise LookupError(f"{module_name} has no {name}")
+        return getattr(module, name), None
+    if kind == "source":
+        return None, f"not readable from an installed package: {rest}"
+    raise ValueError(f"unknown reading {reading!r} (version, python, attr or source)")
+
+
+def claim_holds(shown: str, actual: object) -> bool:
+    """Whether the value a doc states (``shown``, as written in the table) is what was read.
+
+    A version may be shown as a prefix (``5.19`` for 5.19.0, ``1.x`` for any 1.*); a value may carry
+    a remark in parentheses after it (``None (one token per page)``).
+    """
+    shown = re.sub(r"\s+\(.*\)$", "", shown).strip().strip("\"'")
+    if isinstance(actual, str) and re.fullmatch(r"\d+(?:\.\w+)*", shown):
+        prefix = shown.removesuffix(".x")
+        return actual == prefix or actual.startswith(prefix + ".") or actual.startswith(prefix + "+")
+    if isinstance(actual, bool) or actual is None:
+        return shown == str(actual)
+    if isinstance(actual, (int, float)):
+        try:
+            return float(shown) == float(actual)
+        except ValueError:
+            return False
+    return shown == str(actual)
 
 
 def word_count(path: Path) -> int:

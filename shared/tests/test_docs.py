@@ -1,5 +1,7 @@
-"""The docs stay true: every try-it block runs and prints what its doc shows, and every link,
-repository path, dotted name and ``course`` command a doc names exists (see ``shared/docs_check.py``)."""
+"""The docs stay true: every try-it block runs and prints what its doc shows; every link, path,
+dotted name, ``python -m`` module and ``course`` command that a doc or a lab's README names exists;
+and every version and default in ``docs/versions.md`` is what the installed package says
+(see ``shared/docs_check.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ from shared.paths import ROOT
 
 DOCS = ["01_paged_attention.md", "02_vllm_architecture.md", "03_llama_cpp.md", "04_sglang.md",
         "05_framework_comparison.md"]
+#: Every text the course ships that names files, modules and commands: the docs, their index and
+#: version table, the labs' READMEs, the course's own README and guide.
+REFERENCING = sorted({f"docs/{name}" for name in DOCS} | {"docs/README.md", "docs/versions.md"}
+                     | {str(path.relative_to(ROOT)) for path in ROOT.glob("lab0*/README.md")})
 MIN_WORDS = 1500
 #: Frameworks a doc may use that an install can lack (``install.sh --minimal``, other platforms):
 #: a block that needs a missing one skips its doc's test with the reason; anything else fails.
@@ -41,10 +47,77 @@ def test_try_it_blocks_print_what_the_doc_shows(name: str, monkeypatch: pytest.M
                            f"--- the doc shows:\n{result.expected}\n--- it printed:\n{result.printed}")
 
 
-@pytest.mark.parametrize("name", DOCS)
+@pytest.mark.parametrize("name", REFERENCING)
 def test_references_exist(name: str) -> None:
-    problems = docs_check.broken_references(_doc(name))
-    assert not problems, f"docs/{name}:\n" + "\n".join(problems)
+    path = ROOT / name
+    if not path.exists():
+        pytest.skip(f"{name} has not been written yet")
+    problems = docs_check.broken_references(path)
+    assert not problems, f"{name}:\n" + "\n".join(problems)
+
+
+# Versions and defaults (docs/versions.md), each read from the installed package.
+
+CLAIMS = docs_check.version_claims() if docs_check.VERSIONS.exists() else []
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=[claim.what for claim in CLAIMS])
+def test_version_claim_holds_for_the_installed_package(claim: docs_check.VersionClaim) -> None:
+    actual, why_not = docs_check.read_claim(claim.reading)
+    if why_not:
+        pytest.skip(f"docs/versions.md:{claim.line} ({claim.what}): {why_not}")
+    assert docs_check.claim_holds(claim.value, actual), (
+        f"docs/versions.md:{claim.line}: the docs state {claim.what} = {claim.value}, the installed package "
+        f"says {actual!r} ({claim.reading}): correct the row and every doc it lists ({', '.join(claim.stated_in)})")
+
+
+def test_versions_table_lists_what_the_docs_state() -> None:
+    whats = {claim.what for claim in CLAIMS}
+    for needed in ("vLLM `gpu_memory_utilization` default", "vLLM structured-output backend default",
+                   "SGLang `--schedule-policy` default", "CTranslate2 release series"):
+        assert needed.replace("`", "") in whats, f"docs/versions.md has no row for {needed}"
+    for claim in CLAIMS:
+        for doc in claim.stated_in:
+            assert list(ROOT.glob(doc + "*")), f"docs/versions.md:{claim.line}: no such doc {doc}"
+
+
+TABLE = """| claim | value | stated in | read from |
+|---|---|---|---|
+| the docs check's tolerance factor | {value} | docs/README.md | `python shared/docs_check.py {name}` |
+"""
+
+
+def test_planted_wrong_default_fails(tmp_path: Path) -> None:
+    versions = tmp_path / "versions.md"
+    versions.write_text(TABLE.format(value="10", name="TOLERANCE_FACTOR"))
+    [claim] = docs_check.version_claims(versions)
+    actual, why_not = docs_check.read_claim(claim.reading)
+    assert why_not is None and docs_check.claim_holds(claim.value, actual)
+    versions.write_text(TABLE.format(value="9", name="TOLERANCE_FACTOR"))  # a wrong default
+    [claim] = docs_check.version_claims(versions)
+    assert not docs_check.claim_holds(claim.value, docs_check.read_claim(claim.reading)[0])
+    versions.write_text(TABLE.format(value="10", name="NO_SUCH_CONSTANT"))  # a stale name
+    [claim] = docs_check.version_claims(versions)
+    with pytest.raises(LookupError):
+        docs_check.read_claim(claim.reading)
+
+
+def test_planted_wrong_vllm_default_fails(tmp_path: Path) -> None:
+    reading = "python vllm/config/cache.py CacheConfig.gpu_memory_utilization"
+    actual, why_not = docs_check.read_claim(reading)
+    if why_not:
+        pytest.skip(why_not)
+    assert docs_check.claim_holds("0.92", actual) and not docs_check.claim_holds("0.9", actual)
+
+
+@pytest.mark.parametrize(("shown", "actual", "holds"), [
+    ("0.32.0", "0.32.0", True), ("5.19", "5.19.0", True), ("5.1", "5.19.0", False),
+    ("2.13.0", "2.13.0+cpu", True), ("1.x", "1.2.0", True), ("1.x", "0.21.0", False),
+    ("auto", "auto", True), ("xgrammar", "auto", False), ("None (one token per page)", None, True),
+    ("True", True, True), ("False", True, False), ("1.0", 1.0, True), ("1.1", 1.0, False), ("15", 15, True),
+])
+def test_claim_holds(shown: str, actual: object, holds: bool) -> None:
+    assert docs_check.claim_holds(shown, actual) is holds
 
 
 @pytest.mark.parametrize("name", DOCS)
@@ -104,6 +177,21 @@ def test_checker_pairs_blocks_and_tolerates_marked_lines(tmp_path: Path) -> None
     ("~ took 0.4 ms", "took 0.4 s", False),  # words must match
     ("~ 1,280 tokens/s", "900 tokens/s", True),
     ("took 0.4 ms", "took 0.5 ms", False),
+    # a ratio keeps its side of 1: "faster" never passes for a 10x slower figure
+    ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 12.0x faster", True),
+    ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 1.2x faster", True),
+    ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 0.6x faster", False),
+    ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 0.1x faster", False),
+    ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 70.0x faster", False),
+    # a number that is not a timing is exact, or within the tolerance its line states
+    ("~ 48 tokens in 0.5 s", "48 tokens in 2.0 s", True),
+    ("~ 48 tokens in 0.5 s", "49 tokens in 0.5 s", False),
+    ("~ Q4_0  perplexity of the held-out text 142.91 [±1 %]", "Q4_0  perplexity of the held-out text 143.80", True),
+    ("~ Q4_0  perplexity of the held-out text 142.91 [±1 %]", "Q4_0  perplexity of the held-out text 150.00", False),
+    ("~ Q4_0  perplexity of the held-out text 142.91", "Q4_0  perplexity of the held-out text 142.92", False),
+    ("~ Q4_0  perplexity of the held-out text 142.91 [±0.05]", "Q4_0  perplexity of the held-out text 142.95", True),
+    ("~ Q4_0  perplexity of the held-out text 142.91 [±0.05]", "Q4_0  perplexity of the held-out text 143.0", False),
+    ("~ Q4_0  perplexity 142.91 [±1 %]", "Q8_0  perplexity 142.91", False),  # names are words, not numbers
 ])
 def test_line_tolerance(expected: str, actual: str, ok: bool) -> None:
     assert docs_check.line_matches(expected, actual) is ok
@@ -134,3 +222,35 @@ def test_broken_references_are_found(tmp_path: Path) -> None:
                    "`course test lab01 --task 3`, `course serve --port 8001`, [web](https://example.org).\n")
     problems = docs_check.broken_references(doc)
     assert len(problems) == 4, problems
+
+
+def test_planted_dangling_path_in_a_lab_readme_fails(tmp_path: Path) -> None:
+    """A lab's README names files relative to its folder, other projects' files after the project's
+    name, and modules to run: each that does not exist is reported, and only those."""
+    lab = tmp_path / "lab09_planted"
+    (lab / "src").mkdir(parents=True)
+    (lab / "src" / "engine.py").write_text("")
+    readme = lab / "README.md"
+    good = ("**Write** in `src/engine.py`; read ggml's `docs/gguf.md`, llama.cpp's `ggml/src/ggml-quants.c` "
+            "(`dequantize_row_q4_0`) and `ggml/src/ggml-common.h`, `lab01_huggingface/src/generation.py`; "
+            "run `python -m shared.docs_check docs/01_paged_attention.md`.\n")
+    readme.write_text(good)
+    assert docs_check.broken_references(readme) == []
+    readme.write_text(good + "Then `src/nowhere.py`, `docs/gguf.md` (whose? unmarked), "
+                      "`python -m shared.no_such_tool`, and `course check --no-such-flag`; the course's own "
+                      "`shared/no_such_helper.py` is the course's, not another project's.\n")
+    problems = docs_check.broken_references(readme)
+    assert len(problems) == 5, problems
+    assert any("shared/no_such_helper.py" in problem for problem in problems)
+    assert any("src/nowhere.py" in problem for problem in problems)
+    assert any("docs/gguf.md" in problem for problem in problems)
+    assert any("shared.no_such_tool" in problem for problem in problems)
+
+
+def test_installed_package_paths_are_looked_for_in_the_package(tmp_path: Path) -> None:
+    if docs_check._installed_package_dir("transformers") is None:
+        pytest.skip("transformers is not installed here")
+    doc = tmp_path / "doc.md"
+    doc.write_text("Read `transformers/generation/utils.py` and `transformers/generation/no_such_file.py`.\n")
+    [problem] = docs_check.broken_references(doc)
+    assert "no_such_file.py" in problem and "installed transformers" in problem
