@@ -263,19 +263,23 @@ def print_grade_table(report) -> None:
 
 
 def _write_results(args: argparse.Namespace, report) -> None:
-    """--json and --gradescope, written whatever happened (Gradescope needs its file every time)."""
+    """--json and --gradescope, written whatever happened (Gradescope needs its file every time),
+    through the descriptors opened before any graded code ran (``args.results_fds``)."""
     from .grading.gradescope import validate
+    from .grading.report import write_results_file
 
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
-        console.print(f"wrote {args.json}")
-    if args.gradescope:
+    fds = getattr(args, "results_fds", {})
+    if args.json and "json" in fds:
+        write_results_file(fds["json"], json.dumps(report.to_json(), indent=2))
+        console.print(f"wrote {args.json}", markup=False, highlight=False)
+    if args.gradescope and "gradescope" in fds:
         results = report.to_gradescope()
         problems = validate(results)
         if problems:  # a grader bug: say so, but still write the file
-            err_console.print("results.json departs from Gradescope's format:\n  " + "\n  ".join(problems))
-        Path(args.gradescope).write_text(json.dumps(results, indent=2))
-        console.print(f"wrote {args.gradescope} (Gradescope results.json)")
+            err_console.print("results.json departs from Gradescope's format:\n  " + "\n  ".join(problems),
+                              markup=False)
+        write_results_file(fds["gradescope"], json.dumps(results, indent=2))
+        console.print(f"wrote {args.gradescope} (Gradescope results.json)", markup=False, highlight=False)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -285,6 +289,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value and not Path(value).expanduser().resolve().parent.is_dir():
             raise UsageProblem(f"--{option} {value}: its folder does not exist")
+    from .grading.report import open_results_file
+
+    args.results_fds = {}
+    for option in ("json", "gradescope"):  # opened now, before any graded code runs (report.py)
+        value = getattr(args, option)
+        if value:
+            try:
+                args.results_fds[option] = open_results_file(Path(value).expanduser())
+            except OSError as error:
+                raise UsageProblem(f"--{option} {value}: cannot be written safely ({error})") from None
     labs = None
     try:
         if args.lab:
@@ -300,7 +314,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if problem:
             raise GradingError(problem)
         report = grade(impl=args.impl, submission=args.submission, labs=labs, tasks=args.task,
-                       timeout=args.timeout, on_progress=lambda text: err_console.print(f"[dim]{text}[/dim]"))
+                       timeout=args.timeout,
+                       on_progress=lambda text: err_console.print(text, style="dim", markup=False, highlight=False))
     except GradingError as error:
         _write_results(args, GradeReport(impl=args.impl, labs=[], problem=str(error)))
         raise UsageProblem(str(error)) from None
@@ -311,12 +326,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if report.problem:  # nothing could be graded (no submission, not a course): 0 points, and why
         _write_results(args, report)
         raise UsageProblem(f"--submission {report.problem}")
+    _write_results(args, report)  # first: whatever printing the table meets, the file is written
     print_grade_table(report)
-    _write_results(args, report)
     if args.expect_skeleton:
         problems = skeleton_problems(report)
         if problems:
-            err_console.print("[red]skeleton check failed:[/red]\n  " + "\n  ".join(problems))
+            err_console.print("skeleton check failed:\n  " + "\n  ".join(problems), markup=False, highlight=False)
             return 1
         console.print("skeleton check: every graded test fails with the NotImplementedError of its own task "
                       "(or of an earlier task it builds on)")

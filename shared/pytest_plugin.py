@@ -111,16 +111,53 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         records.close()
 
 
+#: The grader passes a key on this descriptor (read once, then closed): each record line is
+#: ``MAC JSON``, numbered, so the grader can tell the plugin's records from any others.
+RESULTS_KEY_FD_ENV = "COURSE_RESULTS_KEY_FD"
+
+
 class _Records:
-    """The ``--course-results`` file, written through references taken when it was opened
-    (before any code under test runs), so that replacing ``json.dumps`` later changes nothing."""
+    """The ``--course-results`` file (or the grader's pipe), written through references taken
+    when it was opened (before any code under test runs), so that replacing ``json.dumps`` later
+    changes nothing. With the grader's key, every line carries a sequence number and an HMAC."""
 
     def __init__(self, path: str) -> None:
-        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        import hashlib
+        import hmac
+
+        # /dev/fd/N (the grader's pipe): that descriptor itself; reopening it is not allowed
+        # once the graded code runs as a user of its own.
+        target: str | int = int(path[len("/dev/fd/"):]) if path.startswith("/dev/fd/") else path
+        self._handle = open(target, "a", encoding="utf-8")  # noqa: SIM115
         self._put, self._flush, self._dumps = self._handle.write, self._handle.flush, json.dumps
+        self._fstat, self._fd = os.fstat, self._handle.fileno()
+        self.identity = self._channel()
+        self._mac, self._sha256, self._key, self._seq = hmac.new, hashlib.sha256, b"", 0
+        key_fd = os.environ.pop(RESULTS_KEY_FD_ENV, "")
+        if key_fd:
+            with open(int(key_fd), "rb") as key:  # closes the descriptor: nothing after us reads it
+                self._key = key.read()
+
+    def _channel(self) -> tuple[int, int] | None:
+        """What the descriptor refers to now (None when it is closed)."""
+        try:
+            stat = self._fstat(self._fd)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def redirected(self) -> bool:
+        """Has the descriptor been closed, or made to point elsewhere, since it was opened?"""
+        return self._channel() != self.identity
 
     def __call__(self, record: dict[str, Any]) -> None:
-        self._put(self._dumps(record) + "\n")
+        if self._key:
+            text = self._dumps({**record, "seq": self._seq})
+            self._seq += 1
+            text = f"{self._mac(self._key, text.encode(), self._sha256).hexdigest()} {text}"
+        else:
+            text = self._dumps(record)
+        self._put(text + "\n")
         self._flush()
 
     def close(self) -> None:
@@ -395,6 +432,7 @@ def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) 
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):  # type: ignore[no-untyped-def]
     reports: list[pytest.TestReport] = []
     item._course_reports = reports  # type: ignore[attr-defined]
+    _GUARD.check(item.nodeid, before=True)
     result = yield
     _GUARD.check(item.nodeid)
     outcome, message = "passed", ""
@@ -442,40 +480,98 @@ class _Guard:
         self._write = _write
 
     def watch(self, label: str, owner: Any, name: str) -> None:
-        self._originals[label] = (owner, name, vars(owner).get(name))
+        value = vars(owner).get(name) if hasattr(owner, "__dict__") else getattr(owner, name, None)
+        self._originals[label] = (owner, name, value, _codes(value))
 
     def start(self, config: pytest.Config) -> None:
-        """Called at the end of collection: from here on no plugin or hook may appear."""
+        """Called at the end of collection: from here on no plugin or hook may appear, and the
+        oracles the tests use are the libraries' own (no code under test has run yet)."""
         self.config = config
         self._plugins = {id(plugin) for plugin in config.pluginmanager.get_plugins()}
-        self._hooks = {name: [impl.function for impl in getattr(config.hook, name).get_hookimpls()]
-                       for name in GUARDED_HOOKS}
+        self._hooks = {name: [(impl.function, _codes(impl.function))
+                              for impl in getattr(config.hook, name).get_hookimpls()] for name in GUARDED_HOOKS}
+        for module_name, names in ORACLES:
+            if module_name.partition(".")[0] in sys.modules:  # a library the tests imported
+                try:
+                    module = __import__(module_name, fromlist=["_"])
+                except ImportError:
+                    continue
+                for name in names:
+                    owner, _, attribute = f"{module_name}.{name}".rpartition(".")
+                    target = module if owner == module_name else _resolve(owner)
+                    if target is not None and hasattr(target, attribute):
+                        self.watch(f"{owner}.{attribute}", target, attribute)
 
     def changed(self) -> list[str]:
-        found = [label for label, (owner, name, value) in self._originals.items()
-                 if vars(owner).get(name) is not value]
+        found = []
+        for label, (owner, name, value, codes) in self._originals.items():
+            now = vars(owner).get(name) if hasattr(owner, "__dict__") else getattr(owner, name, None)
+            if now is not value or _codes(now) != codes:
+                found.append(label)
         if self.config is not None:
+            records = getattr(self.config, "_course_results", None)
+            if records is not None and records.redirected():
+                found.append("the results descriptor (closed or redirected)")
             if {id(plugin) for plugin in self.config.pluginmanager.get_plugins()} != self._plugins:
                 found.append("the registered pytest plugins")
             for name, functions in self._hooks.items():
-                if [impl.function for impl in getattr(self.config.hook, name).get_hookimpls()] != functions:
+                now = [(impl.function, _codes(impl.function))
+                       for impl in getattr(self.config.hook, name).get_hookimpls()]
+                if len(now) != len(functions) or any(
+                        a is not b or ca != cb for (a, ca), (b, cb) in zip(now, functions, strict=True)):
                     found.append(f"the implementations of the {name} hook")
         return found
 
-    def check(self, during: str) -> None:
+    def check(self, during: str, *, before: bool = False) -> None:
+        """Write a ``tamper`` record for anything replaced since the last check (``before``: the
+        check as test ``during`` starts, which sees what happened between tests)."""
         if self.config is None:
             return
         new = [label for label in self.changed() if label not in self._reported]
         if new:
             self._reported.update(new)
-            self.write(self.config, {"event": "tamper", "nodeid": during, "changed": new})
+            self.write(self.config, {"event": "tamper", "nodeid": during, "changed": new,
+                                     **({"when": "before"} if before else {})})
 
     def write(self, config: pytest.Config, record: dict[str, Any]) -> None:
         self._write(config, record)
 
 
 GUARDED_HOOKS = ("pytest_runtest_protocol", "pytest_runtest_makereport", "pytest_runtest_logreport",
-                 "pytest_runtest_call", "pytest_pyfunc_call", "pytest_report_teststatus")
+                 "pytest_runtest_call", "pytest_pyfunc_call", "pytest_report_teststatus", "pytest_runtest_setup",
+                 "pytest_runtest_teardown", "pytest_runtest_logstart", "pytest_runtest_logfinish")
+#: The oracles tests judge with, watched from the end of collection where their library is loaded.
+ORACLES = (
+    ("pytest", ("raises", "approx", "warns", "fail", "skip")),
+    ("_pytest.python_api", ("raises", "approx", "RaisesContext.__exit__", "ApproxScalar.__eq__",
+                            "ApproxMapping.__eq__", "ApproxSequenceLike.__eq__")),
+    ("_pytest.raises", ("raises", "RaisesExc.__exit__", "RaisesExc.matches")),
+    ("torch", ("equal", "allclose", "isclose", "Tensor.__eq__", "Tensor.equal", "Tensor.tolist", "Tensor.item")),
+    ("torch.testing", ("assert_close",)),
+    ("numpy", ("array_equal", "allclose", "isclose")),
+    ("numpy.testing", ("assert_allclose", "assert_array_equal", "assert_equal", "assert_array_almost_equal",
+                       "assert_almost_equal")),
+)
+
+
+def _resolve(dotted: str) -> Any:
+    """The object at ``dotted`` (a module, then attributes), or None."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is not None:
+            value = module
+            for part in parts[cut:]:
+                value = getattr(value, part, None)
+            return value
+    return None
+
+
+def _codes(value: Any) -> tuple[Any, ...]:
+    """The code objects behind ``value`` (a function, a property's accessors, a method of a
+    class or staticmethod): replacing one changes what runs without changing the identity."""
+    parts = [value.fget, value.fset] if isinstance(value, property) else [getattr(value, "__func__", value)]
+    return tuple(getattr(part, "__code__", None) for part in parts)
 
 
 def _make_guard() -> _Guard:

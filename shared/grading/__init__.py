@@ -22,15 +22,15 @@ copy, course or site-packages) withholds the lab's score and is listed in the in
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..paths import ROOT
 from . import collect, integrity, prepare, run
+from . import gradescope as _gradescope  # noqa: F401  (the grader's own code, loaded
+from . import report as _report  # noqa: F401  before any graded code runs)
 from .collect import GradingError, labs_with_tests, readme_points, task_titles
 from .prepare import prepare_submission
 from .results import Finding, GradeReport, LabResult, TestResult, by_task
@@ -77,10 +77,7 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
     report = GradeReport(impl=impl, labs=[], notes=notes, submission=str(submission))
     with open_sandbox(root) as box:
         # 2. The grading copy, and what the course expects (no student code in it yet).
-        if box.uid is None and os.geteuid() == 0:
-            report.warnings.append(f"the graded code runs as root, not as a user of its own: no other user can run "
-                                   f"this Python ({sys.executable}); install the course's Python and virtual "
-                                   "environment where every user can read them (see the README)")
+        report.warnings += box.warnings
         copy = prepare.build_copy(root, box.course)
         for lab in chosen:
             if on_progress:
@@ -96,19 +93,21 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
                 shutil.copytree(copy / lab / "src", given / lab)
         found, added = prepare.add_submission(copy, where, chosen, root)
         report.notes += added
-        prepare.make_readable(copy)
-        if box.uid is not None and any(box.readable_by_child(root / lab / "solution") for lab in chosen
-                                       if (root / lab / "solution").is_dir()):
+        prepare.make_readable(copy, box.uid if box.kind == "user" else None)
+        if box.kind != "none" and any(box.readable_by_child(root / lab / "solution") for lab in chosen
+                                      if (root / lab / "solution").is_dir()):
             report.warnings.append(f"the graded code's user can read the course at {root}, solutions "
                                    f"included: make it unreadable to other users (chmod -R go-rwx {root})")
         copy_before = prepare.fingerprint(copy)
-        # 4. Each lab: scan, run, check.
+        for result in report.labs:  # every lab's scan before any child runs
+            if result.lab in found:
+                result.integrity += integrity.scan(copy / result.lab / "src", f"{result.lab}/src", given / result.lab)
+        # 4. Each lab: run, check.
         for result in report.labs:
             if result.lab not in found:
                 for test in result.tests:
                     test.message = f"not run: {result.lab}/src/ is not in the submission"
                 continue
-            result.integrity += integrity.scan(copy / result.lab / "src", f"{result.lab}/src", given / result.lab)
             if not result.tests:
                 continue
             if on_progress:

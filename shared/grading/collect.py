@@ -67,9 +67,16 @@ def readme_mismatch(course: Path, lab: str, tests: list[TestResult]) -> str:
     return f"{lab}: the tests' points differ from the README's ({'; '.join(wrong)})" if stated and wrong else ""
 
 
+#: Grading always uses the fixture models: a model chosen by the environment would move grades
+#: (the reference gets 3 / 12 on lab01 task 5 with GPT-2) without any report saying so.
+GRADE_MOVING_ENV = ("COURSE_MODEL", "COURSE_DRAFT_MODEL")
+
+
 def child_env(course: Path, impl: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child pytest working in ``course``: this course first on the path."""
-    env = dict(os.environ if base is None else base)
+    """The environment of a child pytest working in ``course``: this course first on the path,
+    and none of :data:`GRADE_MOVING_ENV`."""
+    env = {key: value for key, value in (os.environ if base is None else base).items()
+           if key not in GRADE_MOVING_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(course), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["COURSE_IMPL"] = impl
     env["PYTHONDONTWRITEBYTECODE"] = "1"

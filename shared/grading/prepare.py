@@ -139,17 +139,32 @@ def _ignored_changes(submitted_lab: Path, course_lab: Path, lab: str) -> list[st
     return notes
 
 
-def make_readable(folder: Path) -> None:
+def make_readable(folder: Path, group: int | None = None) -> None:
     """Folders 755 and files 644 under ``folder``, whatever the grader's umask: the graded code's
-    user must read the copy, and (the owner being the grader) cannot write it."""
+    user must read the copy, and (the owner being the grader) cannot write it. With ``group``
+    (the graded code's own group), ``folder`` itself is 750 and of that group: no other user (the
+    code of a submission graded at the same time) can read this copy."""
     folder.chmod(0o755)
     for path in folder.rglob("*"):
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() else 0o644)
+    if group is not None:
+        os.chown(folder, -1, group)
+        folder.chmod(0o750)
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """sha256 of the file at ``path``, never through a symbolic link (one planted there since the
+    file was listed reads as "changed", not as the file it points at)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return "unreadable"
+    with os.fdopen(fd, "rb") as handle:
+        digest = hashlib.sha256()
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fingerprint(folder: Path) -> dict[str, str]:

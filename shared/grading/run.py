@@ -1,16 +1,22 @@
 """Run: the expected tests in child pytest processes, watched and read as they go.
 
 Each child is started in the sandbox (``sandbox.py``) with the node ids still to run and
-``--course-results FILE``; the course plugin writes a ``start`` record when a test begins and a
-``result`` record when it ends. The parent reads them while the child runs, and:
+``--course-results /dev/fd/N``: a pipe whose reading end only the parent holds (no file a child
+could replace or rewrite). The course plugin writes a ``start`` record when a test begins and a
+``result`` record when it ends, each numbered and signed with a key the parent passes on another
+pipe, read and closed by the plugin before any code under test runs. The child's output goes to a
+file the parent created in a folder of its own and read back through its own descriptor. The
+parent reads the records while the child runs, and:
 
 - **enforces a hard per-test limit**: a test still running ``HARD_LIMIT_FACTOR`` times its own
   time limit plus ``HARD_LIMIT_GRACE_S`` after its start record is stopped by the parent (code can
   swallow pytest-timeout's exception: Hypothesis does), and so is a child that takes longer than
   ``START_LIMIT_S`` to reach its first test;
-- **counts only what it expects**: a record for an unknown test, a second result, a result for a
-  test that was not running, an unreadable line or a rewritten file are *anomalies*, and so are
-  the plugin's own ``tamper`` records; the first valid result of each test is the one kept;
+- **counts only what it expects**: a record that is not the plugin's (a wrong signature or
+  number), a record for an unknown test, a second result, a result for a test that was not
+  running or an unreadable line are *anomalies*, and so are the plugin's own ``tamper`` records;
+  the first valid result of each test is the one kept. Points are the collection's (taken before
+  any student code existed): a rerun child's own ``collected`` records are checked by name only;
 - **recovers from crashes**: when a child dies inside a test (os._exit, a segfault, the hard
   limit), that test fails with the reason and a new child runs the rest; after
   ``CRASHES_BEFORE_SPLIT`` crashes the rest runs one test file per child, so a module that kills
@@ -23,14 +29,19 @@ gradable here*); any other skip or xfail met while grading is a failure.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
+import stat
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..pytest_plugin import RESULTS_KEY_FD_ENV
 from .collect import child_env
 from .results import TestResult
 from .sandbox import Sandbox
@@ -66,26 +77,53 @@ class Records:
     running: str | None = None  # started, no result yet
     started: set[str] = field(default_factory=set)
     since: float = field(default_factory=time.monotonic)  # last start or result
+    key: bytes = b""  # the current child's signing key (b"": records unsigned, the course's own tests)
+    seq: int = 0  # the number the plugin's next record must carry
+
+    def new_child(self, ids: list[str], key: bytes) -> None:
+        """A child starts: it is asked to run ``ids`` and signs with ``key``."""
+        self.asked, self.collected, self.running, self.since = set(ids), set(), None, time.monotonic()
+        self.key, self.seq = key, 0
+
+    def _verified(self, line: bytes) -> bytes | None:
+        """The JSON of a signed line, or None (and an anomaly) when the plugin did not write it."""
+        mac, _, text = line.partition(b" ")
+        expected = hmac.new(self.key, text, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(mac, expected):
+            self.anomalies.append(f"a record the course's plugin did not write: {line[:120]!r}")
+            return None
+        return text
 
     def feed(self, line: bytes) -> None:
+        if self.key:
+            text = self._verified(line)
+            if text is None:
+                return
+            line = text
         try:
             record = json.loads(line)
             event, nodeid = record["event"], record.get("nodeid", "")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             self.anomalies.append(f"an unreadable record: {line[:120]!r}")
             return
+        if self.key:
+            if record.get("seq") != self.seq:
+                self.anomalies.append(f"records missing or out of order: number {record.get('seq')!r} came where "
+                                      f"{self.seq} was due")
+            self.seq = record.get("seq", self.seq) + 1 if isinstance(record.get("seq"), int) else self.seq + 1
         if event == "collection_done":
             return
-        if event == "collected":  # the course decided these before this run (collect.py): only checked
-            if nodeid not in self.asked or nodeid in self.collected or record.get("points") != self.points.get(nodeid):
+        if event == "collected":  # the course decided these before any child ran (collect.py): only checked
+            if nodeid not in self.asked or nodeid in self.collected:
                 self.anomalies.append(f"a collected record for {nodeid!r} worth {record.get('points')!r} points, "
-                                      "not one of the tests asked for, or not at its points")
+                                      "not one of the tests asked for")
             self.collected.add(nodeid)
             return
         if event == "collect_error":
             self.collect_errors.append(f"{nodeid}: {record.get('message', '')}")
         elif event == "tamper":
-            self.tampered.append(f"during {nodeid}: replaced {', '.join(map(str, record.get('changed', [])))}")
+            when = "before" if record.get("when") == "before" else "during"
+            self.tampered.append(f"{when} {nodeid}: replaced {', '.join(map(str, record.get('changed', [])))}")
         elif nodeid not in self.asked:
             self.anomalies.append(f"a {event} record for {nodeid!r}, a test this run was not asked to run")
         elif event == "start":
@@ -106,31 +144,47 @@ class Records:
             self.anomalies.append(f"an unknown {event!r} record")
 
 
-class RecordReader:
-    """Reads the complete lines a child appends to its results file; remembers what it read so
-    that a file rewritten afterwards is noticed."""
+class PipeReader:
+    """Reads the complete lines a child writes into the parent's pipe, without blocking."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.offset, self.pending, self.digest = path, 0, b"", hashlib.sha256()
+    MAX_PENDING = 1 << 20  # a "line" longer than this is no record
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending = fd, b""
+        os.set_blocking(fd, False)
 
     def new_lines(self) -> list[bytes]:
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        self.digest.update(data)
-        *lines, self.pending = (self.pending + data).split(b"\n")
+        chunks = []
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        *lines, self.pending = (self.pending + b"".join(chunks)).split(b"\n")
+        if len(self.pending) > self.MAX_PENDING:
+            lines.append(self.pending[:200])
+            self.pending = b""
         return [line for line in lines if line.strip()]
 
-    def rewritten(self) -> bool:
-        try:
-            with open(self.path, "rb") as handle:
-                return hashlib.sha256(handle.read(self.offset)).digest() != self.digest.digest()
-        except FileNotFoundError:
-            return True
+
+def create_private_file(folder: Path, prefix: str) -> int:
+    """A new file in ``folder`` (a fresh random name, created exclusively, never through a
+    symbolic link), open for reading and writing, checked to be a regular file the grader owns."""
+    fd, _ = tempfile.mkstemp(prefix=prefix, dir=folder)
+    status = os.fstat(fd)
+    if not (stat.S_ISREG(status.st_mode) and status.st_uid == os.geteuid()):
+        os.close(fd)
+        raise RuntimeError(f"{folder}: a new file there is not a regular file of the grader's")
+    return fd
+
+
+def read_tail(fd: int, limit: int) -> str:
+    """The last ``limit`` bytes of the file open at ``fd``, as text."""
+    size = os.fstat(fd).st_size
+    return os.pread(fd, limit, max(0, size - limit)).decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -145,17 +199,23 @@ class ChildEnd:
 def run_child(course: Path, box: Sandbox, ids: list[str], expected: dict[str, TestResult], records: Records,
               impl: str, results_file: Path, deadline: float, extra_args: list[str]) -> ChildEnd:
     """One child pytest over ``ids``, watched until it exits or the parent stops it."""
-    output_file = results_file.with_suffix(".out")
+    read_records, write_records = os.pipe()
+    read_key, write_key = os.pipe()
+    key = secrets.token_hex(32).encode()
+    os.write(write_key, key)  # 64 bytes: far below a pipe's buffer
+    os.close(write_key)
+    output = create_private_file(results_file.parent, results_file.stem + "-")
     command = [sys.executable, "-m", "pytest", f"--impl={impl}", "-p", "no:cacheprovider", "-q", "--no-header",
                "-o", "console_output_style=classic", f"--rootdir={course}", "--continue-on-collection-errors",
-               f"--course-results={results_file}", *extra_args, *ids]
-    env = box.env(child_env(course, impl))
-    results_file.touch()
-    if box.uid is not None:
-        os.chown(results_file, box.uid, box.uid)
-    reader = RecordReader(results_file)
-    records.asked, records.collected, records.running, records.since = set(ids), set(), None, time.monotonic()
-    process = box.start(command, cwd=course, env=env, output=output_file)
+               f"--course-results=/dev/fd/{write_records}", *extra_args, *ids]
+    env = box.env(child_env(course, impl)) | {RESULTS_KEY_FD_ENV: str(read_key)}
+    reader = PipeReader(read_records)
+    records.new_child(ids, key)
+    try:
+        process = box.start(command, cwd=course, env=env, output=output, pass_fds=(write_records, read_key))
+    finally:
+        os.close(write_records)
+        os.close(read_key)
     why = ""
     try:
         while True:
@@ -180,12 +240,12 @@ def run_child(course: Path, box: Sandbox, ids: list[str], expected: dict[str, Te
             time.sleep(POLL_S)
     finally:
         box.stop(process)
-    for line in reader.new_lines():
-        records.feed(line)
-    if reader.rewritten():
-        records.anomalies.append("the results file was rewritten while the tests ran")
-    output = output_file.read_text(encoding="utf-8", errors="replace")[-OUTPUT_TAIL:] if output_file.exists() else ""
-    return ChildEnd(code=process.returncode, why=why, output=output)
+        for line in reader.new_lines():
+            records.feed(line)
+        os.close(read_records)
+        tail = read_tail(output, OUTPUT_TAIL)
+        os.close(output)
+    return ChildEnd(code=process.returncode, why=why, output=tail)
 
 
 def _ended(end: ChildEnd, test: TestResult | None) -> str:

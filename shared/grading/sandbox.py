@@ -1,22 +1,30 @@
 """The sandbox: where a submission's tests run, as whom, with what limits, and how it is ended.
 
+- **Bubblewrap first.** Where Debian's ``bubblewrap`` is installed (``apt-get install -y
+  bubblewrap``; CI installs it), each child runs under ``bwrap`` in namespaces of its own: a
+  private PID namespace (nothing it starts outlives the run: when the child's ``bwrap`` dies, the
+  kernel ends every process in it), no network, a private ``/tmp``, and a file system that holds
+  only the system folders (``/usr``, ``/etc``...), the interpreter and its site-packages, the
+  grading copy (all read-only) and the child's own scratch folder. No other checkout of the
+  course, no other submission's copy and no results file is visible to it. As root, ``bwrap``
+  runs without a user namespace and ``setpriv`` then drops the child to a user id of its own with
+  no capabilities; as any other user, ``bwrap`` uses an unprivileged user namespace.
+- **The fallback, said loudly.** Without a working ``bwrap`` (or with ``$COURSE_GRADE_SANDBOX=user``)
+  the grader falls back to a user id of its own when it is root and the interpreter is readable
+  by other users, else to the grader's own user, and the report carries a warning either way.
 - **Where.** A fresh folder under the system temp folder, outside the instructor's checkout,
   holding ``course/`` (the grading copy, see ``prepare.py``), ``home/`` (the child's ``HOME``,
-  ``TMPDIR`` and caches) and ``records/`` (the results files). It is deleted afterwards.
-- **As whom.** When the grader runs as root (Gradescope's autograder does), each child runs as
-  an unprivileged user id of its own, with no supplementary groups: the grading copy, the
-  virtual environment and the instructor's course are read-only to it (they belong to root), and
-  only ``home/`` and ``records/`` are its own. ``$COURSE_GRADE_UID`` picks the id; by default an
-  id that no account and no process uses is chosen, so ending "every process of that user"
-  ends only what the submission started. As any other user, the child runs as that user: the
-  grader then detects changes to the copy (``integrity.py``) but cannot prevent them.
-- **Limits.** Its own session and process group (``setsid``); ``RLIMIT_DATA`` (heap and
-  anonymous memory, so a runaway allocation fails with MemoryError instead of taking the
-  machine; unlike ``RLIMIT_AS`` it leaves CUDA's address-space reservations alone),
-  ``RLIMIT_NPROC`` (no fork bomb), ``RLIMIT_FSIZE`` and no core files. Per process, not per group:
-  cgroups would bound the whole tree, but need privileges a container rarely grants.
-- **The end.** After each child: SIGKILL to its process group, then, for a user id of its own,
-  to every process of that user (which also ends what escaped the group with ``setsid``).
+  ``TMPDIR``, caches and a linked copy of the fixture models) and ``records/`` (the children's
+  output files: created by the grader, for the grader only). It is deleted afterwards.
+- **As whom.** ``$COURSE_GRADE_UID`` picks the child's user id; by default an id that no account
+  and no process uses is chosen, so ending "every process of that user" ends only what the
+  submission started.
+- **Limits.** Its own session and process group; ``RLIMIT_DATA`` (heap and anonymous memory, so a
+  runaway allocation fails with MemoryError instead of taking the machine; unlike ``RLIMIT_AS`` it
+  leaves CUDA's address-space reservations alone), ``RLIMIT_FSIZE`` and no core files, per
+  process; ``RLIMIT_NPROC`` for the child's user id, which bounds its whole tree (no fork bomb).
+- **The end.** After each child: SIGKILL to its process group (``bwrap``'s PID namespace takes
+  every process in it along), then, for a user id of its own, to every process of that user.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GiB = 1 << 30
@@ -71,12 +79,40 @@ def choose_uid() -> int:
     return random.choice(free)
 
 
+BWRAP = "bwrap"
+SANDBOX_ENV = "COURSE_GRADE_SANDBOX"  # "user": skip bubblewrap (the fallback, for a broken bwrap)
+SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+#: Variables that would move a grade or tell the graded code it is graded: never passed on.
+DROPPED_ENV = ("COURSE_MODEL", "COURSE_DRAFT_MODEL", "COURSE_GRADE_UID", SANDBOX_ENV)
+
+
+def interpreter_folders() -> list[Path]:
+    """The folders this interpreter needs: its installation, the virtual environment and every
+    site-packages folder (bound read-only into the sandbox, nothing else of their parents)."""
+    import site
+    import sysconfig
+
+    candidates = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+                  os.path.dirname(os.path.realpath(sys.executable)),
+                  *(sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")),
+                  *site.getsitepackages()}
+    folders = sorted({Path(os.path.realpath(c)) for c in candidates if c and os.path.isdir(c)},
+                     key=lambda path: len(path.parts))
+    kept: list[Path] = []
+    for folder in folders:  # a folder inside one already bound needs no bind of its own
+        if not any(folder.is_relative_to(outer) for outer in kept):
+            kept.append(folder)
+    return kept
+
+
 @dataclass
 class Sandbox:
     folder: Path
     uid: int | None  # None: the child runs as the grader's own user
     memory_bytes: int
     fixture_cache: Path  # the child's $COURSE_CACHE_DIR (built fixture models)
+    kind: str = "none"  # "bubblewrap", "user" (a user id of its own only) or "none" (the grader's own user)
+    warnings: list[str] = field(default_factory=list)  # for the instructor: a weaker sandbox than wanted
 
     @property
     def course(self) -> Path:
@@ -88,17 +124,17 @@ class Sandbox:
 
     @property
     def records(self) -> Path:
+        """The grader's own folder (0700, never visible to a child): its output files."""
         return self.folder / "records"
 
-
     def env(self, base: dict[str, str]) -> dict[str, str]:
-        """The child's environment: ``base`` with a home, temp and cache folders of its own."""
-        env = dict(base)
+        """The child's environment: ``base`` with a home, temp and cache folders of its own, less
+        what would move a grade (``$COURSE_MODEL``: grading uses the fixture models)."""
+        env = {key: value for key, value in base.items() if key not in DROPPED_ENV}
         cache = self.home / "cache"
         env.update(HOME=str(self.home), TMPDIR=str(self.home / "tmp"), XDG_CACHE_HOME=str(cache),
                    HF_HOME=str(cache / "huggingface"), TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"),
                    MPLCONFIGDIR=str(cache / "matplotlib"), HYPOTHESIS_STORAGE_DIRECTORY=str(cache / "hypothesis"),
-                   USER="course-grader", LOGNAME="course-grader",
                    COURSE_CACHE_DIR=str(self.fixture_cache))
         return env
 
@@ -109,13 +145,49 @@ class Sandbox:
         if self.uid is not None:  # per user: only meaningful for a user id of its own
             resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
 
-    def start(self, command: list[str], cwd: Path, env: dict[str, str], output: Path) -> subprocess.Popen:
-        """Start ``command`` in the sandbox; its stdout and stderr go to ``output``."""
-        as_user = {} if self.uid is None else {"user": self.uid, "group": self.uid, "extra_groups": []}
-        with open(output, "wb") as sink:
-            return subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=sink,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=self._limits, **as_user)
+    def wrap(self, command: list[str], cwd: Path) -> list[str]:
+        """``command`` as this sandbox runs it (under ``bwrap`` and ``setpriv`` where it uses them)."""
+        if self.kind != "bubblewrap":
+            return command
+        args = [shutil.which(BWRAP) or BWRAP, "--die-with-parent", "--new-session"]
+        if os.geteuid() == 0:  # privileged bwrap, no user namespace: setpriv then drops to self.uid
+            args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                     "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            args += ["--unshare-all"]
+        for top in SYSTEM_FOLDERS:
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind-try", "/sys", "/sys",
+                 "--perms", "1777", "--tmpfs", "/tmp"]
+        for device in sorted(Path("/dev").glob("nvidia*")):  # the GPU, where there is one
+            args += ["--dev-bind", str(device), str(device)]
+        made = {Path("/"), Path("/tmp")}
+        binds = [("--ro-bind", folder) for folder in interpreter_folders()]
+        for option, folder in [*binds, ("--ro-bind", self.course), ("--bind", self.home)]:
+            if not any(folder.is_relative_to(top) for top in SYSTEM_FOLDERS):
+                for parent in reversed(folder.parents):  # bwrap would make them 0700, as root
+                    if parent not in made:
+                        made.add(parent)
+                        args += ["--perms", "0755", "--dir", str(parent)]
+            args += [option, str(folder), str(folder)]
+        args += ["--chdir", str(cwd), "--"]
+        if os.geteuid() == 0 and self.uid is not None:
+            args += [shutil.which("setpriv") or "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}",
+                     "--clear-groups", "--inh-caps=-all", "--"]
+        return args + command
+
+    def start(self, command: list[str], cwd: Path, env: dict[str, str], output: int,
+              pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+        """Start ``command`` in the sandbox; its stdout and stderr go to the descriptor ``output``
+        (a file the grader opened: the child never learns its path), ``pass_fds`` are inherited."""
+        as_user = {} if self.uid is None or self.kind == "bubblewrap" else {
+            "user": self.uid, "group": self.uid, "extra_groups": []}
+        return subprocess.Popen(self.wrap(command, cwd), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=self._limits,
+                                pass_fds=pass_fds, **as_user)
 
     def stop(self, process: subprocess.Popen) -> None:
         """End ``process``, its group, and (for a user id of its own) every process of that user."""
@@ -127,36 +199,25 @@ class Sandbox:
             # kill(-1) as that user reaches every process it owns, and on Linux not the caller.
             _kill_every_process_of(self.uid)
 
-    def readable_by_child(self, path: Path) -> bool:
-        """Can the child's user read ``path``? (Always true for the grader's own user.)"""
-        if self.uid is None:
-            return True
-        check = subprocess.run([sys.executable, "-c", "import os, sys\nsys.exit(0 if os.access(sys.argv[1], "
-                                "os.R_OK | os.X_OK) else 1)", str(path)], user=self.uid, group=self.uid,
-                               extra_groups=[], stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                               check=False)
+    def runs(self, code: str, *args: str, cwd: Path | None = None) -> bool:
+        """Does ``python -c code ARGS`` exit 0 in this sandbox (as the child would run)?"""
+        cwd = cwd or self.course
+        as_user = {} if self.uid is None or self.kind == "bubblewrap" else {
+            "user": self.uid, "group": self.uid, "extra_groups": []}
+        try:
+            check = subprocess.run(self.wrap([sys.executable, "-c", code, *args], cwd), cwd=cwd,
+                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False,
+                                   env=self.env(dict(os.environ)), **as_user)
+        except (OSError, subprocess.SubprocessError):
+            return False
         return check.returncode == 0
 
-
-def can_run_as(uid: int, cwd: Path) -> bool:
-    """Can user ``uid`` start this interpreter and import pytest? Not when Python or the virtual
-    environment lives in a folder other users cannot enter (a pyenv under /root, say)."""
-    try:
-        check = subprocess.run([sys.executable, "-c", "import pytest"], user=uid, group=uid, extra_groups=[],
-                               cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return check.returncode == 0
-
-
-def separate_user_available() -> bool:
-    """Would a grading here run the graded code as a user of its own? (Root, and an interpreter
-    that user can run.)"""
-    if os.geteuid() != 0:
-        return False
-    with tempfile.TemporaryDirectory() as folder:
-        Path(folder).chmod(0o755)
-        return can_run_as(choose_uid(), Path(folder))
+    def readable_by_child(self, path: Path) -> bool:
+        """Can the child read ``path``? (Always true for the grader's own user without bubblewrap.)"""
+        if self.uid is None and self.kind != "bubblewrap":
+            return True
+        return self.runs("import os, sys\nsys.exit(0 if os.access(sys.argv[1], os.R_OK | os.X_OK) else 1)",
+                         str(path))
 
 
 def _kill_every_process_of(uid: int) -> None:
@@ -189,17 +250,25 @@ def _processes() -> list[tuple[int, int]]:
     return found
 
 
-def _share_fixture_cache(source: Path, target: Path, uid: int) -> None:
-    """Give the child the fixture models already built, read-only: hard links (or copies) of
-    the grader's cache in a folder the child owns, so it can still build a missing one there."""
+def _share_fixture_cache(source: Path, target: Path, uid: int | None) -> None:
+    """Give the child the fixture models already built: hard links of the grader's cache (a user
+    id of its own cannot write them) or, for the grader's own user, copies, in a folder the child
+    owns, so it can still build a missing one there."""
     target.mkdir(parents=True, exist_ok=True)
     for entry in sorted(source.iterdir()) if source.is_dir() else []:
         if entry.name.startswith(".") or not entry.is_dir():
             continue  # locks and half-built folders
-        shutil.copytree(entry, target / entry.name, copy_function=_link_or_copy, dirs_exist_ok=True)
+        shutil.copytree(entry, target / entry.name, copy_function=_link_or_copy if uid is not None else _copy,
+                        dirs_exist_ok=True)
     for folder in [target, *(path for path in target.rglob("*") if path.is_dir())]:
         folder.chmod(0o755)  # a fixture is built in a mkdtemp folder: 700
-    os.chown(target, uid, uid)
+    if uid is not None:
+        os.chown(target, uid, uid)
+
+
+def _copy(source: str, target: str) -> None:
+    shutil.copyfile(source, target)
+    os.chmod(target, 0o644)
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -211,38 +280,99 @@ def _link_or_copy(source: str, target: str) -> None:
             return
         except OSError:
             pass
-    shutil.copyfile(source, target)
-    os.chmod(target, 0o644)
+    _copy(source, target)
+
+
+def bubblewrap_problem() -> str:
+    """Why bubblewrap cannot be used here ("" when it can be tried)."""
+    if os.environ.get(SANDBOX_ENV, "") == "user":
+        return f"${SANDBOX_ENV}=user"
+    if shutil.which(BWRAP) is None:
+        return "bubblewrap is not installed (apt-get install -y bubblewrap)"
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
+    return ""
 
 
 @contextlib.contextmanager
 def open_sandbox(course_root: Path, *, other_user: bool = True, memory_bytes: int | None = None) -> Iterator[Sandbox]:
     """A fresh sandbox folder (see the module docstring), deleted on exit. ``other_user=False``
-    keeps the child as the grader's own user (grading the course itself: trusted code that may
-    live where no other user can read it)."""
+    keeps the child as the grader's own user, outside bubblewrap (grading the course itself:
+    trusted code that may live where no other user can read it)."""
     folder = Path(tempfile.mkdtemp(prefix="course-grade-")).resolve()
     course_root = Path(course_root).resolve()
     if folder == course_root or course_root in folder.parents:
         raise RuntimeError(f"the system temp folder {folder.parent} lies inside the course {course_root}")
-    uid = choose_uid() if other_user and os.geteuid() == 0 else None
-    if uid is not None and not can_run_as(uid, folder):
-        uid = None  # this interpreter lives where other users cannot reach it: say so, run as we are
     from ..paths import cache_dir
 
+    uid = choose_uid() if other_user and os.geteuid() == 0 else None
     box = Sandbox(folder=folder, uid=uid, memory_bytes=memory_bytes or default_memory_bytes(),
-                  fixture_cache=cache_dir() if uid is None else folder / "home" / "course-cache")
+                  fixture_cache=cache_dir() if not other_user else folder / "home" / "course-cache")
     try:
-        folder.chmod(0o755)  # the child must reach course/ (read-only to it) and its own folders
-        for own in (box.home, box.home / "tmp", box.records):
-            own.mkdir(parents=True)
+        folder.chmod(0o755)  # the child must reach course/ (read-only to it) and home/
+        box.records.mkdir(mode=0o700)
+        box.course.mkdir(mode=0o755)
+        for own in (box.home, box.home / "tmp"):
+            own.mkdir()
             if uid is not None:
                 os.chown(own, uid, uid)
             own.chmod(0o700)
-        if uid is not None:
+        if other_user:
             _share_fixture_cache(cache_dir(), box.fixture_cache, uid)
+            _choose_kind(box)
         yield box
     finally:
         if uid is not None:  # anything still running as that user
             with contextlib.suppress(Exception):
                 _kill_every_process_of(uid)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+#: What :func:`_choose_kind` found, per (bubblewrap's problem, running as root): a probe starts
+#: the interpreter in the sandbox, which is worth doing once per grading process only.
+_KINDS: dict[tuple[str, bool], tuple[str, bool, list[str]]] = {}
+
+
+def _choose_kind(box: Sandbox) -> None:
+    """Bubblewrap where it works; else a user id of its own; else none, with a warning."""
+    key = (bubblewrap_problem(), box.uid is not None)
+    if key not in _KINDS:
+        _probe_kind(box)
+        _KINDS[key] = (box.kind, box.uid is not None, list(box.warnings))
+    kind, keeps_uid, warnings = _KINDS[key]
+    box.kind, box.warnings = kind, list(warnings)
+    if not keeps_uid:
+        box.uid = None
+
+
+def grading_sandbox_kind() -> str:
+    """The sandbox a ``course grade --submission`` here would run the graded code in:
+    "bubblewrap", "user" (a user id of its own only) or "none"."""
+    from ..paths import ROOT
+
+    with open_sandbox(ROOT) as box:
+        return box.kind
+
+
+def _probe_kind(box: Sandbox) -> None:
+    problem = bubblewrap_problem()
+    if not problem:
+        box.kind = "bubblewrap"
+        if box.runs("import pytest"):
+            return
+        problem = "bwrap could not start this interpreter in a sandbox (are user namespaces disabled?)"
+    if box.uid is not None:
+        box.kind = "user"
+        if box.runs("import pytest"):
+            box.warnings.append(f"no bubblewrap sandbox ({problem}): the graded code runs as a user of its own "
+                                "only, and sees every file other users may read (other checkouts of the course "
+                                "included); install bubblewrap (see the README)")
+            return
+        box.warnings.append(f"the graded code runs as root, not as a user of its own: no other user can run "
+                            f"this Python ({sys.executable}), and there is no bubblewrap sandbox ({problem}); "
+                            "install bubblewrap, or the course's Python where every user can read it (see the README)")
+        box.uid = None
+    else:
+        box.warnings.append(f"no bubblewrap sandbox ({problem}): the graded code runs as the grader's own user and "
+                            "can read and write whatever it can; install bubblewrap (see the README)")
+    box.kind = "none"

@@ -19,14 +19,15 @@ from shared.grading import GradeReport, LabResult, grade
 from shared.grading import run as grading_run
 from shared.grading.gradescope import REDACTED, validate
 from shared.grading.run import Records
-from shared.grading.sandbox import separate_user_available
+from shared.grading.sandbox import grading_sandbox_kind
 
 from .helpers import DEMO_LAB, DEMO_SOLUTION, make_demo_course, make_submission, write_files
 
 pytestmark = pytest.mark.usefixtures("fast_children")
 
 FULL = 7.0
-SEPARATED = separate_user_available()  # the graded code runs as a user of its own
+SANDBOX = grading_sandbox_kind()  # "bubblewrap", "user" (a user id of its own only) or "none"
+PREVENTED = SANDBOX != "none"  # the graded code cannot write the copy, the course or site-packages
 ADD_TEST = f"{DEMO_LAB}/tests/test_calc.py::test_add"
 
 
@@ -69,7 +70,7 @@ def test_reexporting_the_solution_gets_nothing(demo_course: Path, tmp_path: Path
     _honest_gets_full_marks(demo_course, tmp_path / "honest")
 
 
-@pytest.mark.skipif(not SEPARATED, reason="only a user of its own (the grader running as root, with a Python "
+@pytest.mark.skipif(not PREVENTED, reason="only a user of its own (the grader running as root, with a Python "
                                           "every user can run) keeps the instructor's course unreadable")
 def test_importing_the_instructors_course_by_its_path_fails(demo_course: Path, tmp_path: Path) -> None:
     stolen = str(demo_course / DEMO_LAB / "solution" / "calc.py")
@@ -80,7 +81,8 @@ def test_importing_the_instructors_course_by_its_path_fails(demo_course: Path, t
         "add, scale, sum_list, where = _module.add, _module.scale, _module.sum_list, _module.where\n"))
     report, lab = _grade(steal, demo_course)
     assert report.score == 0
-    assert all("Permission denied" in t.message for t in lab.graded()), [t.message for t in lab.graded()]
+    assert all("Permission denied" in t.message or "No such file or directory" in t.message
+               for t in lab.graded()), [t.message for t in lab.graded()]
 
 
 def test_skipping_or_xfailing_is_a_failure_not_ungradable(demo_course: Path, tmp_path: Path) -> None:
@@ -107,14 +109,20 @@ def test_skipping_or_xfailing_is_a_failure_not_ungradable(demo_course: Path, tmp
 FORGE_AT_EXIT = '''
 import atexit as _atexit
 import json as _json
+import os as _os
 import sys as _sys
 
 _FILE = next(a.split("=", 1)[1] for a in _sys.argv if a.startswith("--course-results="))
 _IDS = [a for a in _sys.argv if "::" in a]
 
 
+# The grader's pipe (/dev/fd/N): a copy of its descriptor, taken now (the plugin closes its own
+# at the end of the session); a file: its path.
+_TARGET = _os.dup(int(_FILE[8:])) if _FILE.startswith("/dev/fd/") else _FILE
+
+
 def _forge():
-    with open(_FILE, "a") as handle:
+    with open(_TARGET, "a") as handle:
         for nodeid in _IDS:
             handle.write(_json.dumps({"event": "start", "nodeid": nodeid}) + "\\n")
             handle.write(_json.dumps({"event": "result", "nodeid": nodeid, "outcome": "passed",
@@ -134,7 +142,7 @@ def test_forged_results_records_count_for_nothing(demo_course: Path, tmp_path: P
     assert lab.earned == 0 and report.score == 0  # not a single forged record counted
     assert lab.withheld
     found = " ".join(f.what for f in lab.integrity)
-    assert "a second result for" in found and "worth 1000.0 points" in found
+    assert "a record the course's plugin did not write" in found  # every forged line, unsigned
     assert "reads the command line (sys.argv)" in found and "imports atexit (runs code after the tests)" in found
     _honest_gets_full_marks(demo_course, tmp_path / "honest")
 
@@ -188,7 +196,7 @@ os._exit(0)
 '''
     report, lab = _grade(make_submission(tmp_path / "rewriter", _with_prelude(rewrite)), demo_course)
     assert report.score == 0
-    if SEPARATED:  # the copy is read-only to the graded code: every test crashed, none changed
+    if PREVENTED:  # the copy is read-only to the graded code: every test crashed, none changed
         assert {t.outcome for t in lab.graded()} == {"error"} and not lab.withheld
     else:  # the graded code could write the copy: the grader saw it, and withheld the score
         assert lab.withheld and any("changed the grading copy" in f.what for f in lab.integrity)
@@ -215,7 +223,7 @@ for _path, _text in (({str(pth)!r}, "# a line run by every later Python\\n"),
 '''
     try:
         report, lab = _grade(make_submission(tmp_path / "attacker", _with_prelude(attack)), demo_course)
-        if SEPARATED:  # prevented: neither file was written, and the submission kept its points
+        if PREVENTED:  # prevented: neither file was written, and the submission kept its points
             assert not pth.exists() and victim.read_text() == original
             assert report.score == FULL
         else:  # detected: the score is withheld
@@ -265,7 +273,7 @@ def test_crashing_at_import_costs_the_tests_that_import_it_not_the_lab(two_modul
 
 def test_a_process_left_behind_is_ended(demo_course: Path, tmp_path: Path) -> None:
     tag = f"course-grading-leftover-{uuid.uuid4().hex[:8]}"
-    escape = "start_new_session=True" if SEPARATED else "start_new_session=False"
+    escape = "start_new_session=True" if PREVENTED else "start_new_session=False"
     leave = f'''
 import subprocess as _subprocess
 import sys as _sys
@@ -323,3 +331,369 @@ def test_a_clean_submission_has_an_empty_integrity_report(demo_course: Path, tmp
                      "names a .pth file (code run at every interpreter start)"):
         assert expected in whats, (expected, whats)
     assert any(w.startswith("writes to ") and "__file__" in w for w in whats)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 22's table: each row a dishonest submission (on the skeleton, which earns 0), plus the
+# honest code the grader must not flag.
+
+
+def _skeleton(course: Path) -> str:
+    return (course / DEMO_LAB / "src" / "calc.py").read_text()
+
+
+def _runtime_findings(lab: LabResult) -> str:
+    return " | ".join(f.what for f in lab.integrity if f.kind == "runtime")
+
+
+WRITER_CODE = '''
+import shared.pytest_plugin as _plugin
+
+
+def _every_result_passed(self, record):
+    if record.get("event") == "result":
+        record = dict(record, outcome="passed", message="")
+    if self._key:
+        text = self._dumps(dict(record, seq=self._seq))
+        self._seq += 1
+        text = self._mac(self._key, text.encode(), self._sha256).hexdigest() + " " + text
+    else:
+        text = self._dumps(record)
+    self._put(text + "\\n")
+    self._flush()
+
+
+_plugin._Records.__call__.__code__ = _every_result_passed.__code__
+'''
+
+PYFUNC_CALL_CODE = '''
+import _pytest.python as _python
+
+
+def _pass_without_running(pyfuncitem):
+    return True
+
+
+_python.pytest_pyfunc_call.__code__ = _pass_without_running.__code__
+'''
+
+
+@pytest.mark.parametrize(("patch", "replaced"), [
+    (WRITER_CODE, "shared.pytest_plugin._Records.__call__"),
+    (PYFUNC_CALL_CODE, "_pytest.python.pytest_pyfunc_call"),
+], ids=["the record writer's __code__", "pytest_pyfunc_call's __code__"])
+def test_replacing_the_code_of_a_function_is_withheld(demo_course: Path, tmp_path: Path, patch: str,
+                                                      replaced: str) -> None:
+    """The function objects stay the same; their code objects do not: the guard compares both."""
+    report, lab = _grade(make_submission(tmp_path / "patcher", _with_prelude(patch, _skeleton(demo_course))),
+                         demo_course)
+    assert report.score == 0 and lab.withheld
+    assert f"replaced {replaced}" in _runtime_findings(lab) or replaced in _runtime_findings(lab), lab.integrity
+
+
+REDIRECT_AND_FORGE = '''
+import json as _json
+import sys as _sys
+
+_where = next(a for a in _sys.argv if a.startswith("--course-results=")).split("=", 1)[1]
+if _where.startswith("/dev/fd/"):  # the grader's pipe: keep a copy, silence the plugin's own
+    _fd = int(_where[len("/dev/fd/"):])
+    _forged = os.dup(_fd)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), _fd)
+else:  # a results file
+    _forged = os.open(_where, os.O_WRONLY | os.O_APPEND)
+for _id in [a for a in _sys.argv if "::" in a]:
+    for _record in ({"event": "start", "nodeid": _id},
+                    {"event": "result", "nodeid": _id, "outcome": "passed", "message": "", "duration": 0.0}):
+        os.write(_forged, (_json.dumps(_record) + "\\n").encode())
+os._exit(0)
+'''
+
+
+def test_redirecting_the_results_descriptor_and_forging_records_is_withheld(demo_course: Path,
+                                                                            tmp_path: Path) -> None:
+    forger = make_submission(tmp_path / "forger", _with_prelude(REDIRECT_AND_FORGE, _skeleton(demo_course)))
+    report, lab = _grade(forger, demo_course)
+    assert report.score == 0 and lab.earned == 0 and lab.withheld
+    assert "a record the course's plugin did not write" in _runtime_findings(lab)
+
+
+ORACLE_TESTS = '''
+import numpy as np
+import pytest
+import torch
+
+from shared.impl import lab_module
+
+calc = lab_module("lab01_demo", "calc")
+
+
+@pytest.mark.task(2)
+@pytest.mark.points(1)
+def test_scale_tensors():
+    assert torch.equal(torch.tensor([calc.scale(2, 3)]), torch.tensor([6]))
+    torch.testing.assert_close(torch.tensor([float(calc.scale(1, 2))]), torch.tensor([2.0]))
+
+
+@pytest.mark.task(2)
+@pytest.mark.points(1)
+def test_scale_arrays():
+    np.testing.assert_array_equal(np.array([calc.scale(2, 2)]), np.array([4]))
+
+
+@pytest.mark.task(2)
+@pytest.mark.points(1)
+def test_scale_refuses_a_string_times_none():
+    with pytest.raises(TypeError):
+        calc.scale("a", None)
+'''
+
+PATCH_ORACLES = '''
+import contextlib as _contextlib
+
+import numpy as _np
+import pytest as _pytest
+import torch as _torch
+
+_torch.equal = lambda *args, **kwargs: True
+_torch.testing.assert_close = lambda *args, **kwargs: None
+_np.testing.assert_array_equal = lambda *args, **kwargs: None
+_pytest.raises = lambda *args, **kwargs: _contextlib.suppress(BaseException)
+'''
+
+
+@pytest.fixture(scope="module")
+def oracle_course(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo lab plus tests judged by torch, numpy.testing and pytest.raises (task 2: 6 points)."""
+    return make_demo_course(tmp_path_factory.mktemp("oracles") / "course", {
+        f"{DEMO_LAB}/tests/test_oracles.py": ORACLE_TESTS,
+        f"{DEMO_LAB}/README.md": "# Lab 1: demo\n\n## Task 1 — Adding (4 points)\n\n## Task 2 — Scaling (6 points)\n",
+    })
+
+
+def test_patching_the_oracles_is_withheld(oracle_course: Path, tmp_path: Path) -> None:
+    cheat = _with_prelude(PATCH_ORACLES, _skeleton(oracle_course)).replace(
+        '    raise NotImplementedError("lab01 task 2', '    return 0\n    raise NotImplementedError("lab01 task 2')
+    report = grade(submission=make_submission(tmp_path / "cheat", cheat), root=oracle_course, labs=[DEMO_LAB])
+    [lab] = report.labs
+    assert report.score == 0 and lab.withheld
+    found = _runtime_findings(lab)
+    for oracle in ("torch.equal", "torch.testing.assert_close", "numpy.testing.assert_array_equal", "pytest.raises"):
+        assert oracle in found, (oracle, found)
+    # The honest solution, judged by the same oracles, is not flagged.
+    report = grade(submission=make_submission(tmp_path / "honest", DEMO_SOLUTION), root=oracle_course, labs=[DEMO_LAB])
+    [lab] = report.labs
+    assert (report.score, report.max_score, lab.withheld, lab.integrity) == (10.0, 10.0, "", [])
+
+
+def test_the_environment_does_not_tell_the_graded_code_it_is_graded(demo_course: Path, tmp_path: Path) -> None:
+    """Code that solves task 1 only when it believes it is graded (by ``$USER`` or ``$LOGNAME``,
+    as ``course test`` would not show them) earns nothing."""
+    import os
+
+    detect = (f"_GRADED = (os.environ.get('USER'), os.environ.get('LOGNAME')) != "
+              f"({os.environ.get('USER')!r}, {os.environ.get('LOGNAME')!r})\n")
+    cheat = _with_prelude(detect, _skeleton(demo_course)).replace(
+        '    raise NotImplementedError("lab01 task 1', '    if _GRADED:\n        return a + b\n'
+        '    raise NotImplementedError("lab01 task 1')
+    report, lab = _grade(make_submission(tmp_path / "detector", cheat), demo_course)
+    assert report.score == 0, [(t.nodeid, t.outcome) for t in lab.graded()]
+
+
+def _readable_folder() -> Path:
+    """A folder every user may read, outside pytest's own (which only its user may enter)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="another-checkout-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def test_another_checkout_on_the_machine_is_out_of_reach(demo_course: Path, tmp_path: Path) -> None:
+    import shutil
+
+    other = _readable_folder()
+    try:
+        shutil.copytree(demo_course / DEMO_LAB, other / DEMO_LAB)
+        for path in [other, *other.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        steal = (f"import importlib as _importlib\n\nimport {DEMO_LAB} as _package\n\n"
+                 f"_package.__path__.append({str(other / DEMO_LAB)!r})\n"
+                 f"_stolen = _importlib.import_module('{DEMO_LAB}.' + 'sol' + 'ution.calc')\n"
+                 "add, scale = _stolen.add, _stolen.scale\n")
+        report, lab = _grade(make_submission(tmp_path / "thief", _skeleton(demo_course) + "\n" + steal), demo_course)
+        assert report.score == 0, [(t.nodeid, t.outcome, t.message[:200]) for t in lab.graded()]
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
+def test_another_submission_graded_at_the_same_time_is_out_of_reach(demo_course: Path, tmp_path: Path) -> None:
+    from shared.grading import prepare
+    from shared.grading.sandbox import open_sandbox
+
+    steal = '''
+import glob as _glob
+import importlib.util as _util
+
+for _path in _glob.glob(os.path.join(os.path.dirname(__file__), *[os.pardir] * 4, "*", "course", "lab01_demo",
+                                     "src", "calc.py")):
+    try:
+        _text = open(_path).read()
+    except OSError:
+        continue
+    if "product = x * factor" in _text and "_glob" not in _text:
+        _spec = _util.spec_from_file_location("other_submission", _path)
+        _other = _util.module_from_spec(_spec)
+        _spec.loader.exec_module(_other)
+        add, scale = _other.add, _other.scale
+'''
+    with open_sandbox(demo_course) as other:  # another grading, its copy holding a full solution
+        prepare.build_copy(demo_course, other.course)
+        (other.course / DEMO_LAB / "src" / "calc.py").write_text(DEMO_SOLUTION)
+        prepare.make_readable(other.course, other.uid if other.kind == "user" else None)
+        report, lab = _grade(make_submission(tmp_path / "thief", _skeleton(demo_course) + steal), demo_course)
+    assert report.score == 0, [(t.nodeid, t.outcome, t.message[:200]) for t in lab.graded()]
+
+
+def test_planted_symbolic_links_are_never_followed(demo_course: Path, tmp_path: Path) -> None:
+    """The graded code links every name the grader's files could have (records, output) to a
+    file only root may read, and crashes so that a new child starts: nothing is followed, changed
+    or shown."""
+    victim = tmp_path / "root-only.txt"
+    victim.write_text("TOP-SECRET-LINE\n")
+    victim.chmod(0o600)
+    before = victim.stat()
+    plant = f'''
+from pathlib import Path as _Path
+
+for _folder in {{_Path(os.environ["HOME"]).parent / "records", _Path(os.environ.get("TMPDIR", "/tmp"))}}:
+    for _i in range(1, 8):
+        for _suffix in (".jsonl", ".out"):
+            try:
+                os.symlink({str(victim)!r}, _folder / f"lab01_demo-{{_i}}{{_suffix}}")
+            except OSError:
+                pass
+os._exit(3)
+'''
+    report, _ = _grade(make_submission(tmp_path / "planter", _with_prelude(plant, _skeleton(demo_course))),
+                       demo_course)
+    after = victim.stat()
+    assert victim.read_text() == "TOP-SECRET-LINE\n"
+    assert (after.st_uid, after.st_gid, after.st_mode, after.st_mtime_ns) == (
+        before.st_uid, before.st_gid, before.st_mode, before.st_mtime_ns)
+    assert report.score == 0 and "TOP-SECRET-LINE" not in str(report.to_gradescope())
+
+
+def test_the_results_files_are_opened_before_grading_and_never_through_a_link(tmp_path: Path) -> None:
+    import os
+
+    from shared.grading.report import open_results_file, write_results_file
+
+    target = tmp_path / "report.py"
+    target.write_text("print('the grader's own code')\n")
+    link = tmp_path / "results.json"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        open_results_file(link)
+    fd = open_results_file(tmp_path / "grade.json")
+    try:
+        (tmp_path / "grade.json").unlink()  # replaced by a link after it was opened
+        (tmp_path / "grade.json").symlink_to(target)
+        write_results_file(fd, '{"score": 0}')
+    finally:
+        os.close(fd)
+    assert target.read_text() == "print('the grader's own code')\n"
+
+
+def test_a_process_outliving_the_run_cannot_rewrite_the_results_and_markup_cannot_crash_the_grader(
+        demo_course: Path, tmp_path: Path) -> None:
+    import json
+    import time
+
+    from .helpers import run_cli
+
+    results = tmp_path / "out"
+    results.mkdir()
+    forged = json.dumps({"score": 7.0, "tests": []})
+    targets = [str(results / "grade.json"), str(results / "results.json")]
+    daemon = f"import time\ntime.sleep(4)\nfor path in {targets!r}:\n    open(path, 'w').write({forged!r})\n"
+    later = ("import subprocess as _subprocess\nimport sys as _sys\n\n"
+             f"_subprocess.Popen([_sys.executable, '-c', {daemon!r}], start_new_session=True,\n"
+             "                  stdout=_subprocess.DEVNULL, stderr=_subprocess.DEVNULL)\n")
+    submission = _with_prelude(later, _skeleton(demo_course)).replace(
+        '    raise NotImplementedError("lab01 task 1', '    raise ValueError("[/] [bold]not markup[/bold] [/x]")\n'
+        '    raise NotImplementedError("lab01 task 1')
+    run = run_cli("grade", "--submission", str(make_submission(tmp_path / "sub", submission)), "--lab", DEMO_LAB,
+                  "--json", str(results / "grade.json"), "--gradescope", str(results / "results.json"),
+                  cwd=demo_course)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "[/][bold]notmarkup[/bold][/x]" in "".join(run.stdout.split()), run.stdout  # printed as it is
+    time.sleep(6)  # the forger would have written by now
+    assert json.loads((results / "grade.json").read_text())["score"] == 0
+    scope = json.loads((results / "results.json").read_text())
+    assert scope["score"] == 0 and validate(scope) == []
+
+
+CRASH_TESTS = '''
+import os
+
+import pytest
+
+from shared.impl import lab_module
+
+calc = lab_module("lab01_demo", "calc")
+
+
+@pytest.mark.task(2)
+@pytest.mark.points(4)
+@pytest.mark.parametrize("x", [11, 12, 13, 14])
+def test_scale_many(x):
+    assert calc.scale(x, 2) == 2 * x
+
+
+@pytest.mark.task(2)
+@pytest.mark.points(1)
+def test_graded_with_the_fixture_models():
+    """A grade never depends on a model named by the grader's environment."""
+    assert os.environ.get("COURSE_MODEL") is None and os.environ.get("COURSE_DRAFT_MODEL") is None
+'''
+
+CRASH_ONCE = DEMO_SOLUTION.replace("    product = x * factor\n", "    if x == 13:  # a bug that kills the process\n"
+                                   "        import faulthandler\n        faulthandler._sigsegv()\n"
+                                   "    product = x * factor\n")
+
+
+@pytest.fixture(scope="module")
+def honest_crash(tmp_path_factory: pytest.TempPathFactory) -> tuple[GradeReport, LabResult]:
+    """An honest solution whose ``scale`` segfaults for one parametrized case, graded with
+    ``$COURSE_MODEL`` and ``$COURSE_DRAFT_MODEL`` naming a folder that is not a model."""
+    folder = tmp_path_factory.mktemp("crash")
+    course = make_demo_course(folder / "course", {
+        f"{DEMO_LAB}/tests/test_more.py": CRASH_TESTS,
+        f"{DEMO_LAB}/README.md": "# Lab 1: demo\n\n## Task 1 — Adding (4 points)\n\n## Task 2 — Scaling (8 points)\n",
+    })
+    with pytest.MonkeyPatch.context() as patch:
+        from .helpers import FAST_CHILD_ADDOPTS
+
+        patch.setenv("PYTEST_ADDOPTS", FAST_CHILD_ADDOPTS)
+        patch.delenv("COURSE_IMPL", raising=False)
+        patch.setenv("COURSE_MODEL", str(folder))
+        patch.setenv("COURSE_DRAFT_MODEL", str(folder))
+        report = grade(submission=make_submission(folder / "sub", CRASH_ONCE), root=course, labs=[DEMO_LAB])
+    return report, report.labs[0]
+
+
+def test_a_test_that_crashes_once_costs_only_its_own_case(honest_crash: tuple[GradeReport, LabResult]) -> None:
+    report, lab = honest_crash
+    outcomes = {t.nodeid.split("::")[-1]: t.outcome for t in lab.graded()}
+    assert outcomes.pop("test_scale_many[13]") == "error"
+    assert set(outcomes.values()) == {"passed"}, outcomes
+    assert (lab.withheld, lab.integrity) == ("", [])
+    assert (report.score, report.max_score) == (11.0, 12.0)  # 1 of test_scale_many's 4 points lost
+
+
+def test_the_model_named_by_the_environment_does_not_move_a_grade(
+        honest_crash: tuple[GradeReport, LabResult]) -> None:
+    _, lab = honest_crash
+    [test] = [t for t in lab.graded() if t.nodeid.endswith("test_graded_with_the_fixture_models")]
+    assert test.outcome == "passed", test.message
