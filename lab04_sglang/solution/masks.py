@@ -68,6 +68,11 @@ def token_bytes(tokenizer: Any, vocab_size: int | None = None) -> list[bytes | N
     Returns:
         A list of ``vocab_size`` entries: the exact bytes (a piece may hold part of a UTF-8
         character), or None for special tokens (bos, eos, pad, chat markers) and empty pieces.
+        A piece's bytes are what llama.cpp's ``token_to_piece`` and xgrammar's ``TokenizerInfo``
+        give: ``'▁cat'`` is ``b' cat'`` wherever it comes. ``tokenizer.decode([id])`` is not: a
+        SentencePiece decoder strips the space of a first ``▁``, as at the start of a text, so the
+        text of a completion is its pieces joined (or the decode of prompt and completion, minus
+        the prompt's), never ``decode(completion)`` alone.
     """
     # BEGIN SOLUTION task 2: convert_ids_to_tokens; specials (all_special_ids and added special tokens) and empty pieces are None; byte-level: map each char back through gpt2_byte_decoder(); else '<0xHH>' is one byte and '▁' is a space.
     size = len(tokenizer) if vocab_size is None else vocab_size

@@ -73,6 +73,18 @@ def canonical_validator(schema: dict):
     return jsonschema.validators.extend(base, {"properties": properties_in_order})(schema)
 
 
+def completion_text(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text ``new_ids`` add after the prompt, as the tokenizer decodes it **in context**.
+
+    ``tokenizer.decode(new_ids)`` alone is not it for a SentencePiece-style tokenizer: its decoder
+    strips the space of the first ``▁`` piece, as at the start of a text, though the piece follows a
+    prompt (``' yes'`` comes back as ``'yes'``). The bytes the automaton read are the continuation."""
+    before = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+    after = tokenizer.decode(list(prompt_ids) + list(new_ids), skip_special_tokens=True)
+    assert after.startswith(before), (before, after)
+    return after[len(before):]
+
+
 def check_regex_completion(text: str, pattern: str) -> None:
     assert re.fullmatch(pattern, text, re.ASCII), f"{text!r} does not fully match {pattern!r}"
 
@@ -143,6 +155,42 @@ def load(path: Path):
 def fixture_model():
     """The trained fixture model and tokenizer."""
     return load(fixture_dir())
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_model(tmp_path_factory):
+    """A SentencePiece-style tokenizer (Llama 2's kind: BPE with byte fallback, ``<0x0A>`` byte pieces and
+    ``▁`` for a space, the Metaspace pre-tokenizer, a decoder that strips the first space), trained here on a
+    few sentences and loaded as transformers loads a tokenizer folder; with a tiny random Llama over it."""
+    import json as json_module
+
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = ["The cat sat on the mat.", "Give me a user record as JSON.", '{"name": "Lena", "age": 25}',
+              "yes no maybe, hello there", "the hat and the bat", "Café crème"] * 10
+    trained = Tokenizer(models.BPE(unk_token="<unk>"))
+    trained.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    trained.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=200, show_progress=False))
+    learned = json_module.loads(trained.to_str())["model"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"<0x{b:02X}>": 3 + b for b in range(256)}
+    for piece in sorted(learned["vocab"], key=learned["vocab"].get):
+        vocab.setdefault(piece, len(vocab))
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+    backend.add_special_tokens([AddedToken(t, special=True) for t in ("<unk>", "<s>", "</s>")])
+    folder = tmp_path_factory.mktemp("sentencepiece")
+    PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(config).eval(), tokenizer
 
 
 @pytest.fixture(scope="session")

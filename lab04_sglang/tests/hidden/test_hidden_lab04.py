@@ -6,7 +6,17 @@ import jsonschema
 import pytest
 import torch
 
-from ..helpers import check_regex_completion, fixture_model, grammar, load, masks, prefix_cache, program, xgrammar_check
+from ..helpers import (
+    check_regex_completion,
+    completion_text,
+    fixture_model,
+    grammar,
+    load,
+    masks,
+    prefix_cache,
+    program,
+    xgrammar_check,
+)
 
 __all__ = ["fixture_model"]
 
@@ -41,10 +51,11 @@ def test_gpt2_shaped_random_model_with_eos_zero():
     vocabulary = masks.Vocabulary(tokenizer, model.config.vocab_size, 0)
     pattern = r"(ja|nein|vielleicht) [a-zé]{2,4}"
     masker = masks.TokenMasker(grammar.compile_regex(pattern), vocabulary)
+    prompt = tokenizer("Q:").input_ids
     for seed in range(4):
-        out = masks.constrained_generate(model, masker, tokenizer("Q:").input_ids, 30, temperature=1.0, seed=seed)
+        out = masks.constrained_generate(model, masker, prompt, 30, temperature=1.0, seed=seed)
         assert out[-1] == 0 and 0 not in out[:-1]
-        check_regex_completion(tokenizer.decode(out[:-1]), pattern)
+        check_regex_completion(completion_text(tokenizer, prompt, out[:-1]), pattern)
 
 
 @pytest.mark.task(3)
