@@ -84,19 +84,33 @@ class PrefixCachingGenerator:
         self.radix = radix if radix is not None else RadixCache()
         self.max_cached_tokens = max_cached_tokens
 
+    def _forward(self, suffix_ids: list[int], cache: DynamicCache) -> object:
+        """Run the model on ``suffix_ids``, the tokens after the ones whose KV is in ``cache`` (given).
+
+        Returns the model's output (``.logits`` ``(1, len(suffix_ids), vocab)``, ``.past_key_values``).
+
+        Raises:
+            ValueError: ``suffix_ids`` is empty: the reused prefix covered every id, and nothing is left
+                whose logits could choose the next token.
+        """
+        if len(suffix_ids) == 0:
+            raise ValueError("_prefill left no tokens to run: reuse at most ids[:reusable] (match_prefix on "
+                             "that slice), so that at least the last position is computed and gives logits")
+        suffix = torch.tensor([list(suffix_ids)], dtype=torch.long, device=self.model.device)
+        return self.model(input_ids=suffix, past_key_values=cache, use_cache=True)
+
     def _prefill(self, ids: list[int], reusable: int) -> tuple[torch.Tensor, DynamicCache, int, object]:
         """Run ``ids`` through the model reusing the cached prefix of ``ids[:reusable]``; lock the matched node.
 
         ``reusable`` < ``len(ids)``: the positions from ``reusable`` on need their logits.
 
         Returns ``(logits of every new position (n, vocab), cache, matched tokens, locked node)``."""
-        # BEGIN SOLUTION task 4: match_prefix(ids[:reusable]); lock the node; load its value into a cache (or an empty DynamicCache); run the model on ids[matched:].
+        # BEGIN SOLUTION task 4: match_prefix(ids[:reusable]); lock the node; load its value into a cache (or an empty DynamicCache); run the model on ids[matched:] with self._forward.
         value, node = self.radix.match_prefix(ids[:reusable]) if self.use_cache else (None, self.radix.root)
         matched = 0 if value is None else len(value)
         self.radix.inc_lock_ref(node)
         cache = value_to_cache(value, self.model) if matched else DynamicCache(config=self.model.config)
-        suffix = torch.tensor([ids[matched:]], device=self.model.device)
-        out = self.model(input_ids=suffix, past_key_values=cache, use_cache=True)
+        out = self._forward(ids[matched:], cache)
         return out.logits[0], out.past_key_values, matched, node
         # END SOLUTION
 

@@ -78,13 +78,28 @@ class PrefixCachingGenerator:
         self.radix = radix if radix is not None else RadixCache()
         self.max_cached_tokens = max_cached_tokens
 
+    def _forward(self, suffix_ids: list[int], cache: DynamicCache) -> object:
+        """Run the model on ``suffix_ids``, the tokens after the ones whose KV is in ``cache`` (given).
+
+        Returns the model's output (``.logits`` ``(1, len(suffix_ids), vocab)``, ``.past_key_values``).
+
+        Raises:
+            ValueError: ``suffix_ids`` is empty: the reused prefix covered every id, and nothing is left
+                whose logits could choose the next token.
+        """
+        if len(suffix_ids) == 0:
+            raise ValueError("_prefill left no tokens to run: reuse at most ids[:reusable] (match_prefix on "
+                             "that slice), so that at least the last position is computed and gives logits")
+        suffix = torch.tensor([list(suffix_ids)], dtype=torch.long, device=self.model.device)
+        return self.model(input_ids=suffix, past_key_values=cache, use_cache=True)
+
     def _prefill(self, ids: list[int], reusable: int) -> tuple[torch.Tensor, DynamicCache, int, object]:
         """Run ``ids`` through the model reusing the cached prefix of ``ids[:reusable]``; lock the matched node.
 
         ``reusable`` < ``len(ids)``: the positions from ``reusable`` on need their logits.
 
         Returns ``(logits of every new position (n, vocab), cache, matched tokens, locked node)``."""
-        # TODO(lab04 task 4): match_prefix(ids[:reusable]); lock the node; load its value into a cache (or an empty DynamicCache); run the model on ids[matched:].
+        # TODO(lab04 task 4): match_prefix(ids[:reusable]); lock the node; load its value into a cache (or an empty DynamicCache); run the model on ids[matched:] with self._forward.
         raise NotImplementedError("lab04 task 4: _prefill is not written yet (see lab04_sglang/README.md, task 4)")
 
     def _store(self, ids: list[int], cache: DynamicCache, node: object) -> None:

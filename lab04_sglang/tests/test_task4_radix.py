@@ -134,7 +134,11 @@ def test_cached_generation_equals_uncached(model, tokenizer):
     """Generation reusing the radix tree's KV equals transformers' greedy generate, and prefills only the new suffix."""
     generator = prefix_cache.PrefixCachingGenerator(model)
     seen = []
-    hook = model.register_forward_pre_hook(lambda m, a, k: seen.append(k["input_ids"].shape[1]), with_kwargs=True)
+
+    def record_length(module, args, kwargs):  # the ids however they are passed: by keyword or by position
+        seen.append((kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]).shape[1])
+
+    hook = model.register_forward_pre_hook(record_length, with_kwargs=True)
     try:
         for prompt in PROMPTS + PROMPTS[:1]:
             ids = tokenizer(prompt).input_ids
