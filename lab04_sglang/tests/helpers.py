@@ -185,12 +185,12 @@ def sentencepiece_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sentencepiece")
     PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
                             unk_token="<unk>").save_pretrained(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    sentencepiece = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    config = LlamaConfig(vocab_size=len(sentencepiece), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
                          bos_token_id=1, eos_token_id=2)
-    return LlamaForCausalLM(config).eval(), tokenizer
+    return LlamaForCausalLM(config).eval(), sentencepiece
 
 
 @pytest.fixture(scope="session")

@@ -53,10 +53,9 @@ def test_token_bytes_join_to_the_text(tokenizer, text):
     """The bytes of a text's tokens join to the text they add after a prompt (the tokenizer's own decode, in
     context: a SentencePiece '▁The' is ' The'), multi-byte pieces included; specials are None."""
     pieces = masks.token_bytes(tokenizer)
-    # leak-check: allowed, the tokenizer's own call, building the test's input
-    ids = tokenizer(text, add_special_tokens=False).input_ids
+    text_ids = tokenizer.encode(text, add_special_tokens=False)
     prompt = tokenizer("Q:", add_special_tokens=False).input_ids
-    assert b"".join(pieces[i] for i in ids) == completion_text(tokenizer, prompt, ids).encode("utf-8")
+    assert b"".join(pieces[i] for i in text_ids) == completion_text(tokenizer, prompt, text_ids).encode("utf-8")
     for special in tokenizer.all_special_ids:
         assert pieces[special] is None
     assert len(masks.token_bytes(tokenizer, len(tokenizer) + 7)) == len(tokenizer) + 7
@@ -74,8 +73,8 @@ def test_sentencepiece_pieces_and_completions(sentencepiece_model):
     pieces = masks.token_bytes(tokenizer)
     prompt = tokenizer("Q:").input_ids
     for text in SENTENCEPIECE_TEXTS:
-        ids = tokenizer(text, add_special_tokens=False).input_ids
-        assert b"".join(pieces[i] for i in ids) == completion_text(tokenizer, prompt, ids).encode("utf-8"), text
+        text_ids = tokenizer.encode(text, add_special_tokens=False)
+        assert b"".join(pieces[i] for i in text_ids) == completion_text(tokenizer, prompt, text_ids).encode(), text
     assert all(pieces[i] is None for i in tokenizer.all_special_ids)
     words = [" cat", " the hat", " yes", " crème", " 🍕", " ab\n"]
     masker = masks.TokenMasker(FiniteLanguage(words), masks.Vocabulary(tokenizer, model.config.vocab_size, 2))
