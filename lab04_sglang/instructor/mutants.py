@@ -73,6 +73,20 @@ MUTANTS = [
      "replace": "            if keyword not in SUPPORTED | {\"title\", \"description\", \"default\", \"$schema\", \"$id\", \"$comment\"}:",
      "why": "refuses every keyword it does not know, annotations and x-* extensions included (jsonschema and xgrammar ignore them)"},
     {"task": 1, "file": "grammar.py",
+     "find": """        if ref not in self.expanded:
+            self.resolving.append(ref)
+            try:
+                self.expanded[ref] = self.node(target, ref)
+            finally:
+                self.resolving.pop()
+        return self.expanded[ref]""",
+     "replace": """        self.resolving.append(ref)
+        try:
+            return self.node(target, ref)
+        finally:
+            self.resolving.pop()""",
+     "why": "expands a $ref again at every use: definitions that each use the next twice cost 2^depth calls (a request that never finishes compiling)"},
+    {"task": 1, "file": "grammar.py",
      "find": "return alt(literal(\"[]\"), full) if low == 0 else full",
      "replace": "return full",
      "why": "an empty array never allowed even when minItems is 0"},

@@ -472,6 +472,9 @@ class _SchemaCompiler:
     def __init__(self, root: dict) -> None:
         self.root = root
         self.resolving: list[str] = []  # the $refs being expanded right now: a repeat is recursion
+        # each $ref's tree, built once and shared: definitions that each use the next one twice would
+        # otherwise cost 2^depth calls before any size check could refuse the schema
+        self.expanded: dict[str, Node] = {}
 
     def unsupported(self, keyword: str, where: str) -> GrammarError:
         return GrammarError(f"json_schema keyword {keyword!r} at {where} is not supported")
@@ -512,7 +515,7 @@ class _SchemaCompiler:
         # END SOLUTION
 
     def ref(self, ref: str, where: str) -> Node:
-        # BEGIN SOLUTION task 1: only local refs '#/$defs/Name' (or '#/definitions/'); a ref already being expanded is recursion: an error.
+        # BEGIN SOLUTION task 1: only local refs '#/$defs/Name' (or '#/definitions/'); a ref already being expanded is recursion: an error; build each ref's tree once (self.expanded) and share it.
         parts = ref.split("/")
         if len(parts) != 3 or parts[0] != "#" or parts[1] not in ("$defs", "definitions"):
             raise GrammarError(f"json_schema $ref {ref!r} at {where}: only '#/$defs/<name>' is supported")
@@ -522,11 +525,13 @@ class _SchemaCompiler:
         if ref in self.resolving:
             raise GrammarError(f"json_schema $ref {ref!r} at {where} is recursive: a finite "
                                "automaton cannot nest without bound")
-        self.resolving.append(ref)
-        try:
-            return self.node(target, ref)
-        finally:
-            self.resolving.pop()
+        if ref not in self.expanded:
+            self.resolving.append(ref)
+            try:
+                self.expanded[ref] = self.node(target, ref)
+            finally:
+                self.resolving.pop()
+        return self.expanded[ref]
         # END SOLUTION
 
     def object_node(self, schema: dict, where: str) -> Node:

@@ -400,6 +400,9 @@ class _SchemaCompiler:
     def __init__(self, root: dict) -> None:
         self.root = root
         self.resolving: list[str] = []  # the $refs being expanded right now: a repeat is recursion
+        # each $ref's tree, built once and shared: definitions that each use the next one twice would
+        # otherwise cost 2^depth calls before any size check could refuse the schema
+        self.expanded: dict[str, Node] = {}
 
     def unsupported(self, keyword: str, where: str) -> GrammarError:
         return GrammarError(f"json_schema keyword {keyword!r} at {where} is not supported")
@@ -410,7 +413,7 @@ class _SchemaCompiler:
         raise NotImplementedError("lab04 task 1: node is not written yet (see lab04_sglang/README.md, task 1)")
 
     def ref(self, ref: str, where: str) -> Node:
-        # TODO(lab04 task 1): only local refs '#/$defs/Name' (or '#/definitions/'); a ref already being expanded is recursion: an error.
+        # TODO(lab04 task 1): only local refs '#/$defs/Name' (or '#/definitions/'); a ref already being expanded is recursion: an error; build each ref's tree once (self.expanded) and share it.
         raise NotImplementedError("lab04 task 1: ref is not written yet (see lab04_sglang/README.md, task 1)")
 
     def object_node(self, schema: dict, where: str) -> Node:

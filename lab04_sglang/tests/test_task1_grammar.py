@@ -178,10 +178,12 @@ PERMISSIONS_EVENT = {
 
 
 @pytest.mark.points(1)
+@pytest.mark.timeout(60)  # the right answer takes well under a second; doubling the work per level never ends
 def test_many_optional_properties_compile_small():
     """A schema arrives in a request: 19 optional properties (GitHub's `permissions-event`) compile to an
     automaton whose size grows with the properties, not with their 2^19 subsets, and it accepts exactly the
-    subsets in order (jsonschema plus the order rule)."""
+    subsets in order (jsonschema plus the order rule); 40 definitions that each use the next one twice are
+    refused at once, naming MAX_NFA_STATES (each $ref built once and shared, then counted)."""
     names = list(PERMISSIONS_EVENT["properties"])
     # given nfa_size counts the states Thompson's construction builds; a choice per optional property
     # that copies the rest of the object needs 2^n (16 properties: 1,375,183 states; xgrammar: instant)
@@ -198,6 +200,11 @@ def test_many_optional_properties_compile_small():
             assert automaton.matches(json_text(value)) == oracle.is_valid(value), value
     assert automaton.matches("{}") and not automaton.matches('{, "actions": "read"}')
     assert not automaton.matches('{"actions": "read", }')
+    twice = {f"D{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/D{i + 1}"},
+                                                          "b": {"$ref": f"#/$defs/D{i + 1}"}}, "required": ["a", "b"]}
+             for i in range(40)}
+    with pytest.raises(ValueError, match="MAX_NFA_STATES"):
+        grammar.compile_json_schema({"$defs": {**twice, "D40": {"type": "null"}}, "$ref": "#/$defs/D0"})
 
 
 @pytest.mark.points(0.5)
