@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .sampling_params import SamplingParams
 
@@ -69,7 +69,27 @@ class StreamOptions(OpenAIModel):
     include_usage: bool = False
 
 
-class CompletionRequest(OpenAIModel):
+def seed_field() -> Any:
+    """A seed must fit a signed 64-bit integer (vLLM's protocol: ``ge=-2**63, le=2**63 - 1``)."""
+    return Field(None, ge=-(2**63), le=2**63 - 1)
+
+
+class OpenAIRequest(OpenAIModel):
+    """What completions and chat share, with vLLM's request-level checks (given): every field the
+    server knows is honoured, or refused with a 400 naming it (never silently ignored)."""
+
+    logit_bias: dict[str, float] | None = None
+    allowed_token_ids: list[int] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def stream_options_need_stream(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("stream_options") and not data.get("stream"):
+            raise ValueError("Stream options can only be defined when `stream=True`.")
+        return data
+
+
+class CompletionRequest(OpenAIRequest):
     model: str | None = None
     prompt: str | list[int] | list[str] | list[list[int]]
     max_tokens: int | None = 16
@@ -79,7 +99,7 @@ class CompletionRequest(OpenAIModel):
     n: int = 1
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
-    seed: int | None = None
+    seed: int | None = seed_field()
     stream: bool = False
     stream_options: StreamOptions | None = None
     logprobs: int | None = None
@@ -89,12 +109,33 @@ class CompletionRequest(OpenAIModel):
     user: str | None = None
 
 
+class TextPart(OpenAIModel):
+    """A part of a message's content (OpenAI's content parts; this server reads text only)."""
+
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(OpenAIModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    """One message. ``role`` is any string, as in vLLM (``system``, ``developer``, ``user``,
+    ``assistant``, ``tool`` or a custom one: the chat template decides what it can render).
+    ``content`` is a string or a list of text parts (what ``vllm bench serve --backend
+    openai-chat`` sends), joined with newlines as vLLM joins them for a string-only template."""
+
+    role: str
+    content: str | list[TextPart]
+
+    @field_validator("content", mode="after")
+    @classmethod
+    def text_of_parts(cls, content: str | list[TextPart]) -> str:
+        return content if isinstance(content, str) else "\n".join(part.text for part in content)
 
 
-class ChatCompletionRequest(OpenAIModel):
+class ResponseFormat(OpenAIModel):
+    type: Literal["text", "json_object", "json_schema", "structural_tag"]
+
+
+class ChatCompletionRequest(OpenAIRequest):
     model: str | None = None
     messages: list[ChatMessage]
     max_tokens: int | None = None
@@ -105,12 +146,15 @@ class ChatCompletionRequest(OpenAIModel):
     n: int = 1
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None
-    seed: int | None = None
+    seed: int | None = seed_field()
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False
     min_tokens: int = 0
     user: str | None = None
+    logprobs: bool | None = False
+    top_logprobs: int | None = 0
+    response_format: ResponseFormat | None = None
 
 
 class UsageInfo(BaseModel):
@@ -184,6 +228,112 @@ class ChatCompletionChunk(BaseModel):
 
 #: The most ``logprobs`` a request may ask for (vLLM's default ``max_logprobs``).
 MAX_LOGPROBS = 20
+
+#: Fields vLLM honours that this server's engine cannot: a request that sets one to anything but
+#: its neutral value is refused with a 400 naming it, rather than answered as if it were not there.
+UNSERVED_FIELDS: dict[str, tuple[Any, str]] = {
+    "logit_bias": (None, "the engine's sampler has no per-token bias"),
+    "allowed_token_ids": (None, "the engine's sampler cannot restrict the vocabulary"),
+    "presence_penalty": (0.0, "the engine's sampler has no penalties"),
+    "frequency_penalty": (0.0, "the engine's sampler has no penalties"),
+    "repetition_penalty": (1.0, "the engine's sampler has no penalties"),
+    "min_p": (0.0, "the engine's sampler has no min_p"),
+    "best_of": (None, "the engine returns n completions, not the best of more"),
+    "bad_words": (None, "the engine cannot ban words"),
+    "prompt_logprobs": (None, "the engine does not score the prompt"),
+    "truncate_prompt_tokens": (None, "prompts are never truncated here"),
+    "include_stop_str_in_output": (False, "stop strings are always cut"),
+    "skip_special_tokens": (True, "special tokens are always skipped"),
+    "guided_json": (None, "run `course serve --sglang` and send response_format json_schema"),
+    "guided_regex": (None, "run `course serve --sglang` and use SGLang's /generate with a regex"),
+    "guided_choice": (None, "structured output is lab04's: run `course serve --sglang`"),
+    "guided_grammar": (None, "structured output is lab04's: run `course serve --sglang`"),
+    "structured_outputs": (None, "structured output is lab04's: run `course serve --sglang`"),
+    "tools": (None, "the server does not call tools"),
+    "tool_choice": (None, "the server does not call tools"),
+    "suffix": (None, "the engine does not fill in the middle"),
+}
+
+
+def unencodable(value: Any, path: str) -> str | None:
+    """The dotted path of the first string in ``value`` (a parsed JSON body, or a part of one)
+    that UTF-8 cannot encode (a lone surrogate such as ``"\\ud800"``, which Python's JSON
+    parser lets through and the tokenizer then chokes on), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = unencodable(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, vocab_size: int,
+                         max_model_len: int, structured_output: bool = False) -> None:
+    """vLLM's checks of a request that are not a sampling setting's own range (given; those are
+    :class:`SamplingParams`' and task 8's ``openai_sampling_params``'): text UTF-8 can encode, a
+    non-empty prompt, ``max_tokens`` at most ``max_model_len`` (vLLM caps it to the room the
+    prompt leaves only below that), ``n`` 1 when greedy, token ids in the vocabulary, and no
+    field this server cannot honour (``UNSERVED_FIELDS``, chat ``logprobs``, streamed
+    ``logprobs``, ``response_format`` without lab04's constrained decoding).
+
+    Args:
+        request: the parsed request.
+        vocab_size: the model's vocabulary size (token ids must lie in ``[0, vocab_size)``).
+        max_model_len: the server's context.
+        structured_output: whether ``response_format: json_schema`` is served (``--sglang``).
+
+    Raises:
+        APIError(400, param=<field>): the first check that fails, in vLLM's words where vLLM has them.
+    """
+    is_chat = isinstance(request, ChatCompletionRequest)
+    body = request.model_dump(exclude_unset=True)
+    where = unencodable(body, "")
+    if where is not None:
+        raise APIError(400, f"{where}: the text holds a lone surrogate, which UTF-8 cannot encode", where)
+    if not is_chat and request.prompt in ("", []):
+        raise APIError(400, "Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
+    for name, (neutral, why) in UNSERVED_FIELDS.items():
+        if body.get(name, neutral) != neutral:
+            raise APIError(400, f"{name} is not supported by course serve: {why}", name)
+    if is_chat:
+        if request.top_logprobs and not request.logprobs:
+            raise APIError(400, "when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs")
+        if request.logprobs:
+            raise APIError(400, "logprobs is not supported on chat completions by course serve: use "
+                                "/v1/completions with logprobs", "logprobs")
+        kind = request.response_format.type if request.response_format is not None else "text"
+        if kind != "text" and not (kind == "json_schema" and structured_output):
+            hint = ("send response_format json_schema instead" if structured_output else
+                    "run `course serve --sglang`, which answers response_format json_schema through lab04's "
+                    "constrained decoding")
+            raise APIError(400, f"response_format {kind} is not supported by this server: {hint}",
+                           "response_format")
+    elif request.stream and request.logprobs is not None:
+        raise APIError(400, "logprobs is not supported on a streamed completion by course serve: ask without "
+                            "stream", "logprobs")
+    max_out, param = request.max_tokens, "max_tokens"
+    if is_chat and request.max_completion_tokens is not None:
+        max_out, param = request.max_completion_tokens, "max_completion_tokens"
+    if max_out is not None and max_out > max_model_len:
+        raise APIError(400, f"{param}={max_out} cannot be greater than max_model_len={max_model_len}. Please "
+                            "request fewer output tokens.", param)
+    if request.n > 1 and request.temperature is not None and request.temperature < 1e-5:
+        raise APIError(400, f"n must be 1 when using greedy sampling, got {request.n}.", "n")
+    bad = [t for t in request.stop_token_ids or [] if not 0 <= t < vocab_size]
+    if bad:
+        raise APIError(400, f"token_id(s) {bad} in stop_token_ids contain out-of-vocab token ids. Vocabulary size: "
+                            f"{vocab_size}", "stop_token_ids")
 
 
 def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, prompt_tokens: int,

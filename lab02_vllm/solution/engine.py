@@ -35,7 +35,7 @@ from .block_manager import BlockManager
 from .model_runner import ModelConfig, ModelRunner, kv_cache_num_blocks
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
-from .sequence import Sequence
+from .sequence import Sequence, SequenceStatus
 
 #: The default pool when neither ``num_kv_blocks`` nor ``kv_cache_bytes`` is given holds
 #: ``max_num_seqs`` sequences of ``max_model_len`` tokens, but at most this many blocks.
@@ -540,6 +540,92 @@ class LLM:
 # Async front door, for the server (given)
 
 
+def _unfinished(request: _Request) -> list[Sequence]:
+    return [seq for seq in request.seqs if not seq.is_finished]
+
+
+@dataclass
+class _SeqState:
+    """What one step may change in a sequence, as it was before the step."""
+
+    status: SequenceStatus
+    num_tokens: int
+    num_logprobs: int
+    text: str
+    finish_reason: str | None
+    stop_reason: int | str | None
+    first_token_time: float | None
+    generator_state: torch.Tensor | None
+
+
+@dataclass
+class _StepSnapshot:
+    """The engine's unfinished requests before a step, so that a step that raised can be undone."""
+
+    requests: dict[str, _Request]
+    seqs: dict[Sequence, _SeqState]
+    counters: dict[str, int]
+    num_preemptions: int
+    generator_state: torch.Tensor
+
+    @classmethod
+    def take(cls, engine: LLMEngine) -> _StepSnapshot:
+        seqs = {seq: _SeqState(seq.status, len(seq.token_ids), len(seq.logprobs), seq.text, seq.finish_reason,
+                               seq.stop_reason, seq.first_token_time,
+                               None if seq.generator is None else seq.generator.get_state())
+                for request in engine.requests.values() for seq in request.seqs}
+        return cls(dict(engine.requests), seqs, dict(engine._counters), engine.scheduler.num_preemptions,
+                   engine.generator.get_state())
+
+    def undo(self, engine: LLMEngine) -> list[str]:
+        """Put every sequence the failed step touched back as it was before it, without KV blocks
+        (waiting to be recomputed, as after a preemption), and out of the scheduler's queues.
+
+        Returns:
+            The ids of the step's requests, in their order. A prefill step's are the sequences it
+            admitted; a decode step's, every running one; plus any it finished.
+        """
+        admitted = [seq for seq, before in self.seqs.items()
+                    if before.status is SequenceStatus.WAITING and seq.status is not SequenceStatus.WAITING]
+        if admitted:
+            touched = admitted
+        else:
+            touched = [seq for seq, before in self.seqs.items()
+                       if before.status is SequenceStatus.RUNNING or seq.status is not before.status]
+        scheduler = engine.scheduler
+        batch: list[str] = []
+        for seq in touched:
+            before = self.seqs[seq]
+            engine.block_manager.free(seq)
+            for queue in (scheduler.running, scheduler.waiting):
+                if seq in queue:
+                    queue.remove(seq)
+            del seq.token_ids[before.num_tokens:]
+            del seq.logprobs[before.num_logprobs:]
+            seq.text, seq.finish_reason, seq.stop_reason = before.text, before.finish_reason, before.stop_reason
+            seq.first_token_time, seq.num_computed_tokens = before.first_token_time, 0
+            seq.status = SequenceStatus.WAITING
+            if seq.generator is not None and before.generator_state is not None:
+                seq.generator.set_state(before.generator_state)
+            if seq.request_id not in batch:
+                batch.append(seq.request_id)
+        for request_id in batch:  # a request the step finished is not finished any more
+            engine.requests[request_id] = self.requests[request_id]
+            for seq in self.requests[request_id].seqs:  # its other sequences leave the queues too
+                if seq not in touched and not seq.is_finished:
+                    for queue in (scheduler.running, scheduler.waiting):
+                        if seq in queue:
+                            engine.block_manager.free(seq)
+                            queue.remove(seq)
+                            seq.status = SequenceStatus.WAITING
+        engine._counters.clear()
+        engine._counters.update(self.counters)
+        scheduler.num_preemptions = self.num_preemptions
+        engine.generator.set_state(self.generator_state)
+        return batch
+
+
+
 class AsyncLLMEngine:
     """Drives an ``LLMEngine`` from an asyncio loop: one background task steps the engine (in a
     worker thread, so the loop stays responsive) while any number of requests stream.
@@ -562,6 +648,9 @@ class AsyncLLMEngine:
         self._pending_aborts: list[str] = []
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        # Fault isolation: requests set aside after a failed step, and the one now on trial.
+        self._suspects: list[str] = []
+        self._trial: str | None = None
 
     @classmethod
     def from_engine(cls, engine: LLMEngine) -> AsyncLLMEngine:
@@ -618,7 +707,7 @@ class AsyncLLMEngine:
             for request_id, prompt, params in adds:
                 try:
                     self.engine.add_request(request_id, prompt, params)
-                except ValueError as error:
+                except Exception as error:  # a bad prompt fails its own stream, never the loop
                     if request_id in self._queues:
                         self._queues[request_id].put_nowait(error)
             aborts, self._pending_aborts = self._pending_aborts, []
@@ -627,20 +716,93 @@ class AsyncLLMEngine:
                 if output is not None and request_id in self._queues:
                     self._queues[request_id].put_nowait(output)
             if not self.engine.has_unfinished_requests():
+                self._suspects, self._trial = [], None
                 self._wake.clear()
                 if not self._pending_adds and not self._pending_aborts:
                     await self._wake.wait()
                 continue
+            held = self._start_trial()
+            snapshot = _StepSnapshot.take(self.engine)
             try:
                 outputs = await asyncio.to_thread(self.engine.step)
-            except Exception as error:  # a bug in a step: fail every stream instead of hanging them
-                for queue in self._queues.values():
-                    queue.put_nowait(error)
-                raise
+            except Exception as error:
+                self._after_failed_step(error, snapshot)
+                outputs = []
+            finally:
+                self.engine.scheduler.waiting.extend(held)
             for output in outputs:
+                if output.request_id == self._trial:
+                    self._trial = None  # it got a token: it was not what failed
                 queue = self._queues.get(output.request_id)
                 if queue is not None:
                     queue.put_nowait(output)
+            if self._trial is not None and self._trial not in self.engine.requests:
+                self._trial = None
+
+    # ---------------------------------------------------------------------------------------
+    # Fault isolation (given): one request whose step raises fails alone
+
+    def _start_trial(self) -> list[Sequence]:
+        """Put the next suspect (a request of a failed step) back in the queue, *alone* in its
+        prefill step: the other waiting sequences are held aside for that step and returned
+        (the caller puts them back behind it), so that a failure now can only be this request's."""
+        if self._trial is None:
+            while self._suspects and self._trial is None:
+                request_id = self._suspects.pop(0)
+                request = self.engine.requests.get(request_id)
+                if request is not None:  # not aborted meanwhile
+                    self._trial = request_id
+                    self.engine.scheduler.waiting.extendleft(reversed(_unfinished(request)))
+        if self._trial is None:
+            return []
+        waiting = self.engine.scheduler.waiting
+        if not any(s.request_id == self._trial for s in waiting):
+            return []  # admitted already: its first step is done or running
+        held = [s for s in waiting if s.request_id != self._trial]
+        for seq in held:
+            waiting.remove(seq)
+        return held
+
+    def _after_failed_step(self, error: Exception, snapshot: _StepSnapshot) -> None:
+        """A step raised. Undo it (every sequence of the step back to where it was, its blocks
+        freed, to be recomputed), then: if the request on trial was in it, that request is the
+        cause and fails alone with ``error``; otherwise every request of the step becomes a
+        suspect, to be tried again one by one. A step that cannot be undone, or a
+        ``NotImplementedError`` (an unwritten task, not a bad request), fails every request."""
+        if isinstance(error, NotImplementedError):
+            self._fail_all(error)
+            return
+        try:
+            batch = snapshot.undo(self.engine)
+        except Exception:  # the engine's state is beyond repair: fail everyone, keep serving
+            self._fail_all(error)
+            return
+        if self._trial is not None and self._trial in batch:
+            culprit, self._trial = self._trial, None
+            self._fail(culprit, error)
+            batch.remove(culprit)
+            for request_id in reversed(batch):  # innocent: back at the front, in their order
+                self.engine.scheduler.waiting.extendleft(reversed(_unfinished(self.engine.requests[request_id])))
+        else:
+            self._suspects.extend(batch)
+
+    def _fail(self, request_id: str, error: BaseException) -> None:
+        """End one request with ``error`` (its stream raises it); its sequences are out of the queues."""
+        request = self.engine.requests.pop(request_id, None)
+        if request is not None:
+            for seq in request.seqs:
+                seq.status, seq.finish_reason = SequenceStatus.FINISHED, "abort"
+        if request_id in self._queues:
+            self._queues[request_id].put_nowait(error)
+
+    def _fail_all(self, error: BaseException) -> None:
+        for request_id in list(self.engine.requests):
+            with contextlib.suppress(Exception):
+                self.engine.abort(request_id)
+            self._fail(request_id, error)
+        self._suspects, self._trial = [], None
+        for queue in self._queues.values():
+            queue.put_nowait(error)
 
     async def shutdown(self) -> None:
         """Stop the background task (pending streams are aborted)."""

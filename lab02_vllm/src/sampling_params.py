@@ -10,6 +10,7 @@ Readings: vLLM's docs, "Sampling Parameters" (``vllm.SamplingParams``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,6 +18,10 @@ from shared.validation import check_at_least, check_in_range
 
 #: Temperatures below this are greedy (argmax), as in vLLM.
 GREEDY_EPSILON = 1e-5
+#: The highest temperature vLLM 0.32 accepts ("temperature must be in [0, 2]").
+MAX_TEMPERATURE = 2.0
+#: A seed must fit a signed 64-bit integer (vLLM's protocol: ``ge=-2**63, le=2**63 - 1``).
+SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 @dataclass
@@ -66,7 +71,15 @@ class SamplingParams:
         self.__post_init__()
 
     def __post_init__(self) -> None:
+        # NaN and infinity pass a comparison check (NaN < 0 is False) and then poison a whole
+        # batch's sampling step: refuse them first, with vLLM's words.
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}.")
         check_at_least("temperature", self.temperature, 0.0)
+        if self.temperature > MAX_TEMPERATURE:
+            raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}.")
         check_in_range("top_p", self.top_p, 0.0, 1.0, low_inclusive=False)
         check_at_least("top_k", self.top_k, -1)
         check_at_least("max_tokens", self.max_tokens, 1)
@@ -79,6 +92,9 @@ class SamplingParams:
             check_at_least("logprobs", self.logprobs, 0)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            # torch's generators take 64 bits (vLLM's protocol checks the same range)
+            raise ValueError(f"seed must be in [-2**63, 2**63 - 1], got {self.seed}")
         if not isinstance(self.ignore_eos, bool):
             raise ValueError(f"ignore_eos must be True or False, got {self.ignore_eos!r}")
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

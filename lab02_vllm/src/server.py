@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import sys
 import time
@@ -35,7 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -53,6 +54,7 @@ from .dialects import (
     TGIStreamEvent,
     TGIToken,
     UsageInfo,
+    check_openai_request,
     demo_sampling_params,
     detect_dialect,
     openai_sampling_params,
@@ -60,6 +62,7 @@ from .dialects import (
     tgi_finish_reason,
     tgi_response,
     tgi_sampling_params,
+    unencodable,
 )
 from .engine import AsyncLLMEngine, RequestOutput
 from .sampling_params import SamplingParams
@@ -103,6 +106,74 @@ async def until_disconnected(request: Request, work: Awaitable[Any]) -> Any:
     return None
 
 
+class APIKeyMiddleware:
+    """Pure ASGI middleware: every request but ``GET`` of ``/health``, ``/ping``, ``/version``,
+    ``/metrics`` and the chat page needs ``Authorization: Bearer <api_key>``; others get a 401.
+
+    Pure ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` hands
+    the route a ``receive`` of its own, behind which ``request.is_disconnected()`` never sees the
+    client leave, so a non-streamed request would run to its ``max_tokens`` for nobody. vLLM's
+    ``AuthenticationMiddleware`` is pure ASGI for the same reason.
+    """
+
+    OPEN_PATHS = frozenset({"/health", "/ping", "/version", "/metrics", "/", "/favicon.ico"})
+
+    def __init__(self, app: Any, api_key: str) -> None:
+        self.app, self.expected = app, f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not (scope["method"] == "GET" and scope["path"] in self.OPEN_PATHS):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse(APIError(401, "Unauthorized: a valid API key is needed").body(),
+                                        status_code=401)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def guarded(events: AsyncIterator[str], error_event: Callable[[Exception], list[str]]) -> AsyncIterator[str]:
+    """Pass a stream's events on; if it raises (its request failed in the engine), end it with
+    ``error_event(error)`` instead of a cut connection, so the client sees why (OpenAI's streams:
+    an error object, then ``data: [DONE]``, as vLLM sends). A ``NotImplementedError`` (an
+    unwritten task) goes on up, for the tests to name. Closing this closes ``events`` at once, so
+    a client that leaves aborts its request now, not when the garbage collector gets to it."""
+    try:
+        async for event in events:
+            yield event
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        for event in error_event(error):
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def require_json(raw: Request) -> None:
+    """vLLM's OpenAI routes read JSON only: another content type is a 400 saying so (FastAPI alone
+    would try to validate the raw bytes and report a confusing type error instead)."""
+    media_type = raw.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise APIError(400, "Unsupported Media Type: Only 'application/json' is allowed "
+                            f"(got content-type {media_type or 'none'!r})")
+
+
+def openai_stream_error(error: Exception) -> list[str]:
+    """An OpenAI stream's end when its request failed: vLLM's error object, then ``[DONE]``."""
+    return [sse(APIError(500, f"{type(error).__name__}: {error}").body()), sse("[DONE]")]
+
+
+def tgi_stream_error(error: Exception) -> list[str]:
+    """TGI's stream error event (``huggingface_hub`` raises it as a ``TextGenerationError``)."""
+    return [sse({"error": f"{type(error).__name__}: {error}", "error_type": "generation"})]
+
+
+def demo_stream_error(error: Exception) -> list[str]:
+    """vLLM's demo server streams JSON lines: the last one carries the error."""
+    return [json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n"]
+
+
 class Histogram:
     """A Prometheus histogram: cumulative counts per upper bound, their sum and count."""
 
@@ -119,6 +190,28 @@ class Histogram:
         self.count += 1
 
 
+def generation_defaults(model_dir: Path) -> dict[str, Any]:
+    """The request defaults vLLM 0.32 takes from a model's ``generation_config.json`` (its
+    ``--generation-config auto``): ``temperature``, ``top_p``, ``top_k``, and ``max_new_tokens`` as
+    ``max_tokens``, where the file sets them; a request's own value always wins."""
+    path = model_dir / "generation_config.json"
+    try:
+        config = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        config = {}
+    names = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_new_tokens": "max_tokens"}
+    return {ours: config[theirs] for theirs, ours in names.items() if config.get(theirs) is not None}
+
+
+def with_defaults(request: CompletionRequest | ChatCompletionRequest, defaults: dict[str, Any],
+                  chat: bool) -> CompletionRequest | ChatCompletionRequest:
+    """``request`` with the model's generation defaults where it left a field unset (None)."""
+    update = {name: value for name, value in defaults.items() if getattr(request, name, None) is None}
+    if chat and getattr(request, "max_completion_tokens", None) is not None:
+        update.pop("max_tokens", None)
+    return request.model_copy(update=update) if update else request
+
+
 class ServerState:
     """What every route needs: the engine, the model's name and context, the metrics."""
 
@@ -127,6 +220,8 @@ class ServerState:
         self.tokenizer = engine.tokenizer
         self.model_name = model_name
         self.max_model_len = max_model_len
+        self.vocab_size = engine.engine.config.vocab_size
+        self.defaults = generation_defaults(Path(engine.engine.model_dir))
         self.ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token in seconds.", TTFT_BUCKETS)
         self.tpot = Histogram("vllm:request_time_per_output_token_seconds",
                               "Histogram of time_per_output_token_seconds per request.", TPOT_BUCKETS)
@@ -152,7 +247,13 @@ class ServerState:
             raise APIError(404, f"The model `{model}` does not exist.", "model")
 
     def prompt_ids(self, prompt: str | list[int], param: str = "prompt") -> list[int]:
+        """A prompt's token ids. Raises APIError(400, param=``param``): an empty prompt, text with a
+        lone surrogate, token ids outside the vocabulary."""
         if isinstance(prompt, str):
+            if not prompt:  # the tokenizer would still give [bos]: vLLM refuses it
+                raise APIError(400, f"{param} must not be empty", param)
+            if unencodable(prompt, param) is not None:
+                raise APIError(400, f"{param}: the text holds a lone surrogate, which UTF-8 cannot encode", param)
             ids = self.tokenizer(prompt).input_ids
         else:
             ids = list(prompt)
@@ -250,10 +351,18 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
 
 async def openai_route(state: ServerState, raw: Request, request: CompletionRequest | ChatCompletionRequest,
                        chat: bool) -> Response:
-    """Given: check the model, build the prompt and the params, then answer or stream."""
+    """Given: check the model and the request, build the prompt and the params, then answer or stream."""
     state.check_model(request.model)
+    check_openai_request(request, vocab_size=state.vocab_size, max_model_len=state.max_model_len,
+                         structured_output=getattr(raw.app.state, "sglang", None) is not None)
     if chat:
-        prompt_ids = chat_prompt_ids(state.tokenizer, request.messages)  # type: ignore[union-attr]
+        try:
+            prompt_ids = chat_prompt_ids(state.tokenizer, request.messages)  # type: ignore[union-attr]
+        except (APIError, NotImplementedError):
+            raise
+        except Exception as error:  # the template refused these messages (a role it has no place for, say)
+            raise APIError(400, f"messages: the chat template cannot render them ({type(error).__name__}: "
+                                f"{error})", "messages") from error
     else:
         prompt = request.prompt  # type: ignore[union-attr]
         if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
@@ -261,11 +370,12 @@ async def openai_route(state: ServerState, raw: Request, request: CompletionRequ
                 raise APIError(400, "this server takes one prompt per request", "prompt")
             prompt = prompt[0]
         prompt_ids = state.prompt_ids(prompt)  # type: ignore[arg-type]
-    params = openai_sampling_params(request, len(prompt_ids), state.max_model_len)
+    params = openai_sampling_params(with_defaults(request, state.defaults, chat), len(prompt_ids),
+                                    state.max_model_len)
     request_id = random_id("chatcmpl" if chat else "cmpl")
     if request.stream:
-        return StreamingResponse(stream_events(state, prompt_ids, params, request_id, request, chat),
-                                 media_type="text/event-stream")
+        return StreamingResponse(guarded(stream_events(state, prompt_ids, params, request_id, request, chat),
+                                         openai_stream_error), media_type="text/event-stream")
     output = await until_disconnected(raw, final_output(state, prompt_ids, params, request_id))
     if output is None:  # the client left; nobody reads this
         return Response(status_code=499)
@@ -284,6 +394,34 @@ def render_metrics(state: ServerState) -> str:
     """
     # TODO(lab02 task 8): HELP/TYPE then samples per family; histogram buckets are cumulative and end at +Inf.
     raise NotImplementedError("lab02 task 8: render_metrics is not written yet (see lab02_vllm/README.md, task 8)")
+
+
+def engine_metrics(state: ServerState) -> str:
+    """Given: the engine's other counters under vLLM's names, after task 8's families:
+    ``vllm:num_preemptions_total`` (sequences preempted) and ``vllm:prefix_cache_queries_total`` /
+    ``vllm:prefix_cache_hits_total`` (prompt tokens looked up in the prefix cache, and found)."""
+    stats = state.engine.stats
+    label = f'model_name="{state.model_name}"'
+    lines: list[str] = []
+    for name, help_text, value in (
+            ("vllm:num_preemptions", "Cumulative number of preemption from the engine.", stats.num_preemptions),
+            ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
+             stats.prefix_cache_queries),
+            ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+             stats.prefix_cache_hits)):
+        lines += [f"# HELP {name}_total {help_text}", f"# TYPE {name}_total counter",
+                  f"{name}_total{{{label}}} {float(value)}"]
+    return "\n".join(lines) + "\n"
+
+
+def course_version() -> str:
+    """The course's version (its package's), for ``GET /version`` (vLLM answers its own there)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-inference-course")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,8 +459,8 @@ async def generate_route(state: ServerState, raw: Request, body: Any, force_stre
             return JSONResponse({"error": error.message, "error_type": "validation", "param": error.param},
                                 status_code=422)
         if force_stream or (force_stream is None and request.stream):
-            return StreamingResponse(tgi_stream(state, prompt_ids, params, request_id, request.parameters),
-                                     media_type="text/event-stream")
+            return StreamingResponse(guarded(tgi_stream(state, prompt_ids, params, request_id, request.parameters),
+                                             tgi_stream_error), media_type="text/event-stream")
         output = await until_disconnected(raw, final_output(state, prompt_ids, params, request_id))
         if output is None:
             return Response(status_code=499)
@@ -339,8 +477,8 @@ async def generate_route(state: ServerState, raw: Request, body: Any, force_stre
     prompt_ids = state.prompt_ids(request.prompt)
     params = demo_sampling_params(body, len(prompt_ids), state.max_model_len)
     if request.stream:
-        return StreamingResponse(demo_stream(state, request.prompt, prompt_ids, params, request_id),
-                                 media_type="application/json")
+        return StreamingResponse(guarded(demo_stream(state, request.prompt, prompt_ids, params, request_id),
+                                         demo_stream_error), media_type="application/json")
     output = await until_disconnected(raw, final_output(state, prompt_ids, params, request_id))
     if output is None:
         return Response(status_code=499)
@@ -416,13 +554,8 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
     async def server_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(APIError(500, f"{type(error).__name__}: {error}").body(), status_code=500)
 
-    @app.middleware("http")
-    async def check_key(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        open_paths = {"/health", "/metrics", "/", "/favicon.ico"}
-        is_open = request.method == "GET" and request.url.path in open_paths
-        if api_key and not is_open and request.headers.get("authorization") != f"Bearer {api_key}":
-            return JSONResponse(APIError(401, "Unauthorized: a valid API key is needed").body(), status_code=401)
-        return await call_next(request)
+    if api_key:  # pure ASGI: a BaseHTTPMiddleware here would hide a client's disconnect from the routes
+        app.add_middleware(APIKeyMiddleware, api_key=api_key)
 
     @app.get("/health")
     async def health() -> Response:
@@ -434,22 +567,33 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
                 "root": str(inner.model_dir), "max_model_len": state.max_model_len}
         return {"object": "list", "data": [card]}
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", dependencies=[Depends(require_json)])
     async def completions(request: CompletionRequest, raw: Request) -> Response:
         return await openai_route(state, raw, request, chat=False)
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", dependencies=[Depends(require_json)])
     async def chat_completions(request: ChatCompletionRequest, raw: Request) -> Response:
         sglang = getattr(app.state, "sglang", None)
         if sglang is not None:  # response_format: json_schema goes to lab04's constrained decoding
             body = request.model_dump(exclude_unset=True)
-            if sglang.handles_chat(body):
-                return await sglang.chat(body)
+            if sglang.handles_chat(body):  # checked as this server checks every chat, then handed over
+                state.check_model(request.model)
+                check_openai_request(request, vocab_size=state.vocab_size, max_model_len=state.max_model_len,
+                                     structured_output=True)
+                return await sglang.chat(body, max_model_len=state.max_model_len)
         return await openai_route(state, raw, request, chat=True)
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(render_metrics(state), media_type="text/plain; version=0.0.4")
+        return Response(render_metrics(state) + engine_metrics(state), media_type="text/plain; version=0.0.4")
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return {"version": course_version()}
+
+    @app.api_route("/ping", methods=["GET", "POST"])
+    async def ping() -> Response:  # vLLM's (and SageMaker's) liveness route: /health's twin
+        return Response(status_code=200)
 
     async def json_body(raw: Request) -> Any:
         try:

@@ -73,21 +73,35 @@ def test_typing_a_message_streams_an_answer_in_chromium(course_server):
                     if await evaluate("document.getElementById('model').textContent") not in (None, "?"):
                         break
                     await asyncio.sleep(0.1)
-                await evaluate("document.getElementById('input').value = 'Where does Ana live?';"
-                               "document.getElementById('max').value = '12';"
-                               "document.getElementById('form').requestSubmit(); true")
+                assert await evaluate("document.getElementById('temperature').value") == "0", \
+                    "the page should be greedy by default"
+                # Send, then press Send again at once (a second message while the answer streams):
+                # the button is disabled, and the second message is not sent in the middle.
+                submitted = await evaluate(
+                    "document.getElementById('input').value = 'Where does Ana live?';"
+                    "document.getElementById('max').value = '12';"
+                    "document.getElementById('form').requestSubmit();"
+                    "const disabled = document.getElementById('send').disabled;"
+                    "document.getElementById('input').value = 'And Tom?';"
+                    "document.getElementById('form').requestSubmit(); disabled")
+                assert submitted is True, "Send stays enabled while an answer streams"
                 for _ in range(300):
                     done = await evaluate("(document.querySelector('.assistant[data-done]') || {}).textContent")
                     if done is not None:
-                        return done
+                        history = await evaluate("JSON.stringify(messages.map(m => m.role))")
+                        enabled = await evaluate("!document.getElementById('send').disabled")
+                        return done, json.loads(history), enabled
                     await asyncio.sleep(0.1)
                 raise AssertionError("no streamed answer appeared within 30 s")
 
-        answer = asyncio.run(drive())
+        answer, roles, enabled = asyncio.run(drive())
         assert answer.strip(), "the answer stayed empty"
+        assert roles == ["user", "assistant"], f"the history is out of order: {roles}"
+        assert enabled, "Send stays disabled after the answer"
         client_answer = httpx.post(course_server.base_url + "/chat/completions", timeout=60, json={
-            "messages": [{"role": "user", "content": "Where does Ana live?"}], "max_tokens": 12}).json()
-        assert client_answer["choices"][0]["message"]["content"]
+            "messages": [{"role": "user", "content": "Where does Ana live?"}], "max_tokens": 12,
+            "temperature": 0}).json()
+        assert answer == client_answer["choices"][0]["message"]["content"], "the page's greedy answer"
     finally:
         process.terminate()
         try:

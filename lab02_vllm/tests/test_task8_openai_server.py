@@ -20,6 +20,7 @@ from .serving_fixtures import (
     MAX_MODEL_LEN,
     course_server_fixture,  # noqa: F401  (the fixture course_server)
     course_server_with_key_fixture,  # noqa: F401
+    dialects,
     hf_greedy_text,
     raises_server_errors,
     wait_until,
@@ -255,9 +256,11 @@ def test_bad_input_gets_vllms_status_and_param(course_server):
 
 @pytest.mark.points(1)
 @raises_server_errors
-def test_max_tokens_past_the_context_is_capped(course_server, tokenizer):
-    """Like vLLM, a ``max_tokens`` past the context is cut to what is left, not refused; with no
-    ``max_tokens`` a chat may use the whole rest of the context."""
+def test_max_tokens_past_the_context_is_capped(course_server, tokenizer, model_dir):
+    """Like vLLM, a ``max_tokens`` up to ``max_model_len`` but past what the prompt leaves is cut
+    to what is left, not refused; with no ``max_tokens`` a chat may use the whole rest of the
+    context (over HTTP the server first fills in the model's ``generation_config.json`` default,
+    as vLLM does: the fixture's ``max_new_tokens``)."""
     prompt = "The cat sat on the mat"
     room = MAX_MODEL_LEN - len(tokenizer(prompt).input_ids)
     reply = client(course_server).completions.create(model=model_name(course_server), prompt=prompt,
@@ -270,7 +273,12 @@ def test_max_tokens_past_the_context_is_capped(course_server, tokenizer):
     chat = client(course_server).chat.completions.create(
         model=model_name(course_server), messages=[{"role": "user", "content": "Hi"}], temperature=0,
         extra_body={"ignore_eos": True})
-    assert chat.usage.prompt_tokens + chat.usage.completion_tokens == MAX_MODEL_LEN
+    generation_config = json.loads((model_dir / "generation_config.json").read_text())
+    default = generation_config.get("max_new_tokens", MAX_MODEL_LEN)
+    assert chat.usage.completion_tokens == min(default, MAX_MODEL_LEN - chat.usage.prompt_tokens)
+    rest = dialects.openai_sampling_params(
+        dialects.ChatCompletionRequest(messages=[{"role": "user", "content": "Hi"}]), 9, MAX_MODEL_LEN)
+    assert rest.max_tokens == MAX_MODEL_LEN - 9
 
 
 @pytest.mark.points(1)

@@ -70,10 +70,11 @@ def is_structured_chat(body: Any) -> bool:
 
 
 def field_of(error: ValidationError) -> str:
-    """The dotted field of a pydantic error's first entry, union member names left out (``sampling_params.top_p``)."""
+    """The dotted field of a pydantic error's first entry, union members and validator wrappers
+    left out (``sampling_params.top_p``, not ``sampling_params.function-after[...].top_p``)."""
     loc = error.errors()[0]["loc"]
     return ".".join(str(part) for part in loc
-                    if not (isinstance(part, str) and part.startswith(_UNION_TAGS)))
+                    if not (isinstance(part, str) and (part.startswith(_UNION_TAGS) or "[" in part)))
 
 
 def parse_generate(body: Any) -> GenerateRequest:
@@ -151,25 +152,76 @@ class SGLangService:
         payload = [a.model_dump() for a in answers]
         return JSONResponse(payload if request.is_batch else payload[0])
 
-    async def chat(self, body: Any) -> Response:
-        """``POST /v1/chat/completions`` with ``response_format: json_schema``: an OpenAI chat.completion."""
+    @property
+    def max_model_len(self) -> int:
+        """The model's context (prompt + output), from its config."""
+        return int(getattr(self.backend.model.config, "max_position_embeddings", 2048))
+
+    async def chat(self, body: Any, max_model_len: int | None = None) -> Response:
+        """``POST /v1/chat/completions`` with ``response_format: json_schema``: an OpenAI chat.completion,
+        or with ``stream`` its chunks (sent once the answer is made: generation here is batch-1 and
+        not incremental), then ``data: [DONE]``.
+
+        ``max_tokens`` (or ``max_completion_tokens``) is checked as vLLM checks it: at least 1, at
+        most ``max_model_len`` (default: the model's context), capped to the room the prompt
+        leaves; a prompt that fills the context is a 400 naming ``input_tokens``."""
+        context = max_model_len or self.max_model_len
         try:
             if not is_structured_chat(body):
                 raise BadRequest('response_format: this route answers {"type": "json_schema", ...} only',
                                  "response_format")
+            name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+            asked = body.get(name)
+            if asked is not None and (isinstance(asked, bool) or not isinstance(asked, int)):
+                raise BadRequest(f"{name} must be an integer, got {asked!r}", name)
+            if asked is not None and asked < 1:
+                raise BadRequest(f"{name} must be at least 1, got {asked}.", name)
+            if asked is not None and asked > context:
+                raise BadRequest(f"{name}={asked} cannot be greater than max_model_len={context}. Please request "
+                                 "fewer output tokens.", name)
             ids, params = chat_to_generate(self.backend.tokenizer, body)
+            if len(ids) >= context:
+                raise BadRequest(f"This model's maximum context length is {context} tokens. However, your prompt "
+                                 f"contains {len(ids)} input tokens, which leaves no room for output tokens. "
+                                 "Please reduce the length of the input prompt.", "input_tokens")
+            room = context - len(ids)
+            params = params.model_copy(update={"max_new_tokens": min(params.max_new_tokens or room, room)})
         except BadRequest as error:
             return error.response()
         [answer] = await run_in_threadpool(self.answer, GenerateRequest(input_ids=ids, sampling_params=params))
         meta = answer.meta_info
         finish = "length" if meta.finish_reason and meta.finish_reason["type"] == "length" else "stop"
+        chat_id, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or self.model_path
+        usage = {"prompt_tokens": meta.prompt_tokens, "completion_tokens": meta.completion_tokens,
+                 "total_tokens": meta.prompt_tokens + meta.completion_tokens}
+        if body.get("stream"):
+            return StreamingResponse(iter(self.chat_chunks(answer, chat_id, created, model, finish, usage, body)),
+                                     media_type="text/event-stream")
         return JSONResponse({
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model") or self.model_path,
+            "id": chat_id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": meta.prompt_tokens, "completion_tokens": meta.completion_tokens,
-                      "total_tokens": meta.prompt_tokens + meta.completion_tokens}})
+            "usage": usage})
+
+    def chat_chunks(self, answer: GenerateResponse, chat_id: str, created: int, model: str, finish: str,
+                    usage: dict[str, int], body: dict[str, Any]) -> list[str]:
+        """An answer as OpenAI's chat chunks: the role, one content delta per piece ``stream_chunks``
+        shows, the finish reason, the usage chunk when ``stream_options.include_usage``, ``[DONE]``."""
+        base = {"id": chat_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+        events, shown = [chunk({"role": "assistant", "content": ""})], ""
+        for piece in stream_chunks(self.backend.tokenizer, answer):
+            if len(piece["text"]) > len(shown):
+                events.append(chunk({"content": piece["text"][len(shown):]}))
+                shown = piece["text"]
+        events.append(chunk({}, finish))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n")
+        return [*events, "data: [DONE]\n\n"]
 
 
 async def json_body(raw: Request) -> Any:

@@ -1,0 +1,165 @@
+"""Serving that holds (given code, not graded): one request that breaks a step fails alone, and a
+client that leaves stops its request, on every route, streamed or not.
+
+Both are properties of the given scaffolding (``AsyncLLMEngine``'s loop, the stream guard and
+the disconnect watcher in ``server.py``), checked through the same in-process course server as
+task 8's tests, with plain HTTP clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from .serving_fixtures import (
+    API_KEY,
+    MAX_MODEL_LEN,
+    course_server_fixture,  # noqa: F401  (the fixture course_server)
+    course_server_with_key_fixture,  # noqa: F401
+    hf_greedy_text,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.task(8), pytest.mark.scaffold]
+
+GOOD = ["The cat", "Ana lives in Lima and", "A language model", '{"name": "', "Once upon a time",
+        "The capital of Peru is", "1, 2, 3,", "Dear Sir,"]
+POISON = "Poison pill number"
+
+
+def model_name(server) -> str:
+    return server.app.state.course.model_name
+
+
+def idle(server) -> bool:
+    stats = server.llm.stats
+    return stats.num_running == 0 and stats.num_waiting == 0 and stats.num_free_kv_blocks == stats.num_kv_blocks
+
+
+def gauges(server) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics").text
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name in {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"}}
+
+
+@pytest.mark.parametrize("fail_at", [1, 3], ids=["prefill", "third-step"])
+def test_a_request_whose_step_raises_fails_alone(course_server, model, tokenizer, monkeypatch, fail_at):
+    """Eight good requests (four streamed) beside two whose step raises (a fault injected in the
+    model runner for their prompt, at their first step or their third): the two end in an error
+    (a 500 error object; in a stream an error event, then ``[DONE]``), the eight each equal
+    their solo greedy text, and the engine is idle again with every block free."""
+    assert wait_until(lambda: idle(course_server))
+    poison_ids = [tokenizer(f"{POISON} {i}").input_ids for i in range(2)]
+    runner = course_server.llm.engine.runner
+    real_run = runner.run
+    calls = {0: 0, 1: 0}
+
+    def run(seqs, is_prefill):  # a step with a poisoned sequence raises on its fail_at-th step
+        for i, ids in enumerate(poison_ids):
+            if any(seq.prompt_token_ids == ids for seq in seqs):
+                calls[i] += 1
+                if calls[i] >= fail_at:
+                    raise RuntimeError(f"injected fault in poisoned request {i}")
+        return real_run(seqs, is_prefill)
+
+    monkeypatch.setattr(runner, "run", run)
+    name, url = model_name(course_server), course_server.base_url + "/completions"
+
+    def body(prompt: str, stream: bool) -> dict:  # the poisoned ones cannot stop before their fault
+        return {"model": name, "prompt": prompt, "max_tokens": 10, "temperature": 0,
+                "ignore_eos": prompt.startswith(POISON), "stream": stream}
+
+    async def plain(client: httpx.AsyncClient, prompt: str) -> tuple[int, dict]:
+        response = await client.post(url, json=body(prompt, False))
+        return response.status_code, response.json()
+
+    async def streamed(client: httpx.AsyncClient, prompt: str) -> tuple[int, list]:
+        async with client.stream("POST", url, json=body(prompt, True)) as response:
+            raw = "".join([piece async for piece in response.aiter_text()])
+        events = [e.removeprefix("data: ") for e in raw.split("\n\n") if e]
+        return response.status_code, [e if e == "[DONE]" else json.loads(e) for e in events]
+
+    async def run_all() -> list:
+        async with httpx.AsyncClient(timeout=120) as client:
+            work = [streamed(client, p) if i % 2 else plain(client, p) for i, p in enumerate(GOOD)]
+            work += [streamed(client, f"{POISON} 0"), plain(client, f"{POISON} 1")]
+            return await asyncio.gather(*work)
+
+    results = asyncio.run(run_all())
+    for i, (prompt, (status, reply)) in enumerate(zip(GOOD, results)):
+        expected, _ = hf_greedy_text(model, tokenizer, tokenizer(prompt).input_ids, 10)
+        assert status == 200, (prompt, reply)
+        if i % 2:
+            assert reply[-1] == "[DONE]" and not any("error" in e for e in reply[:-1]), prompt
+            assert "".join(e["choices"][0]["text"] for e in reply[:-1] if e["choices"]) == expected, prompt
+        else:
+            assert reply["choices"][0]["text"] == expected, prompt
+    (stream_status, events), (plain_status, error) = results[-2:]
+    assert stream_status == 200 and events[-1] == "[DONE]", events
+    assert "injected fault" in events[-2]["error"]["message"], events
+    assert plain_status == 500 and "injected fault" in error["error"]["message"], error
+    assert wait_until(lambda: idle(course_server)), course_server.llm.stats
+    assert gauges(course_server) == {"vllm:num_requests_running": 0, "vllm:num_requests_waiting": 0,
+                                     "vllm:kv_cache_usage_perc": 0}
+
+
+def send_then_leave(server, url: str, body: dict, headers: dict | None = None) -> None:
+    """Send a request on a raw connection, wait until the engine is generating it, then close the
+    connection (as a client that gives up does), streamed or not."""
+    target = httpx.URL(url)
+    payload = json.dumps(body).encode()
+    head = [f"POST {target.raw_path.decode()} HTTP/1.1", f"Host: {target.host}:{target.port}",
+            "Content-Type: application/json", f"Content-Length: {len(payload)}",
+            *[f"{key}: {value}" for key, value in (headers or {}).items()]]
+    before = server.llm.stats.generation_tokens
+    with socket.create_connection((target.host, target.port), timeout=30) as connection:
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        assert wait_until(lambda: server.llm.stats.generation_tokens >= before + 8, timeout=30), \
+            "the request never started"
+
+
+LONG = MAX_MODEL_LEN - 32
+
+
+@pytest.mark.parametrize("route", ["completions", "chat", "tgi", "demo", "completions-with-key",
+                                   "completions-stream", "chat-stream", "tgi-stream", "demo-stream"])
+def test_an_abandoned_request_stops(course_server, course_server_with_key, monkeypatch, route):
+    """A client that leaves, streamed or not, on every route (and behind ``--api-key``), stops its
+    request within a step or two: within 2 s nothing runs any more, and the engine's
+    generation-token counter stops growing, long before the request's ``max_tokens``."""
+    server = course_server_with_key if route.endswith("with-key") else course_server
+    headers = {"Authorization": f"Bearer {API_KEY}"} if route.endswith("with-key") else None
+    # No eos for the test's duration: every request would run to its full length (TGI's dialect
+    # has no ignore_eos), so only an abort can stop it early.
+    monkeypatch.setattr(server.llm.engine, "eos_token_ids", set())
+    openai_body = {"model": model_name(server), "prompt": "The cat", "max_tokens": LONG, "temperature": 0}
+    chat_body = {"model": model_name(server), "messages": [{"role": "user", "content": "Hi"}],
+                 "max_tokens": LONG, "temperature": 0}
+    tgi_body = {"inputs": "The cat", "parameters": {"max_new_tokens": LONG}}
+    demo_body = {"prompt": "The cat", "max_tokens": LONG, "temperature": 0}
+    path, body = {
+        "completions": ("/v1/completions", openai_body),
+        "completions-with-key": ("/v1/completions", openai_body),
+        "chat": ("/v1/chat/completions", chat_body),
+        "tgi": ("/generate", tgi_body),
+        "demo": ("/generate", demo_body),
+        "completions-stream": ("/v1/completions", {**openai_body, "stream": True}),
+        "chat-stream": ("/v1/chat/completions", {**chat_body, "stream": True}),
+        "tgi-stream": ("/generate_stream", tgi_body),
+        "demo-stream": ("/generate", {**demo_body, "stream": True}),
+    }[route]
+    assert wait_until(lambda: idle(server))
+    before = server.llm.stats.generation_tokens
+    send_then_leave(server, server.url + path, body, headers)
+    assert wait_until(lambda: idle(server), timeout=2), f"{route}: still running 2 s after the client left"
+    stopped = server.llm.stats.generation_tokens
+    time.sleep(0.3)
+    assert server.llm.stats.generation_tokens == stopped, f"{route}: the abandoned request kept decoding"
+    assert stopped - before < LONG - 64, f"{route}: it ran (nearly) to its max_tokens"
