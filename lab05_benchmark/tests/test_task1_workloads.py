@@ -58,6 +58,25 @@ def test_lognormal_lengths_are_long_tailed():
     assert workloads.lognormal_lengths(50, 33, 0.0, 1, 100, random.Random(1)) == [33] * 50
 
 
+def lognormal_rounded_pmf(k: int, median: float, sigma: float) -> float:
+    """P(round(median * exp(sigma * z)) == k) for z standard normal, k >= 1: the mass of
+    [k - 0.5, k + 0.5) under the log-normal (rounding to the nearest integer, as the docstring says)."""
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(math.log(x / median) / (sigma * math.sqrt(2))))
+    return cdf(k + 0.5) - cdf(k - 0.5)
+
+
+@pytest.mark.points(1)
+def test_lognormal_lengths_round_to_the_nearest_integer():
+    """With a small median the rounding shows: the share of each length equals the log-normal's
+    mass around it (rounding to the nearest; truncating moves every draw down by half a token)."""
+    lengths = workloads.lognormal_lengths(20000, 3, 0.4, 1, 1000, random.Random(7))
+    for k in (2, 3, 4, 5):
+        share = lengths.count(k) / len(lengths)
+        assert share == pytest.approx(lognormal_rounded_pmf(k, 3, 0.4), abs=0.015), k
+    assert statistics.median(lengths) == 3
+
+
 @pytest.mark.points(1)
 def test_chat_workload_draws_inputs_then_outputs_from_one_rng(tokenizer):
     """Output lengths are the second batch of log-normal draws from random.Random(seed)."""

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,60 @@ def test_timeouts_abort_and_count():
     assert not by_id["stuck"].success and "timed out" in by_id["stuck"].error
     assert backend.aborted == ["stuck"]
     assert by_id["ok1"].success and by_id["ok2"].success and by_id["ok2"].output_len == 10
+
+
+@pytest.mark.points(1)
+def test_a_timeout_counts_from_the_requests_own_send():
+    """timeout_s is per request, from its send: a request that arrives (Poisson) after timeout_s
+    has passed since the start of the run still gets its full timeout_s."""
+    backend = ScriptedBackend()
+    requests = [request("early", 2, arrival_s=0.0), request("late", 2, arrival_s=0.6)]
+    results, _, _ = runner.run_once(backend, requests, timeout_s=0.4)
+    by_id = {r.id: r for r in results}
+    assert by_id["early"].success and by_id["late"].success, [(r.id, r.error) for r in results]
+    assert by_id["late"].output_len == 2 and backend.aborted == []
+
+
+@pytest.mark.points(1)
+def test_without_a_concurrency_limit_arrivals_alone_decide():
+    """concurrency=None: no limit but the arrival times, so a request that arrives while an earlier
+    one is still running is sent at its arrival, not after the earlier one ends."""
+    backend = ScriptedBackend(hang={"slow"})
+    requests = [request("slow", 3, arrival_s=0.0), request("next", 2, arrival_s=0.01)]
+    results, _, _ = runner.run_once(backend, requests, timeout_s=2.0)
+    sent = dict(backend.added)
+    by_id = {r.id: r for r in results}
+    assert sent["next"] - sent["slow"] < 1.0, "sent only once the first request had timed out"
+    assert by_id["next"].success and by_id["next"].chunk_times_s[-1] < by_id["slow"].start_s + 2.0
+    assert not by_id["slow"].success and backend.max_in_flight == 2
+
+
+@dataclass
+class InterruptedBackend(ScriptedBackend):
+    """Ctrl-C arrives inside the ``interrupt_at``-th ``step()`` (KeyboardInterrupt raised there)."""
+
+    interrupt_at: int = 3
+    steps: int = 0
+
+    def step(self):
+        self.steps += 1
+        if self.steps == self.interrupt_at:
+            raise KeyboardInterrupt
+        return super().step()
+
+
+@pytest.mark.points(1)
+def test_ctrl_c_keeps_the_finished_requests_and_leaves_the_rest_out():
+    """KeyboardInterrupt in a step: the requests already finished are returned, the ones in
+    flight are aborted and left out (they were neither measured nor failed), interrupted is True."""
+    backend = InterruptedBackend(hang={"long1", "long2"}, interrupt_at=2)
+    requests = [request("quick", 1), request("long1", 5), request("long2", 5),
+                request("later", 1, arrival_s=60.0)]  # not sent yet when Ctrl-C comes
+    results, _, interrupted = runner.run_once(backend, requests)
+    assert interrupted
+    assert [(r.id, r.success) for r in results] == [("quick", True)]
+    assert sorted(backend.aborted) == ["long1", "long2"]
+    assert "later" not in dict(backend.added)
 
 
 @pytest.mark.points(2)

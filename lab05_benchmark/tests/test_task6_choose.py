@@ -25,12 +25,18 @@ def test_beats_needs_the_margin_and_separated_runs():
     assert choose.beats([10.0], [12.0], False, 0.10)
     assert not choose.beats([12.0], [10.0], False, 0.10)
     assert not choose.beats([10.0], [10.5], False, 0.10)
+    # the margin scales the winner's median when lower is better: 90.5 * 1.1 = 99.55 < 100
+    assert choose.beats([90.5], [100.0], False, 0.10)
+    assert choose.beats([95.0], [120.0], False, 0.25) and not choose.beats([97.0], [120.0], False, 0.25)
     # medians far apart, but the runs overlap: no clear winner
     assert not choose.beats([200.0, 90.0, 210.0], [100.0, 95.0, 105.0], True, 0.10)
     assert choose.beats([200.0, 190.0, 210.0], [100.0, 95.0, 105.0], True, 0.10)
     assert not choose.beats([10.0, 30.0, 11.0], [20.0, 21.0, 22.0], False, 0.10)
-    # one value against several: medians only
+    # one value against several (or several against one): medians only, even where the ranges overlap
     assert choose.beats([200.0], [100.0, 150.0, 120.0], True, 0.10)
+    assert choose.beats([150.0], [100.0, 160.0], True, 0.10)
+    assert choose.beats([100.0, 160.0, 150.0], [120.0], True, 0.10)
+    assert choose.beats([8.0], [5.0, 12.0, 11.0], False, 0.10)
     assert not choose.beats([], [1.0], True) and not choose.beats([1.0], [], True)
 
 
