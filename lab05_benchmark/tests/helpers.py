@@ -78,6 +78,43 @@ def error_server(status: int = 500, body: str = '{"error": {"message": "injected
         server.server_close()
 
 
+@contextmanager
+def streaming_server(events: list[str], gap_s: float) -> Iterator[str]:
+    """A server on a free loopback port that answers every POST with ``events`` as server-sent
+    events (``data: ...`` lines from :func:`sse`), sleeping ``gap_s`` before each event that
+    carries ``choices`` and sending the others (usage, ``[DONE]``) at once. The delays are known,
+    so a client that stamps chunks as they arrive sees TTFT ~ ``gap_s`` and the end-to-end latency
+    ~ ``gap_s`` x the number of chunks; one that reads the whole body first sees them equal."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()  # HTTP/1.0 and no Content-Length: the body ends when the connection closes
+                for event in events:
+                    if '"choices": [{' in event:
+                        time.sleep(gap_s)
+                    self.wfile.write((event + "\n\n").encode())
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def request(rid: str, max_tokens: int = 4, prompt: str = "The cat", arrival_s=None, after=None):
     return workloads.Request(id=rid, prompt=prompt, prompt_len=3, max_tokens=max_tokens, arrival_s=arrival_s,
                              after=after)

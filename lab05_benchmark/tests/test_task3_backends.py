@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from .helpers import backends, error_server, request, sse
+from .helpers import backends, error_server, request, sse, streaming_server
 
 pytestmark = pytest.mark.task(3)
 
@@ -117,6 +117,54 @@ def test_vllm_backend_abort_stops_events(vllm_backend):
     assert not any(e.request_id == "gone" for e in rest[1:]), "an aborted request must report nothing more"
 
 
+class CumulativeEngine:
+    """A test double with vLLM's ``LLMEngine`` interface (``add_request`` / ``step`` / ``abort_request``):
+    each step returns, per request, a ``RequestOutput``-shaped object whose ``outputs[0].token_ids``
+    hold *all* tokens so far, from a script of ``(token_ids, finished)`` per step. The last output
+    may add no token and only say ``finished``: a ``RequestOutput`` is finished when *all* its
+    sequences are, so with ``n > 1`` the step that ends it may add nothing to ``outputs[0]``."""
+
+    def __init__(self, scripts: dict[str, list[tuple[list[int], bool]]]) -> None:
+        self.scripts = {rid: list(script) for rid, script in scripts.items()}
+        self.added: list[str] = []
+
+    def add_request(self, request_id, prompt, params) -> None:
+        self.added.append(request_id)
+
+    def abort_request(self, request_ids) -> None:
+        for rid in request_ids:
+            self.scripts.pop(rid, None)
+
+    def step(self):
+        from types import SimpleNamespace
+
+        outputs = []
+        for rid in list(self.added):
+            script = self.scripts.get(rid)
+            if not script:
+                continue
+            token_ids, finished = script.pop(0)
+            outputs.append(SimpleNamespace(request_id=rid, finished=finished,
+                                           outputs=[SimpleNamespace(token_ids=list(token_ids))]))
+        return outputs
+
+
+@pytest.mark.points(1)
+def test_engine_backend_reports_new_tokens_and_an_end_without_tokens():
+    """Cumulative outputs become one event per new token run; an output that only says finished
+    (no new token) still ends the request, or the runner would wait for it until its timeout."""
+    engine = CumulativeEngine({
+        "a": [([7], False), ([7, 8, 9], False), ([7, 8, 9], False), ([7, 8, 9], True)],
+        "b": [([4], False), ([4, 5], True)],
+    })
+    backend = backends.EngineBackend("fake", engine, lambda max_tokens: {"max_tokens": max_tokens}, set())
+    events = drive(backend, [request("a", 3), request("b", 2)], seconds=5)
+    assert [(e.new_tokens, e.token_ids or [], e.finished) for e in events["a"]] == [
+        (1, [7], False), (2, [8, 9], False), (0, [], True)]
+    assert [(e.new_tokens, e.token_ids, e.finished) for e in events["b"]] == [(1, [4], False), (1, [5], True)]
+    assert backend.step() == []
+
+
 OPENAI_LINES = sse([
     {"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": "Hel", "finish_reason": None}]},
     {"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": "", "finish_reason": None}]},
@@ -179,6 +227,40 @@ def test_http_backend_on_a_real_openai_server(llama_server):
         assert streamed == expected.choices[0].text
         assert 1 <= sum(e.new_tokens for e in events[r.id]) <= 7  # chunks, the last may carry no text
         assert events[r.id][-1].finished
+
+
+#: A streamed completion of 7 tokens in 4 chunks (one carries 3 tokens, one none: a special token),
+#: then the usage chunk (``stream_options.include_usage``) and ``[DONE]``, as vLLM's server sends it.
+DELAYED_LINES = sse([
+    *({"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": None}]}
+      for text in (" Lima", " is a", "", " city")),
+    {"id": "c", "object": "text_completion", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 7}},
+    "[DONE]",
+])
+CHUNK_GAP_S = 0.15
+
+
+@pytest.mark.points(2)
+def test_http_backend_stamps_each_chunk_as_it_arrives():
+    """A server that sends its 4 chunks 150 ms apart: the backend's chunk stamps are spread over
+    the stream as the server wrote them (TTFT ~150 ms, last chunk ~600 ms: a client that reads
+    the whole body before parsing it gives every chunk the end time, TTFT = E2EL); the final event
+    carries the server's own token count from the usage chunk that comes *before* ``[DONE]``."""
+    with streaming_server(DELAYED_LINES, CHUNK_GAP_S) as url:
+        backend = backends.HTTPBackend(url, api="completions", model="m", timeout_s=30)
+        sent = time.perf_counter()
+        try:
+            events = drive(backend, [request("d1", max_tokens=7)], seconds=30)["d1"]
+        finally:
+            backend.close()
+    assert all(e.error is None for e in events), events
+    chunks = [e for e in events if e.new_tokens]
+    assert [e.text for e in chunks] == [" Lima", " is a", "", " city"]
+    ttft, e2el = chunks[0].time_s - sent, chunks[-1].time_s - sent
+    assert ttft >= CHUNK_GAP_S * 0.9  # the server sleeps before its first chunk
+    # 3 gaps of 150 ms between the first and the last chunk (a margin for a busy machine's scheduler)
+    assert e2el - ttft >= 1.5 * CHUNK_GAP_S, f"chunks stamped at {[round(e.time_s - sent, 3) for e in chunks]} s"
+    assert events[-1].finished and events[-1].total_tokens == 7
 
 
 @pytest.mark.points(2)

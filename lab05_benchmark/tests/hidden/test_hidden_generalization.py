@@ -8,6 +8,7 @@ import json
 import math
 import random
 import statistics
+import time
 
 import pytest
 import torch
@@ -137,6 +138,42 @@ def test_http_backend_stamps_chunks_as_vllms_own_client_does(llama_server):
     chunks = [e for e in events if e.new_tokens]
     assert "".join(e.text for e in chunks) == vllm_out.generated_text
     assert len(chunks) == len(vllm_out.itl) + 1
+
+
+@pytest.mark.task(3)
+@pytest.mark.points(1)
+@pytest.mark.vllm
+def test_http_backend_times_a_delayed_stream_as_vllms_own_client_does():
+    """vLLM's benchmark client and our HTTP backend on a server whose chunks come 150 ms apart:
+    the same text, chunks and token count (from the usage chunk), and the same shape of timing
+    (the first chunk well before the last: TTFT / E2EL about 1/4 for both)."""
+    import aiohttp
+    from vllm.benchmarks.lib.endpoint_request_func import RequestFuncInput, async_request_openai_completions
+
+    from ..helpers import streaming_server
+    from ..test_task3_backends import DELAYED_LINES
+
+    with streaming_server(DELAYED_LINES, 0.15) as url:
+        async def theirs():
+            async with aiohttp.ClientSession() as session:
+                return await async_request_openai_completions(
+                    RequestFuncInput(prompt="Lima", api_url=f"{url}/v1/completions", prompt_len=3, output_len=7,
+                                     model="m"), session)
+
+        vllm_out = asyncio.run(theirs())
+        backend = backends.HTTPBackend(url, model="m", timeout_s=30)
+        sent = time.perf_counter()
+        try:
+            events = drive(backend, [request("x", 7, "Lima")])["x"]
+        finally:
+            backend.close()
+    assert vllm_out.success, vllm_out.error
+    chunks = [e for e in events if e.new_tokens]
+    assert "".join(e.text for e in chunks) == vllm_out.generated_text
+    assert len(chunks) == len(vllm_out.itl) + 1
+    assert events[-1].total_tokens == vllm_out.output_tokens == 7
+    assert vllm_out.ttft / vllm_out.latency < 0.6
+    assert (chunks[0].time_s - sent) / (chunks[-1].time_s - sent) < 0.6
 
 
 @pytest.mark.task(4)
