@@ -23,6 +23,8 @@ no doc goes stale, the course's tests run every block and compare. The conventio
   in inline code that starts with ``shared.`` or ``labNN_*.src.``
   (`` `shared.hardware.estimate_memory` ``); every ``python -m MODULE`` and every ``course``
   command, with its options, in inline code or in a ``bash`` block (`` `course test lab01 --task 3` ``).
+  A plain python block whose first line is ``# runs against: course serve ...`` is run by the tests
+  against that server (:func:`served_blocks`).
   A path that belongs to another project is marked by naming the project in the possessive right
   before it (ggml's `` `docs/gguf.md` ``, or a list after one: llama.cpp's `` `a.h` `` and `` `b.c` ``)
   and is not looked for; a path that starts with an installed package's name
@@ -343,6 +345,38 @@ def _without_parentheses(text: str) -> str:
     while (shorter := re.sub(r"\([^()]*\)", "", text)) != text:
         text = shorter
     return text
+
+
+# --------------------------------------------------------------------------------------------
+# Plain blocks that run against a course server
+
+
+@dataclass
+class ServedBlock:
+    """A plain ``python`` block whose first line is ``# runs against: COMMAND`` (a ``course serve``
+    command): it needs that server running, so it is not a try-it block, but the tests start the
+    server and run it (see :func:`point_at`)."""
+
+    command: str
+    code: str
+    line: int
+
+
+SERVED = "# runs against: "
+LOOPBACK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
+
+
+def served_blocks(text: str) -> list[ServedBlock]:
+    """The doc's plain python blocks marked ``# runs against: course serve ...``."""
+    return [ServedBlock(block.lines[0][len(SERVED):].strip(), "\n".join(block.lines) + "\n", block.line)
+            for block in fenced_blocks(text)
+            if block.lang == "python" and block.lines and block.lines[0].startswith(SERVED)]
+
+
+def point_at(code: str, base_url: str) -> str:
+    """The block's code with its loopback address (``http://127.0.0.1:PORT``) replaced by ``base_url``,
+    the server the tests started on a free port."""
+    return LOOPBACK_URL.sub(base_url.rstrip("/"), code)
 
 
 def _installed_package_dir(name: str) -> Path | None:

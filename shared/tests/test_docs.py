@@ -5,6 +5,16 @@ and every version and default in ``docs/versions.md`` is what the installed pack
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -143,6 +153,70 @@ def test_index_lists_every_doc() -> None:
     missing = [name for name in DOCS if name not in index]
     assert not missing, f"docs/README.md does not list {missing}"
     assert not docs_check.broken_references(ROOT / "docs" / "README.md")
+
+
+# Plain blocks marked "# runs against: course serve ...": run against the reference server.
+
+SERVED_BLOCKS = [(name, block) for name in DOCS if (ROOT / "docs" / name).exists()
+                 for block in docs_check.served_blocks((ROOT / "docs" / name).read_text(encoding="utf-8"))]
+
+
+@pytest.fixture(scope="module")
+def reference_server() -> Iterator[str]:
+    """One reference ``course serve --sglang`` on a free port (it answers the OpenAI routes of
+    ``course serve`` and SGLang's native ones), for every served block of every doc."""
+    if not any(ROOT.glob("lab*/solution")):
+        pytest.skip("the blocks run against the reference server, which this edition does not have")
+    for package in ("fastapi", "uvicorn"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"course serve needs {package}, which is not installed here")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen([sys.executable, "-m", "shared.cli", "serve", "--impl", "solution", "--sglang",
+                                    "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        try:
+            deadline = time.monotonic() + 240  # 20 s on 2 idle cores, more on a busy machine
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    urllib.request.urlopen(base + "/v1/models", timeout=2).read()
+                    break
+                except OSError:
+                    time.sleep(1)
+            else:
+                log.seek(0)
+                pytest.fail(f"course serve did not start:\n{log.read().decode(errors='replace')[-3000:]}")
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("name", "block"), SERVED_BLOCKS, ids=[f"{n}:{b.line}" for n, b in SERVED_BLOCKS])
+def test_served_block_runs_against_the_course_server(name: str, block: docs_check.ServedBlock,
+                                                     reference_server: str) -> None:
+    assert block.command.startswith("course serve"), f"docs/{name}:{block.line}: {block.command!r} is no course serve"
+    result = subprocess.run([sys.executable, "-c", docs_check.point_at(block.code, reference_server)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    missing = re.search(r"ModuleNotFoundError: No module named '(\w+)", result.stderr)
+    if missing and missing.group(1) in OPTIONAL_PACKAGES | {"openai"}:
+        pytest.skip(f"docs/{name}:{block.line} needs {missing.group(1)}, which is not installed here")
+    assert result.returncode == 0, f"docs/{name}:{block.line} failed against {block.command}:\n{result.stderr[-3000:]}"
+    assert result.stdout.strip(), f"docs/{name}:{block.line} printed nothing"
+
+
+def test_served_blocks_are_found() -> None:
+    text = "```python\n# runs against: course serve --sglang\nprint(1)\n```\n\n```python\nprint(2)\n```\n"
+    [block] = docs_check.served_blocks(text)
+    assert block.command == "course serve --sglang" and block.line == 1
+    assert docs_check.point_at('E("http://127.0.0.1:30000")', "http://127.0.0.1:5") == 'E("http://127.0.0.1:5")'
 
 
 # The checker itself, on small texts: a checker that passes everything checks nothing.
