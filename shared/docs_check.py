@@ -23,6 +23,9 @@ no doc goes stale, the course's tests run every block and compare. The conventio
   in inline code that starts with ``shared.`` or ``labNN_*.src.``
   (`` `shared.hardware.estimate_memory` ``); every ``python -m MODULE`` and every ``course``
   command, with its options, in inline code or in a ``bash`` block (`` `course test lab01 --task 3` ``).
+  A llama.cpp tool's command line (``llama-completion ...``, ``llama-server ...``) may use only the
+  options llama.cpp's ``common/arg.cpp`` gives that tool (checked where the llama-cpp-python
+  source package is on the machine, :func:`llama_cpp_options`).
   A plain python block whose first line is ``# runs against: course serve ...`` is run by the tests
   against that server (:func:`served_blocks`).
   A path that belongs to another project is marked by naming the project in the possessive right
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -49,6 +53,7 @@ import os
 import re
 import shlex
 import sys
+import tarfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -423,6 +428,93 @@ def _check_module(module: str) -> str | None:
     return f"`python -m {module}`: no such module ({target.relative_to(base.parent)}.py does not exist)"
 
 
+# llama.cpp's command-line tools: their options are llama.cpp's common/arg.cpp, as vendored in
+# the llama-cpp-python source package (found as lab 03 finds it; nothing is checked without it).
+
+#: Which option set (llama.cpp's ``LLAMA_EXAMPLE_*``) each tool parses its command line with.
+LLAMA_CPP_TOOLS = {"llama-completion": "COMPLETION", "llama-cli": "CLI", "llama-server": "SERVER",
+                   "llama-perplexity": "PERPLEXITY", "llama-embedding": "EMBEDDING", "llama-imatrix": "IMATRIX"}
+_LLAMA_CPP_FILES = ("common/arg.cpp", "common/common.h")
+_NAME_LIST = re.compile(r'\s*\{(\s*"[^"]+"(?:\s*,\s*"[^"]+")*\s*)\}\s*,')
+
+
+@functools.lru_cache(maxsize=1)
+def llama_cpp_sources() -> dict[str, str]:
+    """``{path: text}`` of llama.cpp's ``common/arg.cpp`` and ``common/common.h`` from the
+    llama-cpp-python source package, or ``{}`` where this machine has none."""
+    try:
+        from lab03_llama_cpp.llama_cpp_source import find_sdist
+    except ImportError:
+        return {}
+    sdist = find_sdist()
+    if sdist is None:
+        return {}
+    found: dict[str, str] = {}
+    with tarfile.open(sdist) as archive:
+        for member in archive:
+            for wanted in _LLAMA_CPP_FILES:
+                if member.name.endswith("/vendor/llama.cpp/" + wanted) and (data := archive.extractfile(member)):
+                    found[wanted] = data.read().decode("utf-8", errors="replace")
+            if len(found) == len(_LLAMA_CPP_FILES):
+                break
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def llama_cpp_options() -> list[tuple[set[str], set[str], set[str]]]:
+    """Every option llama.cpp's tools accept: ``(names, examples, excludes)`` per ``add_opt``.
+
+    An option without ``set_examples`` belongs to ``COMMON``, which every tool inherits.
+    """
+    source = llama_cpp_sources().get("common/arg.cpp", "")
+    lists = {name: set(re.findall(r"LLAMA_EXAMPLE_(\w+)", body)) for name, body in
+             re.findall(r"static std::initializer_list<enum llama_example> (\w+) = \{([^}]*)\}", source)}
+    options = []
+    for chunk in source.split("add_opt(common_arg(")[1:]:
+        names: set[str] = set()
+        position = 0  # the leading brace lists of names: {"-kvu", "--kv-unified"}, {"-no-kvu", ...},
+        while (group := _NAME_LIST.match(chunk, position)) is not None:
+            names |= set(re.findall(r'"([^"]+)"', group.group(1)))
+            position = group.end()
+        chunk = chunk.split("add_opt(")[0]
+        examples: set[str] = set()
+        for listed in re.findall(r"\.set_examples\((\{[^}]*\}|\w+)\)", chunk):
+            examples |= set(re.findall(r"LLAMA_EXAMPLE_(\w+)", listed)) or lists.get(listed, set())
+        excludes = {name for listed in re.findall(r"\.set_excludes\(\{([^}]*)\}\)", chunk)
+                    for name in re.findall(r"LLAMA_EXAMPLE_(\w+)", listed)}
+        options.append((names, examples or {"COMMON"}, excludes))
+    return options
+
+
+def _check_llama_cpp_command(command: str) -> str | None:
+    """A llama.cpp tool's command line with an option that tool does not take (None if all exist,
+    or if llama.cpp's source is not on this machine to check against)."""
+    words = command.replace("…", " ").split()
+    example = LLAMA_CPP_TOOLS.get(words[0]) if words else None
+    options = llama_cpp_options() if example else []
+    if not options:
+        return None
+    for word in words[1:]:
+        if not word.startswith("-") or re.fullmatch(r"-?\d[\d.]*", word):
+            continue
+        accepted = [(examples, excludes) for names, examples, excludes in options if word in names]
+        if not accepted:
+            return f"`{command}`: llama.cpp has no option {word}"
+        if not any((example in examples or "COMMON" in examples) and example not in excludes
+                   for examples, excludes in accepted):
+            return f"`{command}`: {words[0]} does not take {word} (llama.cpp's common/arg.cpp gives it to other tools)"
+    return None
+
+
+def tool_commands(text: str, tools: tuple[str, ...]) -> list[str]:
+    """Command lines that start with one of ``tools``, in inline code or in bash blocks."""
+    candidates = INLINE.findall(_prose(text))
+    candidates += [line for block in fenced_blocks(text) if block.lang in ("bash", "sh", "console")
+                   for line in block.lines]
+    return [candidate.strip().removeprefix("$ ") for candidate in candidates
+            if candidate.strip().removeprefix("$ ").split(" ")[0] in tools]
+
+
 def python_modules(text: str) -> list[str]:
     """Modules run as ``python -m MODULE`` in inline code or in bash blocks."""
     candidates = INLINE.findall(_prose(text))
@@ -458,6 +550,8 @@ def broken_references(path: Path) -> list[str]:
         if error := _check_path(code, path):
             problems.append(error)
     problems += [error for module in python_modules(text) if (error := _check_module(module))]
+    problems += [error for command in tool_commands(text, tuple(LLAMA_CPP_TOOLS))
+                 if (error := _check_llama_cpp_command(command))]
     problems += [error for command in course_commands(text) if (error := _check_command(command))]
     return problems
 
@@ -571,6 +665,8 @@ def read_claim(reading: str) -> tuple[object, str | None]:
         ``python PATH NAME``: :func:`python_default` of ``PATH`` (inside an installed package, or
         in this repository), without importing it;
         ``attr MODULE NAME``: an attribute of an imported module;
+        ``llama.cpp FILE NAME``: the initial value of ``NAME = ...;`` in llama.cpp's FILE, as vendored
+        in the llama-cpp-python source package;
         ``source TEXT``: not readable from an installed package; TEXT says where it comes from.
 
     Raises:
@@ -604,6 +700,15 @@ def read_claim(reading: str) -> tuple[object, str | None]:
         if not hasattr(module, name):
             raise LookupError(f"{module_name} has no {name}")
         return getattr(module, name), None
+    if kind == "llama.cpp":
+        where, name = rest.split()
+        sources = llama_cpp_sources()
+        if where not in sources:
+            return None, f"llama.cpp's {where} is not here (it comes with the llama-cpp-python source package)"
+        match = re.search(rf"\b{re.escape(name)}\s*=\s*([^;,]+)[;,]", sources[where])
+        if not match:
+            raise LookupError(f"llama.cpp's {where} has no {name} = ...")
+        return ast.literal_eval(match.group(1).strip().removesuffix("f")), None
     if kind == "source":
         return None, f"not readable from an installed package: {rest}"
     raise ValueError(f"unknown reading {reading!r} (version, python, attr or source)")

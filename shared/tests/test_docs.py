@@ -321,6 +321,20 @@ def test_planted_dangling_path_in_a_lab_readme_fails(tmp_path: Path) -> None:
     assert any("shared.no_such_tool" in problem for problem in problems)
 
 
+def test_llama_cpp_commands_are_checked_against_its_source(tmp_path: Path) -> None:
+    """llama.cpp's tools take the options its common/arg.cpp gives them: `llama-cli -cnv` (the old
+    way to chat) is refused since llama-cli became the chat tool and -cnv moved to llama-completion."""
+    if not docs_check.llama_cpp_options():
+        pytest.skip("llama.cpp's source (the llama-cpp-python source package) is not on this machine")
+    doc = tmp_path / "doc.md"
+    doc.write_text("Run `llama-completion -m model.gguf -no-cnv -p hi -n 32 --temp 0 --repeat-penalty 1 -fa on`, "
+                   "`llama-server -m model.gguf -np 4 --kv-unified --cache-ram 0`, `llama-cli -m model.gguf -cnv` "
+                   "and `llama-server --frobnicate`.\n")
+    problems = docs_check.broken_references(doc)
+    assert len(problems) == 2, problems
+    assert "llama-cli does not take -cnv" in problems[0] and "no option --frobnicate" in problems[1]
+
+
 def test_installed_package_paths_are_looked_for_in_the_package(tmp_path: Path) -> None:
     if docs_check._installed_package_dir("transformers") is None:
         pytest.skip("transformers is not installed here")
