@@ -157,3 +157,45 @@ def test_random_operations_keep_the_pool_consistent(block_size, ops):
     for s in live:
         bm.free(s)
     assert bm.num_free_blocks == num_blocks and all(b.ref_count == 0 for b in bm.blocks)
+
+
+def recording_block_manager(**kwargs):
+    """Your block manager, noting each ``_on_block_full(seq, index)`` call in ``.reported`` as
+    ``(seq_id, index, tokens in that block)`` (the hook the docstrings ask for: prefix caching,
+    task 6, names a block by its tokens there, so a block reported before it is full would be
+    cached under a partial hash and never found again). A class made here, not at import time:
+    collection must not import your code."""
+
+    class RecordingBlockManager(block_manager.BlockManager):
+        def _on_block_full(self, seq, index):
+            self.reported.append((seq.seq_id, index, len(seq.block_tokens(index, self.block_size))))
+            super()._on_block_full(seq, index)
+
+    bm = RecordingBlockManager(**kwargs)
+    bm.reported = []
+    return bm
+
+
+@pytest.mark.points(0.5)
+@pytest.mark.parametrize("block_size", [1, 4, 5])
+def test_only_full_blocks_are_reported_full(block_size):
+    """allocate reports every block its prompt fills completely, and no other; append_slot
+    reports the last block when the next token needs a new one (a block reported twice is harmless):
+    each report names a full block."""
+    bm = recording_block_manager(num_blocks=40, block_size=block_size, watermark=0.0)
+    for length in (1, 6, 8, 13):
+        seq = make_seq(list(range(length)))
+        bm.reported.clear()
+        bm.allocate(seq)
+        assert sorted(index for _, index, _ in bm.reported) == list(range(length // block_size)), (
+            f"a {length}-token prompt fills blocks 0..{length // block_size - 1} of {block_size} tokens")
+        assert all(size == block_size for _, _, size in bm.reported), "a partly filled block was reported full"
+        bm.reported.clear()
+        for token in range(2 * block_size + 1):
+            seq.append_token(token)
+            bm.append_slot(seq)
+        assert all(size == block_size for _, _, size in bm.reported), "a partly filled block was reported full"
+        filled_before_last = (len(seq) - 1) // block_size  # blocks full before the newest token's block
+        newly_filled = {index for _, index, _ in bm.reported} - set(range(length // block_size))
+        assert newly_filled == set(range(length // block_size, filled_before_last)), "each block filled by decoding"
+        bm.free(seq)

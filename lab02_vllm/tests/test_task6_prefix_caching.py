@@ -95,3 +95,23 @@ def test_engine_outputs_are_identical_with_and_without_prefix_caching(model_dir,
     assert stats.prefill_tokens_saved >= 64 * (len(prompts) - 4), "all but the first batch reuse 4 blocks"
     assert stats.prefix_cache_queries > 0 and stats.prefix_cache_hit_rate > 0.5
     assert stats.prefill_tokens_computed + stats.prefill_tokens_saved == stats.prompt_tokens
+
+
+@pytest.mark.points(0.5)
+def test_blocks_filled_while_decoding_are_cached_under_their_full_tokens():
+    """A 6-token prompt (block_size 4) decodes 3 tokens: its second block, partial at
+    allocation, fills while decoding; a new prompt starting with those 8 tokens then reuses both
+    blocks (vLLM caches decoded blocks too), and one sharing only the 6 prompt tokens reuses one."""
+    bm = block_manager.BlockManager(num_blocks=16, block_size=4, watermark=0.0, enable_prefix_caching=True)
+    a = make_seq(list(range(10, 16)))
+    bm.allocate(a)
+    for token in (16, 17, 18):  # token 18 needs a third block: the second one is full now
+        a.append_token(token)
+        bm.append_slot(a)
+    longer = make_seq([*range(10, 18), 50, 51])
+    bm.allocate(longer)
+    assert longer.num_computed_tokens == 8 and longer.block_table[:2] == a.block_table[:2]
+    partial = make_seq([*range(10, 16), 60, 61, 62])
+    bm.allocate(partial)
+    assert partial.num_computed_tokens == 4 and partial.block_table[0] == a.block_table[0]
+    assert partial.block_table[1] != a.block_table[1]
