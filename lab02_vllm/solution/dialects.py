@@ -85,7 +85,8 @@ class OpenAIRequest(OpenAIModel):
     @classmethod
     def stream_options_need_stream(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("stream_options") and not data.get("stream"):
-            raise ValueError("Stream options can only be defined when `stream=True`.")
+            # An APIError passes through pydantic (which wraps only ValueError) and names the field.
+            raise APIError(400, "Stream options can only be defined when `stream=True`.", "stream_options")
         return data
 
 

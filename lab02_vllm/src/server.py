@@ -379,7 +379,11 @@ async def openai_route(state: ServerState, raw: Request, request: CompletionRequ
     output = await until_disconnected(raw, final_output(state, prompt_ids, params, request_id))
     if output is None:  # the client left; nobody reads this
         return Response(status_code=499)
-    return JSONResponse(completion_body(state, output, request, chat))  # type: ignore[arg-type]
+    body = completion_body(state, output, request, chat)  # type: ignore[arg-type]
+    if chat:  # OpenAI's chat choice always has the key (null when no logprobs were asked for)
+        for choice in body["choices"]:
+            choice.setdefault("logprobs", None)
+    return JSONResponse(body)
 
 
 def render_metrics(state: ServerState) -> str:

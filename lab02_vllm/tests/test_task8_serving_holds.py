@@ -163,3 +163,119 @@ def test_an_abandoned_request_stops(course_server, course_server_with_key, monke
     time.sleep(0.3)
     assert server.llm.stats.generation_tokens == stopped, f"{route}: the abandoned request kept decoding"
     assert stopped - before < LONG - 64, f"{route}: it ran (nearly) to its max_tokens"
+
+
+# --------------------------------------------------------------------------------------------
+# Requests nobody in the course wrote: vLLM 0.32's answers. Each expected status and param is
+# vLLM's (vllm/sampling_params.py `_verify_args`, vllm/renderers/params.py `TokenizeParams`, the
+# completion protocol's validators, `validate_json_request`); test_task10 sends the same requests
+# to a real vLLM server beside ours.
+
+NAN = '{"prompt": "Hi", "max_tokens": 4, "temperature": NaN}'
+HOSTILE = [
+    # (what, path, body (a dict, or raw JSON text), status, param)
+    ("temperature NaN", "/v1/completions", NAN, 400, "temperature"),
+    ("temperature Infinity", "/v1/completions", NAN.replace("NaN", "Infinity"), 400, "temperature"),
+    ("temperature 1e300", "/v1/completions", {"prompt": "Hi", "temperature": 1e300}, 400, "temperature"),
+    ("temperature 3", "/v1/completions", {"prompt": "Hi", "temperature": 3}, 400, "temperature"),
+    ("top_p NaN", "/v1/completions", NAN.replace("temperature", "top_p"), 400, "top_p"),
+    ("top_p 1.5", "/v1/completions", {"prompt": "Hi", "top_p": 1.5}, 400, "top_p"),
+    ("seed 2**70", "/v1/completions", {"prompt": "Hi", "seed": 2**70}, 400, "seed"),
+    ("seed 2**63", "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "seed": 2**63},
+     400, "seed"),
+    ("max_tokens past max_model_len", "/v1/completions", {"prompt": "Hi", "max_tokens": MAX_MODEL_LEN + 1},
+     400, "max_tokens"),
+    ("max_tokens 2**70", "/v1/completions", {"prompt": "Hi", "max_tokens": 2**70}, 400, "max_tokens"),
+    ("chat max_completion_tokens past max_model_len", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": MAX_MODEL_LEN + 1},
+     400, "max_completion_tokens"),
+    ("n 2 greedy", "/v1/completions", {"prompt": "Hi", "n": 2, "temperature": 0}, 400, "n"),
+    ("empty prompt", "/v1/completions", {"prompt": ""}, 400, "prompt"),
+    ("no token ids", "/v1/completions", {"prompt": []}, 400, "prompt"),
+    ("prompt id past the vocabulary", "/v1/completions", {"prompt": [1, 10**8]}, 400, "prompt"),
+    ("stop_token_ids past the vocabulary", "/v1/completions", {"prompt": "Hi", "stop_token_ids": [10**8]},
+     400, "stop_token_ids"),
+    ("stream_options without stream", "/v1/completions",
+     {"prompt": "Hi", "stream_options": {"include_usage": True}}, 400, "stream_options"),
+    ("top_logprobs without logprobs", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "Hi"}], "top_logprobs": 2}, 400, "top_logprobs"),
+    ("lone surrogate in a prompt", "/v1/completions", '{"prompt": "a\\ud800b"}', 400, "prompt"),
+    ("lone surrogate in a message", "/v1/chat/completions",
+     '{"messages": [{"role": "user", "content": "a\\ud800b"}]}', 400, "messages.0.content"),
+    ("lone surrogate in TGI's inputs", "/generate", '{"inputs": "a\\ud800b"}', 422, "inputs"),
+    ("lone surrogate in a demo prompt", "/generate", '{"prompt": "a\\ud800b"}', 400, "prompt"),
+    ("empty TGI inputs", "/generate", {"inputs": ""}, 422, "inputs"),
+    # Fields vLLM honours and this engine cannot: refused, naming the field, never ignored.
+    ("logit_bias", "/v1/completions", {"prompt": "Hi", "logit_bias": {"5": 10}}, 400, "logit_bias"),
+    ("allowed_token_ids", "/v1/completions", {"prompt": "Hi", "allowed_token_ids": [5, 6]}, 400,
+     "allowed_token_ids"),
+    ("presence_penalty", "/v1/completions", {"prompt": "Hi", "presence_penalty": 1.0}, 400, "presence_penalty"),
+    ("chat logprobs", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True}, 400, "logprobs"),
+    ("streamed completion logprobs", "/v1/completions", {"prompt": "Hi", "logprobs": 1, "stream": True}, 400,
+     "logprobs"),
+    ("response_format json_object", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "Hi"}], "response_format": {"type": "json_object"}}, 400,
+     "response_format"),
+    ("response_format json_schema", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "Hi"}],
+      "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}},
+     400, "response_format"),
+]
+
+
+def post(server, path: str, body: dict | str, content_type: str = "application/json") -> httpx.Response:
+    """POST a dict as JSON (with the served model's name for OpenAI routes), or raw JSON text as is
+    (where Python's parser takes what strict JSON does not: NaN, lone surrogates)."""
+    if isinstance(body, dict) and path.startswith("/v1/") and "model" not in body:
+        body = {"model": model_name(server), **body}
+    text = body if isinstance(body, str) else json.dumps(body)
+    return httpx.post(server.url + path, content=text.encode("utf-8", "surrogatepass"),
+                      headers={"content-type": content_type}, timeout=60)
+
+
+@pytest.mark.parametrize("what, path, body, status, param", HOSTILE, ids=[case[0] for case in HOSTILE])
+def test_hostile_requests_get_vllms_status_and_param(course_server, what, path, body, status, param):
+    """Each request gets vLLM's status (TGI's dialect: its 422) and an error naming the field; the
+    server stays healthy and idle."""
+    response = post(course_server, path, body)
+    assert response.status_code == status, (what, response.text)
+    error = response.json()
+    named = error["param"] if status == 422 else error["error"]["param"]
+    assert named == param, (what, error)
+    message = error["error"] if status == 422 else error["error"]["message"]
+    assert message, what
+    assert httpx.get(course_server.url + "/health").status_code == 200
+    assert wait_until(lambda: idle(course_server))
+
+
+def test_content_parts_roles_types_and_vllms_other_routes(course_server):
+    """Chat content as a list of text parts equals the same text as a string; a ``tool`` message is
+    answered (or refused with a 400 naming ``messages``, never a 500); a body that is not
+    ``application/json`` is a 400 saying so; ``/version`` and ``/ping`` answer; ``/metrics`` has
+    vLLM's preemption and prefix-cache counters; a chat choice carries ``"logprobs": null``."""
+    chat = {"max_tokens": 6, "temperature": 0}
+    parts = post(course_server, "/v1/chat/completions", {**chat, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]}]})
+    joined = post(course_server, "/v1/chat/completions", {**chat, "messages": [
+        {"role": "user", "content": "Hi\nthere"}]})
+    assert parts.status_code == joined.status_code == 200, parts.text
+    assert parts.json()["choices"][0]["message"] == joined.json()["choices"][0]["message"]
+    assert parts.json()["choices"][0]["logprobs"] is None
+    tool = post(course_server, "/v1/chat/completions", {**chat, "messages": [
+        {"role": "user", "content": "What is 6 times 7?"}, {"role": "tool", "content": "42", "tool_call_id": "a"}]})
+    assert tool.status_code == 200 or (tool.status_code == 400 and tool.json()["error"]["param"] == "messages")
+    image = post(course_server, "/v1/chat/completions", {**chat, "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]})
+    assert image.status_code == 400 and image.json()["error"]["param"].startswith("messages.0.content")
+    plain = post(course_server, "/v1/completions", {"prompt": "Hi"}, content_type="text/plain")
+    assert plain.status_code == 400 and "application/json" in plain.json()["error"]["message"]
+    version = httpx.get(course_server.url + "/version")
+    assert version.status_code == 200 and version.json()["version"]
+    assert httpx.get(course_server.url + "/ping").status_code == 200
+    assert httpx.post(course_server.url + "/ping").status_code == 200
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f.type for f in text_string_to_metric_families(httpx.get(course_server.url + "/metrics").text)}
+    for name in ("vllm:num_preemptions", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits"):
+        assert families.get(name) == "counter", name

@@ -58,6 +58,23 @@ class BadRequest(ValueError):
         return JSONResponse(body, status_code=400)
 
 
+def unencodable(value: Any, path: str) -> str | None:
+    """The dotted path of the first string in a parsed JSON body that UTF-8 cannot encode (a lone
+    surrogate such as ``"\\ud800"``: Python's JSON parser accepts it, the tokenizer then fails), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = unencodable(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def is_sglang_body(body: Any) -> bool:
     """SGLang's ``/generate`` body has ``text`` or ``input_ids`` (TGI's has ``inputs``, vLLM's demo ``prompt``)."""
     return isinstance(body, dict) and ("text" in body or "input_ids" in body)
@@ -142,6 +159,9 @@ class SGLangService:
     async def generate(self, body: Any) -> Response:
         """``POST /generate`` for a parsed JSON body: the answer, a list for a batch, or a stream."""
         try:
+            where = unencodable(body, "")
+            if where is not None:
+                raise BadRequest(f"{where}: the text holds a lone surrogate, which UTF-8 cannot encode", where)
             request = parse_generate(body)
         except BadRequest as error:
             return error.response()
@@ -167,6 +187,9 @@ class SGLangService:
         leaves; a prompt that fills the context is a 400 naming ``input_tokens``."""
         context = max_model_len or self.max_model_len
         try:
+            where = unencodable(body, "")
+            if where is not None:
+                raise BadRequest(f"{where}: the text holds a lone surrogate, which UTF-8 cannot encode", where)
             if not is_structured_chat(body):
                 raise BadRequest('response_format: this route answers {"type": "json_schema", ...} only',
                                  "response_format")
