@@ -66,6 +66,24 @@ def test_references_exist(name: str) -> None:
     assert not problems, f"{name}:\n" + "\n".join(problems)
 
 
+def test_nothing_cites_notes_the_course_does_not_ship() -> None:
+    """Developers' notes beside a checkout (``../shared/FIELD_NOTES.md``, ``COURSE_DESIGN.md``) are not
+    part of the course: what it needs from them is written in its own docs, with its own measurements."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout (a grading copy): the release check covers the edition")
+    this_file = Path(__file__).resolve()
+    found = []
+    for name in tracked.stdout.splitlines():
+        path = ROOT / name
+        if path.suffix not in {".md", ".py", ".txt", ".toml", ".html", ".sh"} or path.resolve() == this_file \
+                or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{name}: {word}" for word in ("FIELD_NOTES", "COURSE_DESIGN") if word in text]
+    assert not found, "files cite notes the course does not ship:\n" + "\n".join(found)
+
+
 # Versions and defaults (docs/versions.md), each read from the installed package.
 
 CLAIMS = docs_check.version_claims() if docs_check.VERSIONS.exists() else []
