@@ -318,11 +318,15 @@ def _check_command(command: str) -> str | None:
     if "--" in argv:
         argv = argv[:argv.index("--")]
     parser = cli.build_parser()
+    complaint = io.StringIO()
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(complaint), contextlib.redirect_stdout(io.StringIO()):
             args, unknown = parser.parse_known_args(argv)
-    except SystemExit:
-        return f"`{command}`: not a valid course command"
+    except SystemExit as exit_:
+        # `course release` named without its arguments, or `course mutants --help`: the command exists
+        if exit_.code == 0 or "the following arguments are required" in complaint.getvalue():
+            return None
+        return f"`{command}`: not a valid course command ({complaint.getvalue().strip().splitlines()[-1]})"
     # as in cli.main: these hand the rest of the line to pytest or to a lab's own parser
     passes_on = {"test", "mutants", *getattr(cli, "LAB_ENTRIES", {})}
     if unknown and args.command not in passes_on:
