@@ -74,6 +74,27 @@ def test_new_prefills_join_while_others_decode_and_finished_ones_leave_at_once()
     assert sched.block_manager.num_used_blocks == 0
 
 
+@pytest.mark.points(0.5)
+def test_aborting_a_waiting_request_takes_it_out_of_line():
+    """A request aborted while it waits (never admitted, or preempted) leaves the waiting queue
+    at once: it is never scheduled, and the scheduler has nothing left once the others finish."""
+    sched = new_scheduler(num_blocks=4, block_size=4, max_num_seqs=1)
+    params = make_seq(1).params
+    a, b, c = (sequence.Sequence(name, [1, 2, 3, 4, 5], params) for name in ("a", "b", "c"))
+    for s in (a, b, c):
+        sched.add(s)
+    batch, _ = sched.schedule()
+    assert batch == [a] and list(sched.waiting) == [b, c]
+    assert sched.abort("b") == [b] and b.status.value == "finished" and b.finish_reason == "abort"
+    assert list(sched.waiting) == [c], "an aborted request must leave the waiting queue"
+    sched.finish(a, "stop")
+    batch, _ = sched.schedule()
+    assert batch == [c]
+    sched.finish(c, "length")
+    assert not sched.has_unfinished() and sched.schedule()[0] == []
+    assert sched.block_manager.num_free_blocks == 4
+
+
 @pytest.mark.points(2)
 def test_preemption_takes_the_newest_and_puts_it_first_in_line():
     """When a running sequence needs a block and none is free, the newest running sequence is
