@@ -146,15 +146,16 @@ def test_other_llama_shape_logits(other_llama, tmp_path):
 @pytest.mark.points(1)
 @pytest.mark.parametrize("shape", ["other", "head_dim", "llama3_rope", "linear_rope"])
 def test_other_llama_shape_equals_llama_cpps_converter(other_llama, llama_shape, shape, tmp_path):
-    """On other shapes, your F16 file's metadata and tensors equal those llama.cpp's converter writes:
-    the other Llama (rms epsilon 1e-6, rope base 500,000, one KV head...), head_dim 32 where hidden /
-    heads is 16 (key_length, value_length), Llama 3.1's rope scaling (the rope_freqs tensor), linear
-    rope scaling (rope.scaling.type and factor)."""
+    """On other shapes, your file's metadata and tensors equal those llama.cpp's converter writes:
+    the other Llama in F16 (rms epsilon 1e-6, rope base 500,000, one KV head...); in F32 (the files
+    tasks 5 and 6 convert too), head_dim 32 where hidden / heads is 16 (key_length, value_length),
+    Llama 3.1's rope scaling (the rope_freqs tensor), linear rope scaling (rope.scaling.type and
+    factor)."""
     from ..test_task2_convert import PROVENANCE
 
-    folder = other_llama[0] if shape == "other" else llama_shape(shape)[0]
-    ours_reader = gguf.GGUFReader(convert.convert(folder, tmp_path / "other.gguf", "f16"))
-    theirs_reader = gguf.GGUFReader(reference_gguf(folder, "f16"))
+    folder, outtype = (other_llama[0], "f16") if shape == "other" else (llama_shape(shape)[0], "f32")
+    ours_reader = gguf.GGUFReader(convert.convert(folder, tmp_path / "other.gguf", outtype))
+    theirs_reader = gguf.GGUFReader(reference_gguf(folder, outtype))
     for key, field in theirs_reader.fields.items():
         if not key.startswith("GGUF.") and key not in PROVENANCE:
             assert key in ours_reader.fields, key
@@ -176,9 +177,15 @@ def assert_same(type_name: str, values: np.ndarray) -> None:
     assert ours.shape == expected.shape and np.array_equal(ours, expected), type_name
 
 
+#: Each test's point is shared by the core types and the stretch types, so that core-only code
+#: earns the core half.
+TYPE_GROUPS = pytest.mark.parametrize("types", [("Q8_0", "Q4_0"), ("Q4_1", "Q5_0")], ids=["core", "stretch"])
+
+
 @pytest.mark.task(3)
 @pytest.mark.points(1)
-def test_other_dtypes_layouts_and_shapes():
+@TYPE_GROUPS
+def test_other_dtypes_layouts_and_shapes(types):
     """float16 and float64 inputs, a transposed (non-contiguous) view, a single block and a 4-D
     array quantize as gguf does, for all four types."""
     rng = np.random.default_rng(99)
@@ -186,13 +193,14 @@ def test_other_dtypes_layouts_and_shapes():
              np.ascontiguousarray(rng.standard_normal((64, 5)).astype(np.float32)).T,
              rng.standard_normal(32).astype(np.float32), rng.standard_normal((2, 2, 2, 32)).astype(np.float32)]
     for values in cases:
-        for type_name in ("Q8_0", "Q4_0", "Q4_1", "Q5_0"):
+        for type_name in types:
             assert_same(type_name, values)
 
 
 @pytest.mark.task(3)
 @pytest.mark.points(1)
-def test_every_weight_of_the_model(model_dir):
+@TYPE_GROUPS
+def test_every_weight_of_the_model(types, model_dir):
     """Every matrix of the model whose rows are whole blocks, in every type, byte for byte."""
     from safetensors import safe_open
 
@@ -201,13 +209,14 @@ def test_every_weight_of_the_model(model_dir):
             for name in handle.keys():  # noqa: SIM118
                 tensor = handle.get_tensor(name).float().numpy()
                 if tensor.ndim == 2 and tensor.shape[-1] % 32 == 0:
-                    for type_name in ("Q8_0", "Q4_0", "Q4_1", "Q5_0"):
+                    for type_name in types:
                         assert_same(type_name, tensor)
 
 
 @pytest.mark.task(3)
 @pytest.mark.points(1)
-def test_ties_signs_and_no_writes():
+@TYPE_GROUPS
+def test_ties_signs_and_no_writes(types):
     """Blocks where +m and -m tie for the largest magnitude (the first wins), all-negative blocks,
     values exactly on rounding boundaries; the input array is never written to."""
     block = np.linspace(-1, 1, 32, dtype=np.float32)  # -1 first, +1 last: a tie
@@ -215,7 +224,7 @@ def test_ties_signs_and_no_writes():
     halves = (np.arange(32, dtype=np.float32) - 16) / 2 * (3.0 / 127)  # x / d lands on .5
     values = np.stack([block, block[::-1].copy(), negative, halves])
     before = values.copy()
-    for type_name in ("Q8_0", "Q4_0", "Q4_1", "Q5_0"):
+    for type_name in types:
         assert_same(type_name, values)
     np.testing.assert_array_equal(values, before)
 
