@@ -287,8 +287,8 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
     :class:`SamplingParams`' and task 8's ``openai_sampling_params``'): text UTF-8 can encode, a
     non-empty prompt, ``max_tokens`` at most ``max_model_len`` (vLLM caps it to the room the
     prompt leaves only below that), ``n`` 1 when greedy, token ids in the vocabulary, and no
-    field this server cannot honour (``UNSERVED_FIELDS``, chat ``logprobs``, streamed
-    ``logprobs``, ``response_format`` without lab04's constrained decoding).
+    field this server cannot honour (``UNSERVED_FIELDS``, streamed ``logprobs``,
+    ``response_format`` without lab04's constrained decoding).
 
     Args:
         request: the parsed request.
@@ -312,9 +312,12 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
     if is_chat:
         if request.top_logprobs and not request.logprobs:
             raise APIError(400, "when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs")
-        if request.logprobs:
-            raise APIError(400, "logprobs is not supported on chat completions by course serve: use "
-                                "/v1/completions with logprobs", "logprobs")
+        if request.top_logprobs is not None and not 0 <= request.top_logprobs <= MAX_LOGPROBS:
+            raise APIError(400, f"top_logprobs must be in [0, {MAX_LOGPROBS}], got {request.top_logprobs}.",
+                           "top_logprobs")
+        if request.logprobs and request.stream:
+            raise APIError(400, "logprobs is not supported on a streamed chat by course serve: ask without "
+                                "stream", "logprobs")
         kind = request.response_format.type if request.response_format is not None else "text"
         if kind != "text" and not (kind == "json_schema" and structured_output):
             hint = ("send response_format json_schema instead" if structured_output else

@@ -372,6 +372,8 @@ async def openai_route(state: ServerState, raw: Request, request: CompletionRequ
         prompt_ids = state.prompt_ids(prompt)  # type: ignore[arg-type]
     params = openai_sampling_params(with_defaults(request, state.defaults, chat), len(prompt_ids),
                                     state.max_model_len)
+    if chat and request.logprobs:  # type: ignore[union-attr]  # (not streamed: checked above)
+        params = params.clone(logprobs=request.top_logprobs or 0)  # type: ignore[union-attr]
     request_id = random_id("chatcmpl" if chat else "cmpl")
     if request.stream:
         return StreamingResponse(guarded(stream_events(state, prompt_ids, params, request_id, request, chat),
@@ -381,9 +383,31 @@ async def openai_route(state: ServerState, raw: Request, request: CompletionRequ
         return Response(status_code=499)
     body = completion_body(state, output, request, chat)  # type: ignore[arg-type]
     if chat:  # OpenAI's chat choice always has the key (null when no logprobs were asked for)
+        by_index = {completion.index: completion for completion in output.outputs}
         for choice in body["choices"]:
-            choice.setdefault("logprobs", None)
+            completion = by_index[choice["index"]]
+            choice["logprobs"] = None
+            if request.logprobs and completion.logprobs is not None:  # type: ignore[union-attr]
+                choice["logprobs"] = chat_logprobs(state.tokenizer, completion.token_ids, completion.logprobs,
+                                                   request.top_logprobs or 0)  # type: ignore[union-attr]
     return JSONResponse(body)
+
+
+def chat_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dict[int, float]],
+                  top: int) -> dict[str, Any]:
+    """Given: OpenAI's chat ``logprobs`` object, ``{"content": [{"token", "logprob", "bytes",
+    "top_logprobs": [the ``top`` most likely, each {"token", "logprob", "bytes"}]}, ...]}``, from
+    the engine's per-token ``{token_id: logprob}`` dicts (the chosen token and the most likely ones)."""
+
+    def entry(token: int, value: float) -> dict[str, Any]:
+        text = tokenizer.decode([token])
+        return {"token": text, "logprob": value, "bytes": list(text.encode("utf-8"))}
+
+    content = []
+    for token, step in zip(token_ids, logprobs):
+        ranked = sorted(step.items(), key=lambda item: -item[1])[:top]
+        content.append({**entry(token, step[token]), "top_logprobs": [entry(t, v) for t, v in ranked]})
+    return {"content": content}
 
 
 def render_metrics(state: ServerState) -> str:

@@ -160,7 +160,7 @@ def test_same_answers_to_requests_nobody_here_wrote(course_server, vllm_server):
     names one. Chat content as text parts and vLLM's ``/version`` and ``/ping`` answer on both."""
     from .test_task8_serving_holds import HOSTILE, post
 
-    honoured_by_vllm = {"logit_bias", "allowed_token_ids", "presence_penalty", "chat logprobs",
+    honoured_by_vllm = {"logit_bias", "allowed_token_ids", "presence_penalty", "streamed chat logprobs",
                         "streamed completion logprobs", "response_format json_object", "response_format json_schema"}
     name = course_server.app.state.course.model_name
     for what, path, body, status, _ in HOSTILE:
@@ -184,6 +184,12 @@ def test_same_answers_to_requests_nobody_here_wrote(course_server, vllm_server):
     a, b = (post(server, "/v1/chat/completions", parts).json() for server in (course_server, vllm_server))
     assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
     assert a["choices"][0]["logprobs"] is None and b["choices"][0]["logprobs"] is None
+    scored = {**parts, "logprobs": True, "top_logprobs": 2}
+    a, b = (post(server, "/v1/chat/completions", scored).json() for server in (course_server, vllm_server))
+    ours, theirs = a["choices"][0]["logprobs"]["content"], b["choices"][0]["logprobs"]["content"]
+    assert [e["token"] for e in ours] == [e["token"] for e in theirs]
+    assert [e["logprob"] for e in ours] == pytest.approx([e["logprob"] for e in theirs], abs=1e-3)
+    assert [len(e["top_logprobs"]) for e in ours] == [len(e["top_logprobs"]) for e in theirs]
     no_max = {"model": name, "temperature": 0, "ignore_eos": True, "messages": [{"role": "user", "content": "Hi"}]}
     a, b = (post(server, "/v1/chat/completions", no_max).json() for server in (course_server, vllm_server))
     assert counts(a["usage"]) == counts(b["usage"]), "a chat without max_tokens: vLLM's default"

@@ -210,8 +210,10 @@ HOSTILE = [
     ("allowed_token_ids", "/v1/completions", {"prompt": "Hi", "allowed_token_ids": [5, 6]}, 400,
      "allowed_token_ids"),
     ("presence_penalty", "/v1/completions", {"prompt": "Hi", "presence_penalty": 1.0}, 400, "presence_penalty"),
-    ("chat logprobs", "/v1/chat/completions",
-     {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True}, 400, "logprobs"),
+    ("top_logprobs past vLLM's 20", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
+    ("streamed chat logprobs", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "stream": True}, 400, "logprobs"),
     ("streamed completion logprobs", "/v1/completions", {"prompt": "Hi", "logprobs": 1, "stream": True}, 400,
      "logprobs"),
     ("response_format json_object", "/v1/chat/completions",
@@ -279,3 +281,26 @@ def test_content_parts_roles_types_and_vllms_other_routes(course_server):
     families = {f.name: f.type for f in text_string_to_metric_families(httpx.get(course_server.url + "/metrics").text)}
     for name in ("vllm:num_preemptions", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits"):
         assert families.get(name) == "counter", name
+
+
+def test_chat_logprobs_are_the_models(course_server, model, tokenizer):
+    """Chat ``logprobs`` with ``top_logprobs``: OpenAI's shape, each chosen token's logprob and
+    the top ones equal to transformers' log-softmax over the rendered chat."""
+    import torch
+
+    messages = [{"role": "user", "content": "Where does Ana live?"}]
+    reply = post(course_server, "/v1/chat/completions", {"messages": messages, "max_tokens": 5, "temperature": 0,
+                                                         "logprobs": True, "top_logprobs": 3})
+    assert reply.status_code == 200, reply.text
+    choice = reply.json()["choices"][0]
+    ids = list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+    _, generated = hf_greedy_text(model, tokenizer, ids, 5)
+    with torch.no_grad():
+        expected = torch.log_softmax(model(torch.tensor([ids + generated])).logits[0, len(ids) - 1:-1].float(), -1)
+    content = choice["logprobs"]["content"]
+    assert len(content) == len(generated)
+    for step, (token, entry) in enumerate(zip(generated, content)):
+        assert entry["token"] == tokenizer.decode([token]) and entry["bytes"] == list(entry["token"].encode())
+        assert entry["logprob"] == pytest.approx(float(expected[step, token]), abs=1e-3)
+        top = torch.topk(expected[step], 3)
+        assert [e["logprob"] for e in entry["top_logprobs"]] == pytest.approx(top.values.tolist(), abs=1e-3)
