@@ -23,6 +23,9 @@ no doc goes stale, the course's tests run every block and compare. The conventio
   in inline code that starts with ``shared.`` or ``labNN_*.src.``
   (`` `shared.hardware.estimate_memory` ``); every ``python -m MODULE`` and every ``course``
   command, with its options, in inline code or in a ``bash`` block (`` `course test lab01 --task 3` ``).
+  An option named alone in inline code (`` `--max-model-len` ``) must be one that some tool the
+  course can read takes (:func:`known_options`: the course's command lines, llama.cpp's tools, the
+  installed vLLM, SGLang, llama-cpp-python server and pip), or be marked as another project's.
   A llama.cpp tool's command line (``llama-completion ...``, ``llama-server ...``) may use only the
   options llama.cpp's ``common/arg.cpp`` gives that tool (checked where the llama-cpp-python
   source package is on the machine, :func:`llama_cpp_options`).
@@ -510,6 +513,65 @@ def _check_llama_cpp_command(command: str) -> str | None:
     return None
 
 
+# Options named on their own in prose (`--gpu-memory-utilization`): each must be one that a tool
+# the course can read takes. Which tool is not checked (prose rarely says it in a parsable way).
+
+#: Where tools declare their options: (package, files, how). ``fields``: each class-level annotated
+#: name of those files is an option, ``--name-with-dashes``; ``fields_as_is``: ``--name_as_is``
+#: (pydantic settings); ``literals``: every quoted ``"-x"`` / ``"--x"`` in them.
+OPTION_SOURCES = (
+    ("vllm", ("engine/arg_utils.py", "entrypoints/launchers/cli_args.py"), "fields"),
+    ("vllm", ("engine/arg_utils.py", "entrypoints/launchers/cli_args.py", "entrypoints/openai/api_server.py",
+              "benchmarks/serve.py"), "literals"),
+    ("sglang", ("srt/arg_groups/fields/*.py",), "fields"),
+    ("sglang", ("srt/arg_groups/fields/*.py",), "literals"),
+    ("llama_cpp", ("server/settings.py",), "fields_as_is"),
+    ("pip", ("_internal/cli/cmdoptions.py",), "literals"),
+)
+_OPTION_LITERAL = re.compile(r"""["'](--?[A-Za-z][\w.-]*)["']""")
+
+
+def _class_field_names(source: str) -> set[str]:
+    tree = ast.parse(source)
+    return {statement.target.id for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+            for statement in node.body
+            if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)}
+
+
+@functools.lru_cache(maxsize=1)
+def known_options() -> frozenset[str]:
+    """Every option this machine can tell exists: the course's own command lines (any
+    ``add_argument`` / ``addoption`` in the repository), llama.cpp's tools, and the installed
+    vLLM, SGLang, llama-cpp-python server and pip (read from their source, not imported)."""
+    options: set[str] = set()
+    for path in [*ROOT.glob("shared/*.py"), *ROOT.glob("lab0*/**/*.py"), *ROOT.glob("*.py")]:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for call in re.finditer(r"(?:add_argument|addoption)\(([^)]*)", text):
+            options |= set(_OPTION_LITERAL.findall(call.group(1)))
+    options |= {name for names, _, _ in llama_cpp_options() for name in names}
+    for package, patterns, how in OPTION_SOURCES:
+        base = _installed_package_dir(package)
+        for path in [found for pattern in patterns for found in (base.glob(pattern) if base else [])]:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if how == "literals":
+                options |= set(_OPTION_LITERAL.findall(text))
+            else:
+                names = _class_field_names(text)
+                options |= {"--" + (name if how == "fields_as_is" else name.replace("_", "-")) for name in names}
+    return frozenset(options)
+
+
+def _check_option(code: str) -> str | None:
+    """An option named alone in inline code (``--max-model-len``, ``-np 4``) that no tool here takes."""
+    flag = code.split()[0].split("=")[0]
+    flag = flag.split(".")[0] if flag.startswith("--") else flag  # --structured-outputs-config.backend
+    options = known_options()
+    if flag in options or (len(flag) > 3 and any(option.startswith(flag) for option in options)):
+        return None  # argparse also takes an unambiguous prefix (SGLang's --tp for --tp-size)
+    return (f"`{code}`: no tool the course can read takes {flag} (another project's? name it right "
+            "before, as in TGI's `--num-shard`)")
+
+
 def tool_commands(text: str, tools: tuple[str, ...]) -> list[str]:
     """Command lines that start with one of ``tools``, in inline code or in bash blocks."""
     candidates = INLINE.findall(_prose(text))
@@ -548,6 +610,10 @@ def broken_references(path: Path) -> list[str]:
         if POSSESSIVE.search(prose[max(0, match.start() - 80):match.start()]) or (
                 external_end >= 0 and LIST_JOIN.match(_without_parentheses(prose[external_end:match.start()]))):
             external_end = match.end()  # another project's name, path or list of them
+            continue
+        if re.match(r"--?[A-Za-z]", code):
+            if error := _check_option(code):
+                problems.append(error)
             continue
         if not (REPO_PATH.match(code) or ("/" in code and PATH_LIKE.match(code))):
             continue

@@ -353,6 +353,17 @@ def test_llama_cpp_commands_are_checked_against_its_source(tmp_path: Path) -> No
     assert "llama-cli does not take -cnv" in problems[0] and "no option --frobnicate" in problems[1]
 
 
+def test_options_named_alone_must_exist_somewhere(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("Pass `--impl solution`, `--task 3`; not `--no-such-option`; TGI's `--num-shard` is TGI's.\n")
+    [problem] = docs_check.broken_references(doc)
+    assert "--no-such-option" in problem
+    if docs_check._installed_package_dir("vllm") is not None:  # read from vLLM's own source
+        assert docs_check._check_option("--gpu-memory-utilization 0.5") is None
+        assert docs_check._check_option("--structured-outputs-config.backend xgrammar") is None
+        assert docs_check._check_option("--gpu-memory-utilisation") is not None
+
+
 def test_installed_package_paths_are_looked_for_in_the_package(tmp_path: Path) -> None:
     if docs_check._installed_package_dir("transformers") is None:
         pytest.skip("transformers is not installed here")
