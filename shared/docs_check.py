@@ -568,6 +568,8 @@ def _check_option(code: str) -> str | None:
     options = known_options()
     if flag in options or (len(flag) > 3 and any(option.startswith(flag) for option in options)):
         return None  # argparse also takes an unambiguous prefix (SGLang's --tp for --tp-size)
+    if not llama_cpp_options() or any(_installed_package_dir(package) is None for package, _, _ in OPTION_SOURCES):
+        return None  # a tool this machine cannot read may take it (install.sh --minimal, another platform)
     return (f"`{code}`: no tool the course can read takes {flag} (another project's? name it right "
             "before, as in TGI's `--num-shard`)")
 

@@ -355,6 +355,9 @@ def test_llama_cpp_commands_are_checked_against_its_source(tmp_path: Path) -> No
 
 def test_options_named_alone_must_exist_somewhere(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
+    if not docs_check.llama_cpp_options() or any(docs_check._installed_package_dir(package) is None
+                                                 for package, _, _ in docs_check.OPTION_SOURCES):
+        pytest.skip("an option is refused only where every tool's options can be read (a full install)")
     doc.write_text("Pass `--impl solution`, `--task 3`; not `--no-such-option`; TGI's `--num-shard` is TGI's.\n")
     [problem] = docs_check.broken_references(doc)
     assert "--no-such-option" in problem
