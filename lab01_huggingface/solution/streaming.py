@@ -3,9 +3,16 @@
 A chat UI shows tokens as they come, so the first words appear after the time to first token,
 not after the whole answer. Turning token ids into text piece by piece has one trap: with a
 byte-level tokenizer a character such as an emoji (4 bytes in UTF-8) spans several tokens, and
-decoding only some of them gives the replacement character U+FFFD. An incremental detokenizer
-holds text back until the bytes form whole characters, as vLLM's detokenizer and transformers'
-``TextStreamer`` do.
+decoding only some of them gives the replacement character U+FFFD. A second trap hides in
+SentencePiece tokenizers with *byte fallback* (Llama 2, Mistral): a character missing from the
+vocabulary is spelled as byte tokens (``<0xF0>`` ...), and the decoder turns a whole run of byte
+tokens into U+FFFD as soon as the run holds one unfinished character, so text already decoded
+("naïve 👋", or a newline ``<0x0A>``) turns back into U+FFFD when the next byte token arrives:
+decoding a prefix of the ids need not give a prefix of the final text. An incremental
+detokenizer therefore holds back the text that may still change, as transformers' ``TextStreamer``
+does with words: everything after the last space (a space is never part of a multi-byte character,
+and a SentencePiece tokenizer writes it as the ``▁`` token, not as a byte token). ``TextStreamer``
+also flushes at a newline, which byte fallback can take back (``<0x0A>`` is a byte token).
 
 Readings: transformers' ``generation/streamers.py`` (``BaseStreamer``, ``TextIteratorStreamer``);
 vLLM's ``detokenize_incrementally``.
@@ -32,7 +39,8 @@ class IncrementalDetokenizer:
     """Turns token ids, pushed one at a time, into text deltas that never split a character.
 
     Joining every delta from :meth:`push` and the final :meth:`flush` gives exactly
-    ``tokenizer.decode(all_ids, skip_special_tokens=...)``.
+    ``tokenizer.decode(all_ids, skip_special_tokens=...)``, for byte-level BPE and byte-fallback
+    SentencePiece tokenizers alike: a delta is only returned once no later token can change it.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, skip_special_tokens: bool = True) -> None:
@@ -42,14 +50,16 @@ class IncrementalDetokenizer:
         self.emitted_chars = 0  # how much of the decoded text has been returned already
 
     def push(self, token_id: int) -> str:
-        """Add one token; return the new text it completes (``""`` while a character is unfinished)."""
-        # BEGIN SOLUTION task 6: decode all ids so far; if the text ends with U+FFFD, hold it back (return ""); else return the part after emitted_chars and advance it.
+        """Add one token; return the new text that can no longer change: everything up to the last
+        space not returned yet (``""`` while the last word may still change)."""
+        # BEGIN SOLUTION task 6: decode all ids so far; the text up to its last space can no longer change (after it, a word may still be unfinished or turn back into U+FFFD); return the part of it after emitted_chars and advance emitted_chars.
         self.token_ids.append(int(token_id))
         text = self.tokenizer.decode(self.token_ids, skip_special_tokens=self.skip_special_tokens)
-        if text.endswith(REPLACEMENT_CHARACTER):
+        settled = text.rfind(" ") + 1  # 0 when there is no space yet
+        if settled <= self.emitted_chars:
             return ""
-        delta = text[self.emitted_chars:]
-        self.emitted_chars = len(text)
+        delta = text[self.emitted_chars:settled]
+        self.emitted_chars = settled
         return delta
         # END SOLUTION
 

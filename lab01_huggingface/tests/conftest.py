@@ -40,3 +40,16 @@ def trained_model(trained_dir: Path, model_dir: Path, device: str, request: pyte
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(trained_dir, dtype=torch.float32).to(device).eval()
+
+
+@pytest.fixture(scope="session")
+def byte_fallback_tokenizer() -> Any:
+    """A SentencePiece-style tokenizer with byte fallback (Llama 2's convention: ``▁`` for spaces,
+    ``<0xF0>`` byte tokens for characters it lacks, no pad token, no chat template), trained here
+    (``shared.convention_models``), whatever ``--model`` says: the fixture's byte-level BPE never
+    turns decoded text back into U+FFFD, this one does."""
+    from transformers import AutoTokenizer
+
+    from shared.convention_models import convention_model
+
+    return AutoTokenizer.from_pretrained(convention_model("spm-byte-fallback"))

@@ -3,7 +3,7 @@
 import copy
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from .helpers import tokens
@@ -33,11 +33,16 @@ def test_encode_and_count_match_the_tokenizer(tokenizer, text):
 @pytest.mark.points(2)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=40))
+@example(text=" ")
+@example(text="a  b\n\tc 👋🏽")
 def test_decode_round_trips_any_text(tokenizer, text):
-    """decode(encode(text)) gives back any text, special tokens skipped (a property, checked by Hypothesis)."""
+    """decode(encode(text)) gives back what the tokenizer's own round trip gives, special tokens
+    skipped or kept (a property, checked by Hypothesis). That is the text itself for a byte-level BPE;
+    a SentencePiece tokenizer (Llama 2) gives " " back as "" (its decoder drops the leading space)."""
     if not _no_special(tokenizer, text):
         return
-    assert tokens.decode(tokenizer, tokens.encode(tokenizer, text)) == text
+    own_round_trip = tokenizer.decode(tokenizer(text).input_ids, skip_special_tokens=True)
+    assert tokens.decode(tokenizer, tokens.encode(tokenizer, text)) == own_round_trip
     with_special = tokens.decode(tokenizer, tokens.encode(tokenizer, text), skip_special_tokens=False)
     assert with_special == tokenizer.decode(tokenizer(text).input_ids, skip_special_tokens=False)
 
@@ -55,6 +60,9 @@ def test_token_pieces_spell_the_text(tokenizer, text):
 @pytest.mark.parametrize("generation_prompt", [True, False])
 def test_chat_prompt_and_ids_follow_the_template(tokenizer, generation_prompt):
     """chat_prompt renders the tokenizer's chat template; chat_ids holds bos exactly once."""
+    if not tokenizer.chat_template:
+        pytest.skip("this tokenizer has no chat template (a base model's, such as GPT-2 or Llama 2): "
+                    "there is nothing to render; the refusal is checked by test_chat_prompt_rejects_bad_messages")
     expected = tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=generation_prompt)
     assert tokens.chat_prompt(tokenizer, CHAT, add_generation_prompt=generation_prompt) == expected
     ids = tokens.chat_ids(tokenizer, CHAT, add_generation_prompt=generation_prompt)
