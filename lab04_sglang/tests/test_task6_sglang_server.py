@@ -276,3 +276,38 @@ def test_streaming_and_openai_response_format(server, endpoint, local, fixture_m
     with pytest.raises(openai.BadRequestError, match="response_format"):
         client.chat.completions.create(model="fixture", messages=[{"role": "user", "content": "Hi"}],
                                        response_format={"type": "json_object"})
+
+
+@pytest.mark.scaffold
+def test_openai_chat_route_streams_and_checks_like_vllm(server):
+    """Given code: the OpenAI chat route streams (OpenAI's chunks, joined into the unstreamed
+    answer, then ``[DONE]``), checks ``max_tokens`` and the context as vLLM does (400 naming the
+    field), names a misspelt sampling field by its dotted name, and refuses a lone surrogate."""
+    import openai
+
+    url, _ = server
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    schema = {"type": "json_schema", "json_schema": {"name": "record", "schema": RECORD}}
+    ask = dict(model="fixture", messages=[{"role": "user", "content": "Give me a user record as JSON."}],
+               temperature=0, max_tokens=40, response_format=schema)
+    whole = client.chat.completions.create(**ask)
+    chunks = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    context = json.loads((fixture_dir() / "config.json").read_text())["max_position_embeddings"]
+    long = "word " * context
+    with httpx.Client(base_url=url, timeout=120) as http:
+        cases = [({"max_tokens": 0}, "max_tokens"), ({"max_completion_tokens": 0}, "max_completion_tokens"),
+                 ({"max_tokens": context + 1}, "max_tokens"),
+                 ({"messages": [{"role": "user", "content": long}]}, "input_tokens")]
+        for change, param in cases:
+            body = {"messages": ask["messages"], "response_format": schema, **change}
+            response = http.post("/v1/chat/completions", json=body)
+            assert response.status_code == 400 and response.json()["error"]["param"] == param, (change, response.text)
+        typo = http.post("/generate", json={"text": "x", "sampling_params": {"temprature": 0}})
+        assert typo.status_code == 400 and typo.json()["error"]["param"] == "sampling_params.temprature"
+        surrogate = http.post("/generate", content=b'{"text": "a\\ud800b"}',
+                              headers={"content-type": "application/json"})
+        assert surrogate.status_code == 400 and surrogate.json()["error"]["param"] == "text"
