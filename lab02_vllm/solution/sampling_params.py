@@ -20,6 +20,8 @@ from shared.validation import check_at_least, check_in_range
 GREEDY_EPSILON = 1e-5
 #: The highest temperature vLLM 0.32 accepts ("temperature must be in [0, 2]").
 MAX_TEMPERATURE = 2.0
+#: The most completions one request may ask for (vLLM 0.32's ``VLLM_MAX_N_SEQUENCES`` default).
+MAX_N = 16384
 #: A seed must fit a signed 64-bit integer (vLLM's protocol: ``ge=-2**63, le=2**63 - 1``).
 SEED_RANGE = (-(2**63), 2**63 - 1)
 
@@ -88,6 +90,8 @@ class SamplingParams:
             raise ValueError(f"min_tokens must be at most max_tokens={self.max_tokens}, "
                              f"got {self.min_tokens}")
         check_at_least("n", self.n, 1)
+        if self.n > MAX_N:  # a request must not be able to queue a million sequences
+            raise ValueError(f"n must be at most {MAX_N}, got {self.n}.")
         if self.logprobs is not None:
             check_at_least("logprobs", self.logprobs, 0)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):

@@ -190,6 +190,7 @@ HOSTILE = [
      {"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": MAX_MODEL_LEN + 1},
      400, "max_completion_tokens"),
     ("n 2 greedy", "/v1/completions", {"prompt": "Hi", "n": 2, "temperature": 0}, 400, "n"),
+    ("n past vLLM's 16384", "/v1/completions", {"prompt": "Hi", "n": 16385}, 400, "n"),
     ("empty prompt", "/v1/completions", {"prompt": ""}, 400, "prompt"),
     ("no token ids", "/v1/completions", {"prompt": []}, 400, "prompt"),
     ("prompt id past the vocabulary", "/v1/completions", {"prompt": [1, 10**8]}, 400, "prompt"),
