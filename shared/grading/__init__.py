@@ -5,10 +5,12 @@
                    submission's ``labNN_*/src`` files (no solution to import, no symlink)
 ``collect.py``     what the course expects: tests, tasks, points, hidden, requirement skips,
                    from a collection run that imports no student code
-``sandbox.py``     where and as whom the tests run: outside the course, as an unprivileged
-                   user when the grader is root, its own process group, memory limits
-``run.py``         the child pytest processes: a hard per-test limit, only expected records
-                   counted, crash recovery, a time budget, a reason for every "not run"
+``sandbox.py``     where and as whom the tests run: under bubblewrap (only the copy and the
+                   interpreter visible, read-only; own PID and network namespaces), as a user
+                   of its own when the grader is root, memory and process limits
+``run.py``         the child pytest processes: records through the parent's pipe, signed; a
+                   hard per-test limit, only expected records counted, crash recovery, a time
+                   budget, a reason for every "not run"
 ``integrity.py``   the static scan of ``src/`` and the run-time checks (copy, site-packages)
 ``report.py``      the terminal table and the JSON; ``gradescope.py``: Gradescope's file
 ``skeleton.py``    the CI check that the skeleton earns nothing, each test failing with its task
@@ -17,7 +19,9 @@
 
 :func:`grade` below reads top to bottom in that order. With a submission, anything the graded
 process did to the grader (forged or out-of-order records, replaced pytest internals, a changed
-copy, course or site-packages) withholds the lab's score and is listed in the integrity report.
+copy, course or site-packages) withholds the lab's score and is listed in the integrity report
+(a change to the course or site-packages under bubblewrap, out of the graded code's reach, is a
+warning instead).
 """
 
 from __future__ import annotations
@@ -124,7 +128,10 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
     outside = [f"site-packages: {name}" for name in integrity.differences(site_before, integrity.site_files())]
     course_after = integrity.course_stamp(root, chosen)
     outside += [f"the course: {name}" for name in integrity.differences(course_before, course_after)]
-    if outside:
+    if outside and box.kind == "bubblewrap":  # out of the graded code's reach: someone else's edit
+        report.warnings.append("changed while grading, by something other than the graded code (bubblewrap "
+                               "kept it out of reach): " + ", ".join(outside[:10]))
+    elif outside:
         for result in report.labs:
             _withhold(result, "something changed outside the sandbox while grading: " + ", ".join(outside[:10]))
     report.secrets = integrity.secret_lines(root)

@@ -204,15 +204,19 @@ def _write_target(node: ast.Call, called: str) -> str | None:
     return None
 
 
-def site_files() -> dict[str, float]:
-    """{path: mtime} of the ``.pth`` files in this interpreter's site folders: a submission that
-    adds one would run code in every later Python process (the next submission's included)."""
+def site_files() -> dict[str, str]:
+    """{path: sha256} of the files every later Python process runs at start-up in this
+    interpreter's site folders (``.pth`` files, ``sitecustomize.py``, ``usercustomize.py``): a
+    submission that adds or edits one would run code in the next submission's grading. Hashes,
+    not times: a modification time can be put back."""
+    import hashlib
+
     folders = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
     files = {}
     for folder in folders:
-        for path in Path(folder).glob("*.pth"):
+        for path in [*Path(folder).glob("*.pth"), Path(folder) / "sitecustomize.py", Path(folder) / "usercustomize.py"]:
             try:
-                files[str(path)] = path.stat().st_mtime
+                files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError:
                 continue
     return files

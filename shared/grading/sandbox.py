@@ -152,7 +152,9 @@ class Sandbox:
         args = [shutil.which(BWRAP) or BWRAP, "--die-with-parent", "--new-session"]
         if os.geteuid() == 0:  # privileged bwrap, no user namespace: setpriv then drops to self.uid
             args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                     "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+                     "--cap-drop", "ALL"]
+            if self.uid is not None:  # only what setpriv needs; it drops them with the user id
+                args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             args += ["--unshare-all"]
         for top in SYSTEM_FOLDERS:
@@ -173,6 +175,9 @@ class Sandbox:
                         made.add(parent)
                         args += ["--perms", "0755", "--dir", str(parent)]
             args += [option, str(folder), str(folder)]
+        if self.fixture_cache.is_relative_to(self.home) and self.fixture_cache.is_dir():
+            for entry in sorted(self.fixture_cache.iterdir()):  # hard links of the grader's: read-only
+                args += ["--ro-bind", str(entry), str(entry)]
         args += ["--chdir", str(cwd), "--"]
         if os.geteuid() == 0 and self.uid is not None:
             args += [shutil.which("setpriv") or "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}",
@@ -250,20 +255,20 @@ def _processes() -> list[tuple[int, int]]:
     return found
 
 
-def _share_fixture_cache(source: Path, target: Path, uid: int | None) -> None:
-    """Give the child the fixture models already built: hard links of the grader's cache (a user
-    id of its own cannot write them) or, for the grader's own user, copies, in a folder the child
-    owns, so it can still build a missing one there."""
+def _share_fixture_cache(source: Path, target: Path, *, link: bool, owner: int | None) -> None:
+    """Give the child the fixture models already built, in a folder it owns (``owner``), so it
+    can still build a missing one there: hard links of the grader's cache where the child cannot
+    write them (``link``: another user id, or bubblewrap's read-only binds), else copies."""
     target.mkdir(parents=True, exist_ok=True)
     for entry in sorted(source.iterdir()) if source.is_dir() else []:
         if entry.name.startswith(".") or not entry.is_dir():
             continue  # locks and half-built folders
-        shutil.copytree(entry, target / entry.name, copy_function=_link_or_copy if uid is not None else _copy,
+        shutil.copytree(entry, target / entry.name, copy_function=_link_or_copy if link else _copy,
                         dirs_exist_ok=True)
     for folder in [target, *(path for path in target.rglob("*") if path.is_dir())]:
         folder.chmod(0o755)  # a fixture is built in a mkdtemp folder: 700
-    if uid is not None:
-        os.chown(target, uid, uid)
+    if owner is not None:
+        os.chown(target, owner, owner)
 
 
 def _copy(source: str, target: str) -> None:
@@ -318,8 +323,9 @@ def open_sandbox(course_root: Path, *, other_user: bool = True, memory_bytes: in
                 os.chown(own, uid, uid)
             own.chmod(0o700)
         if other_user:
-            _share_fixture_cache(cache_dir(), box.fixture_cache, uid)
             _choose_kind(box)
+            _share_fixture_cache(cache_dir(), box.fixture_cache, link=box.kind == "bubblewrap" or box.uid is not None,
+                                 owner=box.uid)
         yield box
     finally:
         if uid is not None:  # anything still running as that user

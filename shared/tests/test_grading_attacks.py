@@ -1,14 +1,16 @@
-"""Issue 7's table, one test per row: each dishonest submission gets 0 (or, where its code patched
-the test process, is detected and its score withheld), while the honest one keeps full marks.
+"""Issues 7 and 22's tables, one test per row: each dishonest submission gets 0 (or, where its
+code patched the test process, is detected and its score withheld), while the honest one keeps
+full marks, and so does an honest one whose code crashes in one test.
 
 All on the synthetic ``lab01_demo`` (7 points, 5 graded tests, one hidden): a grading takes a few
-seconds. When the grader can run the children as a user of their own (as root, with a Python other users
-can run: Gradescope's setup), the attacks are prevented; otherwise the grader can only detect
-them, and the tests check whichever applies here.
+seconds. Under bubblewrap (CI installs it), or as a user of its own (root, with a Python other
+users can run), the attacks on files are prevented; otherwise the grader can only detect them,
+and the tests check whichever applies here.
 """
 
 from __future__ import annotations
 
+import shutil
 import sysconfig
 import uuid
 from pathlib import Path
@@ -19,9 +21,9 @@ from shared.grading import GradeReport, LabResult, grade
 from shared.grading import run as grading_run
 from shared.grading.gradescope import REDACTED, validate
 from shared.grading.run import Records
-from shared.grading.sandbox import grading_sandbox_kind
+from shared.grading.sandbox import grading_sandbox_kind, open_sandbox
 
-from .helpers import DEMO_LAB, DEMO_SOLUTION, make_demo_course, make_submission, write_files
+from .helpers import DEMO_LAB, DEMO_SOLUTION, MAIN, make_demo_course, make_submission, write_files
 
 pytestmark = pytest.mark.usefixtures("fast_children")
 
@@ -207,6 +209,8 @@ def test_a_submission_cannot_reach_the_course_or_the_virtual_environment(tmp_pat
     demo_course = make_demo_course(tmp_path / "course")  # its own: the attack may succeed here
     marker = f"zz_course_grading_attack_{uuid.uuid4().hex[:8]}.pth"
     pth = Path(sysconfig.get_paths()["purelib"]) / marker
+    customize = Path(sysconfig.get_paths()["purelib"]) / "sitecustomize.py"  # run by every later Python
+    customize_before = customize.read_bytes() if customize.exists() else None
     victim = demo_course / DEMO_LAB / "tests" / "test_calc.py"
     original = victim.read_text()
     attack = f'''
@@ -214,6 +218,7 @@ import sys as _sys
 import sysconfig as _sysconfig
 
 for _path, _text in (({str(pth)!r}, "# a line run by every later Python\\n"),
+                     ({str(customize)!r}, "# code run by every later Python\\n"),
                      ({str(victim)!r}, "def test_nothing():\\n    pass\\n")):
     try:
         with open(_path, "w") as _handle:
@@ -223,8 +228,9 @@ for _path, _text in (({str(pth)!r}, "# a line run by every later Python\\n"),
 '''
     try:
         report, lab = _grade(make_submission(tmp_path / "attacker", _with_prelude(attack)), demo_course)
-        if PREVENTED:  # prevented: neither file was written, and the submission kept its points
+        if PREVENTED:  # prevented: no file was written, and the submission kept its points
             assert not pth.exists() and victim.read_text() == original
+            assert (customize.read_bytes() if customize.exists() else None) == customize_before
             assert report.score == FULL
         else:  # detected: the score is withheld
             assert lab.withheld and report.score == 0
@@ -232,6 +238,10 @@ for _path, _text in (({str(pth)!r}, "# a line run by every later Python\\n"),
         assert any(f.what.startswith("names a .pth file") for f in lab.integrity)
     finally:
         pth.unlink(missing_ok=True)
+        if customize_before is None:
+            customize.unlink(missing_ok=True)
+        else:
+            customize.write_bytes(customize_before)
         victim.write_text(original)
     _honest_gets_full_marks(demo_course, tmp_path / "honest")
 
@@ -311,8 +321,6 @@ _HIDDEN = "\\n".join(p.read_text() for p in (_pathlib.Path(__file__).resolve().p
 def test_a_clean_submission_has_an_empty_integrity_report(demo_course: Path, tmp_path: Path) -> None:
     from shared.grading.integrity import scan
     from shared.paths import lab_dirs
-
-    from .helpers import MAIN
 
     _honest_gets_full_marks(demo_course, tmp_path / "honest")
     for lab in lab_dirs(MAIN):  # every reference solution, less what its skeleton gives
@@ -510,8 +518,6 @@ def _readable_folder() -> Path:
 
 
 def test_another_checkout_on_the_machine_is_out_of_reach(demo_course: Path, tmp_path: Path) -> None:
-    import shutil
-
     other = _readable_folder()
     try:
         shutil.copytree(demo_course / DEMO_LAB, other / DEMO_LAB)
@@ -529,7 +535,6 @@ def test_another_checkout_on_the_machine_is_out_of_reach(demo_course: Path, tmp_
 
 def test_another_submission_graded_at_the_same_time_is_out_of_reach(demo_course: Path, tmp_path: Path) -> None:
     from shared.grading import prepare
-    from shared.grading.sandbox import open_sandbox
 
     steal = '''
 import glob as _glob
@@ -697,3 +702,32 @@ def test_the_model_named_by_the_environment_does_not_move_a_grade(
     _, lab = honest_crash
     [test] = [t for t in lab.graded() if t.nodeid.endswith("test_graded_with_the_fixture_models")]
     assert test.outcome == "passed", test.message
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (apt-get install -y bubblewrap)")
+def test_grading_runs_under_bubblewrap_where_it_is_installed() -> None:
+    """CI installs bubblewrap: a sandbox that cannot start there is a failure, not a fallback."""
+    with open_sandbox(MAIN) as box:
+        assert (box.kind, box.warnings) == ("bubblewrap", [])
+
+
+def test_without_bubblewrap_the_grader_says_so(demo_course: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COURSE_GRADE_SANDBOX", "user")
+    report, lab = _grade(make_submission(tmp_path / "honest", DEMO_SOLUTION), demo_course)
+    assert (report.score, lab.withheld, lab.integrity) == (FULL, "", [])
+    assert any("no bubblewrap sandbox ($COURSE_GRADE_SANDBOX=user)" in warning for warning in report.warnings)
+
+
+@pytest.mark.skipif(SANDBOX != "bubblewrap", reason="only bubblewrap keeps the course out of the graded code's reach")
+def test_the_course_edited_while_grading_under_bubblewrap_withholds_nothing(
+        demo_course: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instructor (or a colleague) editing the course during a grading is no tampering when the
+    graded code could not see the course at all: a warning, not a withheld score."""
+    from shared.grading import integrity
+
+    stamps = iter([{"README.md": (1, 1)}, {"README.md": (2, 2)}])  # before, after: edited meanwhile
+    monkeypatch.setattr(integrity, "course_stamp", lambda root, labs: next(stamps))
+    report, lab = _grade(make_submission(tmp_path / "honest", DEMO_SOLUTION), demo_course)
+    assert (report.score, lab.withheld, lab.integrity) == (FULL, "", [])
+    assert any("README.md" in warning and "bubblewrap" in warning for warning in report.warnings)
