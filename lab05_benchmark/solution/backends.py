@@ -104,7 +104,17 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[list[list[int]], li
     Raises:
         ValueError: no prompts, or an empty prompt (naming its index).
     """
-    # BEGIN SOLUTION task 3: pad = max_len - len(p); positions count real tokens only (pads get 0).
+    # BEGIN SOLUTION task 3: left-pad a batch of prompts to one length, with the mask and the positions a causal LM needs (README task 3; transformers 'Padding and truncation').
+    # HINT task 3 level 1: every backend turns the same Requests into the same stamped Events through add / step
+    #   / abort: read README task 3, the Backend class and Event at the top of backends.py, and vLLM's
+    #   LLMEngine.add_request / step. The first function of the task, left_pad, is why decoding a batch works:
+    #   the last column must be each row's last real token.
+    # HINT task 3 level 2: left_pad: pads go on the left so that every row's newest token sits in the same
+    #   (last) column. Pads get id pad_id, mask 0 and position 0; real tokens get mask 1 and positions 0, 1, 2,
+    #   ... as if the row were alone, which keeps a padded row's logits equal to the unpadded ones. An empty
+    #   batch or an empty prompt (named by index) is a ValueError.
+    # HINT task 3 level 3: left_pad: width = the longest prompt; for each prompt, the number of pads is width
+    #   minus its length; build the three rows as pads-part + prompt-part and return the three lists.
     if not prompts:
         raise ValueError("prompts must not be empty")
     for index, prompt in enumerate(prompts):
@@ -177,7 +187,14 @@ class TransformersBackend(Backend):
     def _prefill(self, prompts: list[list[int]]) -> Any:
         """Run the left-padded batch through the model with a fresh cache; keep the mask, each
         row's next position and the cache. Returns the last position's logits ``(batch, vocab)``."""
-        # BEGIN SOLUTION task 3: left_pad; tensors on the model's device; DynamicCache(); next positions = last + 1.
+        # BEGIN SOLUTION task 3: run the left-padded batch once with a fresh KV cache and keep what decoding needs; return the last position's logits (README task 3).
+        # HINT task 3 level 2: _prefill / _decode: a static batch's rows share one cache, one mask (batch, seq)
+        #   and per-row positions. The model is given the positions explicitly (a padded row's positions do not
+        #   start at the pad), and decode steps keep them running on from where the prompt ended. Logits are
+        #   returned for the last column only, shape (batch, vocab).
+        # HINT task 3 level 3: _prefill: left_pad, make tensors on the model's device, a fresh transformers
+        #   DynamicCache; one no-grad forward with ids, mask, positions and the cache; keep the mask, and each
+        #   row's next position (its last position plus one, shape (batch, 1)).
         from transformers import DynamicCache
 
         torch = self.torch
@@ -194,7 +211,10 @@ class TransformersBackend(Backend):
     def _decode(self) -> Any:
         """Feed each row's last token (``self.last``, shape ``(batch, 1)``) at its next position,
         growing the mask by one column. Returns the logits ``(batch, vocab)``."""
-        # BEGIN SOLUTION task 3: mask gains a column of ones; position_ids = self.positions, then += 1.
+        # BEGIN SOLUTION task 3: one decode step for every row of the static batch, keeping mask, positions and cache in step with the sequence (README task 3).
+        # HINT task 3 level 3: _decode: the mask grows by one column of ones (the new token is real in every
+        #   row); one no-grad forward of self.last at self.positions with the cache; then every row's next
+        #   position moves on by one.
         torch = self.torch
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         with torch.no_grad():
@@ -257,7 +277,13 @@ class EngineBackend(Backend):
         that are new since the last step (``seen`` holds how many each request had)."""
         if not self.seen:
             return []  # vLLM's step() waits for output: with nothing in flight it would wait forever
-        # BEGIN SOLUTION task 3: new = token_ids[seen:]; update seen; drop finished ids from seen; skip unknown ids.
+        # BEGIN SOLUTION task 3: one engine step as Events holding only the tokens each followed request gained since the last step (README task 3; vLLM LLMEngine.step).
+        # HINT task 3 level 2: EngineBackend.step: an engine's RequestOutput holds all the tokens so far, not
+        #   just the new ones. An output for a request no longer followed (aborted, finished) gives no event; a
+        #   finished request leaves seen; an event is emitted when there are new tokens or the request finished.
+        # HINT task 3 level 3: EngineBackend.step: one engine step, one timestamp; per output: skip unknown ids;
+        #   the new tokens are the output's token ids past the count in seen; store the new count; forget it
+        #   when finished; emit an Event with the count and ids of the new tokens and the finished flag.
         outputs = self.engine.step()
         now = time.perf_counter()
         events = []
@@ -379,7 +405,14 @@ class LlamaCppBackend(Backend):
         ``self.llm.tokenize(prompt bytes, add_bos=True)``, then ``self.llm.generate(ids, temp=0.0,
         top_k=1, repeat_penalty=1.0, reset=True)`` is a generator of token ids; the request is
         finished after ``max_tokens`` of them. Returns ``[]`` when nothing waits."""
-        # BEGIN SOLUTION task 3: start the next request if none is current; next(generator); count; finished at max_tokens.
+        # BEGIN SOLUTION task 3: one token of the current llama.cpp request, starting the next waiting one when there is none (README task 3; the step docstring).
+        # HINT task 3 level 2: LlamaCppBackend.step: llama.cpp here serves one request at a time; the generator
+        #   the docstring names yields one token id per next(), forever, so the backend ends the request itself
+        #   after max_tokens (that is how ignore_eos is forced). Nothing waiting and nothing current: no events.
+        # HINT task 3 level 3: LlamaCppBackend.step: no current request: take the next waiting one, reset the
+        #   count, tokenize its prompt with bos and make the generator as the docstring says. Then one next(),
+        #   count it, and emit one Event of one token, finished when the count reaches max_tokens (then clear
+        #   the current request).
         if self.current is None:
             if not self.waiting:
                 return []
@@ -497,7 +530,16 @@ def parse_stream_line(api: str, line: str) -> StreamPiece | None:
     Raises:
         ValueError: an unknown ``api`` (naming it), or a ``data:`` line that is not JSON.
     """
-    # BEGIN SOLUTION task 3: strip; only 'data:' lines; [DONE]; json.loads; then the api's fields above.
+    # BEGIN SOLUTION task 3: what one server-sent-events line says, for the OpenAI completions / chat streams and TGI's (README task 3; the OpenAI streaming format).
+    # HINT task 3 level 2: parse_stream_line: only data: lines carry anything (blank lines, ': comment' and
+    #   event: lines are None); '[DONE]' ends an OpenAI stream; an error may be a dict with a message or a
+    #   string. A chunk with choices is one arrival even with empty text (that is what vLLM's client times); the
+    #   usage chunk has no choices. TGI's special tokens count no token and give no text; its last line has
+    #   generated_text.
+    # HINT task 3 level 3: parse_stream_line: check api; strip; not data: -> None; take the payload after
+    #   'data:'; [DONE] -> done; json.loads (a ValueError if not JSON); error -> error piece; then tgi's fields
+    #   or OpenAI's: text from choices[0] (text for completions, delta.content for chat), tokens 1 when choices
+    #   is non-empty, usage's completion_tokens when present.
     if api not in APIS:
         raise ValueError(f"api must be one of {', '.join(APIS)}, got {api!r}")
     line = line.strip()
@@ -603,7 +645,16 @@ class HTTPBackend(Backend):
         def fail(message: str) -> None:
             self.events.put(Event(request.id, time.perf_counter(), finished=True, error=message))
 
-        # BEGIN SOLUTION task 3: POST the body; non-200 -> fail(HTTP status: message); per line parse, stamp, put Events; errors -> fail.
+        # BEGIN SOLUTION task 3: stream one request over HTTP as stamped Events and turn every failure into a failed request, never an exception (README task 3; the docstring).
+        # HINT task 3 level 2: HTTPBackend._stream runs on its own thread, so an exception there would be lost:
+        #   every failure the docstring lists becomes one fail(...) event, with the message it names. Stamp a
+        #   piece when it arrives (streaming, not after reading the whole answer). The usage count, when the
+        #   server sends one, is the true output length; keep the last one seen for the final event.
+        # HINT task 3 level 3: _stream: the path and body from _body; a streaming POST with the client; a
+        #   non-200 status -> read the body and fail with 'HTTP <status>: <_error_message>'; for each line: stop
+        #   if aborted, parse, skip None, fail on an error piece, remember usage, put an Event for a piece with
+        #   tokens; after the loop put the finished Event with total_tokens. Wrap it all in the three except
+        #   clauses the docstring names.
         try:
             path, body = self._body(request)
             with self.client.stream("POST", self.url + path, json=body) as answer:

@@ -77,7 +77,14 @@ def new_report(workload: Workload, runs: list[BackendRun], config: dict[str, Any
     """A :class:`BenchReport` with its context filled in: UTC time (ISO 8601), the hardware
     (``dataclasses.asdict(shared.hardware.detect())``), ``shared.hardware.framework_status()``
     plus the Python version as ``versions``, and :func:`git_commit`."""
-    # BEGIN SOLUTION task 5: gather the context with the functions named above.
+    # BEGIN SOLUTION task 5: a BenchReport with its context (UTC time, hardware, versions, git commit) filled in, so any figure can be recomputed later (README task 5).
+    # HINT task 5 level 1: task 5 turns runs into a result file, one figure per run, a table and a comparison:
+    #   read README task 5 and the BenchReport / BackendRun models at the top of report.py (what a run holds:
+    #   repetitions, each with a summary). new_report only gathers what its docstring names, from
+    #   shared.hardware.
+    # HINT task 5 level 2: new_report: created is an ISO 8601 UTC timestamp in seconds; hardware is the detected
+    #   report as a dict; versions are the framework status plus 'python'; git_commit may be None outside git.
+    #   No config means an empty dict.
     report = hardware.detect()
     versions = dict(hardware.framework_status()) | {"python": report.python}
     return BenchReport(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -122,7 +129,15 @@ def figure(run: BackendRun, key: str) -> float | None:
     Raises:
         ValueError: an unknown key (naming it).
     """
-    # BEGIN SOLUTION task 5: peak_rss_mib from the run; else one value per summary, then the median of them.
+    # BEGIN SOLUTION task 5: one figure of a run, the median over its repetitions, or a ValueError naming an unknown key (README task 5; the docstring's key forms).
+    # HINT task 5 level 2: figure: peak memory is one value per run (bytes -> MiB), not per repetition; every
+    #   other key is read from each repetition's Summary and the median is taken. A key is unknown when the
+    #   Summary has no such number field, no such latency, no such stat, or a percentile that was not computed:
+    #   say which part is wrong. A run with no summaries gives None.
+    # HINT task 5 level 3: figure: split a latency key at the first dot into name and stat; 'pNN' reads
+    #   percentiles_ms['NN'], the three stat names read the LatencyStats field; a plain key is a numeric Summary
+    #   attribute (a bool is not a number here). Collect one value per summary; None if there are none, else
+    #   their median.
     if key == "peak_rss_mib":
         return None if run.peak_rss_bytes is None else run.peak_rss_bytes / 2**20
     values = []
@@ -174,7 +189,10 @@ def markdown_table(report: BenchReport) -> str:
     """A Markdown table: one row per run (:func:`run_label`), one column per entry of
     :data:`FIGURES` (values through ``_format``); a skipped or failed run gets one row that says
     its status and reason instead of figures."""
-    # BEGIN SOLUTION task 5: header + separator from FIGURES labels; rows; skipped -> status: reason spanning the row.
+    # BEGIN SOLUTION task 5: a Markdown table with one row per run and one column per FIGURES entry; a run without figures says why (README task 5).
+    # HINT task 5 level 3: markdown_table: a header row ('backend' then each label) and a separator with as many
+    #   cells; a run with summaries: its label and each figure through format_value; one without: its label,
+    #   then 'status: reason' (a '|' inside the reason would break the table) and empty cells for the rest.
     header = "| backend | " + " | ".join(label for label, _, _ in FIGURES) + " |"
     lines = [header, "|" + "---|" * (len(FIGURES) + 1)]
     for run in report.runs:
@@ -204,7 +222,10 @@ def compare(before: BenchReport, after: BenchReport) -> list[Change]:
     value in both results, as ratio ``after / before`` (0 / 0 is 1.0; x / 0 is inf) and whether it
     got better (higher is better for throughputs, lower for latencies, failures and memory).
     Runs present in only one result are left out. Order: ``before``'s runs, then FIGURES order."""
-    # BEGIN SOLUTION task 5: index after's runs by label; skip None values; ratio with the 0 cases; better by direction.
+    # BEGIN SOLUTION task 5: each FIGURES entry of each run found in both results as a ratio after / before, and whether it improved (README task 5, the docstring's zero cases).
+    # HINT task 5 level 2: compare: runs match by run_label, not by position; a figure missing (None) on either
+    #   side is left out. 0 / 0 is 1.0 and x / 0 is inf. Equal values are neither better nor worse (None);
+    #   otherwise the direction comes from FIGURES' higher-is-better flag.
     later = {run_label(run): run for run in after.runs}
     changes = []
     for run in before.runs:

@@ -104,7 +104,22 @@ def run_once(backend: Backend, requests: list[Request], *, concurrency: int | No
 
     An exception from ``backend.add`` fails that request only (its message is the error).
     """
-    # BEGIN SOLUTION task 4: loop: send what may go, step, record events, time out; catch KeyboardInterrupt.
+    # BEGIN SOLUTION task 4: send each request when its time, a free slot and the turn it follows allow; record its events; time out, count failures, and survive Ctrl-C (README task 4).
+    # HINT task 4 level 1: run_once is the open/closed-loop client of vllm bench serve: read README task 4 and
+    #   the benchmark function of vllm/benchmarks/serve.py (its semaphore for --max-concurrency, get_request).
+    #   The given _InFlight and _record hold and update one request's result; your loop decides when each
+    #   request goes and when it ends.
+    # HINT task 4 level 2: a request may go only when all three hold: its arrival time has come (relative to the
+    #   start), fewer than concurrency requests are in flight, and the request named in after has finished
+    #   (successfully or not). An add that raises fails that request only. A request past its deadline is
+    #   aborted and failed as timed out. Duration runs from the first send to the last event (never 0). On
+    #   KeyboardInterrupt, abort what is in flight, leave it out of the results, and return interrupted=True.
+    #   Check timeout_s, concurrency, and that every after names a request of this run, before sending anything.
+    # HINT task 4 level 3: keep pending requests, an id -> _InFlight dict and the set of finished ids. Loop
+    #   while either is non-empty: send every request that may go (in order; stop at the concurrency limit);
+    #   step the backend if anything is in flight and feed each event to _record, finishing the request when it
+    #   says so; abort and finish what passed its deadline; sleep a millisecond when only waiting for an
+    #   arrival. Call on_done for each finished result.
     check_at_least("timeout_s", timeout_s, 0.0)
     if concurrency is not None:
         check_at_least("concurrency", concurrency, 1)

@@ -119,7 +119,16 @@ def lognormal_lengths(n: int, median: int, sigma: float, low: int, high: int, rn
         ValueError: ``n`` < 1, ``median`` < 1, ``sigma`` < 0, ``low`` < 1 or ``high`` < ``low``
             (the message names the argument).
     """
-    # BEGIN SOLUTION task 1: validate; then for each draw rng.gauss(0, 1), scale, round and clip.
+    # BEGIN SOLUTION task 1: n log-normal lengths with the given median and tail, inside [low, high], bad arguments refused by name (README task 1; docs/05 §1).
+    # HINT task 1 level 1: A workload is data that two frameworks must answer identically, so every draw comes
+    #   from the rng passed in and nothing else. Reading: README task 1 (the long tail: mean = e^(sigma^2/2) x
+    #   median) and docs/05 §1 'try it: lab 05's workload pieces'. Every function of task 1 checks its arguments
+    #   first, with check_at_least from shared, so the error names the argument.
+    # HINT task 1 level 2: exp(mu) is the median of a log-normal, so the median argument plays mu's part
+    #   directly; sigma 0 gives every length equal to the median. Lengths are ints: round before you clip, and
+    #   clip to both ends. One standard-normal draw per length, in order, so the same seed gives the same list.
+    # HINT task 1 level 3: for each of the n lengths: z from the rng's Gaussian (mean 0, sd 1); scale the median
+    #   by e to the power sigma times z; round to an int; bound it below by low and above by high.
     check_at_least("n", n, 1)
     check_at_least("median", median, 1)
     check_at_least("sigma", sigma, 0.0)
@@ -138,7 +147,13 @@ def poisson_arrivals(n: int, rate: float, rng: random.Random) -> list[float]:
     Raises:
         ValueError: ``n`` < 1 or ``rate`` <= 0 (naming the argument).
     """
-    # BEGIN SOLUTION task 1: first at 0.0, then add rng.expovariate(rate) for each next one.
+    # BEGIN SOLUTION task 1: n send times of a Poisson process at rate requests/s, the first at 0 (README task 1; vllm bench serve --request-rate).
+    # HINT task 1 level 2: poisson_arrivals: a Poisson process has independent exponential gaps of mean 1 /
+    #   rate; the times are their running sum, so they never decrease, and there are n times, hence n - 1 gaps.
+    #   A rate that is not a positive finite number (0, negative, inf, a bool) is a ValueError naming rate.
+    # HINT task 1 level 3: poisson_arrivals: start the list at 0.0; n - 1 times, append the last time plus an
+    #   exponential gap drawn from the rng (random.Random has a method for exactly this distribution,
+    #   parameterised by the rate).
     check_at_least("n", n, 1)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 or math.isinf(rate):
         raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
@@ -161,7 +176,11 @@ def _request(tokenizer: Any, index: int, prompt: str, max_tokens: int, after: st
 def fixed_workload(tokenizer: Any, n: int, input_len: int, output_len: int, seed: int = 0) -> Workload:
     """``n`` requests, each ``input_len`` prompt tokens (without special tokens) and
     ``output_len`` output tokens, prompts drawn from the corpus with ``random.Random(seed)``."""
-    # BEGIN SOLUTION task 1: validate n, input_len, output_len; one text_of_tokens per request.
+    # BEGIN SOLUTION task 1: n requests of exactly input_len prompt tokens and output_len output tokens, reproducible from seed (README task 1).
+    # HINT task 1 level 2: the workload builders: the given text_of_tokens makes a prompt of a token count and
+    #   the given _request counts it and names the request r0, r1, ...; a Workload records its name, kind, seed
+    #   and params (look at the model in the same file and at what the tests read). One random.Random(seed) per
+    #   workload, used in a fixed order, is what makes it reproducible.
     check_at_least("n", n, 1)
     check_at_least("input_len", input_len, 1)
     check_at_least("output_len", output_len, 1)
@@ -177,7 +196,10 @@ def chat_workload(tokenizer: Any, n: int, seed: int = 0, input_median: int = 32,
     """``n`` chat-like requests: prompt and output lengths each drawn with :func:`lognormal_lengths`
     (prompts first, then outputs, from one ``random.Random(seed)``), clipped to
     ``[1, max_input]`` and ``[1, max_output]``."""
-    # BEGIN SOLUTION task 1: draw all input lengths, then all output lengths, then the texts, from one rng.
+    # BEGIN SOLUTION task 1: n chat-like requests whose prompt and output lengths are long-tailed, in the draw order the docstring fixes (README task 1).
+    # HINT task 1 level 3: chat_workload: with one rng, the order of draws is part of the answer: all prompt
+    #   lengths (clipped to [1, max_input]), then all output lengths (clipped to [1, max_output]), then one text
+    #   per request in order.
     rng = random.Random(seed)
     inputs = lognormal_lengths(n, input_median, sigma, 1, max_input, rng)
     outputs = lognormal_lengths(n, output_median, sigma, 1, max_output, rng)
@@ -192,7 +214,9 @@ def shared_prefix_workload(tokenizer: Any, n: int, system_len: int, question_len
                            seed: int = 0) -> Workload:
     """``n`` requests that all start with the same system prompt (``system_len`` tokens) followed
     by their own question (``question_len`` tokens): ``system + "\\n" + question``."""
-    # BEGIN SOLUTION task 1: one system text, then n questions; join with a newline.
+    # BEGIN SOLUTION task 1: n requests sharing one system prompt before their own question, so a prefix cache can reuse it (README task 1).
+    # HINT task 1 level 3: shared_prefix_workload: draw the system text once, before any question; each prompt
+    #   is that text, a newline, then a question drawn for that request.
     check_at_least("n", n, 1)
     check_at_least("system_len", system_len, 1)
     check_at_least("question_len", question_len, 1)
@@ -214,7 +238,11 @@ def multi_turn_workload(tokenizer: Any, conversations: int, turns: int, turn_len
     standing in for the answer, and a new user message, joined by newlines, so each prompt
     extends the one before it. Turn k's ``after`` is turn k-1's id. Ids run conversation by
     conversation (``r0`` .. ``r{turns-1}`` are conversation 0)."""
-    # BEGIN SOLUTION task 1: keep the running prompt per conversation; link each turn to the previous id.
+    # BEGIN SOLUTION task 1: conversations whose every turn extends the previous turn's prompt and waits for it (README task 1, the multi-turn workload).
+    # HINT task 1 level 3: multi_turn_workload: per conversation, keep the prompt so far and the id of the
+    #   previous request; a turn after the first appends a stand-in reply and a new user message
+    #   (newline-joined) and names the previous id in after; ids are numbered over the whole workload, not per
+    #   conversation.
     check_at_least("conversations", conversations, 1)
     check_at_least("turns", turns, 1)
     check_at_least("turn_len", turn_len, 1)
@@ -245,7 +273,14 @@ def with_arrivals(workload: Workload, *, concurrency: int | None = None, rate: f
     Raises:
         ValueError: neither or both given, or a bad value (naming the argument).
     """
-    # BEGIN SOLUTION task 1: validate; deep-copy (model_copy(deep=True)); set arrival fields and each arrival_s.
+    # BEGIN SOLUTION task 1: a copy of the workload that arrives at a fixed concurrency or as a Poisson process; the input is left unchanged (README task 1).
+    # HINT task 1 level 2: with_arrivals: exactly one of concurrency and rate; the other arrival field is
+    #   cleared on the copy. A shallow copy shares the Request objects, so setting arrival_s would change the
+    #   caller's workload too: pydantic models can copy deeply. Without a seed, the workload's own seed keeps
+    #   the run reproducible.
+    # HINT task 1 level 3: with_arrivals: concurrency given: arrival 'concurrency', no rate, and no request has
+    #   an arrival time. Rate given: arrival 'poisson', the rate as a float, and request i gets the i-th time of
+    #   poisson_arrivals.
     if (concurrency is None) == (rate is None):
         raise ValueError("give exactly one of concurrency= or rate=")
     copy = workload.model_copy(deep=True)
@@ -270,7 +305,12 @@ def with_arrivals(workload: Workload, *, concurrency: int | None = None, rate: f
 def save_jsonl(workload: Workload, path: str | Path) -> Path:
     """Write ``workload`` as JSON Lines: line 1 holds everything but the requests (with
     ``"requests": <count>``), then one request per line. Returns the path."""
-    # BEGIN SOLUTION task 1: model_dump(exclude={"requests"}) plus the count, then one model_dump_json per request.
+    # BEGIN SOLUTION task 1: write the workload as JSON Lines that load_jsonl reads back equal: a header line, then one request per line (README task 1).
+    # HINT task 1 level 2: save_jsonl / load_jsonl: the header is every field but the request list, with
+    #   'requests' holding the count instead, so a reader can tell a truncated file. A round trip must give an
+    #   equal Workload.
+    # HINT task 1 level 3: save_jsonl: dump the workload without its requests, add the count, write it as the
+    #   first line; then each request as its own JSON line; end the file with a newline.
     path = Path(path)
     header = workload.model_dump(exclude={"requests"}) | {"requests": len(workload.requests)}
     lines = [json.dumps(header)] + [request.model_dump_json() for request in workload.requests]
@@ -287,7 +327,11 @@ def load_jsonl(path: str | Path) -> Workload:
             or a request count that differs from the header's; the message names the file and
             the 1-based line number (``workload.jsonl line 3: ...``).
     """
-    # BEGIN SOLUTION task 1: parse line by line (skip blank lines), naming the line in every error.
+    # BEGIN SOLUTION task 1: read a saved workload back, or refuse a broken file with a WorkloadError that names the file and line (README task 1, 'Bad input').
+    # HINT task 1 level 3: load_jsonl: number lines from 1 and skip blank ones; the first non-blank line is the
+    #   header (a dict with an int 'requests'), every later one a Request validated by pydantic; turn a JSON or
+    #   validation error into a WorkloadError with 'name line N:'; at the end, a count that differs from the
+    #   header's is an error too.
     path = Path(path)
     if not path.is_file():
         raise WorkloadError(f"workload file not found: {path}")

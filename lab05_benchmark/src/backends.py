@@ -106,7 +106,7 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[list[list[int]], li
     Raises:
         ValueError: no prompts, or an empty prompt (naming its index).
     """
-    # TODO(lab05 task 3): pad = max_len - len(p); positions count real tokens only (pads get 0).
+    # TODO(lab05 task 3): left-pad a batch of prompts to one length, with the mask and the positions a causal LM needs (README task 3; transformers 'Padding and truncation').
     raise NotImplementedError("lab05 task 3: left_pad is not written yet (see lab05_benchmark/README.md, task 3)")
 
 
@@ -169,13 +169,13 @@ class TransformersBackend(Backend):
     def _prefill(self, prompts: list[list[int]]) -> Any:
         """Run the left-padded batch through the model with a fresh cache; keep the mask, each
         row's next position and the cache. Returns the last position's logits ``(batch, vocab)``."""
-        # TODO(lab05 task 3): left_pad; tensors on the model's device; DynamicCache(); next positions = last + 1.
+        # TODO(lab05 task 3): run the left-padded batch once with a fresh KV cache and keep what decoding needs; return the last position's logits (README task 3).
         raise NotImplementedError("lab05 task 3: _prefill is not written yet (see lab05_benchmark/README.md, task 3)")
 
     def _decode(self) -> Any:
         """Feed each row's last token (``self.last``, shape ``(batch, 1)``) at its next position,
         growing the mask by one column. Returns the logits ``(batch, vocab)``."""
-        # TODO(lab05 task 3): mask gains a column of ones; position_ids = self.positions, then += 1.
+        # TODO(lab05 task 3): one decode step for every row of the static batch, keeping mask, positions and cache in step with the sequence (README task 3).
         raise NotImplementedError("lab05 task 3: _decode is not written yet (see lab05_benchmark/README.md, task 3)")
 
     def _emit(self, logits: Any) -> list[Event]:
@@ -231,7 +231,7 @@ class EngineBackend(Backend):
         that are new since the last step (``seen`` holds how many each request had)."""
         if not self.seen:
             return []  # vLLM's step() waits for output: with nothing in flight it would wait forever
-        # TODO(lab05 task 3): new = token_ids[seen:]; update seen; drop finished ids from seen; skip unknown ids.
+        # TODO(lab05 task 3): one engine step as Events holding only the tokens each followed request gained since the last step (README task 3; vLLM LLMEngine.step).
         raise NotImplementedError("lab05 task 3: step is not written yet (see lab05_benchmark/README.md, task 3)")
 
     def close(self) -> None:
@@ -338,7 +338,7 @@ class LlamaCppBackend(Backend):
         ``self.llm.tokenize(prompt bytes, add_bos=True)``, then ``self.llm.generate(ids, temp=0.0,
         top_k=1, repeat_penalty=1.0, reset=True)`` is a generator of token ids; the request is
         finished after ``max_tokens`` of them. Returns ``[]`` when nothing waits."""
-        # TODO(lab05 task 3): start the next request if none is current; next(generator); count; finished at max_tokens.
+        # TODO(lab05 task 3): one token of the current llama.cpp request, starting the next waiting one when there is none (README task 3; the step docstring).
         raise NotImplementedError("lab05 task 3: step is not written yet (see lab05_benchmark/README.md, task 3)")
 
     def info(self) -> dict[str, Any]:
@@ -443,7 +443,7 @@ def parse_stream_line(api: str, line: str) -> StreamPiece | None:
     Raises:
         ValueError: an unknown ``api`` (naming it), or a ``data:`` line that is not JSON.
     """
-    # TODO(lab05 task 3): strip; only 'data:' lines; [DONE]; json.loads; then the api's fields above.
+    # TODO(lab05 task 3): what one server-sent-events line says, for the OpenAI completions / chat streams and TGI's (README task 3; the OpenAI streaming format).
     raise NotImplementedError("lab05 task 3: parse_stream_line is not written yet (see lab05_benchmark/README.md, task 3)")
 
 
@@ -517,7 +517,7 @@ class HTTPBackend(Backend):
         def fail(message: str) -> None:
             self.events.put(Event(request.id, time.perf_counter(), finished=True, error=message))
 
-        # TODO(lab05 task 3): POST the body; non-200 -> fail(HTTP status: message); per line parse, stamp, put Events; errors -> fail.
+        # TODO(lab05 task 3): stream one request over HTTP as stamped Events and turn every failure into a failed request, never an exception (README task 3; the docstring).
         raise NotImplementedError("lab05 task 3: _stream is not written yet (see lab05_benchmark/README.md, task 3)")
 
     def step(self) -> list[Event]:

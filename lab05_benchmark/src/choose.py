@@ -70,7 +70,7 @@ def beats(a: list[float], b: list[float], higher_is_better: bool, margin: float 
     both have at least 2 values, the worst of ``a`` is better than the best of ``b``.
     Empty lists never beat and are never beaten.
     """
-    # TODO(lab05 task 6): medians with the margin in the right direction; then worst-vs-best when both have >= 2.
+    # TODO(lab05 task 6): whether measurements a clearly beat b: a better median by more than the margin and, with repetitions on both sides, no overlap (README task 6).
     raise NotImplementedError("lab05 task 6: beats is not written yet (see lab05_benchmark/README.md, task 6)")
 
 
@@ -87,7 +87,7 @@ def reason(winner: BackendRun, other: BackendRun, key: str, workload_kind: str) 
     the winner has and the other lacks, and only where it can matter: batching for throughput
     and TPOT at a load above one request at a time; prefix caching for TTFT or throughput on a
     ``shared_prefix`` or ``multi_turn`` workload; quantization for memory."""
-    # TODO(lab05 task 6): set difference of features; check each feature's condition in the order of FEATURE_REASONS.
+    # TODO(lab05 task 6): the mechanism that can explain winner beating other on this figure and workload, or None (README task 6; the docstring's conditions).
     raise NotImplementedError("lab05 task 6: reason is not written yet (see lab05_benchmark/README.md, task 6)")
 
 

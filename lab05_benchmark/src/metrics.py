@@ -89,14 +89,14 @@ def request_metrics(result: RequestResult) -> GenerationMetrics:
     Raises:
         ValueError: a failed request, or one with no chunks (the message names the request id).
     """
-    # TODO(lab05 task 2): refuse failures / no chunks; then TTFT, E2EL, ITL gaps, TPOT from output_len.
+    # TODO(lab05 task 2): one successful request's TTFT, E2EL, ITL and TPOT as vLLM defines them (README task 2; docs/05 §1; vllm/benchmarks/serve.py).
     raise NotImplementedError("lab05 task 2: request_metrics is not written yet (see lab05_benchmark/README.md, task 2)")
 
 
 def latency_stats(values_s: list[float], percentiles: tuple[float, ...] = PERCENTILES) -> LatencyStats:
     """Mean, median, standard deviation (numpy's, ``ddof=0``) and percentiles, in ms, of a list of
     seconds. An empty list gives zeros everywhere, as vLLM's ``np.mean(x or 0)`` does."""
-    # TODO(lab05 task 2): use values or [0.0]; np.mean/median/std/percentile; seconds -> ms; keys like '99' or '99.9'.
+    # TODO(lab05 task 2): mean, median, std and percentiles in ms of a list of seconds, matching vLLM's numbers, an empty list included (README task 2).
     raise NotImplementedError("lab05 task 2: latency_stats is not written yet (see lab05_benchmark/README.md, task 2)")
 
 
@@ -114,7 +114,7 @@ def summarize(results: list[RequestResult], duration_s: float, goodput_ms: dict[
     Raises:
         ValueError: ``duration_s`` <= 0, or a ``goodput_ms`` key that is not a target (naming it).
     """
-    # TODO(lab05 task 2): per successful request collect ttft, e2el, itls, tpot (output>1) and tpot-or-0; then stats.
+    # TODO(lab05 task 2): a run's Summary over its successful requests, with throughputs and goodput as vLLM's calculate_metrics (README task 2).
     raise NotImplementedError("lab05 task 2: summarize is not written yet (see lab05_benchmark/README.md, task 2)")
 
 
@@ -139,7 +139,7 @@ class MemorySampler:
     def sample(self) -> int:
         """Resident bytes of the process plus all its living descendants, now; a child that exits
         while being read is skipped."""
-        # TODO(lab05 task 2): memory_info().rss of the process + of each children(recursive=True), skipping psutil errors.
+        # TODO(lab05 task 2): resident bytes of the process and all its living descendants now, a child vanishing mid-read skipped (README task 2; psutil docs).
         raise NotImplementedError("lab05 task 2: sample is not written yet (see lab05_benchmark/README.md, task 2)")
 
     def _run(self) -> None:

@@ -79,7 +79,7 @@ def new_report(workload: Workload, runs: list[BackendRun], config: dict[str, Any
     """A :class:`BenchReport` with its context filled in: UTC time (ISO 8601), the hardware
     (``dataclasses.asdict(shared.hardware.detect())``), ``shared.hardware.framework_status()``
     plus the Python version as ``versions``, and :func:`git_commit`."""
-    # TODO(lab05 task 5): gather the context with the functions named above.
+    # TODO(lab05 task 5): a BenchReport with its context (UTC time, hardware, versions, git commit) filled in, so any figure can be recomputed later (README task 5).
     raise NotImplementedError("lab05 task 5: new_report is not written yet (see lab05_benchmark/README.md, task 5)")
 
 
@@ -119,7 +119,7 @@ def figure(run: BackendRun, key: str) -> float | None:
     Raises:
         ValueError: an unknown key (naming it).
     """
-    # TODO(lab05 task 5): peak_rss_mib from the run; else one value per summary, then the median of them.
+    # TODO(lab05 task 5): one figure of a run, the median over its repetitions, or a ValueError naming an unknown key (README task 5; the docstring's key forms).
     raise NotImplementedError("lab05 task 5: figure is not written yet (see lab05_benchmark/README.md, task 5)")
 
 
@@ -144,7 +144,7 @@ def markdown_table(report: BenchReport) -> str:
     """A Markdown table: one row per run (:func:`run_label`), one column per entry of
     :data:`FIGURES` (values through ``_format``); a skipped or failed run gets one row that says
     its status and reason instead of figures."""
-    # TODO(lab05 task 5): header + separator from FIGURES labels; rows; skipped -> status: reason spanning the row.
+    # TODO(lab05 task 5): a Markdown table with one row per run and one column per FIGURES entry; a run without figures says why (README task 5).
     raise NotImplementedError("lab05 task 5: markdown_table is not written yet (see lab05_benchmark/README.md, task 5)")
 
 
@@ -164,7 +164,7 @@ def compare(before: BenchReport, after: BenchReport) -> list[Change]:
     value in both results, as ratio ``after / before`` (0 / 0 is 1.0; x / 0 is inf) and whether it
     got better (higher is better for throughputs, lower for latencies, failures and memory).
     Runs present in only one result are left out. Order: ``before``'s runs, then FIGURES order."""
-    # TODO(lab05 task 5): index after's runs by label; skip None values; ratio with the 0 cases; better by direction.
+    # TODO(lab05 task 5): each FIGURES entry of each run found in both results as a ratio after / before, and whether it improved (README task 5, the docstring's zero cases).
     raise NotImplementedError("lab05 task 5: compare is not written yet (see lab05_benchmark/README.md, task 5)")
 
 

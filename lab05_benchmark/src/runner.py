@@ -106,7 +106,7 @@ def run_once(backend: Backend, requests: list[Request], *, concurrency: int | No
 
     An exception from ``backend.add`` fails that request only (its message is the error).
     """
-    # TODO(lab05 task 4): loop: send what may go, step, record events, time out; catch KeyboardInterrupt.
+    # TODO(lab05 task 4): send each request when its time, a free slot and the turn it follows allow; record its events; time out, count failures, and survive Ctrl-C (README task 4).
     raise NotImplementedError("lab05 task 4: run_once is not written yet (see lab05_benchmark/README.md, task 4)")
 
 

@@ -121,7 +121,7 @@ def lognormal_lengths(n: int, median: int, sigma: float, low: int, high: int, rn
         ValueError: ``n`` < 1, ``median`` < 1, ``sigma`` < 0, ``low`` < 1 or ``high`` < ``low``
             (the message names the argument).
     """
-    # TODO(lab05 task 1): validate; then for each draw rng.gauss(0, 1), scale, round and clip.
+    # TODO(lab05 task 1): n log-normal lengths with the given median and tail, inside [low, high], bad arguments refused by name (README task 1; docs/05 §1).
     raise NotImplementedError("lab05 task 1: lognormal_lengths is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -134,7 +134,7 @@ def poisson_arrivals(n: int, rate: float, rng: random.Random) -> list[float]:
     Raises:
         ValueError: ``n`` < 1 or ``rate`` <= 0 (naming the argument).
     """
-    # TODO(lab05 task 1): first at 0.0, then add rng.expovariate(rate) for each next one.
+    # TODO(lab05 task 1): n send times of a Poisson process at rate requests/s, the first at 0 (README task 1; vllm bench serve --request-rate).
     raise NotImplementedError("lab05 task 1: poisson_arrivals is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -150,7 +150,7 @@ def _request(tokenizer: Any, index: int, prompt: str, max_tokens: int, after: st
 def fixed_workload(tokenizer: Any, n: int, input_len: int, output_len: int, seed: int = 0) -> Workload:
     """``n`` requests, each ``input_len`` prompt tokens (without special tokens) and
     ``output_len`` output tokens, prompts drawn from the corpus with ``random.Random(seed)``."""
-    # TODO(lab05 task 1): validate n, input_len, output_len; one text_of_tokens per request.
+    # TODO(lab05 task 1): n requests of exactly input_len prompt tokens and output_len output tokens, reproducible from seed (README task 1).
     raise NotImplementedError("lab05 task 1: fixed_workload is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -159,7 +159,7 @@ def chat_workload(tokenizer: Any, n: int, seed: int = 0, input_median: int = 32,
     """``n`` chat-like requests: prompt and output lengths each drawn with :func:`lognormal_lengths`
     (prompts first, then outputs, from one ``random.Random(seed)``), clipped to
     ``[1, max_input]`` and ``[1, max_output]``."""
-    # TODO(lab05 task 1): draw all input lengths, then all output lengths, then the texts, from one rng.
+    # TODO(lab05 task 1): n chat-like requests whose prompt and output lengths are long-tailed, in the draw order the docstring fixes (README task 1).
     raise NotImplementedError("lab05 task 1: chat_workload is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -167,7 +167,7 @@ def shared_prefix_workload(tokenizer: Any, n: int, system_len: int, question_len
                            seed: int = 0) -> Workload:
     """``n`` requests that all start with the same system prompt (``system_len`` tokens) followed
     by their own question (``question_len`` tokens): ``system + "\\n" + question``."""
-    # TODO(lab05 task 1): one system text, then n questions; join with a newline.
+    # TODO(lab05 task 1): n requests sharing one system prompt before their own question, so a prefix cache can reuse it (README task 1).
     raise NotImplementedError("lab05 task 1: shared_prefix_workload is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -178,7 +178,7 @@ def multi_turn_workload(tokenizer: Any, conversations: int, turns: int, turn_len
     standing in for the answer, and a new user message, joined by newlines, so each prompt
     extends the one before it. Turn k's ``after`` is turn k-1's id. Ids run conversation by
     conversation (``r0`` .. ``r{turns-1}`` are conversation 0)."""
-    # TODO(lab05 task 1): keep the running prompt per conversation; link each turn to the previous id.
+    # TODO(lab05 task 1): conversations whose every turn extends the previous turn's prompt and waits for it (README task 1, the multi-turn workload).
     raise NotImplementedError("lab05 task 1: multi_turn_workload is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -191,7 +191,7 @@ def with_arrivals(workload: Workload, *, concurrency: int | None = None, rate: f
     Raises:
         ValueError: neither or both given, or a bad value (naming the argument).
     """
-    # TODO(lab05 task 1): validate; deep-copy (model_copy(deep=True)); set arrival fields and each arrival_s.
+    # TODO(lab05 task 1): a copy of the workload that arrives at a fixed concurrency or as a Poisson process; the input is left unchanged (README task 1).
     raise NotImplementedError("lab05 task 1: with_arrivals is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -202,7 +202,7 @@ def with_arrivals(workload: Workload, *, concurrency: int | None = None, rate: f
 def save_jsonl(workload: Workload, path: str | Path) -> Path:
     """Write ``workload`` as JSON Lines: line 1 holds everything but the requests (with
     ``"requests": <count>``), then one request per line. Returns the path."""
-    # TODO(lab05 task 1): model_dump(exclude={"requests"}) plus the count, then one model_dump_json per request.
+    # TODO(lab05 task 1): write the workload as JSON Lines that load_jsonl reads back equal: a header line, then one request per line (README task 1).
     raise NotImplementedError("lab05 task 1: save_jsonl is not written yet (see lab05_benchmark/README.md, task 1)")
 
 
@@ -214,5 +214,5 @@ def load_jsonl(path: str | Path) -> Workload:
             or a request count that differs from the header's; the message names the file and
             the 1-based line number (``workload.jsonl line 3: ...``).
     """
-    # TODO(lab05 task 1): parse line by line (skip blank lines), naming the line in every error.
+    # TODO(lab05 task 1): read a saved workload back, or refuse a broken file with a WorkloadError that names the file and line (README task 1, 'Bad input').
     raise NotImplementedError("lab05 task 1: load_jsonl is not written yet (see lab05_benchmark/README.md, task 1)")
