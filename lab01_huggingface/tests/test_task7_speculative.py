@@ -1,4 +1,4 @@
-"""Task 7: greedy speculative decoding."""
+"""Task 7: speculative decoding, greedy and sampled."""
 
 import pytest
 import torch
@@ -17,7 +17,7 @@ def draft_model(draft_model, model):
     return draft_model
 
 
-@pytest.mark.points(6)
+@pytest.mark.points(5)
 @pytest.mark.parametrize("k", [1, 3, 6])
 def test_output_is_the_targets_greedy_output(model, draft_model, tokenizer, k):
     """For every prompt and k, exactly the target's own greedy tokens; the bookkeeping adds up."""
@@ -42,7 +42,7 @@ def test_output_is_the_targets_greedy_output(model, draft_model, tokenizer, k):
         assert zero.tokens == hf_greedy(model, ids, 30, eos_token_id=0), "eos_token_id=0 is an id"
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_a_perfect_draft_is_always_accepted(model, tokenizer):
     """With the target as its own draft every guess is accepted, so each pass yields k + 1 tokens;
     near max_new_tokens a round proposes only what can still be kept."""
@@ -55,7 +55,7 @@ def test_a_perfect_draft_is_always_accepted(model, tokenizer):
     assert result.draft_forward_passes == 16
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_agrees_with_transformers_assisted_generation(model, draft_model, tokenizer):
     """The tokens equal transformers' own assisted generation (assistant_model=draft)."""
     for prompt in PROMPTS[:3]:
@@ -71,9 +71,138 @@ def test_agrees_with_transformers_assisted_generation(model, draft_model, tokeni
 @pytest.mark.points(1)
 def test_bad_arguments_name_the_argument(model, draft_model, tokenizer):
     ids = tokenizer("The cat").input_ids
-    for kwargs, name in [({"k": 0}, r"\bk\b"), ({"max_new_tokens": 0}, "max_new_tokens")]:
+    for kwargs, name in [({"k": 0}, r"\bk\b"), ({"max_new_tokens": 0}, "max_new_tokens"),
+                         ({"temperature": -0.5}, "temperature")]:
         arguments = {"prompt_ids": ids, "max_new_tokens": 5, "k": 2, **kwargs}
         with pytest.raises(ValueError, match=name):
             speculative.speculative_generate(model, draft_model, **arguments)
     with pytest.raises(ValueError, match="prompt_ids"):
         speculative.speculative_generate(model, draft_model, [], 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Speculative sampling: the rejection rule must keep the target's distribution
+
+#: Three positions of a 4-token vocabulary: the target's distributions p and the draft's q (two
+#: guesses, then the bonus position). Far apart on purpose, so that a wrong rule moves the
+#: output's distribution by far more than sampling noise.
+P = torch.tensor([[0.50, 0.30, 0.15, 0.05], [0.25, 0.25, 0.25, 0.25], [0.05, 0.15, 0.30, 0.50]])
+Q = torch.tensor([[0.10, 0.20, 0.30, 0.40], [0.70, 0.10, 0.10, 0.10]])
+ROUNDS = 4000
+
+
+def chi_square_p_value(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's chi-square test that ``counts`` (per token) were drawn from ``probs``: the
+    probability of a deviation at least this large. Tokens expected fewer than 5 times are pooled."""
+    counts, expected = counts.double(), probs.double() * counts.sum()
+    small = expected < 5
+    observed = torch.cat([counts[~small], counts[small].sum().view(1)])
+    wanted = torch.cat([expected[~small], expected[small].sum().view(1)])
+    if wanted[-1] < 5:  # too little left to stand alone: join it to the least likely kept token
+        smallest = int(wanted[:-1].argmin())
+        observed[smallest] += observed[-1]
+        wanted[smallest] += wanted[-1]
+        observed, wanted = observed[:-1], wanted[:-1]
+    statistic = float(((observed - wanted) ** 2 / wanted).sum())
+    degrees = len(wanted) - 1
+    return float(torch.special.gammaincc(torch.tensor(degrees / 2, dtype=torch.float64),
+                                         torch.tensor(statistic / 2, dtype=torch.float64)))
+
+
+def assert_follows(counts: torch.Tensor, probs: torch.Tensor, what: str) -> None:
+    """``counts`` are a sample of ``probs``: no impossible token, and a chi-square p-value above
+    1e-6 (a correct rule fails it about once in a million seeds; the seeds here are fixed)."""
+    assert counts.sum() > 0, f"{what}: no sample at all"
+    impossible = (probs == 0) & (counts > 0)
+    assert not impossible.any(), f"{what}: tokens the target never gives: {impossible.nonzero().flatten().tolist()}"
+    p_value = chi_square_p_value(counts, probs)
+    assert p_value > 1e-6, (f"{what}: counts {counts.tolist()} are not a sample of {probs.tolist()} "
+                            f"(chi-square p-value {p_value:.1e})")
+
+
+def check_rule(rule, seed: int = 0) -> None:
+    """Run ``rule`` (accept_or_resample's signature) on draft guesses drawn from Q, ROUNDS times, and
+    check every position of what it keeps against the target's P, and how often each guess is
+    accepted against the rule's probability sum_x min(p(x), q(x))."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.zeros_like(P)
+    reached = [0, 0, 0]
+    for _ in range(ROUNDS):
+        guesses = [int(torch.multinomial(row, 1, generator=generator)) for row in Q]
+        kept = rule(P.clone(), Q.clone(), guesses, generator)
+        assert 1 <= len(kept) <= len(guesses) + 1, f"kept {kept} for guesses {guesses}"
+        assert kept[:-1] == guesses[: len(kept) - 1], f"kept {kept} is not accepted guesses + one token"
+        for position, token in enumerate(kept):
+            counts[position, token] += 1
+            reached[position] += 1
+    for position in range(3):
+        assert_follows(counts[position], P[position], f"position {position}")
+    for position in range(2):  # each guess is accepted with probability sum_x min(p(x), q(x))
+        accept = float(torch.minimum(P[position], Q[position]).sum())
+        trials = reached[position]
+        z = (reached[position + 1] - trials * accept) / (trials * accept * (1 - accept)) ** 0.5
+        assert abs(z) < 5, (f"guess {position} accepted {reached[position + 1]} times in {trials}, expected "
+                            f"about {trials * accept:.0f}: accept with probability min(1, p/q)")
+
+
+@pytest.mark.points(2)
+def test_the_rule_keeps_the_targets_distribution():
+    """accept_or_resample keeps each position distributed as the target's own sample (chi-square
+    against p at the first guess, the second, and the bonus position), accepts each guess with
+    probability sum min(p, q), accepts every guess when p == q, and never keeps a token p rules out."""
+    check_rule(speculative.accept_or_resample)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(50):  # a draft that is the target is always right
+        guesses = [int(torch.multinomial(row, 1, generator=generator)) for row in P[:2]]
+        kept = speculative.accept_or_resample(P.clone(), P[:2].clone(), guesses, generator)
+        assert kept[:2] == guesses and len(kept) == 3
+    no_guesses = [speculative.accept_or_resample(P[:1].clone(), Q[:0].clone(), [], generator) for _ in range(400)]
+    assert all(len(kept) == 1 for kept in no_guesses), "with no guesses, one token from p"
+    assert_follows(torch.bincount(torch.tensor([kept[0] for kept in no_guesses]), minlength=4), P[0],
+                   "no guesses")
+
+
+def _accept_always(target_probs, draft_probs, guesses, generator):
+    bonus = torch.multinomial(target_probs[len(guesses)], 1, generator=generator)
+    return [*guesses, int(bonus)]
+
+
+def _resample_from_p(target_probs, draft_probs, guesses, generator):
+    for index, guess in enumerate(guesses):
+        if torch.rand((), generator=generator) * draft_probs[index, guess] >= target_probs[index, guess]:
+            return [*guesses[:index], int(torch.multinomial(target_probs[index], 1, generator=generator))]
+    return [*guesses, int(torch.multinomial(target_probs[len(guesses)], 1, generator=generator))]
+
+
+@pytest.mark.scaffold
+@pytest.mark.parametrize("wrong_rule", [_accept_always, _resample_from_p])
+def test_the_distribution_check_catches_a_wrong_rule(wrong_rule):
+    """The oracle has teeth: accepting every guess (the output follows the draft), or resampling a
+    rejected guess from p instead of max(0, p - q) (too much mass on what the draft likes), fails it."""
+    with pytest.raises(AssertionError, match="not a sample of"):
+        check_rule(wrong_rule)
+
+
+@pytest.mark.points(1)
+def test_sampled_speculation_follows_the_targets_distribution(model, draft_model, tokenizer):
+    """speculative_generate(temperature=...) draws its first token from the target's
+    softmax(logits / temperature) (chi-square over 100 runs, whatever the draft proposed), and the
+    same generator seed gives the same tokens."""
+    ids = tokenizer("The cat").input_ids
+    temperature = 1.5
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor([ids], device=model.device)).logits[0, -1].float().cpu()
+                              / temperature, dim=-1)
+    generator = torch.Generator(device=model.device).manual_seed(0)
+    firsts = []
+    for _ in range(100):
+        result = speculative.speculative_generate(model, draft_model, ids, 2, k=1, eos_token_id=-1,
+                                                  temperature=temperature, generator=generator)
+        assert len(result.tokens) == 2 and result.proposed == 1
+        firsts.append(result.tokens[0])
+    assert_follows(torch.bincount(torch.tensor(firsts), minlength=probs.numel())[: probs.numel()], probs,
+                   "the first token")
+    runs = [speculative.speculative_generate(model, draft_model, ids, 12, k=3, eos_token_id=-1, temperature=0.8,
+                                             generator=torch.Generator(device=model.device).manual_seed(7)).tokens
+            for _ in range(2)]
+    assert runs[0] == runs[1], "the same seed must give the same tokens: draw every random number from generator"
