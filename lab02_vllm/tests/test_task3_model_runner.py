@@ -114,10 +114,10 @@ def test_a_prefill_after_a_cached_prefix_gives_the_same_logits(runner, model, to
 
 @pytest.mark.points(1)
 def test_another_llama_folder_with_llama3_rope_scaling(tmp_path_factory, model_dir):
-    """A Llama of another size (3 layers, 6 heads over 2 KV heads, head_dim 16 != hidden/heads,
-    llama3 rope scaling) with random weights: logits equal transformers' within 1e-4."""
+    """A Llama of another size (3 layers, 6 heads over 2 KV heads, head_dim 24 != hidden 96 / 6
+    heads, llama3 rope scaling) with random weights: logits equal transformers' within 1e-4."""
     folder = write_random_llama(
-        tmp_path_factory.mktemp("llama3"), model_dir, seed=1,
+        tmp_path_factory.mktemp("llama3"), model_dir, seed=1, head_dim=24,
         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                       "original_max_position_embeddings": 32}, rope_theta=500000.0)
     hf_model = load_hf(folder)

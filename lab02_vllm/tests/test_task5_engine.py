@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import torch
 
-from .helpers import engine, hf_greedy, mixed_prompts, sampling_params
+from .helpers import engine, hf_greedy, mixed_prompts, sampling_params, sequence
 
 pytestmark = pytest.mark.task(5)
 
@@ -145,6 +145,31 @@ def test_sampled_tokens_follow_temperature_top_k_and_top_p(llm, model, tokenizer
         seen = torch.bincount(torch.tensor(tokens), minlength=probs.numel()).float() / len(tokens)
         assert all(keep[t] for t in tokens), f"{case}: a token outside the allowed set was sampled"
         assert (seen - target).abs().max() < 0.09, f"{case}: frequencies {seen.topk(4)} vs {target.topk(4)}"
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("temperature,top_k,top_p", [(2.0, 0, 0.6), (0.5, 0, 0.9), (1.5, 3, 0.7), (0.7, 4, 1.0)])
+def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(temperature, top_k, top_p):
+    """sample_tokens on fixed logits, 1500 rows at once: the tokens drawn follow the distribution
+    transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper make, in that
+    order (transformers' and vLLM's: the nucleus is cut on the *scaled* distribution)."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.tensor([2.0, 1.0, 0.0, -0.4, -1.0, 0.5, -2.0, 1.5])
+    warpers = [TemperatureLogitsWarper(temperature)]
+    warpers += [TopKLogitsWarper(top_k)] if top_k else []
+    warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
+    target = LogitsProcessorList(warpers)(None, logits[None].clone())[0].softmax(-1)
+    rows = 1500
+    params = sampling_params.SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=1)
+    seqs = [sequence.Sequence("r", [1], params) for _ in range(rows)]
+    batch = logits.expand(rows, -1).clone()
+    tokens = engine.sample_tokens(batch, seqs, {3}, torch.Generator().manual_seed(0))
+    assert torch.equal(batch, logits.expand(rows, -1)), "sample_tokens must not modify the logits"
+    seen = torch.bincount(torch.tensor(tokens), minlength=logits.numel()).float() / rows
+    outside = [t for t in set(tokens) if target[t] == 0]
+    assert not outside, f"tokens {outside} drawn, outside transformers' kept set {target.nonzero().flatten().tolist()}"
+    assert (seen - target).abs().max() < 0.05, f"frequencies {seen.tolist()} vs transformers' {target.tolist()}"
 
 
 @pytest.mark.points(1)
