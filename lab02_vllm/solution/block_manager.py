@@ -127,9 +127,25 @@ class BlockManager:
 
     def can_allocate(self, seq: Sequence) -> bool:
         """Whether ``seq`` (waiting: no blocks yet) can get blocks for all its ``len(seq)`` tokens
-        while ``watermark_blocks`` stay free. An empty pool's watermark does not count (a lone
-        sequence must always be admitted)."""
-        # BEGIN SOLUTION task 1: blocks needed = ceil(len / block_size); compare with the free blocks minus the watermark.
+        while ``watermark_blocks`` stay free. The watermark is waived when no block is in use
+        (``num_free_blocks == num_blocks``; parked prefix-cache blocks count as free): then the
+        sequence is admitted if its blocks fit in the whole pool (a lone sequence must always be
+        admitted)."""
+        # BEGIN SOLUTION task 1: whether seq's blocks can be taken while the watermark stays free, a lone sequence on an unused pool always admitted (README task 1; vLLM paper §4.2).
+        # HINT task 1 level 1: the block manager keeps one invariant after every operation: each block's
+        #   ref_count equals the number of block tables holding it, a block with ref_count 0 is free (or parked,
+        #   task 6) and held by nobody, and every table has room for its sequence's tokens with less than one
+        #   block to spare. Reading: README task 1, the module docstring's picture, docs/02 §3 ('The KV cache
+        #   manager'), and the vLLM paper §4.1-4.3. Use the given _take_free_block and _release_block for every
+        #   block you take or give back: they keep the counts and the free list right.
+        # HINT task 1 level 2: a sequence of n tokens needs ceil(n / block_size) blocks (Sequence
+        #   has a helper). The watermark is a number of blocks that must still be free after admitting, so that
+        #   running sequences can grow; when nothing is in use at all, only the pool's size matters (see the
+        #   docstring for which count says 'nothing in use'). Count free blocks with num_free_blocks, not the
+        #   free list alone.
+        # HINT task 1 level 3: needed = the sequence's block count; if every block is free, answer
+        #   whether needed fits in num_blocks; otherwise answer whether the free blocks minus needed are still
+        #   at least watermark_blocks.
         needed = seq.num_blocks_needed(self.block_size)
         if self.num_free_blocks == self.num_blocks:
             return needed <= self.num_blocks
@@ -148,7 +164,15 @@ class BlockManager:
         Raises:
             ValueError: when ``seq`` already has blocks.
         """
-        # BEGIN SOLUTION task 1: reuse the cached prefix, then one new block per remaining ceil(len / block_size); record full blocks.
+        # BEGIN SOLUTION task 1: give a waiting sequence blocks for all its tokens, reusing its cached prefix, and report every new block it fills (README task 1; the docstring's two hooks).
+        # HINT task 1 level 2: a table that is not empty is a ValueError (free it first).
+        #   _reuse_cached_prefix returns how many blocks it already put at the start of the table; only the
+        #   blocks after them are new. A new block is 'full' when all block_size of its slots hold tokens of the
+        #   prompt: the last block is full only when the length is a multiple of block_size. The reused blocks'
+        #   tokens are already computed.
+        # HINT task 1 level 3: reused = the hook's count; for each logical index from reused up to the
+        #   block count: append a taken block, and report it with _on_block_full when (index + 1) x block_size
+        #   <= len(seq); finally set num_computed_tokens and num_cached_tokens to reused x block_size.
         if seq.block_table:
             raise ValueError(f"sequence {seq.seq_id} already has blocks: free it first")
         reused = self._reuse_cached_prefix(seq)
@@ -162,7 +186,11 @@ class BlockManager:
     def can_append(self, seq: Sequence) -> bool:
         """Whether a running ``seq`` can get a slot for its newest token: it needs a new block
         when its table is full, or a copy when its last block is shared."""
-        # BEGIN SOLUTION task 1: one block is needed when len(seq) > slots in the table, or when the last block's ref_count > 1.
+        # BEGIN SOLUTION task 1: whether a running sequence's newest token can get a slot: a full table needs a new block, a shared last block a copy (README task 1).
+        # HINT task 1 level 2: the newest token is already in seq (len(seq) counts it); the table
+        #   has len(block_table) x block_size slots. Two cases need one free block: no slot left, or the token
+        #   would be written into a last block another sequence also holds (after fork). Otherwise no block is
+        #   needed and the answer is True even on a full pool.
         needs_block = len(seq) > len(seq.block_table) * self.block_size
         shared_last = bool(seq.block_table) and self.blocks[seq.block_table[-1]].ref_count > 1
         return self.num_free_blocks >= int(needs_block or shared_last)
@@ -180,7 +208,15 @@ class BlockManager:
         Returns:
             The ``(source, destination)`` block pair to copy, or None when nothing must be copied.
         """
-        # BEGIN SOLUTION task 1: new block when the table is full; else copy-on-write when the last block is shared.
+        # BEGIN SOLUTION task 1: make room for the newest token: a new block when the table is full, else copy a shared last block before it is written (README task 1; vLLM paper §4.3, copy-on-write).
+        # HINT task 1 level 2: when the table is full, the block that just filled is the current
+        #   last one: report it (_on_block_full) before appending the new block; nothing is copied then.
+        #   Copy-on-write applies only to a shared last block that still has room: the sequence gets a private
+        #   block, drops its reference to the shared one (which other holders keep), and returns the (old, new)
+        #   pair so the model runner copies the KV.
+        # HINT task 1 level 3: if len(seq) exceeds the table's slots: report the last index, append
+        #   a taken block, return None. Else if the last block's ref_count > 1: take a block, release the old
+        #   last one, put the new id in its place, return (old, new). Else return None.
         if len(seq) > len(seq.block_table) * self.block_size:
             self._on_block_full(seq, len(seq.block_table) - 1)
             seq.block_table.append(self._take_free_block())
@@ -195,8 +231,12 @@ class BlockManager:
         # END SOLUTION
 
     def fork(self, parent: Sequence, child: Sequence) -> None:
-        """Let ``child`` share all of ``parent``'s blocks (each reference count goes up by one)."""
-        # BEGIN SOLUTION task 1: copy the table; ref_count += 1 for each of its blocks.
+        """Let ``child`` share all of ``parent``'s blocks (each reference count goes up by one); the
+        child also takes the parent's ``num_computed_tokens`` (those tokens' KV is in the shared blocks)."""
+        # BEGIN SOLUTION task 1: let the child share every block of the parent, with the reference counts that sharing requires (README task 1; vLLM paper §4.3, parallel sampling).
+        # HINT task 1 level 2: the child gets its own list (a copy, not the parent's list object:
+        #   appending to one must not change the other) of the same block ids; each of those blocks is now held
+        #   by one more table. See the docstring for what else the child inherits.
         child.block_table = list(parent.block_table)
         for block_id in child.block_table:
             self.blocks[block_id].ref_count += 1
@@ -205,8 +245,16 @@ class BlockManager:
 
     def free(self, seq: Sequence) -> None:
         """Release all of ``seq``'s blocks, last block first (so that, with prefix caching, a
-        prefix's tail is evicted before its head), and empty its table."""
-        # BEGIN SOLUTION task 1: release in reverse order, clear the table, num_computed_tokens = 0.
+        prefix's tail is evicted before its head), empty its table and set
+        ``seq.num_computed_tokens`` to 0: its KV is gone, so a preempted sequence is recomputed from
+        its first token when it is admitted again."""
+        # BEGIN SOLUTION task 1: return every block the sequence holds to the pool so that it can be scheduled again from scratch (README task 1; the docstring's order).
+        # HINT task 1 level 2: a block shared with another sequence (fork, prefix cache) must survive:
+        #   give back one reference per table entry, never set a count yourself. The order matters once prefix
+        #   caching parks blocks (least recently parked is evicted first). Afterwards the sequence holds nothing
+        #   and has nothing computed.
+        # HINT task 1 level 3: release each block id of the table, last first; then an empty table and
+        #   num_computed_tokens = 0.
         for block_id in reversed(seq.block_table):
             self._release_block(block_id)
         seq.block_table = []
@@ -229,7 +277,21 @@ class BlockManager:
         """
         if self.prefix_cache is None:
             return 0
-        # BEGIN SOLUTION task 6: walk full blocks of token_ids[:len-1]; chain hashes; stop at a miss or a token mismatch; unpark, ref_count += 1, append.
+        # BEGIN SOLUTION task 6: put the blocks of seq's longest cached prefix into its table, never the block of its last token, and return how many (README task 6; vLLM docs 'Automatic Prefix Caching').
+        # HINT task 6 level 1: a full block is named by a hash chained to the previous block's hash, so a hit on
+        #   block i means blocks 0..i all match. Reading: README task 6, docs/02 'Automatic prefix caching',
+        #   vLLM's design page 'Automatic Prefix Caching', and prefix_cache.py's module docstring. Caching must
+        #   never change outputs: a hash collision is not a hit (compare the stored tokens), and the last
+        #   token's logits must always be computed.
+        # HINT task 6 level 2: only blocks that lie entirely before the last token may be
+        #   reused, so with n tokens look at the first (n - 1) // block_size blocks. Walk them in order,
+        #   chaining the parent hash; stop at the first miss or mismatch (a later block cannot match if an
+        #   earlier one did not). A hit nobody holds is parked: take it out of the evictable set before holding
+        #   it. Sequence.block_tokens gives one block's tokens.
+        # HINT task 6 level 3: parent = None; for each candidate index: tokens, hash =
+        #   hash_block(parent, tokens), look it up; stop on None or when the block's stored token_ids differ;
+        #   unpark it if its ref_count is 0; increment its ref_count; append it to the table; parent = hash.
+        #   Return the table's length.
         parent: int | None = None
         for index in range((len(seq) - 1) // self.block_size):
             tokens = seq.block_tokens(index, self.block_size)
@@ -248,10 +310,20 @@ class BlockManager:
 
     def _on_block_full(self, seq: Sequence, index: int) -> None:
         """Logical block ``index`` of ``seq`` is full: with prefix caching, name it by its hash
-        (chained to the hash of block ``index - 1``) and record it in the cache."""
+        (chained to the hash of block ``index - 1``) and record it in the cache.
+
+        It may be called twice for one block: ``allocate`` reports a prompt's full last block, and
+        ``append_slot`` reports that same block again when the next token needs a new one. A block
+        that already has a hash is left as it is (the second call changes nothing)."""
         if self.prefix_cache is None:
             return
-        # BEGIN SOLUTION task 6: parent = hash of the previous block (None for block 0); set block_hash and token_ids; insert.
+        # BEGIN SOLUTION task 6: name a block that just filled by its chained hash and record it in the prefix cache, once (README task 6; the docstring).
+        # HINT task 6 level 2: the parent hash is the block_hash of the sequence's previous
+        #   block (block 0 has none). A block that already has a hash (reused from the cache, or reported
+        #   before) keeps it. Store the tokens on the block too: _reuse_cached_prefix compares them on a hit.
+        # HINT task 6 level 3: block = the table's block at index; return if it has a hash;
+        #   parent = the previous block's hash or None; set the block's hash and token_ids; insert (hash, id)
+        #   into the prefix cache.
         block = self.blocks[seq.block_table[index]]
         if block.block_hash is not None:
             return

@@ -102,7 +102,16 @@ class ModelShape(BaseModel):
         """Parameters in the attention and MLP matrices of all layers (what quantization shrinks):
         q and o are ``hidden x heads*head_dim``, k and v ``hidden x kv_heads*head_dim``, and the
         SwiGLU MLP has three ``hidden x intermediate`` matrices (Llama: no biases)."""
-        # BEGIN SOLUTION task 11: per layer: q, o (heads*head_dim), k, v (kv_heads*head_dim), 3 MLP matrices.
+        # BEGIN SOLUTION task 11: the parameters of all attention and MLP matrices, what quantization shrinks (README task 11; transformers' LlamaConfig).
+        # HINT task 11 level 1: task 11 is arithmetic on a model's config, done the way vLLM does it at
+        #   start-up, so that a deployment is checked before a GPU is rented. Reading: README task 11, vLLM's
+        #   'Engine arguments' page, docs/01 §2 (the KV cache's size) and docs/02 §3. The tests compare your
+        #   counts with transformers' models built on the meta device and the plans with numbers worked by hand
+        #   in the README.
+        # HINT task 11 level 2: ModelShape: with grouped-query attention, q and o are hidden x (heads x
+        #   head_dim) while k and v are hidden x (kv_heads x head_dim); head_dim need not be hidden / heads.
+        #   Llama's linear layers have no biases. Norm weights are one vector of hidden per norm; a tied output
+        #   layer is the embedding matrix itself.
         attention = self.hidden_size * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
         mlp = 3 * self.hidden_size * self.intermediate_size
         return self.num_layers * (attention + mlp)
@@ -111,7 +120,9 @@ class ModelShape(BaseModel):
     def parameters(self) -> int:
         """All parameters: the linear layers, two RMSNorm weights per layer plus the final norm,
         the embedding and the output layer (one matrix when ``tie_word_embeddings``)."""
-        # BEGIN SOLUTION task 11: linear + norms (2 per layer + 1) * hidden + embeddings (x2 unless tied).
+        # BEGIN SOLUTION task 11: all the model's parameters: linear layers, norms, embedding and output layer (README task 11; the docstring).
+        # HINT task 11 level 3: linear_parameters(), plus (2 x layers + 1) norm vectors of hidden,
+        #   plus vocab x hidden once or twice depending on tie_word_embeddings.
         norms = (2 * self.num_layers + 1) * self.hidden_size
         embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
         return self.linear_parameters() + norms + embeddings
@@ -130,7 +141,10 @@ def kv_bytes_per_token(shape: ModelShape, dtype: str = "float16", tensor_paralle
     Returns:
         ``2 (K and V) x layers x KV heads per GPU x head_dim x bytes per value``.
     """
-    # BEGIN SOLUTION task 11: 2 x layers x max(1, kv_heads // tp) x head_dim x DTYPE_BYTES[dtype].
+    # BEGIN SOLUTION task 11: the KV-cache bytes one token takes on one GPU, tensor parallelism included (README task 11; docs/01 §2).
+    # HINT task 11 level 2: tensor parallelism splits the KV heads across GPUs, but a GPU
+    #   always holds at least one (vLLM replicates them when there are more GPUs than KV heads). An unknown
+    #   dtype or a tp below 1 is a ValueError naming it.
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {sorted(DTYPE_BYTES)}, got {dtype!r}")
     check_at_least("tensor_parallel_size", tensor_parallel_size, 1)
@@ -143,7 +157,10 @@ def weight_bytes(shape: ModelShape, dtype: str = "float16", quantization: str | 
     """Bytes the weights take: every parameter in ``dtype``, except that with a ``quantization``
     method the linear layers take :data:`QUANTIZATION_BITS` bits each (embeddings, output layer
     and norms stay in ``dtype``). Rounded down to whole bytes."""
-    # BEGIN SOLUTION task 11: unquantized: parameters x dtype bytes; quantized: linear x bits / 8 + the rest x dtype bytes.
+    # BEGIN SOLUTION task 11: the bytes of the weights in a dtype, with quantization shrinking only the linear layers (README task 11; the docstring).
+    # HINT task 11 level 2: QUANTIZATION_BITS gives bits per linear parameter; embeddings, output
+    #   layer and norms stay in dtype. Round down to whole bytes once, at the end of the linear part. Unknown
+    #   dtype or method: a ValueError naming the choices.
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {sorted(DTYPE_BYTES)}, got {dtype!r}")
     if quantization is None:
@@ -180,7 +197,9 @@ class KVCachePlan(BaseModel):
     def max_concurrent_sequences(self, seq_len: int) -> int:
         """How many sequences of ``seq_len`` tokens (prompt + output) fit at once: each needs
         ``ceil(seq_len / block_size)`` whole blocks (vLLM logs this as "Maximum concurrency")."""
-        # BEGIN SOLUTION task 11: num_blocks // ceil(seq_len / block_size); seq_len must be >= 1.
+        # BEGIN SOLUTION task 11: how many sequences of seq_len tokens fit in the plan's blocks at once (README task 11; vLLM's 'Maximum concurrency' log line).
+        # HINT task 11 level 2: each sequence needs whole blocks, so a 17-token
+        #   sequence with blocks of 16 takes 2; sequences fit in whole numbers too.
         check_at_least("seq_len", seq_len, 1)
         return self.num_blocks // math.ceil(seq_len / self.block_size)
         # END SOLUTION
@@ -190,7 +209,9 @@ def blocks_for_cache(shape: ModelShape, kv_cache_bytes: int, block_size: int = 1
                      tensor_parallel_size: int = 1) -> int:
     """Whole KV blocks of ``block_size`` tokens that ``kv_cache_bytes`` hold (what vLLM reports as
     ``num_gpu_blocks`` for a cache of that size, e.g. ``VLLM_CPU_KVCACHE_SPACE`` GiB on a CPU)."""
-    # BEGIN SOLUTION task 11: kv_cache_bytes // (block_size x kv_bytes_per_token).
+    # BEGIN SOLUTION task 11: whole KV blocks that a cache of kv_cache_bytes holds, as vLLM reports num_gpu_blocks (README task 11).
+    # HINT task 11 level 3: check the arguments; divide the bytes, rounding down, by
+    #   block_size x the bytes per token for this dtype and tp.
     check_at_least("kv_cache_bytes", kv_cache_bytes, 0)
     check_at_least("block_size", block_size, 1)
     return kv_cache_bytes // (block_size * kv_bytes_per_token(shape, dtype, tensor_parallel_size))
@@ -221,7 +242,14 @@ def plan_kv_cache(shape: ModelShape, gpu_memory_bytes: int, gpu_memory_utilizati
         ValueError: a bad argument (named), or when nothing is left for the KV cache (the message
             says how much the weights and reserve need against what the utilization allows).
     """
-    # BEGIN SOLUTION task 11: budget = int(utilization x memory); kv = budget - weights // tp - reserve (> 0); blocks via blocks_for_cache.
+    # BEGIN SOLUTION task 11: one GPU's memory plan as vLLM makes it at start-up: what the weights and activations leave to the KV cache, in whole blocks (README task 11; docs/02 §3).
+    # HINT task 11 level 2: the budget is the utilization's share of the GPU; each GPU holds 1/tp
+    #   of the weights; the activation reserve comes off too. Nothing left (<= 0) is a ValueError that gives the
+    #   numbers, so a user can tell which to change. Check README's worked numbers (Llama-2-7B on 80 GiB at 0.9
+    #   with 2 GiB reserve: 7,353 blocks) by hand first.
+    # HINT task 11 level 3: validate the arguments; budget = int(memory x utilization); weights =
+    #   weight_bytes(...) // tp; kv = budget - weights - reserve; refuse kv <= 0; return a KVCachePlan whose
+    #   bytes per token and blocks come from your two functions above.
     check_at_least("gpu_memory_bytes", gpu_memory_bytes, 1)
     check_in_range("gpu_memory_utilization", gpu_memory_utilization, 0, 1, low_inclusive=False)
     check_at_least("activation_reserve_bytes", activation_reserve_bytes, 0)
@@ -281,7 +309,10 @@ class DeployConfig(BaseModel):
         gpu_memory_utilization in (0, 1]; max_model_len >= 1 and, with a shape, at most the
         model's ``max_position_embeddings``; quantization a key of :data:`QUANTIZATION_BITS`;
         max_num_seqs >= 1; block_size >= 1; port in [1, 65535]."""
-        # BEGIN SOLUTION task 11: the checks above; name the field and both numbers in each message.
+        # BEGIN SOLUTION task 11: refuse, before launch, a deployment vLLM would refuse, each ValueError naming the field and the numbers involved (README task 11; vllm serve --help).
+        # HINT task 11 level 2: the model-independent checks always run; the ones against
+        #   the model's shape only when shape is set. 'KV heads divide tp or tp divides the KV heads' accepts 8
+        #   KV heads on 2 or on 16 GPUs, not on 3. A pydantic model validator returns self.
         check_at_least("tensor_parallel_size", self.tensor_parallel_size, 1)
         check_in_range("gpu_memory_utilization", self.gpu_memory_utilization, 0, 1, low_inclusive=False)
         check_at_least("max_num_seqs", self.max_num_seqs, 1)
@@ -308,7 +339,9 @@ class DeployConfig(BaseModel):
     def llm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vllm.LLM(**kwargs)``: every field that is an engine argument
         (not ``shape``, ``host``, ``port``, ``api_key``), leaving out those that are None."""
-        # BEGIN SOLUTION task 11: model_dump minus the server-only fields and the Nones.
+        # BEGIN SOLUTION task 11: the keyword arguments of vllm.LLM for this deployment, engine arguments only (README task 11; vllm.EngineArgs).
+        # HINT task 11 level 2: shape is already excluded from model_dump by its Field; host, port
+        #   and api_key belong to the server, not the engine; a None is vLLM's default and must be left out.
         server_only = {"host", "port", "api_key"}
         return {key: value for key, value in self.model_dump().items()
                 if key not in server_only and value is not None}
@@ -323,7 +356,13 @@ class DeployConfig(BaseModel):
         Each field becomes ``--field-name value`` (underscores to dashes), None fields are left out,
         a True boolean is ``--flag`` and a False one ``--no-flag``.
         """
-        # BEGIN SOLUTION task 11: the launcher's head, then each llm_kwargs / server field as flags.
+        # BEGIN SOLUTION task 11: the command line that starts this deployment, in either launcher's form, which vLLM's own parser accepts (README task 11; vllm serve --help).
+        # HINT task 11 level 2: the model is positional for vllm serve and --model for the module
+        #   form; every other field that is not None becomes a flag with dashes; booleans are --flag /
+        #   --no-flag; values are strings. An unknown launcher is a ValueError.
+        # HINT task 11 level 3: start from the launcher's head (sys.executable for the module form);
+        #   then for each dumped field but model, skipping None: the flag name from the field name; a bool adds
+        #   one flag, anything else the flag and str(value).
         if launcher == "vllm serve":
             command = ["vllm", "serve", self.model]
         elif launcher == "module":

@@ -168,7 +168,15 @@ class LlamaAttention(nn.Module):
         q = rotate(q.view(num_tokens, self.num_heads, self.head_dim), cos, sin)
         k = rotate(k.view(num_tokens, self.num_kv_heads, self.head_dim), cos, sin)
         v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
-        # BEGIN SOLUTION task 3: write k and v at meta.slot_mapping (write_kv_cache), attend with paged_attention, then o_proj.
+        # BEGIN SOLUTION task 3: the layer's attention through the paged cache: this step's keys and values stored, then attended over, then projected out (README task 3).
+        # HINT task 3 level 1: the model runner turns a list of scheduled sequences into one flat token batch
+        #   and the metadata that says where each token's KV goes and which keys it attends to. Reading: README
+        #   task 3, AttentionMetadata's docstring in paged_attention.py, docs/02 §4 ('The model runner'), and
+        #   nano-vllm's prepare_prefill / prepare_decode. The result must equal transformers' logits within
+        #   1e-4.
+        # HINT task 3 level 2: the keys and values of this step must be in the cache
+        #   before attending (a token attends to itself). Attention returns (tokens, heads, head_dim); o_proj
+        #   takes (tokens, heads x head_dim).
         write_kv_cache(k, v, k_cache, v_cache, meta.slot_mapping)
         out = paged_attention(q, k_cache, v_cache, meta, self.scale)
         return self.o_proj(out.reshape(num_tokens, self.q_size))
@@ -282,7 +290,13 @@ def kv_cache_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.
         block_size: token slots per block.
         dtype: the cache's element type (``torch.float32`` takes 4 bytes per element).
     """
-    # BEGIN SOLUTION task 7: 2 (K and V) x layers x block_size x kv_heads x head_dim x element size.
+    # BEGIN SOLUTION task 7: the bytes one KV block takes over all layers, keys and values, as vLLM sizes its pool (README task 7; vLLM docs 'CPU installation').
+    # HINT task 7 level 1: vLLM divides its KV budget into whole blocks; a block holds block_size tokens' keys
+    #   and values in every layer. Reading: README task 7, docs/02 §6, and docs/01 §2 ('The KV cache, and what it
+    #   costs'). A test checks the bytes against what transformers' own cache holds after 16 tokens.
+    # HINT task 7 level 2: count elements, then multiply by the dtype's element size
+    #   (torch can tell you the size of a dtype's element; float32 is 4, bfloat16 2). With grouped-query
+    #   attention only the KV heads are cached, not the query heads.
     element = torch.empty((), dtype=dtype).element_size()
     return 2 * config.num_hidden_layers * block_size * config.num_key_value_heads * config.head_dim * element
     # END SOLUTION
@@ -291,7 +305,8 @@ def kv_cache_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.
 def kv_cache_num_blocks(config: ModelConfig, kv_cache_bytes: int, block_size: int, dtype: torch.dtype) -> int:
     """How many whole blocks fit in ``kv_cache_bytes`` (what vLLM reports as ``num_gpu_blocks``
     for ``VLLM_CPU_KVCACHE_SPACE`` on a CPU, or for its memory budget on a GPU)."""
-    # BEGIN SOLUTION task 7: integer division of the budget by the bytes per block.
+    # BEGIN SOLUTION task 7: how many whole blocks fit in the KV budget, the number vLLM reports (README task 7).
+    # HINT task 7 level 2: a part block is no block: round down.
     return kv_cache_bytes // kv_cache_bytes_per_block(config, block_size, dtype)
     # END SOLUTION
 
@@ -351,7 +366,16 @@ class ModelRunner:
             ``input_ids`` ``(num_tokens,)``, ``positions`` ``(num_tokens,)`` and the metadata
             (``is_prefill=True``, ``query_start_loc``, ``context_lens`` = ``len(s)``, ...).
         """
-        # BEGIN SOLUTION task 3: for each seq, the tokens from num_computed_tokens on, their positions and slots; cumulative query lengths; context_lens = len(seq).
+        # BEGIN SOLUTION task 3: the flat batch of a prefill step: each sequence's tokens not yet in the cache, their positions and slots, and the metadata (README task 3; the docstring).
+        # HINT task 3 level 2: a sequence's new tokens start at num_computed_tokens (0, or
+        #   after a cached prefix) and end at len(seq); the query length is their count, the context length
+        #   len(seq). query_start_loc has one more entry than sequences, starting at 0. Fill every
+        #   AttentionMetadata field (the list forms too); integer tensors on the runner's device (the given
+        #   _tensor and _block_tables help).
+        # HINT task 3 level 3: for each sequence, for i from num_computed_tokens to len - 1:
+        #   the token id, position i and slot block_table[i // block_size] x block_size + i % block_size; append
+        #   q and len(seq); the running sum of the q's gives query_start_loc; build the metadata with is_prefill
+        #   True.
         bs = self.block_size
         input_ids: list[int] = []
         positions: list[int] = []
@@ -382,7 +406,10 @@ class ModelRunner:
             ``input_ids`` ``(num_seqs,)``, ``positions`` ``(num_seqs,)`` and the metadata
             (``is_prefill=False``, ``context_lens`` = ``len(s)``, one query per sequence).
         """
-        # BEGIN SOLUTION task 3: one token per seq: the last one, its position len - 1, its slot from the table's last used block.
+        # BEGIN SOLUTION task 3: the flat batch of a decode step: each sequence's newest token at its position and slot, and the metadata (README task 3; the docstring).
+        # HINT task 3 level 2: one query per sequence, so query_start_loc is 0, 1, ...,
+        #   num_seqs. The newest token (already appended to the sequence) sits at position len - 1, in the
+        #   block append_slot made room in; its slot follows the same formula as in prefill.
         bs = self.block_size
         positions = [len(s) - 1 for s in seqs]
         slots = [s.block_table[p // bs] * bs + p % bs for s, p in zip(seqs, positions, strict=True)]

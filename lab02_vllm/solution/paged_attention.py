@@ -66,7 +66,16 @@ def write_kv_cache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor
         slot_mapping: ``(num_tokens,)`` int64: token ``t`` goes to flat slot ``slot_mapping[t]``
             (block ``slot // block_size``, offset ``slot % block_size``).
     """
-    # BEGIN SOLUTION task 2: view the caches as (num_blocks * block_size, kv_heads, head_dim) and index-assign at slot_mapping.
+    # BEGIN SOLUTION task 2: store each new token's key and value at its slot of the paged cache, in place (README task 2; the module docstring's slot formula).
+    # HINT task 2 level 1: the cache is (num_blocks, block_size, kv_heads, head_dim); numbered flat, slot s is
+    #   block s // block_size, offset s % block_size. Reading: README task 2, the module docstring, docs/01 §7
+    #   ('PagedAttention: attention over a block table') and the vLLM paper §4.1, figure 5. Every function must
+    #   agree with dense causal SDPA within 1e-5 whatever the blocks hold in between.
+    # HINT task 2 level 2: one write per token, no Python loop: a view of the cache with the
+    #   first two axes merged is still the same storage, so assigning into it writes the cache in place (a
+    #   reshape that copies would not). key and value may be in another dtype than the cache.
+    # HINT task 2 level 3: for both caches: view it as (-1, kv_heads, head_dim) and assign the
+    #   new rows at the indices slot_mapping, cast to the cache's dtype.
     num_kv_heads, head_dim = key.shape[1], key.shape[2]
     k_cache.view(-1, num_kv_heads, head_dim)[slot_mapping] = key.to(k_cache.dtype)
     v_cache.view(-1, num_kv_heads, head_dim)[slot_mapping] = value.to(v_cache.dtype)
@@ -84,7 +93,13 @@ def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, context_len: int) 
     Returns:
         ``(context_len, num_kv_heads, head_dim)``.
     """
-    # BEGIN SOLUTION task 2: cache[block_table[:num_blocks]] -> (num_blocks, block_size, ...); flatten the first two axes; keep context_len rows.
+    # BEGIN SOLUTION task 2: one sequence's first context_len keys (or values), in token order, read through its block table (README task 2).
+    # HINT task 2 level 2: the table is padded past the used blocks: read only the ceil(context_len /
+    #   block_size) blocks that hold tokens. Indexing the cache with a tensor of block ids gives (blocks,
+    #   block_size, kv_heads, head_dim); the last block may be partly filled, so cut the flattened result to
+    #   context_len rows.
+    # HINT task 2 level 3: number of blocks = ceil(context_len / block_size); index the cache by the
+    #   first that many table entries (as int64); merge the first two axes; keep the first context_len rows.
     block_size = cache.shape[1]
     num_blocks = (context_len + block_size - 1) // block_size
     blocks = cache[block_table[:num_blocks].long()]
@@ -109,7 +124,15 @@ def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
     Returns:
         ``(num_tokens, num_heads, head_dim)``, in ``query``'s dtype.
     """
-    # BEGIN SOLUTION task 2: per sequence: gather K/V, mask key position > query position (offset c - q), softmax(QK^T * scale) V; repeat KV heads for GQA.
+    # BEGIN SOLUTION task 2: causal attention of each sequence's new tokens over its whole cached context, the new tokens possibly after a cached prefix (README task 2; the docstring's positions).
+    # HINT task 2 level 2: sequence s's queries are rows query_start_loc[s] .. + q of the
+    #   flat batch. New token j is at position c - q + j and may see keys 0 .. c - q + j: when q < c (a cached
+    #   prefix), the causal mask is offset, so SDPA's is_causal (which assumes q == c, aligned at 0) is not
+    #   enough. With GQA, the KV heads are fewer than the query heads: SDPA can repeat them (enable_gqa) or you
+    #   repeat them yourself. SDPA wants heads before tokens.
+    # HINT task 2 level 3: for each sequence: its q rows of query, (heads, q, dim); its K and
+    #   V via gather_kv, (kv_heads, c, dim); a boolean mask (q, c) that is True where key position <= the
+    #   query's position; SDPA with that mask and the scale; transpose back; concatenate the sequences in order.
     outputs = []
     start = 0
     for seq, (q_len, ctx_len) in enumerate(zip(meta.query_lens_list, meta.context_lens_list, strict=True)):
@@ -142,7 +165,15 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     Returns:
         ``(num_seqs, num_heads, head_dim)``.
     """
-    # BEGIN SOLUTION task 2: gather the tables (num_seqs, blocks * block_size, kv_heads, dim), mask positions >= context_len, attend; sequences of similar length together pad less.
+    # BEGIN SOLUTION task 2: one new token per sequence attending over its cached context, for the whole batch at once (README task 2; the docstring).
+    # HINT task 2 level 2: the query token is the last one of its context, so it may see every
+    #   key of its own sequence and no padding: the mask is 'key position < context_len', per sequence.
+    #   Gathering all tables into one dense (num_seqs, width, kv_heads, dim) tensor pads every row to the widest
+    #   context; sorting by length and gathering a group at a time (DECODE_GROUP) pads far less.
+    # HINT task 2 level 3: for each group of rows (or the whole batch): width = the group's
+    #   longest context rounded up to whole blocks; gather the blocks of its table rows, view them as (rows,
+    #   width, kv_heads, dim); a mask (rows, width) of positions < context_len; SDPA with queries of length 1;
+    #   write the result into the output rows.
     block_size = k_cache.shape[1]
     kv_shape = k_cache.shape[2:]
     out = torch.empty_like(query)

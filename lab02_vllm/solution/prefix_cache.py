@@ -29,7 +29,10 @@ def hash_block(parent_hash: int | None, token_ids: Sequence[int]) -> int:
         An int that depends on ``token_ids`` *and* ``parent_hash`` (so equal tokens after a different
         prefix give a different hash). Python's ``hash`` of a tuple of ints is deterministic.
     """
-    # BEGIN SOLUTION task 6: hash a tuple holding the parent's hash and the block's tokens (as a tuple).
+    # BEGIN SOLUTION task 6: one int that names a full block by its tokens and its parent's hash, deterministically (README task 6; vLLM docs 'Automatic Prefix Caching').
+    # HINT task 6 level 2: the same tokens after a different prefix must give a different hash (that
+    #   is what the chain is for), and the same inputs must give the same hash in any run: Python's hash of a
+    #   tuple of ints (and None) is stable; a list is not hashable.
     return hash((parent_hash, tuple(token_ids)))
     # END SOLUTION
 
@@ -58,7 +61,10 @@ class PrefixCache:
 
     def lookup(self, block_hash: int) -> int | None:
         """The id of the block cached under ``block_hash``, or None."""
-        # BEGIN SOLUTION task 6: a dictionary look-up.
+        # BEGIN SOLUTION task 6: the block cached under a hash, or None (README task 6).
+        # HINT task 6 level 3: PrefixCache: lookup reads block_of_hash; insert writes both dictionaries unless
+        #   the hash (or the block) is already there; park adds a cached block at the most-recent end of
+        #   evictable; unpark removes it; evict pops the oldest and forgets its hash in both dictionaries.
         return self.block_of_hash.get(block_hash)
         # END SOLUTION
 
@@ -66,9 +72,12 @@ class PrefixCache:
         """Remember that ``block_id`` now holds the full block named ``block_hash``.
 
         When another block already holds that hash (two sequences computed the same block at
-        the same time), keep the first: the new block simply stays uncached.
+        the same time), keep the first: the new block simply stays uncached. A block that is
+        already cached under a hash keeps that hash.
         """
-        # BEGIN SOLUTION task 6: record both directions, unless the hash is already cached.
+        # BEGIN SOLUTION task 6: remember which block holds a full block's hash, keeping the first holder (README task 6; the docstring).
+        # HINT task 6 level 2: the two dictionaries are inverses of each other; keep them so (evict
+        #   needs the block -> hash direction).
         if block_hash in self.block_of_hash or block_id in self.hash_of_block:
             return
         self.block_of_hash[block_hash] = block_id
@@ -79,7 +88,10 @@ class PrefixCache:
         """The last sequence using a block let go of it. A cached block becomes evictable, as the
         most recently used; returns True. An uncached block is not kept: returns False (the caller
         puts it back on the free list)."""
-        # BEGIN SOLUTION task 6: only cached blocks are parked; move_to_end keeps LRU order.
+        # BEGIN SOLUTION task 6: make a cached block nobody holds evictable, as the most recently used; refuse an uncached one (README task 6).
+        # HINT task 6 level 2: evictable is an OrderedDict used as an ordered set, oldest first; a block
+        #   parked again must move to the most-recent end. The return value tells _release_block whether to put
+        #   the block on the free list.
         if block_id not in self.hash_of_block:
             return False
         self.evictable[block_id] = None
@@ -89,14 +101,17 @@ class PrefixCache:
 
     def unpark(self, block_id: int) -> None:
         """A parked block is used again (a prefix hit): it is no longer evictable."""
-        # BEGIN SOLUTION task 6: drop it from the evictable set (if it is there).
+        # BEGIN SOLUTION task 6: a parked block is held again and must not be evicted (README task 6).
+        # HINT task 6 level 2: a block that is not parked is not an error here.
         self.evictable.pop(block_id, None)
         # END SOLUTION
 
     def evict(self) -> int | None:
         """Take the least recently used evictable block for new tokens: forget its hash and return
         its id, or None when nothing is evictable."""
-        # BEGIN SOLUTION task 6: pop the first (oldest) evictable id; delete it from both dictionaries.
+        # BEGIN SOLUTION task 6: give up the least recently used evictable block for new tokens, forgetting its hash, or None (README task 6).
+        # HINT task 6 level 2: once evicted the block will hold other tokens, so no hash may lead to it
+        #   any more.
         if not self.evictable:
             return None
         block_id, _ = self.evictable.popitem(last=False)

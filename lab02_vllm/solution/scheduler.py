@@ -69,9 +69,26 @@ class Scheduler:
         one, when it is the newest).
 
         Returns:
-            ``(sequences, is_prefill)``; an empty list when nothing can run.
+            ``(sequences, is_prefill)``; ``([], False)`` when nothing can run (nothing admitted,
+            nothing running).
         """
-        # BEGIN SOLUTION task 4: admit from the front of waiting within the budgets (prefill); otherwise append a slot for every running seq, preempting the newest when blocks run out (decode).
+        # BEGIN SOLUTION task 4: the next step's sequences: a prefill of waiting sequences, first come first served within the limits, or else a decode of every running one, preempting the newest when blocks run out (README task 4).
+        # HINT task 4 level 1: continuous batching decides at every step; a step is all-prefill or all-decode.
+        #   Reading: README task 4, the module docstring, docs/02 §2, the Orca paper (iteration-level
+        #   scheduling), the vLLM paper §4.5 (preemption by recomputation). Hypothesis checks that the pool is
+        #   never over-committed, that no request starves and that each gets exactly its tokens across
+        #   preemptions.
+        # HINT task 4 level 2: schedule, prefill: look only at the front of waiting and stop at the first
+        #   sequence that does not fit (no overtaking); three limits: running count < max_num_seqs, the step's
+        #   tokens (len(seq) each) within max_num_batched_tokens inclusive, and can_allocate. Admitted ones are
+        #   allocated, RUNNING, appended to running. Decode: oldest first; while a sequence cannot append,
+        #   preempt the newest running one (which may be itself: then it does not decode this step); collect
+        #   copy-on-write pairs in self.copies (reset each step).
+        # HINT task 4 level 3: prefill loop over waiting[0] while the limits hold: allocate, count its
+        #   tokens, move it to running. If any were admitted, return them and True. Otherwise take running
+        #   sequences from the front one by one: while can_append fails, preempt running's last one (or this
+        #   one, when running is empty, and go on to the next); when it can, append_slot and keep a returned
+        #   pair; put the decoding ones back in running and return them and False.
         self.copies = []
         scheduled: list[Sequence] = []
         num_tokens = 0
@@ -108,8 +125,13 @@ class Scheduler:
 
     def preempt(self, seq: Sequence) -> None:
         """Free ``seq``'s blocks and put it back at the *front* of the waiting queue, to be
-        recomputed later from all its tokens so far; count the preemption."""
-        # BEGIN SOLUTION task 4: free its blocks, status WAITING, appendleft to waiting, count it.
+        recomputed later from all its tokens so far (``BlockManager.free`` resets
+        ``num_computed_tokens``). Count the preemption twice: ``self.num_preemptions``, the
+        scheduler's total (the engine's stats report it), and ``seq.num_preemptions``."""
+        # BEGIN SOLUTION task 4: take a running sequence off the device so it is recomputed first when there is room, and count it (README task 4; the docstring's counters).
+        # HINT task 4 level 2: recomputation keeps every token generated so far (they are in
+        #   seq.token_ids); only the KV is dropped. It goes to the front of waiting, not the back, so it is
+        #   readmitted before newer requests. The caller has already taken it out of running.
         self.block_manager.free(seq)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
@@ -120,7 +142,9 @@ class Scheduler:
     def finish(self, seq: Sequence, reason: str) -> None:
         """``seq`` is done (``reason``: "stop", "length" or "abort"): free its blocks at once and
         take it out of the queues."""
-        # BEGIN SOLUTION task 4: status FINISHED, finish_reason, free its blocks, remove it from running or waiting.
+        # BEGIN SOLUTION task 4: end a sequence with its reason, give its blocks back at once, and take it out of whichever queue holds it (README task 4).
+        # HINT task 4 level 2: a sequence may be running or waiting (abort reaches both); it must leave
+        #   its queue and hold no blocks afterwards. Freeing a waiting sequence with no blocks is harmless.
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason
         self.block_manager.free(seq)

@@ -129,9 +129,11 @@ class BlockManager:
 
     def can_allocate(self, seq: Sequence) -> bool:
         """Whether ``seq`` (waiting: no blocks yet) can get blocks for all its ``len(seq)`` tokens
-        while ``watermark_blocks`` stay free. An empty pool's watermark does not count (a lone
-        sequence must always be admitted)."""
-        # TODO(lab02 task 1): blocks needed = ceil(len / block_size); compare with the free blocks minus the watermark.
+        while ``watermark_blocks`` stay free. The watermark is waived when no block is in use
+        (``num_free_blocks == num_blocks``; parked prefix-cache blocks count as free): then the
+        sequence is admitted if its blocks fit in the whole pool (a lone sequence must always be
+        admitted)."""
+        # TODO(lab02 task 1): whether seq's blocks can be taken while the watermark stays free, a lone sequence on an unused pool always admitted (README task 1; vLLM paper §4.2).
         raise NotImplementedError("lab02 task 1: can_allocate is not written yet (see lab02_vllm/README.md, task 1)")
 
     def allocate(self, seq: Sequence) -> None:
@@ -146,13 +148,13 @@ class BlockManager:
         Raises:
             ValueError: when ``seq`` already has blocks.
         """
-        # TODO(lab02 task 1): reuse the cached prefix, then one new block per remaining ceil(len / block_size); record full blocks.
+        # TODO(lab02 task 1): give a waiting sequence blocks for all its tokens, reusing its cached prefix, and report every new block it fills (README task 1; the docstring's two hooks).
         raise NotImplementedError("lab02 task 1: allocate is not written yet (see lab02_vllm/README.md, task 1)")
 
     def can_append(self, seq: Sequence) -> bool:
         """Whether a running ``seq`` can get a slot for its newest token: it needs a new block
         when its table is full, or a copy when its last block is shared."""
-        # TODO(lab02 task 1): one block is needed when len(seq) > slots in the table, or when the last block's ref_count > 1.
+        # TODO(lab02 task 1): whether a running sequence's newest token can get a slot: a full table needs a new block, a shared last block a copy (README task 1).
         raise NotImplementedError("lab02 task 1: can_append is not written yet (see lab02_vllm/README.md, task 1)")
 
     def append_slot(self, seq: Sequence) -> tuple[int, int] | None:
@@ -167,18 +169,21 @@ class BlockManager:
         Returns:
             The ``(source, destination)`` block pair to copy, or None when nothing must be copied.
         """
-        # TODO(lab02 task 1): new block when the table is full; else copy-on-write when the last block is shared.
+        # TODO(lab02 task 1): make room for the newest token: a new block when the table is full, else copy a shared last block before it is written (README task 1; vLLM paper §4.3, copy-on-write).
         raise NotImplementedError("lab02 task 1: append_slot is not written yet (see lab02_vllm/README.md, task 1)")
 
     def fork(self, parent: Sequence, child: Sequence) -> None:
-        """Let ``child`` share all of ``parent``'s blocks (each reference count goes up by one)."""
-        # TODO(lab02 task 1): copy the table; ref_count += 1 for each of its blocks.
+        """Let ``child`` share all of ``parent``'s blocks (each reference count goes up by one); the
+        child also takes the parent's ``num_computed_tokens`` (those tokens' KV is in the shared blocks)."""
+        # TODO(lab02 task 1): let the child share every block of the parent, with the reference counts that sharing requires (README task 1; vLLM paper §4.3, parallel sampling).
         raise NotImplementedError("lab02 task 1: fork is not written yet (see lab02_vllm/README.md, task 1)")
 
     def free(self, seq: Sequence) -> None:
         """Release all of ``seq``'s blocks, last block first (so that, with prefix caching, a
-        prefix's tail is evicted before its head), and empty its table."""
-        # TODO(lab02 task 1): release in reverse order, clear the table, num_computed_tokens = 0.
+        prefix's tail is evicted before its head), empty its table and set
+        ``seq.num_computed_tokens`` to 0: its KV is gone, so a preempted sequence is recomputed from
+        its first token when it is admitted again."""
+        # TODO(lab02 task 1): return every block the sequence holds to the pool so that it can be scheduled again from scratch (README task 1; the docstring's order).
         raise NotImplementedError("lab02 task 1: free is not written yet (see lab02_vllm/README.md, task 1)")
 
     # ---------------------------------------------------------------------------------------
@@ -197,13 +202,17 @@ class BlockManager:
         """
         if self.prefix_cache is None:
             return 0
-        # TODO(lab02 task 6): walk full blocks of token_ids[:len-1]; chain hashes; stop at a miss or a token mismatch; unpark, ref_count += 1, append.
+        # TODO(lab02 task 6): put the blocks of seq's longest cached prefix into its table, never the block of its last token, and return how many (README task 6; vLLM docs 'Automatic Prefix Caching').
         raise NotImplementedError("lab02 task 6: _reuse_cached_prefix is not written yet (see lab02_vllm/README.md, task 6)")
 
     def _on_block_full(self, seq: Sequence, index: int) -> None:
         """Logical block ``index`` of ``seq`` is full: with prefix caching, name it by its hash
-        (chained to the hash of block ``index - 1``) and record it in the cache."""
+        (chained to the hash of block ``index - 1``) and record it in the cache.
+
+        It may be called twice for one block: ``allocate`` reports a prompt's full last block, and
+        ``append_slot`` reports that same block again when the next token needs a new one. A block
+        that already has a hash is left as it is (the second call changes nothing)."""
         if self.prefix_cache is None:
             return
-        # TODO(lab02 task 6): parent = hash of the previous block (None for block 0); set block_hash and token_ids; insert.
+        # TODO(lab02 task 6): name a block that just filled by its chained hash and record it in the prefix cache, once (README task 6; the docstring).
         raise NotImplementedError("lab02 task 6: _on_block_full is not written yet (see lab02_vllm/README.md, task 6)")

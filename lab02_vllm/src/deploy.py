@@ -104,13 +104,13 @@ class ModelShape(BaseModel):
         """Parameters in the attention and MLP matrices of all layers (what quantization shrinks):
         q and o are ``hidden x heads*head_dim``, k and v ``hidden x kv_heads*head_dim``, and the
         SwiGLU MLP has three ``hidden x intermediate`` matrices (Llama: no biases)."""
-        # TODO(lab02 task 11): per layer: q, o (heads*head_dim), k, v (kv_heads*head_dim), 3 MLP matrices.
+        # TODO(lab02 task 11): the parameters of all attention and MLP matrices, what quantization shrinks (README task 11; transformers' LlamaConfig).
         raise NotImplementedError("lab02 task 11: linear_parameters is not written yet (see lab02_vllm/README.md, task 11)")
 
     def parameters(self) -> int:
         """All parameters: the linear layers, two RMSNorm weights per layer plus the final norm,
         the embedding and the output layer (one matrix when ``tie_word_embeddings``)."""
-        # TODO(lab02 task 11): linear + norms (2 per layer + 1) * hidden + embeddings (x2 unless tied).
+        # TODO(lab02 task 11): all the model's parameters: linear layers, norms, embedding and output layer (README task 11; the docstring).
         raise NotImplementedError("lab02 task 11: parameters is not written yet (see lab02_vllm/README.md, task 11)")
 
 
@@ -126,7 +126,7 @@ def kv_bytes_per_token(shape: ModelShape, dtype: str = "float16", tensor_paralle
     Returns:
         ``2 (K and V) x layers x KV heads per GPU x head_dim x bytes per value``.
     """
-    # TODO(lab02 task 11): 2 x layers x max(1, kv_heads // tp) x head_dim x DTYPE_BYTES[dtype].
+    # TODO(lab02 task 11): the KV-cache bytes one token takes on one GPU, tensor parallelism included (README task 11; docs/01 §2).
     raise NotImplementedError("lab02 task 11: kv_bytes_per_token is not written yet (see lab02_vllm/README.md, task 11)")
 
 
@@ -134,7 +134,7 @@ def weight_bytes(shape: ModelShape, dtype: str = "float16", quantization: str | 
     """Bytes the weights take: every parameter in ``dtype``, except that with a ``quantization``
     method the linear layers take :data:`QUANTIZATION_BITS` bits each (embeddings, output layer
     and norms stay in ``dtype``). Rounded down to whole bytes."""
-    # TODO(lab02 task 11): unquantized: parameters x dtype bytes; quantized: linear x bits / 8 + the rest x dtype bytes.
+    # TODO(lab02 task 11): the bytes of the weights in a dtype, with quantization shrinking only the linear layers (README task 11; the docstring).
     raise NotImplementedError("lab02 task 11: weight_bytes is not written yet (see lab02_vllm/README.md, task 11)")
 
 
@@ -162,7 +162,7 @@ class KVCachePlan(BaseModel):
     def max_concurrent_sequences(self, seq_len: int) -> int:
         """How many sequences of ``seq_len`` tokens (prompt + output) fit at once: each needs
         ``ceil(seq_len / block_size)`` whole blocks (vLLM logs this as "Maximum concurrency")."""
-        # TODO(lab02 task 11): num_blocks // ceil(seq_len / block_size); seq_len must be >= 1.
+        # TODO(lab02 task 11): how many sequences of seq_len tokens fit in the plan's blocks at once (README task 11; vLLM's 'Maximum concurrency' log line).
         raise NotImplementedError("lab02 task 11: max_concurrent_sequences is not written yet (see lab02_vllm/README.md, task 11)")
 
 
@@ -170,7 +170,7 @@ def blocks_for_cache(shape: ModelShape, kv_cache_bytes: int, block_size: int = 1
                      tensor_parallel_size: int = 1) -> int:
     """Whole KV blocks of ``block_size`` tokens that ``kv_cache_bytes`` hold (what vLLM reports as
     ``num_gpu_blocks`` for a cache of that size, e.g. ``VLLM_CPU_KVCACHE_SPACE`` GiB on a CPU)."""
-    # TODO(lab02 task 11): kv_cache_bytes // (block_size x kv_bytes_per_token).
+    # TODO(lab02 task 11): whole KV blocks that a cache of kv_cache_bytes holds, as vLLM reports num_gpu_blocks (README task 11).
     raise NotImplementedError("lab02 task 11: blocks_for_cache is not written yet (see lab02_vllm/README.md, task 11)")
 
 
@@ -198,7 +198,7 @@ def plan_kv_cache(shape: ModelShape, gpu_memory_bytes: int, gpu_memory_utilizati
         ValueError: a bad argument (named), or when nothing is left for the KV cache (the message
             says how much the weights and reserve need against what the utilization allows).
     """
-    # TODO(lab02 task 11): budget = int(utilization x memory); kv = budget - weights // tp - reserve (> 0); blocks via blocks_for_cache.
+    # TODO(lab02 task 11): one GPU's memory plan as vLLM makes it at start-up: what the weights and activations leave to the KV cache, in whole blocks (README task 11; docs/02 §3).
     raise NotImplementedError("lab02 task 11: plan_kv_cache is not written yet (see lab02_vllm/README.md, task 11)")
 
 
@@ -240,13 +240,13 @@ class DeployConfig(BaseModel):
         gpu_memory_utilization in (0, 1]; max_model_len >= 1 and, with a shape, at most the
         model's ``max_position_embeddings``; quantization a key of :data:`QUANTIZATION_BITS`;
         max_num_seqs >= 1; block_size >= 1; port in [1, 65535]."""
-        # TODO(lab02 task 11): the checks above; name the field and both numbers in each message.
+        # TODO(lab02 task 11): refuse, before launch, a deployment vLLM would refuse, each ValueError naming the field and the numbers involved (README task 11; vllm serve --help).
         raise NotImplementedError("lab02 task 11: _check is not written yet (see lab02_vllm/README.md, task 11)")
 
     def llm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vllm.LLM(**kwargs)``: every field that is an engine argument
         (not ``shape``, ``host``, ``port``, ``api_key``), leaving out those that are None."""
-        # TODO(lab02 task 11): model_dump minus the server-only fields and the Nones.
+        # TODO(lab02 task 11): the keyword arguments of vllm.LLM for this deployment, engine arguments only (README task 11; vllm.EngineArgs).
         raise NotImplementedError("lab02 task 11: llm_kwargs is not written yet (see lab02_vllm/README.md, task 11)")
 
     def cli_args(self, launcher: Literal["vllm serve", "module"] = "vllm serve") -> list[str]:
@@ -258,5 +258,5 @@ class DeployConfig(BaseModel):
         Each field becomes ``--field-name value`` (underscores to dashes), None fields are left out,
         a True boolean is ``--flag`` and a False one ``--no-flag``.
         """
-        # TODO(lab02 task 11): the launcher's head, then each llm_kwargs / server field as flags.
+        # TODO(lab02 task 11): the command line that starts this deployment, in either launcher's form, which vLLM's own parser accepts (README task 11; vllm serve --help).
         raise NotImplementedError("lab02 task 11: cli_args is not written yet (see lab02_vllm/README.md, task 11)")

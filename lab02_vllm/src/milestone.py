@@ -74,7 +74,7 @@ def choose_backend(has_cuda: bool, has_vllm: bool, model: str | None = None) -> 
         installed, else the course engine, on ``model`` or "fixture". ``device`` follows the GPU.
         ``note`` names the choice in a sentence.
     """
-    # TODO(lab02 task 12): GPU+vLLM -> vllm (7B dummy without a model); GPU -> course on 7B; CPU -> vllm if any else course, on the fixture.
+    # TODO(lab02 task 12): the milestone's server for this machine, as the docstring's table of cases says (README task 12).
     raise NotImplementedError("lab02 task 12: choose_backend is not written yet (see lab02_vllm/README.md, task 12)")
 
 
@@ -103,7 +103,7 @@ async def stream_load(base_url: str, model: str, prompts: list[str] | list[list[
         One :class:`RequestTiming` per prompt, in the prompts' order. A request that fails keeps
         its ``error`` (the exception's text) instead of raising.
     """
-    # TODO(lab02 task 12): a semaphore of `concurrency`; per request stamp sent, each chunk with text, usage.completion_tokens.
+    # TODO(lab02 task 12): send every prompt as a streaming completion, at most concurrency at once, and time each one's chunks; failures are kept, not raised (README task 12; the openai client's async streaming).
     raise NotImplementedError("lab02 task 12: stream_load is not written yet (see lab02_vllm/README.md, task 12)")
 
 
@@ -152,7 +152,7 @@ def summarize(timings: list[RequestTiming], duration_s: float, plan: Plan, concu
     Raises:
         ValueError: ``duration_s`` <= 0, or no request completed with a token.
     """
-    # TODO(lab02 task 12): completed = no error and a chunk; TTFT/TPOT per request by vLLM's definitions; mean and p99; passed when above the goal.
+    # TODO(lab02 task 12): the milestone report: throughput, TTFT and TPOT (mean, p99) over the completed requests, and whether it beat the goal (README task 12; the docstring).
     raise NotImplementedError("lab02 task 12: summarize is not written yet (see lab02_vllm/README.md, task 12)")
 
 

@@ -170,7 +170,7 @@ class LlamaAttention(nn.Module):
         q = rotate(q.view(num_tokens, self.num_heads, self.head_dim), cos, sin)
         k = rotate(k.view(num_tokens, self.num_kv_heads, self.head_dim), cos, sin)
         v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
-        # TODO(lab02 task 3): write k and v at meta.slot_mapping (write_kv_cache), attend with paged_attention, then o_proj.
+        # TODO(lab02 task 3): the layer's attention through the paged cache: this step's keys and values stored, then attended over, then projected out (README task 3).
         raise NotImplementedError("lab02 task 3: forward is not written yet (see lab02_vllm/README.md, task 3)")
 
 
@@ -281,14 +281,14 @@ def kv_cache_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.
         block_size: token slots per block.
         dtype: the cache's element type (``torch.float32`` takes 4 bytes per element).
     """
-    # TODO(lab02 task 7): 2 (K and V) x layers x block_size x kv_heads x head_dim x element size.
+    # TODO(lab02 task 7): the bytes one KV block takes over all layers, keys and values, as vLLM sizes its pool (README task 7; vLLM docs 'CPU installation').
     raise NotImplementedError("lab02 task 7: kv_cache_bytes_per_block is not written yet (see lab02_vllm/README.md, task 7)")
 
 
 def kv_cache_num_blocks(config: ModelConfig, kv_cache_bytes: int, block_size: int, dtype: torch.dtype) -> int:
     """How many whole blocks fit in ``kv_cache_bytes`` (what vLLM reports as ``num_gpu_blocks``
     for ``VLLM_CPU_KVCACHE_SPACE`` on a CPU, or for its memory budget on a GPU)."""
-    # TODO(lab02 task 7): integer division of the budget by the bytes per block.
+    # TODO(lab02 task 7): how many whole blocks fit in the KV budget, the number vLLM reports (README task 7).
     raise NotImplementedError("lab02 task 7: kv_cache_num_blocks is not written yet (see lab02_vllm/README.md, task 7)")
 
 
@@ -347,7 +347,7 @@ class ModelRunner:
             ``input_ids`` ``(num_tokens,)``, ``positions`` ``(num_tokens,)`` and the metadata
             (``is_prefill=True``, ``query_start_loc``, ``context_lens`` = ``len(s)``, ...).
         """
-        # TODO(lab02 task 3): for each seq, the tokens from num_computed_tokens on, their positions and slots; cumulative query lengths; context_lens = len(seq).
+        # TODO(lab02 task 3): the flat batch of a prefill step: each sequence's tokens not yet in the cache, their positions and slots, and the metadata (README task 3; the docstring).
         raise NotImplementedError("lab02 task 3: prepare_prefill is not written yet (see lab02_vllm/README.md, task 3)")
 
     def prepare_decode(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
@@ -357,7 +357,7 @@ class ModelRunner:
             ``input_ids`` ``(num_seqs,)``, ``positions`` ``(num_seqs,)`` and the metadata
             (``is_prefill=False``, ``context_lens`` = ``len(s)``, one query per sequence).
         """
-        # TODO(lab02 task 3): one token per seq: the last one, its position len - 1, its slot from the table's last used block.
+        # TODO(lab02 task 3): the flat batch of a decode step: each sequence's newest token at its position and slot, and the metadata (README task 3; the docstring).
         raise NotImplementedError("lab02 task 3: prepare_decode is not written yet (see lab02_vllm/README.md, task 3)")
 
     @torch.inference_mode()

@@ -68,7 +68,7 @@ def write_kv_cache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor
         slot_mapping: ``(num_tokens,)`` int64: token ``t`` goes to flat slot ``slot_mapping[t]``
             (block ``slot // block_size``, offset ``slot % block_size``).
     """
-    # TODO(lab02 task 2): view the caches as (num_blocks * block_size, kv_heads, head_dim) and index-assign at slot_mapping.
+    # TODO(lab02 task 2): store each new token's key and value at its slot of the paged cache, in place (README task 2; the module docstring's slot formula).
     raise NotImplementedError("lab02 task 2: write_kv_cache is not written yet (see lab02_vllm/README.md, task 2)")
 
 
@@ -83,7 +83,7 @@ def gather_kv(cache: torch.Tensor, block_table: torch.Tensor, context_len: int) 
     Returns:
         ``(context_len, num_kv_heads, head_dim)``.
     """
-    # TODO(lab02 task 2): cache[block_table[:num_blocks]] -> (num_blocks, block_size, ...); flatten the first two axes; keep context_len rows.
+    # TODO(lab02 task 2): one sequence's first context_len keys (or values), in token order, read through its block table (README task 2).
     raise NotImplementedError("lab02 task 2: gather_kv is not written yet (see lab02_vllm/README.md, task 2)")
 
 
@@ -104,7 +104,7 @@ def prefill_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch
     Returns:
         ``(num_tokens, num_heads, head_dim)``, in ``query``'s dtype.
     """
-    # TODO(lab02 task 2): per sequence: gather K/V, mask key position > query position (offset c - q), softmax(QK^T * scale) V; repeat KV heads for GQA.
+    # TODO(lab02 task 2): causal attention of each sequence's new tokens over its whole cached context, the new tokens possibly after a cached prefix (README task 2; the docstring's positions).
     raise NotImplementedError("lab02 task 2: prefill_attention is not written yet (see lab02_vllm/README.md, task 2)")
 
 
@@ -122,7 +122,7 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
     Returns:
         ``(num_seqs, num_heads, head_dim)``.
     """
-    # TODO(lab02 task 2): gather the tables (num_seqs, blocks * block_size, kv_heads, dim), mask positions >= context_len, attend; sequences of similar length together pad less.
+    # TODO(lab02 task 2): one new token per sequence attending over its cached context, for the whole batch at once (README task 2; the docstring).
     raise NotImplementedError("lab02 task 2: decode_attention is not written yet (see lab02_vllm/README.md, task 2)")
 
 

@@ -31,7 +31,7 @@ def hash_block(parent_hash: int | None, token_ids: Sequence[int]) -> int:
         An int that depends on ``token_ids`` *and* ``parent_hash`` (so equal tokens after a different
         prefix give a different hash). Python's ``hash`` of a tuple of ints is deterministic.
     """
-    # TODO(lab02 task 6): hash a tuple holding the parent's hash and the block's tokens (as a tuple).
+    # TODO(lab02 task 6): one int that names a full block by its tokens and its parent's hash, deterministically (README task 6; vLLM docs 'Automatic Prefix Caching').
     raise NotImplementedError("lab02 task 6: hash_block is not written yet (see lab02_vllm/README.md, task 6)")
 
 
@@ -59,32 +59,33 @@ class PrefixCache:
 
     def lookup(self, block_hash: int) -> int | None:
         """The id of the block cached under ``block_hash``, or None."""
-        # TODO(lab02 task 6): a dictionary look-up.
+        # TODO(lab02 task 6): the block cached under a hash, or None (README task 6).
         raise NotImplementedError("lab02 task 6: lookup is not written yet (see lab02_vllm/README.md, task 6)")
 
     def insert(self, block_hash: int, block_id: int) -> None:
         """Remember that ``block_id`` now holds the full block named ``block_hash``.
 
         When another block already holds that hash (two sequences computed the same block at
-        the same time), keep the first: the new block simply stays uncached.
+        the same time), keep the first: the new block simply stays uncached. A block that is
+        already cached under a hash keeps that hash.
         """
-        # TODO(lab02 task 6): record both directions, unless the hash is already cached.
+        # TODO(lab02 task 6): remember which block holds a full block's hash, keeping the first holder (README task 6; the docstring).
         raise NotImplementedError("lab02 task 6: insert is not written yet (see lab02_vllm/README.md, task 6)")
 
     def park(self, block_id: int) -> bool:
         """The last sequence using a block let go of it. A cached block becomes evictable, as the
         most recently used; returns True. An uncached block is not kept: returns False (the caller
         puts it back on the free list)."""
-        # TODO(lab02 task 6): only cached blocks are parked; move_to_end keeps LRU order.
+        # TODO(lab02 task 6): make a cached block nobody holds evictable, as the most recently used; refuse an uncached one (README task 6).
         raise NotImplementedError("lab02 task 6: park is not written yet (see lab02_vllm/README.md, task 6)")
 
     def unpark(self, block_id: int) -> None:
         """A parked block is used again (a prefix hit): it is no longer evictable."""
-        # TODO(lab02 task 6): drop it from the evictable set (if it is there).
+        # TODO(lab02 task 6): a parked block is held again and must not be evicted (README task 6).
         raise NotImplementedError("lab02 task 6: unpark is not written yet (see lab02_vllm/README.md, task 6)")
 
     def evict(self) -> int | None:
         """Take the least recently used evictable block for new tokens: forget its hash and return
         its id, or None when nothing is evictable."""
-        # TODO(lab02 task 6): pop the first (oldest) evictable id; delete it from both dictionaries.
+        # TODO(lab02 task 6): give up the least recently used evictable block for new tokens, forgetting its hash, or None (README task 6).
         raise NotImplementedError("lab02 task 6: evict is not written yet (see lab02_vllm/README.md, task 6)")

@@ -71,21 +71,24 @@ class Scheduler:
         one, when it is the newest).
 
         Returns:
-            ``(sequences, is_prefill)``; an empty list when nothing can run.
+            ``(sequences, is_prefill)``; ``([], False)`` when nothing can run (nothing admitted,
+            nothing running).
         """
-        # TODO(lab02 task 4): admit from the front of waiting within the budgets (prefill); otherwise append a slot for every running seq, preempting the newest when blocks run out (decode).
+        # TODO(lab02 task 4): the next step's sequences: a prefill of waiting sequences, first come first served within the limits, or else a decode of every running one, preempting the newest when blocks run out (README task 4).
         raise NotImplementedError("lab02 task 4: schedule is not written yet (see lab02_vllm/README.md, task 4)")
 
     def preempt(self, seq: Sequence) -> None:
         """Free ``seq``'s blocks and put it back at the *front* of the waiting queue, to be
-        recomputed later from all its tokens so far; count the preemption."""
-        # TODO(lab02 task 4): free its blocks, status WAITING, appendleft to waiting, count it.
+        recomputed later from all its tokens so far (``BlockManager.free`` resets
+        ``num_computed_tokens``). Count the preemption twice: ``self.num_preemptions``, the
+        scheduler's total (the engine's stats report it), and ``seq.num_preemptions``."""
+        # TODO(lab02 task 4): take a running sequence off the device so it is recomputed first when there is room, and count it (README task 4; the docstring's counters).
         raise NotImplementedError("lab02 task 4: preempt is not written yet (see lab02_vllm/README.md, task 4)")
 
     def finish(self, seq: Sequence, reason: str) -> None:
         """``seq`` is done (``reason``: "stop", "length" or "abort"): free its blocks at once and
         take it out of the queues."""
-        # TODO(lab02 task 4): status FINISHED, finish_reason, free its blocks, remove it from running or waiting.
+        # TODO(lab02 task 4): end a sequence with its reason, give its blocks back at once, and take it out of whichever queue holds it (README task 4).
         raise NotImplementedError("lab02 task 4: finish is not written yet (see lab02_vllm/README.md, task 4)")
 
     def abort(self, request_id: str) -> list[Sequence]:
