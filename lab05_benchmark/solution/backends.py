@@ -109,11 +109,11 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[list[list[int]], li
     #   / abort: read README task 3, the Backend class and Event at the top of backends.py, and vLLM's
     #   LLMEngine.add_request / step. The first function of the task, left_pad, is why decoding a batch works:
     #   the last column must be each row's last real token.
-    # HINT task 3 level 2: left_pad: pads go on the left so that every row's newest token sits in the same
+    # HINT task 3 level 2: pads go on the left so that every row's newest token sits in the same
     #   (last) column. Pads get id pad_id, mask 0 and position 0; real tokens get mask 1 and positions 0, 1, 2,
     #   ... as if the row were alone, which keeps a padded row's logits equal to the unpadded ones. An empty
     #   batch or an empty prompt (named by index) is a ValueError.
-    # HINT task 3 level 3: left_pad: width = the longest prompt; for each prompt, the number of pads is width
+    # HINT task 3 level 3: width = the longest prompt; for each prompt, the number of pads is width
     #   minus its length; build the three rows as pads-part + prompt-part and return the three lists.
     if not prompts:
         raise ValueError("prompts must not be empty")
@@ -192,7 +192,7 @@ class TransformersBackend(Backend):
         #   and per-row positions. The model is given the positions explicitly (a padded row's positions do not
         #   start at the pad), and decode steps keep them running on from where the prompt ended. Logits are
         #   returned for the last column only, shape (batch, vocab).
-        # HINT task 3 level 3: _prefill: left_pad, make tensors on the model's device, a fresh transformers
+        # HINT task 3 level 3: left_pad, make tensors on the model's device, a fresh transformers
         #   DynamicCache; one no-grad forward with ids, mask, positions and the cache; keep the mask, and each
         #   row's next position (its last position plus one, shape (batch, 1)).
         from transformers import DynamicCache
@@ -212,7 +212,7 @@ class TransformersBackend(Backend):
         """Feed each row's last token (``self.last``, shape ``(batch, 1)``) at its next position,
         growing the mask by one column. Returns the logits ``(batch, vocab)``."""
         # BEGIN SOLUTION task 3: one decode step for every row of the static batch, keeping mask, positions and cache in step with the sequence (README task 3).
-        # HINT task 3 level 3: _decode: the mask grows by one column of ones (the new token is real in every
+        # HINT task 3 level 3: the mask grows by one column of ones (the new token is real in every
         #   row); one no-grad forward of self.last at self.positions with the cache; then every row's next
         #   position moves on by one.
         torch = self.torch
@@ -278,10 +278,10 @@ class EngineBackend(Backend):
         if not self.seen:
             return []  # vLLM's step() waits for output: with nothing in flight it would wait forever
         # BEGIN SOLUTION task 3: one engine step as Events holding only the tokens each followed request gained since the last step (README task 3; vLLM LLMEngine.step).
-        # HINT task 3 level 2: EngineBackend.step: an engine's RequestOutput holds all the tokens so far, not
+        # HINT task 3 level 2: an engine's RequestOutput holds all the tokens so far, not
         #   just the new ones. An output for a request no longer followed (aborted, finished) gives no event; a
         #   finished request leaves seen; an event is emitted when there are new tokens or the request finished.
-        # HINT task 3 level 3: EngineBackend.step: one engine step, one timestamp; per output: skip unknown ids;
+        # HINT task 3 level 3: one engine step, one timestamp; per output: skip unknown ids;
         #   the new tokens are the output's token ids past the count in seen; store the new count; forget it
         #   when finished; emit an Event with the count and ids of the new tokens and the finished flag.
         outputs = self.engine.step()
@@ -406,10 +406,10 @@ class LlamaCppBackend(Backend):
         top_k=1, repeat_penalty=1.0, reset=True)`` is a generator of token ids; the request is
         finished after ``max_tokens`` of them. Returns ``[]`` when nothing waits."""
         # BEGIN SOLUTION task 3: one token of the current llama.cpp request, starting the next waiting one when there is none (README task 3; the step docstring).
-        # HINT task 3 level 2: LlamaCppBackend.step: llama.cpp here serves one request at a time; the generator
+        # HINT task 3 level 2: llama.cpp here serves one request at a time; the generator
         #   the docstring names yields one token id per next(), forever, so the backend ends the request itself
         #   after max_tokens (that is how ignore_eos is forced). Nothing waiting and nothing current: no events.
-        # HINT task 3 level 3: LlamaCppBackend.step: no current request: take the next waiting one, reset the
+        # HINT task 3 level 3: no current request: take the next waiting one, reset the
         #   count, tokenize its prompt with bos and make the generator as the docstring says. Then one next(),
         #   count it, and emit one Event of one token, finished when the count reaches max_tokens (then clear
         #   the current request).
@@ -531,12 +531,12 @@ def parse_stream_line(api: str, line: str) -> StreamPiece | None:
         ValueError: an unknown ``api`` (naming it), or a ``data:`` line that is not JSON.
     """
     # BEGIN SOLUTION task 3: what one server-sent-events line says, for the OpenAI completions / chat streams and TGI's (README task 3; the OpenAI streaming format).
-    # HINT task 3 level 2: parse_stream_line: only data: lines carry anything (blank lines, ': comment' and
+    # HINT task 3 level 2: only data: lines carry anything (blank lines, ': comment' and
     #   event: lines are None); '[DONE]' ends an OpenAI stream; an error may be a dict with a message or a
     #   string. A chunk with choices is one arrival even with empty text (that is what vLLM's client times); the
     #   usage chunk has no choices. TGI's special tokens count no token and give no text; its last line has
     #   generated_text.
-    # HINT task 3 level 3: parse_stream_line: check api; strip; not data: -> None; take the payload after
+    # HINT task 3 level 3: check api; strip; not data: -> None; take the payload after
     #   'data:'; [DONE] -> done; json.loads (a ValueError if not JSON); error -> error piece; then tgi's fields
     #   or OpenAI's: text from choices[0] (text for completions, delta.content for chat), tokens 1 when choices
     #   is non-empty, usage's completion_tokens when present.
@@ -650,7 +650,7 @@ class HTTPBackend(Backend):
         #   every failure the docstring lists becomes one fail(...) event, with the message it names. Stamp a
         #   piece when it arrives (streaming, not after reading the whole answer). The usage count, when the
         #   server sends one, is the true output length; keep the last one seen for the final event.
-        # HINT task 3 level 3: _stream: the path and body from _body; a streaming POST with the client; a
+        # HINT task 3 level 3: the path and body from _body; a streaming POST with the client; a
         #   non-200 status -> read the body and fail with 'HTTP <status>: <_error_message>'; for each line: stop
         #   if aborted, parse, skip None, fail on an error piece, remember usage, put an Event for a piece with
         #   tokens; after the loop put the finished Event with total_tokens. Wrap it all in the three except

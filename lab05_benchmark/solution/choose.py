@@ -72,10 +72,10 @@ def beats(a: list[float], b: list[float], higher_is_better: bool, margin: float 
     # HINT task 6 level 1: task 6 must never claim a winner the numbers do not support: read README task 6
     #   ('Choose') and docs/05 §6. A Hypothesis test generates random results, so every edge (empty lists,
     #   single values, equal medians, lower-is-better figures) is tried.
-    # HINT task 6 level 2: beats: 'better' flips with higher_is_better, and so does which end of each list is
+    # HINT task 6 level 2: 'better' flips with higher_is_better, and so does which end of each list is
     #   its worst; the margin multiplies the side that must be exceeded, as the docstring writes. The no-overlap
     #   test applies only when both sides have at least 2 values. Empty lists are never a win, either way round.
-    # HINT task 6 level 3: beats: medians of a and b (statistics.median); clear = the docstring's inequality for
+    # HINT task 6 level 3: medians of a and b (statistics.median); clear = the docstring's inequality for
     #   the direction; separated = a's worst beats b's best (min/max swap with the direction); return clear, and
     #   separated too when both have 2 or more values.
     if not a or not b:
@@ -107,12 +107,12 @@ def reason(winner: BackendRun, other: BackendRun, key: str, workload_kind: str) 
     and TPOT at a load above one request at a time; prefix caching for TTFT or throughput on a
     ``shared_prefix`` or ``multi_turn`` workload; quantization for memory."""
     # BEGIN SOLUTION task 6: the mechanism that can explain winner beating other on this figure and workload, or None (README task 6; the docstring's conditions).
-    # HINT task 6 level 2: reason: only a feature the winner has and the loser lacks can be the reason; each
+    # HINT task 6 level 2: only a feature the winner has and the loser lacks can be the reason; each
     #   also needs its condition: batching only at a load above one request at a time (a Poisson rate, or
     #   concurrency > 1) and for output throughput or median TPOT; prefix caching only on shared_prefix or
     #   multi_turn, for median TTFT or output throughput; quantization only for peak memory. Check features in
     #   FEATURE_REASONS' order and return the first that fits.
-    # HINT task 6 level 3: reason: extra = winner's features minus other's; busy = the winner ran at a rate or
+    # HINT task 6 level 3: extra = winner's features minus other's; busy = the winner ran at a rate or
     #   with concurrency above 1; for each feature of FEATURE_REASONS in order that is in extra and whose
     #   condition holds, return its sentence; else None.
     extra = set(winner.features) - set(other.features)

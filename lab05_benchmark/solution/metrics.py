@@ -91,11 +91,11 @@ def request_metrics(result: RequestResult) -> GenerationMetrics:
     # HINT task 2 level 1: task 2 computes exactly what vLLM's calculate_metrics computes, from the timestamps a
     #   run recorded: read the README's definitions and docs/05 §1 ('What to measure'), and the module docstring
     #   of metrics.py. Everything is in seconds until latency_stats turns it into milliseconds.
-    # HINT task 2 level 2: request_metrics: the times are absolute perf_counter stamps; latencies are measured
+    # HINT task 2 level 2: the times are absolute perf_counter stamps; latencies are measured
     #   from the request's send time. ITL is every gap between consecutive chunks (k chunks give k - 1 gaps);
     #   TPOT divides by output tokens minus one, not by chunks (a chunk may carry several tokens), and is None
     #   below 2 tokens. A failed request or one with no chunks has no figures: a ValueError naming its id.
-    # HINT task 2 level 3: request_metrics: ttft = first chunk - start; e2e = last chunk - start; itl = the
+    # HINT task 2 level 3: ttft = first chunk - start; e2e = last chunk - start; itl = the
     #   pairwise differences of the chunk times; tpot = (e2e - ttft) / (output_len - 1) when output_len > 1;
     #   tokens/s = output_len / e2e (guard e2e = 0).
     if not result.success:
@@ -119,10 +119,10 @@ def latency_stats(values_s: list[float], percentiles: tuple[float, ...] = PERCEN
     """Mean, median, standard deviation (numpy's, ``ddof=0``) and percentiles, in ms, of a list of
     seconds. An empty list gives zeros everywhere, as vLLM's ``np.mean(x or 0)`` does."""
     # BEGIN SOLUTION task 2: mean, median, std and percentiles in ms of a list of seconds, matching vLLM's numbers, an empty list included (README task 2).
-    # HINT task 2 level 2: latency_stats: numpy's defaults are vLLM's (population std, linear percentiles). An
+    # HINT task 2 level 2: numpy's defaults are vLLM's (population std, linear percentiles). An
     #   empty list must not raise: vLLM reports 0 there. The percentile keys are the numbers written shortest:
     #   99 -> '99', 99.9 -> '99.9' (a general float format does that).
-    # HINT task 2 level 3: latency_stats: an empty list becomes [0.0]; convert to ms once; mean, median, std and
+    # HINT task 2 level 3: an empty list becomes [0.0]; convert to ms once; mean, median, std and
     #   one percentile per requested p, each a plain float.
     data = np.asarray(values_s or [0.0], dtype=np.float64) * 1000.0
     return LatencyStats(
@@ -147,11 +147,11 @@ def summarize(results: list[RequestResult], duration_s: float, goodput_ms: dict[
         ValueError: ``duration_s`` <= 0, or a ``goodput_ms`` key that is not a target (naming it).
     """
     # BEGIN SOLUTION task 2: a run's Summary over its successful requests, with throughputs and goodput as vLLM's calculate_metrics (README task 2).
-    # HINT task 2 level 2: summarize: failed requests count only as failures (their error -> count); every other
+    # HINT task 2 level 2: failed requests count only as failures (their error -> count); every other
     #   figure is over successful ones. ITL pools the gaps of all requests; TPOT's statistics leave out 1-token
     #   requests, but for goodput such a request's TPOT counts as 0 (so it can be good). Targets are in ms,
     #   figures in seconds. Check duration and goodput keys before computing anything.
-    # HINT task 2 level 3: summarize: one pass over the results building lists of ttft, tpot (2+ tokens),
+    # HINT task 2 level 3: one pass over the results building lists of ttft, tpot (2+ tokens),
     #   tpot-or-0, pooled itl and e2el plus the token totals; goodput = the number of requests meeting every
     #   given target / duration; the latency dict maps each name in LATENCIES to latency_stats of its list.
     if not duration_s > 0:
@@ -217,11 +217,11 @@ class MemorySampler:
         """Resident bytes of the process plus all its living descendants, now; a child that exits
         while being read is skipped."""
         # BEGIN SOLUTION task 2: resident bytes of the process and all its living descendants now, a child vanishing mid-read skipped (README task 2; psutil docs).
-        # HINT task 2 level 2: MemorySampler.sample: vLLM's engine core and llama.cpp's server are child (or
+        # HINT task 2 level 2: vLLM's engine core and llama.cpp's server are child (or
         #   grandchild) processes, so the process's own RSS is not the engine's memory. A child can exit between
         #   being listed and being read: psutil then raises one of its own exceptions, and that child is simply
         #   not counted.
-        # HINT task 2 level 3: MemorySampler.sample: the process's RSS plus, for each descendant (psutil lists
+        # HINT task 2 level 3: the process's RSS plus, for each descendant (psutil lists
         #   them recursively), its RSS inside a try that skips the psutil errors for a vanished, zombie or
         #   forbidden process.
         total = self.process.memory_info().rss

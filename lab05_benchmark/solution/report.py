@@ -82,7 +82,7 @@ def new_report(workload: Workload, runs: list[BackendRun], config: dict[str, Any
     #   read README task 5 and the BenchReport / BackendRun models at the top of report.py (what a run holds:
     #   repetitions, each with a summary). new_report only gathers what its docstring names, from
     #   shared.hardware.
-    # HINT task 5 level 2: new_report: created is an ISO 8601 UTC timestamp in seconds; hardware is the detected
+    # HINT task 5 level 2: created is an ISO 8601 UTC timestamp in seconds; hardware is the detected
     #   report as a dict; versions are the framework status plus 'python'; git_commit may be None outside git.
     #   No config means an empty dict.
     report = hardware.detect()
@@ -130,11 +130,11 @@ def figure(run: BackendRun, key: str) -> float | None:
         ValueError: an unknown key (naming it).
     """
     # BEGIN SOLUTION task 5: one figure of a run, the median over its repetitions, or a ValueError naming an unknown key (README task 5; the docstring's key forms).
-    # HINT task 5 level 2: figure: peak memory is one value per run (bytes -> MiB), not per repetition; every
+    # HINT task 5 level 2: peak memory is one value per run (bytes -> MiB), not per repetition; every
     #   other key is read from each repetition's Summary and the median is taken. A key is unknown when the
     #   Summary has no such number field, no such latency, no such stat, or a percentile that was not computed:
     #   say which part is wrong. A run with no summaries gives None.
-    # HINT task 5 level 3: figure: split a latency key at the first dot into name and stat; 'pNN' reads
+    # HINT task 5 level 3: split a latency key at the first dot into name and stat; 'pNN' reads
     #   percentiles_ms['NN'], the three stat names read the LatencyStats field; a plain key is a numeric Summary
     #   attribute (a bool is not a number here). Collect one value per summary; None if there are none, else
     #   their median.
@@ -190,7 +190,7 @@ def markdown_table(report: BenchReport) -> str:
     :data:`FIGURES` (values through ``_format``); a skipped or failed run gets one row that says
     its status and reason instead of figures."""
     # BEGIN SOLUTION task 5: a Markdown table with one row per run and one column per FIGURES entry; a run without figures says why (README task 5).
-    # HINT task 5 level 3: markdown_table: a header row ('backend' then each label) and a separator with as many
+    # HINT task 5 level 3: a header row ('backend' then each label) and a separator with as many
     #   cells; a run with summaries: its label and each figure through format_value; one without: its label,
     #   then 'status: reason' (a '|' inside the reason would break the table) and empty cells for the rest.
     header = "| backend | " + " | ".join(label for label, _, _ in FIGURES) + " |"
@@ -223,7 +223,7 @@ def compare(before: BenchReport, after: BenchReport) -> list[Change]:
     got better (higher is better for throughputs, lower for latencies, failures and memory).
     Runs present in only one result are left out. Order: ``before``'s runs, then FIGURES order."""
     # BEGIN SOLUTION task 5: each FIGURES entry of each run found in both results as a ratio after / before, and whether it improved (README task 5, the docstring's zero cases).
-    # HINT task 5 level 2: compare: runs match by run_label, not by position; a figure missing (None) on either
+    # HINT task 5 level 2: runs match by run_label, not by position; a figure missing (None) on either
     #   side is left out. 0 / 0 is 1.0 and x / 0 is inf. Equal values are neither better nor worse (None);
     #   otherwise the direction comes from FIGURES' higher-is-better flag.
     later = {run_label(run): run for run in after.runs}

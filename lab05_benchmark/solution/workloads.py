@@ -148,10 +148,10 @@ def poisson_arrivals(n: int, rate: float, rng: random.Random) -> list[float]:
         ValueError: ``n`` < 1 or ``rate`` <= 0 (naming the argument).
     """
     # BEGIN SOLUTION task 1: n send times of a Poisson process at rate requests/s, the first at 0 (README task 1; vllm bench serve --request-rate).
-    # HINT task 1 level 2: poisson_arrivals: a Poisson process has independent exponential gaps of mean 1 /
+    # HINT task 1 level 2: a Poisson process has independent exponential gaps of mean 1 /
     #   rate; the times are their running sum, so they never decrease, and there are n times, hence n - 1 gaps.
     #   A rate that is not a positive finite number (0, negative, inf, a bool) is a ValueError naming rate.
-    # HINT task 1 level 3: poisson_arrivals: start the list at 0.0; n - 1 times, append the last time plus an
+    # HINT task 1 level 3: start the list at 0.0; n - 1 times, append the last time plus an
     #   exponential gap drawn from the rng (random.Random has a method for exactly this distribution,
     #   parameterised by the rate).
     check_at_least("n", n, 1)
@@ -197,7 +197,7 @@ def chat_workload(tokenizer: Any, n: int, seed: int = 0, input_median: int = 32,
     (prompts first, then outputs, from one ``random.Random(seed)``), clipped to
     ``[1, max_input]`` and ``[1, max_output]``."""
     # BEGIN SOLUTION task 1: n chat-like requests whose prompt and output lengths are long-tailed, in the draw order the docstring fixes (README task 1).
-    # HINT task 1 level 3: chat_workload: with one rng, the order of draws is part of the answer: all prompt
+    # HINT task 1 level 3: with one rng, the order of draws is part of the answer: all prompt
     #   lengths (clipped to [1, max_input]), then all output lengths (clipped to [1, max_output]), then one text
     #   per request in order.
     rng = random.Random(seed)
@@ -215,7 +215,7 @@ def shared_prefix_workload(tokenizer: Any, n: int, system_len: int, question_len
     """``n`` requests that all start with the same system prompt (``system_len`` tokens) followed
     by their own question (``question_len`` tokens): ``system + "\\n" + question``."""
     # BEGIN SOLUTION task 1: n requests sharing one system prompt before their own question, so a prefix cache can reuse it (README task 1).
-    # HINT task 1 level 3: shared_prefix_workload: draw the system text once, before any question; each prompt
+    # HINT task 1 level 3: draw the system text once, before any question; each prompt
     #   is that text, a newline, then a question drawn for that request.
     check_at_least("n", n, 1)
     check_at_least("system_len", system_len, 1)
@@ -239,7 +239,7 @@ def multi_turn_workload(tokenizer: Any, conversations: int, turns: int, turn_len
     extends the one before it. Turn k's ``after`` is turn k-1's id. Ids run conversation by
     conversation (``r0`` .. ``r{turns-1}`` are conversation 0)."""
     # BEGIN SOLUTION task 1: conversations whose every turn extends the previous turn's prompt and waits for it (README task 1, the multi-turn workload).
-    # HINT task 1 level 3: multi_turn_workload: per conversation, keep the prompt so far and the id of the
+    # HINT task 1 level 3: per conversation, keep the prompt so far and the id of the
     #   previous request; a turn after the first appends a stand-in reply and a new user message
     #   (newline-joined) and names the previous id in after; ids are numbered over the whole workload, not per
     #   conversation.
@@ -274,11 +274,11 @@ def with_arrivals(workload: Workload, *, concurrency: int | None = None, rate: f
         ValueError: neither or both given, or a bad value (naming the argument).
     """
     # BEGIN SOLUTION task 1: a copy of the workload that arrives at a fixed concurrency or as a Poisson process; the input is left unchanged (README task 1).
-    # HINT task 1 level 2: with_arrivals: exactly one of concurrency and rate; the other arrival field is
+    # HINT task 1 level 2: exactly one of concurrency and rate; the other arrival field is
     #   cleared on the copy. A shallow copy shares the Request objects, so setting arrival_s would change the
     #   caller's workload too: pydantic models can copy deeply. Without a seed, the workload's own seed keeps
     #   the run reproducible.
-    # HINT task 1 level 3: with_arrivals: concurrency given: arrival 'concurrency', no rate, and no request has
+    # HINT task 1 level 3: concurrency given: arrival 'concurrency', no rate, and no request has
     #   an arrival time. Rate given: arrival 'poisson', the rate as a float, and request i gets the i-th time of
     #   poisson_arrivals.
     if (concurrency is None) == (rate is None):
@@ -309,7 +309,7 @@ def save_jsonl(workload: Workload, path: str | Path) -> Path:
     # HINT task 1 level 2: save_jsonl / load_jsonl: the header is every field but the request list, with
     #   'requests' holding the count instead, so a reader can tell a truncated file. A round trip must give an
     #   equal Workload.
-    # HINT task 1 level 3: save_jsonl: dump the workload without its requests, add the count, write it as the
+    # HINT task 1 level 3: dump the workload without its requests, add the count, write it as the
     #   first line; then each request as its own JSON line; end the file with a newline.
     path = Path(path)
     header = workload.model_dump(exclude={"requests"}) | {"requests": len(workload.requests)}
@@ -328,7 +328,7 @@ def load_jsonl(path: str | Path) -> Workload:
             the 1-based line number (``workload.jsonl line 3: ...``).
     """
     # BEGIN SOLUTION task 1: read a saved workload back, or refuse a broken file with a WorkloadError that names the file and line (README task 1, 'Bad input').
-    # HINT task 1 level 3: load_jsonl: number lines from 1 and skip blank ones; the first non-blank line is the
+    # HINT task 1 level 3: number lines from 1 and skip blank ones; the first non-blank line is the
     #   header (a dict with an int 'requests'), every later one a Request validated by pydantic; turn a JSON or
     #   validation error into a WorkloadError with 'name line N:'; at the end, a count that differs from the
     #   header's is an error too.
