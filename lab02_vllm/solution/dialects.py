@@ -305,7 +305,7 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
     if not is_chat and request.prompt in ("", []):
         raise APIError(400, "Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
     for name, (neutral, why) in UNSERVED_FIELDS.items():
-        if body.get(name, neutral) != neutral:
+        if body.get(name, neutral) != neutral and not (name == "logit_bias" and body[name] == {}):  # {}: no bias
             raise APIError(400, f"{name} is not supported by course serve: {why}", name)
     if is_chat:
         if request.top_logprobs and not request.logprobs:
