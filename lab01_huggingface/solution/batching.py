@@ -34,7 +34,15 @@ def left_pad(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tenso
     Raises:
         ValueError: ``sequences`` is empty, or one of them is (naming its index).
     """
-    # BEGIN SOLUTION task 5: width = the longest; each row is [pad] * (width - len) + ids, mask [0] * ... + [1] * len.
+    # BEGIN SOLUTION task 5: a batch of prompts left-padded to one width, with the mask that tells pads from tokens (README task 5; transformers 'Generation with LLMs', padding side).
+    # HINT task 5 level 1: batching must not change any row's answer: each row equals its own unbatched greedy
+    #   output. Reading: README task 5 and transformers' 'Generation with LLMs' (why decoder-only models pad on
+    #   the left). Three things keep a padded row equal to the unpadded one: the mask hides the pads, the
+    #   positions count real tokens only, and every row's newest token is in the last column.
+    # HINT task 5 level 2: pads first, then the tokens, both tensors (batch, longest) int64, mask 0 on
+    #   pads. An empty batch or an empty sequence (named by its index) is a ValueError.
+    # HINT task 5 level 3: width = the longest length; each row = (width - len) pads + the ids; each
+    #   mask row = as many zeros + len ones.
     check_not_empty("sequences", sequences)
     for index, ids in enumerate(sequences):
         check_not_empty(f"sequences[{index}]", ids)
@@ -64,7 +72,18 @@ def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_
     Raises:
         ValueError: empty ``prompts`` or an empty prompt, or ``max_new_tokens`` < 1.
     """
-    # BEGIN SOLUTION task 5: eos may be an id, a list or None; left_pad; position_ids = cumsum(mask) - 1 (clamped at 0); each step append the new token and a 1 to the mask and pass past_key_values, attention_mask (batch, all tokens so far) and position_ids (batch, 1); keep finished rows padding.
+    # BEGIN SOLUTION task 5: greedy decoding of a batch in one forward pass per step with the KV cache, each row equal to its own greedy output, finished rows included (README task 5; the docstring).
+    # HINT task 5 level 2: the eos argument follows task 3's conventions (an id, 0
+    #   included, a list, None -> the generation config). Positions must count real tokens only: a left-padded
+    #   row's first token is position 0, and the pads' positions must be valid (not negative). Each step after
+    #   the first feeds one token per row, the cache, a mask that covers all tokens so far (one column more each
+    #   step) and positions (batch, 1). A finished row keeps being computed (it is part of the batch) but
+    #   records nothing more.
+    # HINT task 5 level 3: stop ids as a tensor; left_pad, to the model's device;
+    #   positions = running count of the mask minus one, clamped at 0. Loop max_new_tokens times: forward with
+    #   ids, mask, positions and the cache; argmax of the last position; finished rows get the pad instead;
+    #   record the rest; mark rows whose token is a stop id; stop when all are finished; next ids = the tokens
+    #   (batch, 1), positions = last + 1, mask += a column of ones.
     check_at_least("max_new_tokens", max_new_tokens, 1)
     if eos_token_id is None:
         eos_token_id = model.generation_config.eos_token_id

@@ -48,7 +48,18 @@ def build_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str
         template rendered with ``add_generation_prompt=True`` for the user turn alone) and equal
         to ``input_ids`` over the answer (its end-of-turn token included).
     """
-    # BEGIN SOLUTION task 8: tokenize the prompt-only chat (with the generation prompt) and the full chat; the prompt ids must be a prefix of the full ids; mask that prefix with IGNORE_INDEX.
+    # BEGIN SOLUTION task 8: one training example in the chat template, with the loss on the answer tokens only (README task 8; the docstring).
+    # HINT task 8 level 1: fine-tuning here is plain PyTorch plus peft: the loss is the model's own causal-LM
+    #   loss, counted only where labels are not -100. Reading: README task 8, Hu et al. 2021 (LoRA), peft's
+    #   LoraConfig, get_peft_model, PeftModel.from_pretrained and merge_and_unload. The tests train 60 steps and
+    #   expect the loss halved and every training prompt answered with its target.
+    # HINT task 8 level 2: the prompt part is exactly what the template renders for the user turn
+    #   with the generation prompt; the answer part is the rest of the full chat, its end-of-turn token
+    #   included. The template holds its special tokens already: add none when tokenizing. If the prompt's ids
+    #   are not a prefix of the full ids, the labels would be wrong: refuse rather than mask the wrong tokens.
+    # HINT task 8 level 3: render the user-only chat (generation prompt on) and the full chat as
+    #   text; tokenize both without special tokens; check the prefix; labels = IGNORE_INDEX for each prompt id,
+    #   then the full ids from there on.
     user = [{"role": "user", "content": prompt}]
     full = [*user, {"role": "assistant", "content": response}]
     prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
@@ -90,7 +101,11 @@ def train(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int, le
     Raises:
         ValueError: ``steps`` < 1, ``learning_rate`` <= 0, or no trainable parameter.
     """
-    # BEGIN SOLUTION task 8: AdamW over [p for p in model.parameters() if p.requires_grad]; each step: loss = model(**batch).loss, backward, step, zero_grad; record loss.item().
+    # BEGIN SOLUTION task 8: steps of AdamW on the trainable parameters only, recording each step's loss before its update, leaving the model in eval mode (README task 8; the docstring).
+    # HINT task 8 level 2: with LoRA most parameters are frozen: give the optimizer only those that
+    #   require gradients, and refuse a model with none. The loss recorded for step i is the one computed before
+    #   step i's update (the first is the untrained model's). Gradients must not pile up across steps. Train
+    #   mode for the loop, eval mode at the end. Move the batch to the model's device.
     check_at_least("steps", steps, 1)
     check_in_range("learning_rate", learning_rate, 0.0, float("inf"), low_inclusive=False)
     batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
@@ -125,7 +140,10 @@ def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16,
     Raises:
         ValueError: ``r`` < 1 or ``alpha`` < 1.
     """
-    # BEGIN SOLUTION task 8: LoraConfig(task_type="CAUSAL_LM", r=..., lora_alpha=..., target_modules=... or "all-linear", lora_dropout=0.0), then get_peft_model.
+    # BEGIN SOLUTION task 8: the model wrapped with fresh LoRA adapters of rank r and scale alpha / r on every linear layer but the output one, or the named ones (README task 8; peft's LoraConfig).
+    # HINT task 8 level 2: peft decides which layers are 'every linear layer but the output layer' for
+    #   any architecture (read LoraConfig's target_modules options); the scale alpha / r is peft's own
+    #   definition from lora_alpha; no dropout, so that training is deterministic.
     check_at_least("r", r, 1)
     check_at_least("alpha", alpha, 1)
     config = LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=0.0,
@@ -137,7 +155,9 @@ def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16,
 def load_adapter(base_model_dir: str | Path, adapter_dir: str | Path) -> PeftModel:
     """A fresh base model from ``base_model_dir`` with the adapter saved in ``adapter_dir``
     (by ``peft_model.save_pretrained``), in eval mode."""
-    # BEGIN SOLUTION task 8: AutoModelForCausalLM.from_pretrained(base) then PeftModel.from_pretrained(base, adapter_dir).
+    # BEGIN SOLUTION task 8: a fresh base model with a saved adapter attached, in eval mode, giving the saved model's logits (README task 8; peft's PeftModel.from_pretrained).
+    # HINT task 8 level 2: the adapter folder holds only the adapter: load the base from its own
+    #   folder first, in float32 as the tests' models are.
     base = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
     return PeftModel.from_pretrained(base, adapter_dir).eval()
     # END SOLUTION
@@ -146,7 +166,9 @@ def load_adapter(base_model_dir: str | Path, adapter_dir: str | Path) -> PeftMod
 def merge_adapter(peft_model: PeftModel) -> PreTrainedModel:
     """Fold the LoRA update into the base weights: a plain model with the same outputs and no
     adapter overhead at inference."""
-    # BEGIN SOLUTION task 8: peft's merge_and_unload.
+    # BEGIN SOLUTION task 8: the LoRA update folded into the base weights: a plain model with the same outputs (README task 8; peft's merge docs).
+    # HINT task 8 level 2: peft merges and unwraps in one call; the result is no longer a
+    #   PeftModel.
     return peft_model.merge_and_unload()
     # END SOLUTION
 

@@ -59,7 +59,7 @@ def stop_ids(model: PreTrainedModel, eos_token_id: int | list[int] | None = None
     Returns:
         The set of stop ids (empty when there is none).
     """
-    # BEGIN SOLUTION task 3: None -> the generation config's value; then None -> empty set, an int -> {id}, a list -> set(list). Beware: 0 is falsy but a valid id.
+    # BEGIN SOLUTION task 3: every eos convention (an id, a list of ids, None, or the model's generation config) as one set of stop ids (README task 3; the docstring).
     # HINT task 3 level 1: stop_ids turns every way of naming the end-of-sequence token into one set, so
     #   that the loop needs a single membership test. Reading: the generation configuration in the
     #   transformers "Generation" docs (its eos_token_id may be one id, a list of ids, or None).
@@ -100,7 +100,7 @@ def decode(model: PreTrainedModel, prompt_ids: list[int], max_new_tokens: int, p
     Raises:
         ValueError: empty ``prompt_ids`` or ``max_new_tokens`` < 1, before the model is called.
     """
-    # BEGIN SOLUTION task 3: validate; prefill the whole prompt once; then loop: pick from the last position's logits (.float()), append, stop on a stop id; with the cache feed only the new token with past_key_values=out.past_key_values.
+    # BEGIN SOLUTION task 3: the one generation loop: each token chosen by pick_token, stopping after a stop id or max_new_tokens, with or without the KV cache and the same tokens either way (README task 3; transformers 'Caching').
     # HINT task 3 level 1: decode generates at most max_new_tokens tokens, asking pick_token for each, and
     #   stops right after a stop id (which is kept). Both modes must give the same tokens: only the
     #   work per step differs. Reading: the "Caching" page of the transformers docs (past_key_values)

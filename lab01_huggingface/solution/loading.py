@@ -36,7 +36,15 @@ def count_parameters(model: torch.nn.Module) -> int:
 
     A weight shared between two modules (tied input and output embeddings) counts once.
     """
-    # BEGIN SOLUTION task 1: model.parameters() yields each shared tensor once; sum their numel().
+    # BEGIN SOLUTION task 1: the model's parameter count in elements, a tied weight counted once, as transformers' num_parameters() (README task 1).
+    # HINT task 1 level 1: loading is transformers' job; yours is to check what you were given, choose device
+    #   and dtype with the given shared.hardware helpers, and count what you loaded. Reading: README task 1,
+    #   transformers' from_pretrained (its dtype argument) and shared/hardware.py (resolve_device,
+    #   resolve_dtype). The tests compare with num_parameters() and get_memory_footprint().
+    # HINT task 1 level 2: count_parameters / weight_bytes: torch's module iterators visit a tensor shared by
+    #   two modules once, so a tied embedding is not counted twice. Parameters are counted in elements; bytes
+    #   are elements times the size of one element of the tensor's own dtype (buffers may keep another dtype,
+    #   such as fp32 rotary tables in an fp16 model).
     return sum(p.numel() for p in model.parameters())
     # END SOLUTION
 
@@ -47,7 +55,9 @@ def weight_bytes(model: torch.nn.Module) -> int:
     This is what loading costs in memory before any KV cache: about 2 bytes per parameter in
     fp16 / bf16, 4 in fp32.
     """
-    # BEGIN SOLUTION task 1: tensor.element_size() is the bytes of one element of its dtype.
+    # BEGIN SOLUTION task 1: the bytes the parameters and buffers occupy in memory, as get_memory_footprint() counts them (README task 1).
+    # HINT task 1 level 3: over the parameters and then the buffers, add each tensor's element
+    #   count times its element size.
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
     # END SOLUTION
@@ -66,11 +76,22 @@ def load_model(path: str | Path, device: str = "auto", dtype: str | torch.dtype 
         tokenizer, and its parameter count and weight bytes.
 
     Raises:
-        ModelLoadError: the folder is missing, has no ``config.json``, or is not a causal LM
-            (for example a BERT encoder); the message names the folder and the reason.
+        ModelLoadError: the folder is missing, has no ``config.json``, or holds a model that
+            transformers cannot load as a causal LM (a T5 encoder-decoder, for example); the
+            message names the folder and the reason. transformers decides what it can load: it
+            loads a BERT encoder's folder as ``BertLMHeadModel`` with a new, random output layer
+            (transformers 5.19 lists the missing weights and goes on), so such a folder is not refused here.
         ValueError: an unknown or unavailable device or dtype (from ``shared.hardware``).
     """
-    # BEGIN SOLUTION task 1: check the folder and its config.json, resolve device and dtype, then from_pretrained(..., dtype=...).to(device).eval(); turn a ValueError from transformers into ModelLoadError.
+    # BEGIN SOLUTION task 1: the model in eval mode on the chosen device and dtype with its tokenizer and sizes, or a ModelLoadError naming the folder and the reason (README task 1; the docstring).
+    # HINT task 1 level 2: check the folder and its config.json yourself, before transformers, so
+    #   the message names the folder. A model type transformers cannot load as a causal LM makes it raise (a
+    #   ValueError, a KeyError): turn that into ModelLoadError, keeping the cause. A bad device or dtype is the
+    #   ValueError shared.hardware raises: let it through. A model for inference is in eval mode.
+    # HINT task 1 level 3: folder missing -> ModelLoadError; no config.json -> ModelLoadError;
+    #   resolve the device, then the dtype for that device; AutoModelForCausalLM.from_pretrained with that dtype
+    #   inside a try; move it to the device and switch to eval; load the tokenizer from the same folder; fill
+    #   LoadedModel with your two counts.
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ModelLoadError(f"path={str(path)!r}: no such folder")

@@ -43,7 +43,16 @@ def metrics_from_token_times(start: float, token_times: list[float], peak_memory
     Raises:
         ValueError: no tokens, an arrival before ``start``, or arrivals out of order.
     """
-    # BEGIN SOLUTION task 9: check the times (name the index of a bad one), then apply the definitions above.
+    # BEGIN SOLUTION task 9: one request's latency figures from its start and token arrival times, with vLLM's definitions; impossible times refused (README task 9; vLLM's benchmark docs).
+    # HINT task 9 level 1: the definitions are vLLM's (TTFT, ITL, TPOT, E2EL), the same lab 05 uses: read README
+    #   task 9 and the docstring, and shared.metrics.GenerationMetrics for the fields. All times are
+    #   perf_counter seconds.
+    # HINT task 9 level 2: n tokens give n - 1 gaps; TPOT divides by tokens - 1 and is
+    #   None for a single token; tokens/s divides by E2E (guard E2E = 0). A token before start, or a time
+    #   earlier than the one before it, is a ValueError naming the index.
+    # HINT task 9 level 3: check non-empty, the first time >= start, and each time >=
+    #   the previous one; ttft = first - start, e2e = last - start, itl = consecutive differences; build
+    #   GenerationMetrics with the memory and device passed in.
     check_not_empty("token_times", token_times)
     if token_times[0] < start:
         raise ValueError(f"token_times[0] ({token_times[0]}) is before start ({start})")
@@ -67,7 +76,9 @@ def peak_memory_bytes(device: str) -> int:
     """Peak memory so far: ``torch.cuda.max_memory_allocated`` on a CUDA device (reset it before
     measuring), else the process's peak resident set size (``ru_maxrss``: KiB on Linux, bytes on
     macOS)."""
-    # BEGIN SOLUTION task 9: cuda -> torch.cuda.max_memory_allocated(device); else resource.getrusage(RUSAGE_SELF).ru_maxrss scaled to bytes.
+    # BEGIN SOLUTION task 9: the peak memory so far in bytes: the GPU's allocator peak on CUDA, the process's peak resident set elsewhere (README task 9; the docstring).
+    # HINT task 9 level 2: a device string may be 'cuda:1'; ru_maxrss is in KiB on Linux but
+    #   in bytes on macOS (the resource module's docs and the docstring); return an int number of bytes.
     if device.startswith("cuda"):
         return int(torch.cuda.max_memory_allocated(device))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

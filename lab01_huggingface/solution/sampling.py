@@ -42,7 +42,14 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     Raises:
         ValueError: ``temperature`` <= 0 (0 means greedy: take the argmax instead of sampling).
     """
-    # BEGIN SOLUTION task 4: check temperature > 0, then divide.
+    # BEGIN SOLUTION task 4: logits scaled by the temperature, a temperature of 0 or below refused (README task 4; transformers' TemperatureLogitsWarper).
+    # HINT task 4 level 1: every filter takes (batch, vocab) logits and returns a new tensor, the input
+    #   untouched, with removed tokens at -inf; each must equal the matching transformers processor. Reading:
+    #   README task 4, transformers' generation/logits_process.py (read what each warper keeps, not how it is
+    #   written), Holtzman et al. 2019 for top-p and the min-p paper. Check every argument with
+    #   shared.validation so the error names it.
+    # HINT task 4 level 2: 0 means greedy and is handled by the caller, so here it is an
+    #   error; any positive value is allowed.
     check_in_range("temperature", temperature, 0.0, float("inf"), low_inclusive=False)
     return logits / temperature
     # END SOLUTION
@@ -57,7 +64,12 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     Raises:
         ValueError: ``k`` < 1.
     """
-    # BEGIN SOLUTION task 4: torch.topk gives the k-th largest value per row; mask everything below it.
+    # BEGIN SOLUTION task 4: each row's k largest logits kept, ties with the k-th included, the rest at -inf (README task 4; the docstring).
+    # HINT task 4 level 2: keeping ties with the k-th largest means comparing with its value, not
+    #   keeping k indices. k above the vocabulary size keeps everything (torch refuses a k larger than the
+    #   axis).
+    # HINT task 4 level 3: clamp k to the vocabulary; the k-th largest value of each row, kept as
+    #   (batch, 1); every logit strictly below it becomes -inf (masked_fill returns a new tensor).
     check_at_least("top_k", k, 1)
     k = min(k, logits.shape[-1])
     kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
@@ -72,7 +84,14 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     Raises:
         ValueError: ``p`` outside (0, 1].
     """
-    # BEGIN SOLUTION task 4: p == 1 keeps all; else sort descending, softmax, cumsum; a token stays while the mass *before* it is < p; scatter the mask back to vocabulary order.
+    # BEGIN SOLUTION task 4: nucleus filtering: the smallest set of most likely tokens whose probability reaches p kept, the top token always (README task 4; Holtzman et al. 2019).
+    # HINT task 4 level 2: the set is decided in order of probability, so work on each row sorted
+    #   descending and map the decision back to vocabulary order. A token belongs to the nucleus when the
+    #   probability mass of the tokens before it is still below p (it is the one that reaches p). Rounding in a
+    #   running sum can drop the tail when p is 1: p = 1 keeps everything.
+    # HINT task 4 level 3: p == 1 -> a copy; sort the logits (values and order), softmax, running
+    #   sum minus each token's own probability = mass before it; remove where that is >= p, never position 0;
+    #   scatter the removal mask back through the order; masked_fill with -inf.
     check_in_range("top_p", p, 0.0, 1.0, low_inclusive=False)
     if p == 1.0:  # the whole vocabulary; cumsum's rounding could otherwise drop the tail
         return logits.clone()
@@ -93,7 +112,9 @@ def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
     Raises:
         ValueError: ``min_p`` outside [0, 1].
     """
-    # BEGIN SOLUTION task 4: compare softmax probabilities with min_p * (the row's largest probability).
+    # BEGIN SOLUTION task 4: tokens kept when their probability is at least min_p times the row's top probability (README task 4; the min-p paper).
+    # HINT task 4 level 2: the threshold scales with each row's own peak, so a flat distribution
+    #   keeps many tokens and a peaked one few; min_p 0 keeps all, and the top token always survives.
     check_in_range("min_p", min_p, 0.0, 1.0)
     probs = torch.softmax(logits, dim=-1)
     threshold = min_p * probs.max(dim=-1, keepdim=True).values
@@ -113,7 +134,11 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, p
     Raises:
         ValueError: ``penalty`` <= 0.
     """
-    # BEGIN SOLUTION task 4: gather the seen tokens' logits, penalise them by sign, scatter them back into a copy.
+    # BEGIN SOLUTION task 4: the logits of tokens already seen moved down by the penalty, whatever their sign (README task 4; CTRL, Keskar et al. 2019).
+    # HINT task 4 level 2: previous_ids is (batch, seq) and may repeat an id; every
+    #   seen token is penalised once, not once per occurrence. Dividing a negative logit would raise it, hence
+    #   the sign rule in the docstring. No Python loop over the vocabulary: gather the seen logits and scatter
+    #   the new values into a copy.
     check_in_range("repetition_penalty", penalty, 0.0, float("inf"), low_inclusive=False)
     seen = torch.gather(logits, -1, previous_ids)
     penalised = torch.where(seen < 0, seen * penalty, seen / penalty)
@@ -129,7 +154,9 @@ def check_sampling_params(params: SamplingParams) -> None:
         ValueError: naming the field: ``temperature`` < 0, ``top_k`` < 1, ``top_p`` outside (0, 1],
             ``min_p`` outside [0, 1], ``repetition_penalty`` <= 0.
     """
-    # BEGIN SOLUTION task 4: one shared.validation check per field (top_k only when set).
+    # BEGIN SOLUTION task 4: every sampling setting checked, whatever the others are, each error naming its field (README task 4; the docstring's ranges).
+    # HINT task 4 level 2: temperature 0 is allowed (greedy) but does not excuse another
+    #   bad setting; top_k None means unset; mind which ends of each range are open.
     check_in_range("temperature", params.temperature, 0.0, float("inf"))
     if params.top_k is not None:
         check_at_least("top_k", params.top_k, 1)
@@ -154,7 +181,14 @@ def sample_next_token(logits: torch.Tensor, params: SamplingParams,
     Raises:
         ValueError: a setting out of range (:func:`check_sampling_params`), before anything is sampled.
     """
-    # BEGIN SOLUTION task 4: check_sampling_params first; greedy when temperature == 0; else chain the filters and torch.multinomial(softmax, 1, generator=generator).
+    # BEGIN SOLUTION task 4: one token per row, greedy at temperature 0, else drawn exactly as transformers' generate(do_sample=True) draws with the same seed (README task 4; the docstring's order).
+    # HINT task 4 level 2: the same tokens as transformers with the same seed means the same
+    #   filters, in the same order (temperature first), each only when set, and the same single random draw per
+    #   row from the generator passed in. The repetition penalty is not applied here (the given sampling_picker
+    #   does it). Returns (batch,) ids.
+    # HINT task 4 level 3: check the params; temperature 0 -> argmax per row; else
+    #   temperature, then top-k if set, top-p if below 1, min-p if above 0; softmax in float32; one multinomial
+    #   draw per row with the generator; drop the trailing axis.
     check_sampling_params(params)
     if params.temperature == 0:
         return torch.argmax(logits, dim=-1)

@@ -52,7 +52,19 @@ class IncrementalDetokenizer:
     def push(self, token_id: int) -> str:
         """Add one token; return the new text that can no longer change: everything up to the last
         space not returned yet (``""`` while the last word may still change)."""
-        # BEGIN SOLUTION task 6: decode all ids so far; the text up to its last space can no longer change (after it, a word may still be unfinished or turn back into U+FFFD); return the part of it after emitted_chars and advance emitted_chars.
+        # BEGIN SOLUTION task 6: the new text that no later token can change, never a broken character, so that all deltas join to the full decode (README task 6; transformers' TextStreamer).
+        # HINT task 6 level 1: decoding a prefix of the ids need not give a prefix of the final text: a
+        #   byte-level token may end inside a character, and a byte-fallback tokenizer turns a run of byte
+        #   tokens back into U+FFFD until the character completes. So return only text that cannot change any
+        #   more. Reading: README task 6 (its 'naïve 👋' example), transformers' generation/streamers.py
+        #   (TextStreamer holds back the last word), and vLLM's incremental detokenizer.
+        # HINT task 6 level 2: decode all ids so far each time (simple and correct; vLLM keeps a window to
+        #   avoid it). Everything up to and including the last space is settled; what follows may still change.
+        #   emitted_chars counts what you returned already: return only what is settled beyond it, and '' when
+        #   nothing is. Do not flush at a newline: a byte-fallback newline can turn back too.
+        # HINT task 6 level 3: append the id; decode with skip_special_tokens as configured; settled = the
+        #   index just past the last space (0 without one); if it is not beyond emitted_chars return ''; else
+        #   return text from emitted_chars to settled and move emitted_chars there.
         self.token_ids.append(int(token_id))
         text = self.tokenizer.decode(self.token_ids, skip_special_tokens=self.skip_special_tokens)
         settled = text.rfind(" ") + 1  # 0 when there is no space yet
@@ -66,7 +78,9 @@ class IncrementalDetokenizer:
     def flush(self) -> str:
         """The text still held back at the end of generation (possibly with U+FFFD, if the model
         stopped inside a character)."""
-        # BEGIN SOLUTION task 6: decode everything and return what has not been emitted yet.
+        # BEGIN SOLUTION task 6: at the end of generation, everything not returned yet, U+FFFD included if the model stopped inside a character (README task 6).
+        # HINT task 6 level 2: the joined deltas must equal tokenizer.decode of all ids exactly, so flush
+        #   returns the rest of the full decode as it is, broken character and all.
         text = self.tokenizer.decode(self.token_ids, skip_special_tokens=self.skip_special_tokens)
         delta = text[self.emitted_chars:]
         self.emitted_chars = len(text)

@@ -21,7 +21,7 @@ ROLES = ("system", "user", "assistant")
 def encode(tokenizer: PreTrainedTokenizerBase, text: str, add_special_tokens: bool = True) -> list[int]:
     """Token ids of ``text``; with ``add_special_tokens`` the tokenizer adds what the model
     expects around a document (a bos token for Llama-style models)."""
-    # BEGIN SOLUTION task 2: call the tokenizer (or tokenizer.encode) and return a plain list of ints.
+    # BEGIN SOLUTION task 2: the token ids of text, with or without the special tokens the model expects (README task 2; transformers 'Summary of the tokenizers').
     # HINT task 2 level 1: each function of task 2 is a short, exact use of the tokenizer's own API; the work
     #   is knowing which call adds special tokens, which drops them, and what a chat template
     #   renders. Reading: "Summary of the tokenizers" and "Chat templates" in the transformers docs;
@@ -37,14 +37,14 @@ def encode(tokenizer: PreTrainedTokenizerBase, text: str, add_special_tokens: bo
 def decode(tokenizer: PreTrainedTokenizerBase, token_ids: list[int], skip_special_tokens: bool = True) -> str:
     """Text of ``token_ids``; special tokens (bos, eos, pad, chat markers) are dropped unless
     ``skip_special_tokens`` is False."""
-    # BEGIN SOLUTION task 2: tokenizer.decode does it; pass skip_special_tokens through.
+    # BEGIN SOLUTION task 2: the text of token ids, special tokens dropped unless asked for (README task 2).
     return tokenizer.decode(token_ids, skip_special_tokens=skip_special_tokens)
     # END SOLUTION
 
 
 def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
     """How many tokens ``text`` costs as a prompt, special tokens included."""
-    # BEGIN SOLUTION task 2: the length of encode(...) with special tokens.
+    # BEGIN SOLUTION task 2: how many tokens text costs as a prompt, as the model sees it (README task 2).
     return len(encode(tokenizer, text))
     # END SOLUTION
 
@@ -56,7 +56,7 @@ def token_pieces(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
     those pieces is shown as the tokenizer's own token string (``convert_ids_to_tokens``), which
     keeps the byte-level alphabet (``Ġ`` for a space) instead of a broken character.
     """
-    # BEGIN SOLUTION task 2: encode without special tokens, then tokenizer.convert_ids_to_tokens.
+    # BEGIN SOLUTION task 2: the tokenizer's own piece for each token of text, special tokens left out (README task 2; the docstring).
     return tokenizer.convert_ids_to_tokens(encode(tokenizer, text, add_special_tokens=False))
     # END SOLUTION
 
@@ -74,7 +74,7 @@ def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any
         ValueError: ``messages`` is empty, a message lacks ``role`` or ``content``, a role is not one
             of ``system``, ``user``, ``assistant``, or the tokenizer has no chat template.
     """
-    # BEGIN SOLUTION task 2: validate each message (name its index in the error), then tokenizer.apply_chat_template(..., tokenize=False).
+    # BEGIN SOLUTION task 2: the prompt text of a chat, rendered by the tokenizer's chat template; a bad message or a missing template refused as the docstring says (README task 2; transformers 'Chat templates').
     # HINT task 2 level 2: chat_prompt checks every message before rendering and names a bad one by its index
     #   (messages[2]) in a ValueError; a tokenizer without a chat template is a ValueError of yours
     #   too, not transformers' own error.
@@ -97,7 +97,7 @@ def chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
              add_generation_prompt: bool = True) -> list[int]:
     """Token ids of :func:`chat_prompt`. The template already holds the special tokens (bos and
     the role markers), so none may be added again."""
-    # BEGIN SOLUTION task 2: encode the chat prompt with add_special_tokens=False (or bos appears twice).
+    # BEGIN SOLUTION task 2: the token ids of the rendered chat, each special token exactly once (README task 2; the docstring).
     # HINT task 2 level 3: the rendered template already starts with bos and holds the role
     #   markers, so encoding it must add no special token, or the model sees bos twice.
     return encode(tokenizer, chat_prompt(tokenizer, messages, add_generation_prompt), add_special_tokens=False)

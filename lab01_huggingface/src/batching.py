@@ -36,7 +36,7 @@ def left_pad(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tenso
     Raises:
         ValueError: ``sequences`` is empty, or one of them is (naming its index).
     """
-    # TODO(lab01 task 5): width = the longest; each row is [pad] * (width - len) + ids, mask [0] * ... + [1] * len.
+    # TODO(lab01 task 5): a batch of prompts left-padded to one width, with the mask that tells pads from tokens (README task 5; transformers 'Generation with LLMs', padding side).
     raise NotImplementedError("lab01 task 5: left_pad is not written yet (see lab01_huggingface/README.md, task 5)")
 
 
@@ -59,5 +59,5 @@ def batch_greedy_generate(model: PreTrainedModel, prompts: list[list[int]], max_
     Raises:
         ValueError: empty ``prompts`` or an empty prompt, or ``max_new_tokens`` < 1.
     """
-    # TODO(lab01 task 5): eos may be an id, a list or None; left_pad; position_ids = cumsum(mask) - 1 (clamped at 0); each step append the new token and a 1 to the mask and pass past_key_values, attention_mask (batch, all tokens so far) and position_ids (batch, 1); keep finished rows padding.
+    # TODO(lab01 task 5): greedy decoding of a batch in one forward pass per step with the KV cache, each row equal to its own greedy output, finished rows included (README task 5; the docstring).
     raise NotImplementedError("lab01 task 5: batch_greedy_generate is not written yet (see lab01_huggingface/README.md, task 5)")

@@ -50,7 +50,7 @@ def build_example(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str
         template rendered with ``add_generation_prompt=True`` for the user turn alone) and equal
         to ``input_ids`` over the answer (its end-of-turn token included).
     """
-    # TODO(lab01 task 8): tokenize the prompt-only chat (with the generation prompt) and the full chat; the prompt ids must be a prefix of the full ids; mask that prefix with IGNORE_INDEX.
+    # TODO(lab01 task 8): one training example in the chat template, with the loss on the answer tokens only (README task 8; the docstring).
     raise NotImplementedError("lab01 task 8: build_example is not written yet (see lab01_huggingface/README.md, task 8)")
 
 
@@ -82,7 +82,7 @@ def train(model: PreTrainedModel, batch: dict[str, torch.Tensor], steps: int, le
     Raises:
         ValueError: ``steps`` < 1, ``learning_rate`` <= 0, or no trainable parameter.
     """
-    # TODO(lab01 task 8): AdamW over [p for p in model.parameters() if p.requires_grad]; each step: loss = model(**batch).loss, backward, step, zero_grad; record loss.item().
+    # TODO(lab01 task 8): steps of AdamW on the trainable parameters only, recording each step's loss before its update, leaving the model in eval mode (README task 8; the docstring).
     raise NotImplementedError("lab01 task 8: train is not written yet (see lab01_huggingface/README.md, task 8)")
 
 
@@ -100,21 +100,21 @@ def add_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16,
     Raises:
         ValueError: ``r`` < 1 or ``alpha`` < 1.
     """
-    # TODO(lab01 task 8): LoraConfig(task_type="CAUSAL_LM", r=..., lora_alpha=..., target_modules=... or "all-linear", lora_dropout=0.0), then get_peft_model.
+    # TODO(lab01 task 8): the model wrapped with fresh LoRA adapters of rank r and scale alpha / r on every linear layer but the output one, or the named ones (README task 8; peft's LoraConfig).
     raise NotImplementedError("lab01 task 8: add_lora is not written yet (see lab01_huggingface/README.md, task 8)")
 
 
 def load_adapter(base_model_dir: str | Path, adapter_dir: str | Path) -> PeftModel:
     """A fresh base model from ``base_model_dir`` with the adapter saved in ``adapter_dir``
     (by ``peft_model.save_pretrained``), in eval mode."""
-    # TODO(lab01 task 8): AutoModelForCausalLM.from_pretrained(base) then PeftModel.from_pretrained(base, adapter_dir).
+    # TODO(lab01 task 8): a fresh base model with a saved adapter attached, in eval mode, giving the saved model's logits (README task 8; peft's PeftModel.from_pretrained).
     raise NotImplementedError("lab01 task 8: load_adapter is not written yet (see lab01_huggingface/README.md, task 8)")
 
 
 def merge_adapter(peft_model: PeftModel) -> PreTrainedModel:
     """Fold the LoRA update into the base weights: a plain model with the same outputs and no
     adapter overhead at inference."""
-    # TODO(lab01 task 8): peft's merge_and_unload.
+    # TODO(lab01 task 8): the LoRA update folded into the base weights: a plain model with the same outputs (README task 8; peft's merge docs).
     raise NotImplementedError("lab01 task 8: merge_adapter is not written yet (see lab01_huggingface/README.md, task 8)")
 
 

@@ -61,7 +61,7 @@ def stop_ids(model: PreTrainedModel, eos_token_id: int | list[int] | None = None
     Returns:
         The set of stop ids (empty when there is none).
     """
-    # TODO(lab01 task 3): None -> the generation config's value; then None -> empty set, an int -> {id}, a list -> set(list). Beware: 0 is falsy but a valid id.
+    # TODO(lab01 task 3): every eos convention (an id, a list of ids, None, or the model's generation config) as one set of stop ids (README task 3; the docstring).
     raise NotImplementedError("lab01 task 3: stop_ids is not written yet (see lab01_huggingface/README.md, task 3)")
 
 
@@ -88,7 +88,7 @@ def decode(model: PreTrainedModel, prompt_ids: list[int], max_new_tokens: int, p
     Raises:
         ValueError: empty ``prompt_ids`` or ``max_new_tokens`` < 1, before the model is called.
     """
-    # TODO(lab01 task 3): validate; prefill the whole prompt once; then loop: pick from the last position's logits (.float()), append, stop on a stop id; with the cache feed only the new token with past_key_values=out.past_key_values.
+    # TODO(lab01 task 3): the one generation loop: each token chosen by pick_token, stopping after a stop id or max_new_tokens, with or without the KV cache and the same tokens either way (README task 3; transformers 'Caching').
     raise NotImplementedError("lab01 task 3: decode is not written yet (see lab01_huggingface/README.md, task 3)")
 
 

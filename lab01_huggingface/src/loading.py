@@ -38,7 +38,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
     A weight shared between two modules (tied input and output embeddings) counts once.
     """
-    # TODO(lab01 task 1): model.parameters() yields each shared tensor once; sum their numel().
+    # TODO(lab01 task 1): the model's parameter count in elements, a tied weight counted once, as transformers' num_parameters() (README task 1).
     raise NotImplementedError("lab01 task 1: count_parameters is not written yet (see lab01_huggingface/README.md, task 1)")
 
 
@@ -48,7 +48,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
     This is what loading costs in memory before any KV cache: about 2 bytes per parameter in
     fp16 / bf16, 4 in fp32.
     """
-    # TODO(lab01 task 1): tensor.element_size() is the bytes of one element of its dtype.
+    # TODO(lab01 task 1): the bytes the parameters and buffers occupy in memory, as get_memory_footprint() counts them (README task 1).
     raise NotImplementedError("lab01 task 1: weight_bytes is not written yet (see lab01_huggingface/README.md, task 1)")
 
 
@@ -65,11 +65,14 @@ def load_model(path: str | Path, device: str = "auto", dtype: str | torch.dtype 
         tokenizer, and its parameter count and weight bytes.
 
     Raises:
-        ModelLoadError: the folder is missing, has no ``config.json``, or is not a causal LM
-            (for example a BERT encoder); the message names the folder and the reason.
+        ModelLoadError: the folder is missing, has no ``config.json``, or holds a model that
+            transformers cannot load as a causal LM (a T5 encoder-decoder, for example); the
+            message names the folder and the reason. transformers decides what it can load: it
+            loads a BERT encoder's folder as ``BertLMHeadModel`` with a new, random output layer
+            (transformers 5.19 lists the missing weights and goes on), so such a folder is not refused here.
         ValueError: an unknown or unavailable device or dtype (from ``shared.hardware``).
     """
-    # TODO(lab01 task 1): check the folder and its config.json, resolve device and dtype, then from_pretrained(..., dtype=...).to(device).eval(); turn a ValueError from transformers into ModelLoadError.
+    # TODO(lab01 task 1): the model in eval mode on the chosen device and dtype with its tokenizer and sizes, or a ModelLoadError naming the folder and the reason (README task 1; the docstring).
     raise NotImplementedError("lab01 task 1: load_model is not written yet (see lab01_huggingface/README.md, task 1)")
 
 

@@ -45,7 +45,7 @@ def metrics_from_token_times(start: float, token_times: list[float], peak_memory
     Raises:
         ValueError: no tokens, an arrival before ``start``, or arrivals out of order.
     """
-    # TODO(lab01 task 9): check the times (name the index of a bad one), then apply the definitions above.
+    # TODO(lab01 task 9): one request's latency figures from its start and token arrival times, with vLLM's definitions; impossible times refused (README task 9; vLLM's benchmark docs).
     raise NotImplementedError("lab01 task 9: metrics_from_token_times is not written yet (see lab01_huggingface/README.md, task 9)")
 
 
@@ -53,7 +53,7 @@ def peak_memory_bytes(device: str) -> int:
     """Peak memory so far: ``torch.cuda.max_memory_allocated`` on a CUDA device (reset it before
     measuring), else the process's peak resident set size (``ru_maxrss``: KiB on Linux, bytes on
     macOS)."""
-    # TODO(lab01 task 9): cuda -> torch.cuda.max_memory_allocated(device); else resource.getrusage(RUSAGE_SELF).ru_maxrss scaled to bytes.
+    # TODO(lab01 task 9): the peak memory so far in bytes: the GPU's allocator peak on CUDA, the process's peak resident set elsewhere (README task 9; the docstring).
     raise NotImplementedError("lab01 task 9: peak_memory_bytes is not written yet (see lab01_huggingface/README.md, task 9)")
 
 

@@ -44,7 +44,7 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     Raises:
         ValueError: ``temperature`` <= 0 (0 means greedy: take the argmax instead of sampling).
     """
-    # TODO(lab01 task 4): check temperature > 0, then divide.
+    # TODO(lab01 task 4): logits scaled by the temperature, a temperature of 0 or below refused (README task 4; transformers' TemperatureLogitsWarper).
     raise NotImplementedError("lab01 task 4: apply_temperature is not written yet (see lab01_huggingface/README.md, task 4)")
 
 
@@ -57,7 +57,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     Raises:
         ValueError: ``k`` < 1.
     """
-    # TODO(lab01 task 4): torch.topk gives the k-th largest value per row; mask everything below it.
+    # TODO(lab01 task 4): each row's k largest logits kept, ties with the k-th included, the rest at -inf (README task 4; the docstring).
     raise NotImplementedError("lab01 task 4: top_k_filter is not written yet (see lab01_huggingface/README.md, task 4)")
 
 
@@ -68,7 +68,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     Raises:
         ValueError: ``p`` outside (0, 1].
     """
-    # TODO(lab01 task 4): p == 1 keeps all; else sort descending, softmax, cumsum; a token stays while the mass *before* it is < p; scatter the mask back to vocabulary order.
+    # TODO(lab01 task 4): nucleus filtering: the smallest set of most likely tokens whose probability reaches p kept, the top token always (README task 4; Holtzman et al. 2019).
     raise NotImplementedError("lab01 task 4: top_p_filter is not written yet (see lab01_huggingface/README.md, task 4)")
 
 
@@ -79,7 +79,7 @@ def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
     Raises:
         ValueError: ``min_p`` outside [0, 1].
     """
-    # TODO(lab01 task 4): compare softmax probabilities with min_p * (the row's largest probability).
+    # TODO(lab01 task 4): tokens kept when their probability is at least min_p times the row's top probability (README task 4; the min-p paper).
     raise NotImplementedError("lab01 task 4: min_p_filter is not written yet (see lab01_huggingface/README.md, task 4)")
 
 
@@ -95,7 +95,7 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, p
     Raises:
         ValueError: ``penalty`` <= 0.
     """
-    # TODO(lab01 task 4): gather the seen tokens' logits, penalise them by sign, scatter them back into a copy.
+    # TODO(lab01 task 4): the logits of tokens already seen moved down by the penalty, whatever their sign (README task 4; CTRL, Keskar et al. 2019).
     raise NotImplementedError("lab01 task 4: apply_repetition_penalty is not written yet (see lab01_huggingface/README.md, task 4)")
 
 
@@ -107,7 +107,7 @@ def check_sampling_params(params: SamplingParams) -> None:
         ValueError: naming the field: ``temperature`` < 0, ``top_k`` < 1, ``top_p`` outside (0, 1],
             ``min_p`` outside [0, 1], ``repetition_penalty`` <= 0.
     """
-    # TODO(lab01 task 4): one shared.validation check per field (top_k only when set).
+    # TODO(lab01 task 4): every sampling setting checked, whatever the others are, each error naming its field (README task 4; the docstring's ranges).
     raise NotImplementedError("lab01 task 4: check_sampling_params is not written yet (see lab01_huggingface/README.md, task 4)")
 
 
@@ -126,7 +126,7 @@ def sample_next_token(logits: torch.Tensor, params: SamplingParams,
     Raises:
         ValueError: a setting out of range (:func:`check_sampling_params`), before anything is sampled.
     """
-    # TODO(lab01 task 4): check_sampling_params first; greedy when temperature == 0; else chain the filters and torch.multinomial(softmax, 1, generator=generator).
+    # TODO(lab01 task 4): one token per row, greedy at temperature 0, else drawn exactly as transformers' generate(do_sample=True) draws with the same seed (README task 4; the docstring's order).
     raise NotImplementedError("lab01 task 4: sample_next_token is not written yet (see lab01_huggingface/README.md, task 4)")
 
 

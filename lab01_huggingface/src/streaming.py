@@ -54,13 +54,13 @@ class IncrementalDetokenizer:
     def push(self, token_id: int) -> str:
         """Add one token; return the new text that can no longer change: everything up to the last
         space not returned yet (``""`` while the last word may still change)."""
-        # TODO(lab01 task 6): decode all ids so far; the text up to its last space can no longer change (after it, a word may still be unfinished or turn back into U+FFFD); return the part of it after emitted_chars and advance emitted_chars.
+        # TODO(lab01 task 6): the new text that no later token can change, never a broken character, so that all deltas join to the full decode (README task 6; transformers' TextStreamer).
         raise NotImplementedError("lab01 task 6: push is not written yet (see lab01_huggingface/README.md, task 6)")
 
     def flush(self) -> str:
         """The text still held back at the end of generation (possibly with U+FFFD, if the model
         stopped inside a character)."""
-        # TODO(lab01 task 6): decode everything and return what has not been emitted yet.
+        # TODO(lab01 task 6): at the end of generation, everything not returned yet, U+FFFD included if the model stopped inside a character (README task 6).
         raise NotImplementedError("lab01 task 6: flush is not written yet (see lab01_huggingface/README.md, task 6)")
 
 

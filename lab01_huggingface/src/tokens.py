@@ -23,20 +23,20 @@ ROLES = ("system", "user", "assistant")
 def encode(tokenizer: PreTrainedTokenizerBase, text: str, add_special_tokens: bool = True) -> list[int]:
     """Token ids of ``text``; with ``add_special_tokens`` the tokenizer adds what the model
     expects around a document (a bos token for Llama-style models)."""
-    # TODO(lab01 task 2): call the tokenizer (or tokenizer.encode) and return a plain list of ints.
+    # TODO(lab01 task 2): the token ids of text, with or without the special tokens the model expects (README task 2; transformers 'Summary of the tokenizers').
     raise NotImplementedError("lab01 task 2: encode is not written yet (see lab01_huggingface/README.md, task 2)")
 
 
 def decode(tokenizer: PreTrainedTokenizerBase, token_ids: list[int], skip_special_tokens: bool = True) -> str:
     """Text of ``token_ids``; special tokens (bos, eos, pad, chat markers) are dropped unless
     ``skip_special_tokens`` is False."""
-    # TODO(lab01 task 2): tokenizer.decode does it; pass skip_special_tokens through.
+    # TODO(lab01 task 2): the text of token ids, special tokens dropped unless asked for (README task 2).
     raise NotImplementedError("lab01 task 2: decode is not written yet (see lab01_huggingface/README.md, task 2)")
 
 
 def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
     """How many tokens ``text`` costs as a prompt, special tokens included."""
-    # TODO(lab01 task 2): the length of encode(...) with special tokens.
+    # TODO(lab01 task 2): how many tokens text costs as a prompt, as the model sees it (README task 2).
     raise NotImplementedError("lab01 task 2: count_tokens is not written yet (see lab01_huggingface/README.md, task 2)")
 
 
@@ -47,7 +47,7 @@ def token_pieces(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
     those pieces is shown as the tokenizer's own token string (``convert_ids_to_tokens``), which
     keeps the byte-level alphabet (``Ġ`` for a space) instead of a broken character.
     """
-    # TODO(lab01 task 2): encode without special tokens, then tokenizer.convert_ids_to_tokens.
+    # TODO(lab01 task 2): the tokenizer's own piece for each token of text, special tokens left out (README task 2; the docstring).
     raise NotImplementedError("lab01 task 2: token_pieces is not written yet (see lab01_huggingface/README.md, task 2)")
 
 
@@ -64,7 +64,7 @@ def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any
         ValueError: ``messages`` is empty, a message lacks ``role`` or ``content``, a role is not one
             of ``system``, ``user``, ``assistant``, or the tokenizer has no chat template.
     """
-    # TODO(lab01 task 2): validate each message (name its index in the error), then tokenizer.apply_chat_template(..., tokenize=False).
+    # TODO(lab01 task 2): the prompt text of a chat, rendered by the tokenizer's chat template; a bad message or a missing template refused as the docstring says (README task 2; transformers 'Chat templates').
     raise NotImplementedError("lab01 task 2: chat_prompt is not written yet (see lab01_huggingface/README.md, task 2)")
 
 
@@ -72,5 +72,5 @@ def chat_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]],
              add_generation_prompt: bool = True) -> list[int]:
     """Token ids of :func:`chat_prompt`. The template already holds the special tokens (bos and
     the role markers), so none may be added again."""
-    # TODO(lab01 task 2): encode the chat prompt with add_special_tokens=False (or bos appears twice).
+    # TODO(lab01 task 2): the token ids of the rendered chat, each special token exactly once (README task 2; the docstring).
     raise NotImplementedError("lab01 task 2: chat_ids is not written yet (see lab01_huggingface/README.md, task 2)")
