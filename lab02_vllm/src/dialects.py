@@ -319,8 +319,8 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
             raise APIError(400, "logprobs is not supported on a streamed chat by course serve: ask without "
                                 "stream", "logprobs")
         kind = request.response_format.type if request.response_format is not None else "text"
-        if kind != "text" and not (kind == "json_schema" and structured_output):
-            hint = ("send response_format json_schema instead" if structured_output else
+        if kind != "text" and not (kind in ("json_schema", "json_object") and structured_output):
+            hint = ("send response_format json_schema or json_object instead" if structured_output else
                     "run `course serve --sglang`, which answers response_format json_schema through lab04's "
                     "constrained decoding")
             raise APIError(400, f"response_format {kind} is not supported by this server: {hint}",

@@ -604,6 +604,9 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
         sglang = getattr(app.state, "sglang", None)
         if sglang is not None:  # response_format: json_schema goes to lab04's constrained decoding
             body = request.model_dump(exclude_unset=True)
+            if (body.get("response_format") or {}).get("type") == "json_object":  # any JSON object
+                body["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": "json_object", "schema": {"type": "object"}}}
             if sglang.handles_chat(body):  # checked as this server checks every chat, then handed over
                 state.check_model(request.model)
                 check_openai_request(request, vocab_size=state.vocab_size, max_model_len=state.max_model_len,

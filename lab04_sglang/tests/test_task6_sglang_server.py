@@ -311,3 +311,45 @@ def test_openai_chat_route_streams_and_checks_like_vllm(server):
         surrogate = http.post("/generate", content=b'{"text": "a\\ud800b"}',
                               headers={"content-type": "application/json"})
         assert surrogate.status_code == 400 and surrogate.json()["error"]["param"] == "text"
+
+
+@pytest.mark.scaffold
+def test_course_serve_sglang_checks_chats_as_its_own_routes(server):
+    """Given code: ``course serve --sglang`` (lab02's app with this service) checks a structured chat
+    as it checks any chat (an unknown model is a 404, a prompt past its ``--max-model-len`` a 400
+    naming ``input_tokens``, ``max_tokens`` 0 a 400), and answers ``response_format: json_object``
+    with a JSON object."""
+    import asyncio
+
+    from shared.impl import lab_module as module_of
+
+    _, service = server
+    lab02_server = module_of("lab02_vllm", "server")
+    engine = lab02_server.load_engine(str(fixture_dir()), max_model_len=128)
+    app = lab02_server.build_app(engine)
+    app.state.sglang = service  # what `course serve --sglang` does through add_sglang_routes
+    name = app.state.course.model_name
+    schema = {"type": "json_schema", "json_schema": {"name": "record", "schema": RECORD}}
+    ask = {"model": name, "messages": [{"role": "user", "content": "Give me a user record as JSON."}],
+           "temperature": 0, "max_tokens": 40, "response_format": schema}
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://course", timeout=120) as client:
+            bodies = [ask, {**ask, "model": "nope"}, {**ask, "max_tokens": 0},
+                      {**ask, "messages": [{"role": "user", "content": "word " * 200}]},
+                      {**ask, "response_format": {"type": "json_object"}}]
+            return [await client.post("/v1/chat/completions", json=body) for body in bodies]
+
+    good, unknown, zero, long, any_object = asyncio.run(run())
+    assert good.status_code == 200, good.text
+    jsonschema.validate(json.loads(good.json()["choices"][0]["message"]["content"]), RECORD)
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
+    assert zero.status_code == 400 and zero.json()["error"]["param"] == "max_tokens"
+    assert long.status_code == 400 and long.json()["error"]["param"] == "input_tokens", long.text
+    assert any_object.status_code == 200, any_object.text
+    content = any_object.json()["choices"][0]["message"]["content"]
+    if any_object.json()["choices"][0]["finish_reason"] == "stop":
+        assert isinstance(json.loads(content), dict)
+    else:  # cut by max_tokens: still the start of an object
+        assert content.lstrip().startswith("{")
