@@ -206,3 +206,21 @@ def test_sampled_speculation_follows_the_targets_distribution(model, draft_model
                                              generator=torch.Generator(device=model.device).manual_seed(7)).tokens
             for _ in range(2)]
     assert runs[0] == runs[1], "the same seed must give the same tokens: draw every random number from generator"
+
+
+@pytest.mark.scaffold
+def test_the_bench_refuses_a_draft_of_another_vocabulary(trained_model, trained_tokenizer, byte_fallback_tokenizer):
+    """bench.py (given) checks the draft before speculating: another number of token ids, or the same
+    number mapped to other tokens, is named in one line instead of an IndexError deep in a forward."""
+    from transformers import AutoModelForCausalLM
+
+    from lab01_huggingface.bench import draft_mismatch
+    from shared.convention_models import convention_model
+
+    other = AutoModelForCausalLM.from_pretrained(convention_model("spm-byte-fallback"))
+    message = draft_mismatch(trained_model, other, trained_tokenizer, byte_fallback_tokenizer)
+    assert message is not None and "\n" not in message
+    assert f"{other.config.vocab_size} token ids" in message and f"{trained_model.config.vocab_size}" in message
+    assert "other ids" in draft_mismatch(trained_model, trained_model, trained_tokenizer, byte_fallback_tokenizer)
+    assert draft_mismatch(trained_model, trained_model, trained_tokenizer, trained_tokenizer) is None
+    assert draft_mismatch(trained_model, trained_model, trained_tokenizer, None) is None
