@@ -170,7 +170,19 @@ class _RegexParser:
         return self.pattern[self.pos:self.pos + n]
 
     def parse(self) -> Node:
-        # BEGIN SOLUTION task 1: an anchor ^ at the start and $ at the end are implied (skip them); then one alternation that must use up the whole pattern.
+        # BEGIN SOLUTION task 1: the whole pattern as one pattern tree meaning what re.fullmatch means, or a GrammarError naming what is wrong and where (README task 1).
+        # HINT task 1 level 1: regex and schema both become the same pattern tree (ByteSet, Seq, Alt, Repeat),
+        #   then a Thompson NFA over bytes and a lazy DFA. Reading: README task 1, Russ Cox's 'Regular
+        #   Expression Matching Can Be Simple And Fast' (Thompson's construction, the subset construction),
+        #   'Understanding JSON Schema', and the given helpers at the top of grammar.py (literal, codepoints,
+        #   complement, utf8_ranges, seq, alt, EMPTY). The tests compare with re.fullmatch(..., re.ASCII) and
+        #   jsonschema on Hypothesis-generated inputs, so match their meaning exactly, errors included.
+        # HINT task 1 level 2: the parser is a recursive descent with one method per precedence level:
+        #   alternation ('|', lowest), then sequence, then a quantified atom. parse: fullmatch semantics make a
+        #   leading ^ and a trailing $ mean nothing; after one alternation the whole pattern must be used up (a
+        #   stray ')' is 'unbalanced'). Raise self.error(...) so the message names the pattern and the offset.
+        # HINT task 1 level 3: skip a leading '^'; node = alternation(); skip a '$' that is the very last
+        #   character; anything left is an error; return node.
         if self.peek() == "^":
             self.pos += 1
         node = self.alternation()
@@ -183,7 +195,9 @@ class _RegexParser:
         # END SOLUTION
 
     def alternation(self) -> Node:
-        # BEGIN SOLUTION task 1: sequences separated by '|'; one option needs no Alt.
+        # BEGIN SOLUTION task 1: one or more sequences separated by '|' as one node (README task 1).
+        # HINT task 1 level 3: a first sequence; while the next character is '|', step over it and
+        #   parse another; a single option is returned as it is, several as an Alt of them.
         options = [self.sequence()]
         while self.peek() == "|":
             self.pos += 1
@@ -192,7 +206,13 @@ class _RegexParser:
         # END SOLUTION
 
     def sequence(self) -> Node:
-        # BEGIN SOLUTION task 1: quantified atoms until '|', ')' or the end; '$' only as the very last character.
+        # BEGIN SOLUTION task 1: the quantified atoms up to the next '|', ')' or the end, as one node (README task 1).
+        # HINT task 1 level 2: an empty sequence is allowed ('a|' matches 'a' or ''): EMPTY, or an
+        #   empty Seq. '$' may only be the pattern's last character; elsewhere it is an error (this course
+        #   supports no multi-line anchors).
+        # HINT task 1 level 3: collect quantified(atom()) while the next character is not '|' or ')'
+        #   and the pattern is not used up; stop before a final '$'; one item is returned alone, several as a
+        #   Seq.
         items: list[Node] = []
         while self.pos < len(self.pattern) and self.peek() not in "|)":
             if self.peek() == "$":
@@ -216,7 +236,15 @@ class _RegexParser:
 
     def quantified(self, node: Node) -> Node:
         """Apply the ``*``, ``+``, ``?`` or ``{...}`` bound that may follow an atom."""
-        # BEGIN SOLUTION task 1: at most one quantifier (a second is an error, as in Python); a lazy '?' after it changes nothing for a full match; check low <= high.
+        # BEGIN SOLUTION task 1: the atom repeated as the quantifier after it says (*, +, ?, {n,m}), or unchanged when none follows; bounds checked (README task 1; Python's re syntax).
+        # HINT task 1 level 2: self.bound() reads a '{...}' and returns None when Python would read
+        #   the brace as a literal. A lazy '?' after a quantifier changes which match re.search finds, never
+        #   whether a full match exists, so it adds nothing here. A second quantifier right after the first
+        #   ('a**') is an error in Python: refuse it too. A maximum below the minimum, or a bound over
+        #   MAX_REPEAT, is an error naming the bound.
+        # HINT task 1 level 3: map '*', '+', '?' to (low, high) = (0, None), (1, None), (0, 1), or
+        #   take the bound; no quantifier -> return the node; skip one lazy '?'; refuse a following quantifier;
+        #   the result is a Repeat of the node between those bounds.
         start, char = self.pos, self.peek()
         if char in ("*", "+", "?"):
             low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
@@ -238,7 +266,16 @@ class _RegexParser:
 
     def atom(self) -> Node:
         """One group, class, '.', escape or literal character."""
-        # BEGIN SOLUTION task 1: '(' group (also '(?:' and '(?P<name>'; lookarounds and backreferences are errors naming themselves), '[' class, '.' = any character but newline, '\\' escape, a quantifier with nothing before it is an error, else the character's UTF-8 bytes.
+        # BEGIN SOLUTION task 1: one atom (group, class, '.', escape or literal character) as a node; what Python supports but an automaton cannot is refused by name (README task 1).
+        # HINT task 1 level 2: groups capture nothing here, so '(', '(?:' and '(?P<name>' all just group;
+        #   lookarounds and backreferences need more than a finite automaton: refuse them, saying which. '.' is
+        #   any character but a newline (re without DOTALL). char_class and escape are given. A quantifier with
+        #   nothing before it and a '^' inside the pattern are errors. A literal character is its UTF-8 bytes
+        #   (literal() does that).
+        # HINT task 1 level 3: '(' -> step in, handle '?:' / '?P<name>' / refuse other '(?', parse an
+        #   alternation, require ')'; '[' -> char_class(); '.' -> codepoints of the complement of newline; '\\'
+        #   -> codepoints(escape(False)); a quantifier or '^' -> error; else consume one character: its
+        #   literal node.
         start = self.pos
         char = self.peek()
         if char == "(":
@@ -481,7 +518,16 @@ class _SchemaCompiler:
 
     def node(self, schema: Any, where: str = "#") -> Node:
         """The pattern tree for one (sub)schema; ``where`` is its JSON pointer, for messages."""
-        # BEGIN SOLUTION task 1: refuse by name a keyword that is in CONSTRAINING but not in SUPPORTED (ignore any other); then const, enum, $ref (resolve it in #/$defs, error on recursion), anyOf, a list of types, and one branch per type.
+        # BEGIN SOLUTION task 1: the pattern tree of every canonical JSON text that validates against this subschema; a constraining keyword it does not support refused by name with its JSON pointer (README task 1).
+        # HINT task 1 level 2: keywords that only describe are ignored; a keyword in CONSTRAINING but not
+        #   in SUPPORTED is refused (self.unsupported), as are additional properties other than false, `true` as
+        #   a schema, and a schema without a type (any value). const and enum are literal JSON texts (json_text
+        #   writes them canonically). A list of types is an Alt of the same schema with each type. INTEGER and
+        #   NUMBER are given.
+        # HINT task 1 level 3: validate the schema's shape and keywords; then in order: const -> literal;
+        #   enum -> Alt of literals; $ref -> self.ref; anyOf -> Alt of the subschemas' nodes (pointer
+        #   .../anyOf/i); a type list -> Alt over {**schema, type: t}; object / array / string -> their methods;
+        #   integer, number, boolean, null -> the fixed nodes.
         if schema is True:
             raise GrammarError(f"json_schema at {where} is `true` (any value): not supported")
         if not isinstance(schema, dict):
@@ -515,7 +561,11 @@ class _SchemaCompiler:
         # END SOLUTION
 
     def ref(self, ref: str, where: str) -> Node:
-        # BEGIN SOLUTION task 1: only local refs '#/$defs/Name' (or '#/definitions/'); a ref already being expanded is recursion: an error; build each ref's tree once (self.expanded) and share it.
+        # BEGIN SOLUTION task 1: the tree of a local $ref, built once and shared; a recursive or dangling reference refused (README task 1; JSON Schema '$defs').
+        # HINT task 1 level 2: only '#/$defs/<name>' (and draft-07's '#/definitions/<name>'). A finite
+        #   automaton cannot nest without bound, so a ref met again while it is being expanded (self.resolving)
+        #   is an error. Definitions that use the next one twice would cost 2^depth expansions: keep each ref's
+        #   tree in self.expanded and reuse it.
         parts = ref.split("/")
         if len(parts) != 3 or parts[0] != "#" or parts[1] not in ("$defs", "definitions"):
             raise GrammarError(f"json_schema $ref {ref!r} at {where}: only '#/$defs/<name>' is supported")
@@ -536,7 +586,17 @@ class _SchemaCompiler:
 
     def object_node(self, schema: dict, where: str) -> Node:
         """``{"key": value, ...}`` with the properties in the schema's order; optional ones may be left out."""
-        # BEGIN SOLUTION task 1: properties in order, each '"key": value'; ', ' only between two present ones; required ones always present (a required key that is not a property is an error); no properties: '{}'. Stay polynomial: one option per possible first member, each followed by the later members after ', ' (a choice per optional property that copies the rest of the object doubles the automaton each time: 2^n, refused past MAX_NFA_STATES).
+        # BEGIN SOLUTION task 1: every canonical JSON object the schema allows: properties in the schema's order, optional ones omissible, separators exactly ', ' and ': ', and a tree that grows polynomially with the properties (README task 1, on size).
+        # HINT task 1 level 2: a member is the key's JSON text, KEY_SEPARATOR and the value's node;
+        #   ITEM_SEPARATOR goes only between two present members. A required key missing from properties is an
+        #   error. The hard part is size: an optional member written as 'present or absent, then a copy of
+        #   everything after it' doubles the tree per optional property (19 of them: millions of NFA states).
+        #   Decide instead which member comes first: every later member then follows after a comma, and that
+        #   tail can be built once and shared.
+        # HINT task 1 level 3: build the members; build later[i] from the end: later[i] = (comma +
+        #   member i), optional if member i is, then later[i + 1]. The options for the inside of the braces: for
+        #   each k in order, member k followed by later[k + 1], stopping after the first required member; when
+        #   no member is required, the empty object is an option too. Return '{' + Alt(options) + '}'.
         properties = schema.get("properties", {})
         required = schema.get("required", [])
         for name in required:
@@ -570,7 +630,10 @@ class _SchemaCompiler:
 
     def array_node(self, schema: dict, where: str) -> Node:
         """``[item, item, ...]`` with between ``minItems`` and ``maxItems`` items."""
-        # BEGIN SOLUTION task 1: 'items' is needed; items joined by ', '; minItems 0 also allows '[]'; maxItems 0 only '[]'; minItems > maxItems can never match.
+        # BEGIN SOLUTION task 1: every canonical JSON array of the items' schema with between minItems and maxItems items (README task 1).
+        # HINT task 1 level 2: no 'items' (any value) and a list of items (tuple validation) are
+        #   refused. Items are separated by ', '. Zero items is '[]'; otherwise one item then (count - 1) more
+        #   after a comma. Impossible or oversized bounds (above MAX_REPEAT) are errors naming them.
         if "items" not in schema:
             raise GrammarError(f"json_schema at {where}: an array needs 'items' (any value is not supported)")
         if isinstance(schema["items"], list):
@@ -591,7 +654,10 @@ class _SchemaCompiler:
 
     def string_node(self, schema: dict, where: str) -> Node:
         """``"..."`` holding between ``minLength`` and ``maxLength`` characters (an escape is one)."""
-        # BEGIN SOLUTION task 1: a quote, JSON_CHAR repeated minLength..maxLength times, a quote; minLength > maxLength can never match.
+        # BEGIN SOLUTION task 1: every JSON string with between minLength and maxLength characters, an escape counting as one (README task 1; the docstring).
+        # HINT task 1 level 2: JSON_CHAR (given) is one JSON string character, escapes included, so
+        #   the length bounds become a Repeat of it between two quotes. Impossible or oversized bounds are
+        #   errors.
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if high is not None and high < low:
             raise GrammarError(f"json_schema at {where}: minLength {low} is above maxLength {high}: nothing can match")
@@ -691,7 +757,17 @@ class Automaton:
 
     def _build(self, node: Node, start: int) -> int:
         """Add ``node``'s NFA fragment beginning at state ``start``; return its end state."""
-        # BEGIN SOLUTION task 1: Thompson's construction: ByteSet = one edge per range to a new state; Seq chains; Alt = epsilon to each option's start and from each end to one shared end; Repeat = `low` copies, then (high - low) optional copies, or a loop when high is None.
+        # BEGIN SOLUTION task 1: the NFA fragment of a node, starting at a given state, returning its end state (README task 1; Russ Cox, Thompson's construction).
+        # HINT task 1 level 2: states are made with _new_state; self.edges[s] holds (low byte, high
+        #   byte, target) and self.epsilons[s] the targets reached without reading. Each node kind is one rule
+        #   of Thompson's construction; a Repeat expands into copies of its item's fragment (a fresh fragment
+        #   per copy: one fragment cannot be re-entered from two places). The fragment must accept exactly
+        #   the node's language: test a Repeat with low 0, with high None, and with low = high.
+        # HINT task 1 level 3: ByteSet: one new end state, an edge per range. Seq: build each item from
+        #   the previous end. Alt: a shared end; per option a new begin reached by epsilon from start, its end
+        #   joined to the shared end by epsilon. Repeat: low copies in a row; unbounded -> a loop state reached
+        #   by epsilon, the item built from it and returning to it by epsilon; bounded -> (high - low) copies,
+        #   each skippable by an epsilon to one end.
         if isinstance(node, ByteSet):
             end = self._new_state()
             self.edges[start] += [(low, high, end) for low, high in node.ranges]
@@ -765,7 +841,11 @@ class Automaton:
 
     def _row(self, state: int) -> list[int]:
         """The 256 successors of DFA ``state`` (``DEAD`` where a byte is not allowed), built once."""
-        # BEGIN SOLUTION task 1: subset construction for one state: for each byte, the epsilon closure of every NFA edge target whose range holds the byte; an empty set is DEAD.
+        # BEGIN SOLUTION task 1: the 256 successors of a DFA state, built once and cached, DEAD where a byte is not allowed (README task 1; the subset construction).
+        # HINT task 1 level 2: a DFA state is a set of NFA states (self._sets[state]); the successor on a
+        #   byte is the epsilon closure (_closure) of every target reachable on that byte; _intern numbers new
+        #   sets. Build a row the first time it is asked for (lazy DFA) and store it in self._rows. Many bytes
+        #   lead to the same set: look each set up once.
         row = self._rows[state]
         if row is None:
             targets: list[set[int]] = [set() for _ in range(256)]

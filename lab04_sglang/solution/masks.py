@@ -74,7 +74,16 @@ def token_bytes(tokenizer: Any, vocab_size: int | None = None) -> list[bytes | N
         text of a completion is its pieces joined (or the decode of prompt and completion, minus
         the prompt's), never ``decode(completion)`` alone.
     """
-    # BEGIN SOLUTION task 2: convert_ids_to_tokens; specials (all_special_ids and added special tokens) and empty pieces are None; byte-level: map each char back through gpt2_byte_decoder(); else '<0xHH>' is one byte and '▁' is a space.
+    # BEGIN SOLUTION task 2: the exact bytes each token id stands for, None for special and empty tokens, for byte-level BPE and SentencePiece vocabularies alike (README task 2; the docstring).
+    # HINT task 2 level 1: a token is allowed in a state when the automaton can read all its bytes without
+    #   dying; eos only where the output is complete. Reading: README task 2, the outlines paper §3 (indexing
+    #   the vocabulary) and transformers' LogitsProcessor. The tests decode with real tokenizers of both kinds
+    #   and check every completion with jsonschema or re.fullmatch.
+    # HINT task 2 level 2: work from the tokenizer's own pieces, not decode([id]) (the docstring
+    #   says why). A byte-level BPE writes each byte as a character of GPT-2's alphabet (the given byte decoder
+    #   maps it back); a SentencePiece piece writes a space as '▁' and a raw byte as '<0xHH>'. Special ids
+    #   (all_special_ids and added tokens marked special), ids past the tokenizer, and pieces with no bytes are
+    #   None. The list has vocab_size entries.
     size = len(tokenizer) if vocab_size is None else vocab_size
     special = set(tokenizer.all_special_ids)
     special |= {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
@@ -137,7 +146,14 @@ class TokenMasker:
         """``{token id: state after it}`` for every token allowed in ``state`` (eos excluded).
 
         One depth-first walk over the vocabulary trie, computed once per state and cached."""
-        # BEGIN SOLUTION task 2: return the cached dict if there is one; else walk the trie from (root, state): for each child byte take automaton.step, skip the subtree when DEAD, and record every token id that ends at a reached node.
+        # BEGIN SOLUTION task 2: every token allowed in a state, with the state after it, from one walk of the vocabulary trie, cached per state (README task 2; outlines §3).
+        # HINT task 2 level 2: the trie (given, in Vocabulary) maps a byte to a child node and the
+        #   key -1 to the ids of tokens ending there. Walking it depth-first while stepping the automaton byte
+        #   by byte shares the work between tokens with a common prefix, and a byte that kills the automaton
+        #   drops its whole subtree. Cache the result per state: after warm-up a step is a look-up.
+        # HINT task 2 level 3: return the cached dict if any; else a stack of (trie node, automaton
+        #   state) from (root, state); pop; for each byte child: after = step(state, byte); skip if DEAD; every
+        #   id at the child's -1 maps to after; push (child, after). Store and return the dict.
         cached = self._next.get(state)
         if cached is not None:
             return cached
@@ -163,7 +179,10 @@ class TokenMasker:
         """``(vocab,)`` bool: True where a token may come next in ``state``.
 
         Eos ids are True exactly when ``state`` is accepting; after eos (``FINISHED``) nothing is."""
-        # BEGIN SOLUTION task 2: cached per state; the ids of next_states(state), plus every eos id when the state accepts.
+        # BEGIN SOLUTION task 2: the allowed-token mask of a state, eos allowed exactly where the text is complete, nothing after eos (README task 2; the docstring).
+        # HINT task 2 level 2: (vocab,) bool on the CPU, cached per state (the processor reuses it each
+        #   step). Eos may be several ids (vocabulary.eos_ids). FINISHED is not an automaton state: its mask is
+        #   all False.
         cached = self._masks.get(state)
         if cached is None:
             cached = torch.zeros(self.vocabulary.size, dtype=torch.bool)
@@ -183,7 +202,9 @@ class TokenMasker:
         Raises:
             ValueError: the token is not allowed in ``state`` (naming both).
         """
-        # BEGIN SOLUTION task 2: eos in an accepting state -> FINISHED; else look the token up in next_states; refuse anything else.
+        # BEGIN SOLUTION task 2: the state after a token, FINISHED after eos, or a ValueError for a token the state does not allow (README task 2; the docstring).
+        # HINT task 2 level 2: eos is allowed only in an accepting state; any other token must be in
+        #   next_states(state). After FINISHED nothing is allowed.
         if token_id in self.vocabulary.eos_ids and state != self.FINISHED \
                 and self.automaton.is_accepting(state):
             return self.FINISHED
@@ -237,7 +258,15 @@ class ConstrainedLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """``input_ids``: ``(batch, seq)``; ``scores``: ``(batch, vocab)``; returns new scores."""
-        # BEGIN SOLUTION task 2: start every row at automaton.start; advance each unfinished row by the tokens after prompt_length + consumed; stack the rows' masks (a finished row: eos only, or sampling sees all -inf) and masked_fill the rest with -inf (a new tensor, never in place).
+        # BEGIN SOLUTION task 2: scores with every token the row's automaton state forbids at -inf, for a batch that generate drives one step at a time (README task 2; transformers' LogitsProcessor).
+        # HINT task 2 level 2: generate calls it once per step with all ids so far (the prompt is the
+        #   first prompt_length columns, left-padded). Keep one automaton state per row and fold in only the
+        #   tokens generated since the last call. A row that has finished still gets sampled (then padded): give
+        #   it eos only, since an all -inf row makes sampling fail. Return a new tensor; the masks live on the
+        #   CPU while scores may not, and a model's scores may be narrower than the mask (cut it to their width).
+        # HINT task 2 level 3: first call: one start state per row; for each row, advance through its
+        #   new tokens (unless finished); count them as consumed; stack each row's mask (eos-only for FINISHED),
+        #   move it to the scores' device, and return the scores with the forbidden positions filled with -inf.
         if not self.states:
             self.states = [self.masker.automaton.start] * input_ids.shape[0]
         new_tokens = input_ids[:, self.prompt_length + self.consumed:].tolist()

@@ -34,7 +34,14 @@ def cache_to_value(cache: DynamicCache, start: int, end: int) -> torch.Tensor:
     """Tokens ``start..end-1`` of a batch-1 cache as one tensor ``(end - start, layers, 2, kv_heads, head_dim)``.
 
     A new tensor (a copy), so the tree never keeps the whole cache alive."""
-    # BEGIN SOLUTION task 4: per layer stack keys[0, :, start:end] and values[0, :, start:end] -> (2, kv_heads, n, head_dim); stack layers -> (layers, 2, kv_heads, n, head_dim); move the token axis first.
+    # BEGIN SOLUTION task 4: tokens start..end-1 of a batch-1 DynamicCache as one new tensor with the token axis first (README task 4; transformers' DynamicCache).
+    # HINT task 4 level 2: cache_to_value / value_to_cache: a transformers 5 DynamicCache keeps per-layer
+    #   tensors in cache.layers[i].keys / .values, shape (batch, kv_heads, tokens, head_dim). The tree wants the
+    #   token axis first, (tokens, layers, 2, kv_heads, head_dim), so that a node's value is cut by tokens. Copy
+    #   (contiguous, clone): a view would keep the whole cache alive, and a cache that later grows must not
+    #   write into the tree.
+    # HINT task 4 level 3: for each layer stack its keys and values sliced to [0, :, start:end];
+    #   stack the layers; permute so that the token axis comes first; make it contiguous.
     per_layer = [torch.stack([layer.keys[0, :, start:end], layer.values[0, :, start:end]])
                  for layer in cache.layers]
     return torch.stack(per_layer).permute(3, 0, 1, 2, 4).contiguous()
@@ -43,7 +50,10 @@ def cache_to_value(cache: DynamicCache, start: int, end: int) -> torch.Tensor:
 
 def value_to_cache(value: torch.Tensor, model: PreTrainedModel) -> DynamicCache:
     """A ``DynamicCache`` holding ``value`` (``(tokens, layers, 2, kv_heads, head_dim)``) for batch 1."""
-    # BEGIN SOLUTION task 4: DynamicCache(config=model.config); for each layer update(keys, values, layer) with (1, kv_heads, tokens, head_dim) tensors.
+    # BEGIN SOLUTION task 4: a batch-1 DynamicCache holding a tree value's keys and values for every layer (README task 4).
+    # HINT task 4 level 3: a DynamicCache built for the model's config; move the token axis back
+    #   to third place; for each layer, update the cache with that layer's keys and values (batch axis added,
+    #   cloned).
     cache = DynamicCache(config=model.config)
     per_layer = value.permute(1, 2, 3, 0, 4)  # (layers, 2, kv_heads, tokens, head_dim)
     for index, layer in enumerate(per_layer):
@@ -105,7 +115,16 @@ class PrefixCachingGenerator:
         ``reusable`` < ``len(ids)``: the positions from ``reusable`` on need their logits.
 
         Returns ``(logits of every new position (n, vocab), cache, matched tokens, locked node)``."""
-        # BEGIN SOLUTION task 4: match_prefix(ids[:reusable]); lock the node; load its value into a cache (or an empty DynamicCache); run the model on ids[matched:] with self._forward.
+        # BEGIN SOLUTION task 4: run ids reusing the tree's longest cached prefix of ids[:reusable], computing only the rest, with the matched node locked (README task 4; the docstring).
+        # HINT task 4 level 2: the cache holds KV, not logits, so at least the last position must be
+        #   computed: match only ids[:reusable]. Lock the matched node before running the model (its KV is in
+        #   use) and return it so that _store unlocks it. Without caching (use_cache False) nothing is matched,
+        #   but the root is still what gets locked and unlocked. Return the logits of every computed position,
+        #   (n, vocab).
+        # HINT task 4 level 3: value, node = match_prefix of the reusable part (or nothing and the
+        #   root); matched = its length; lock node; the cache from the value or an empty DynamicCache for the
+        #   model's config; out = _forward(the ids after matched, cache); return out's logits for batch row 0,
+        #   its cache, matched, node.
         value, node = self.radix.match_prefix(ids[:reusable]) if self.use_cache else (None, self.radix.root)
         matched = 0 if value is None else len(value)
         self.radix.inc_lock_ref(node)
@@ -116,7 +135,9 @@ class PrefixCachingGenerator:
 
     def _store(self, ids: list[int], cache: DynamicCache, node: object) -> None:
         """Put the KV of ``ids`` (all in ``cache``) into the tree, unlock, and evict over the limit."""
-        # BEGIN SOLUTION task 4: insert ids with cache_to_value(cache, 0, len(ids)) (only when caching); dec_lock_ref(node); evict down to max_cached_tokens.
+        # BEGIN SOLUTION task 4: store the KV of ids in the tree, release the request's lock, and keep the tree within its size limit (README task 4; the docstring).
+        # HINT task 4 level 2: insert before unlocking (the prefix must not be evicted in between);
+        #   insert stores only the new remainder. Evict only the excess over max_cached_tokens (None: no limit).
         if self.use_cache:
             self.radix.insert(ids, cache_to_value(cache, 0, len(ids)))
         self.radix.dec_lock_ref(node)

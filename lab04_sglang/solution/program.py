@@ -256,8 +256,20 @@ class ProgramState:
             raise TypeError(f"s += expects text, gen, select or a role, got {type(expr).__name__}")
 
     def role_begin(self, role: str) -> None:
-        """Open a chat turn: append the template's text before ``role``'s content."""
-        # BEGIN SOLUTION task 5: roles do not nest (an error naming both); append the role's opening marker; remember the role and where its content starts.
+        """Open a chat turn: append the template's text before ``role``'s content.
+
+        Raises:
+            ValueError: another role is still open (roles do not nest; the message names both).
+        """
+        # BEGIN SOLUTION task 5: open a chat turn with the chat template's text before the role's content, refusing a nested role (README task 5; the docstring).
+        # HINT task 5 level 1: a program's text must be exactly what the chat template renders for its messages,
+        #   and every gen the model's answer to that text. Reading: README task 5, SGLang's docs 'Frontend
+        #   language' and the installed sglang/lang/api.py; LocalBackend (given) holds the tokenizer, the role
+        #   markers (backend.roles[role] is the text before and after a turn's content) and the engine with the
+        #   radix cache of task 4.
+        # HINT task 5 level 2: role_begin / role_end: the state keeps which role is open and where its content
+        #   starts in the text, so that role_end can record the message's content as the text written since
+        #   then.
         if self._role is not None:
             raise ValueError(f"role {role!r} started inside the open role {self._role[0]!r}")
         self._text += self.backend.roles[role][0]
@@ -265,8 +277,12 @@ class ProgramState:
         # END SOLUTION
 
     def role_end(self, role: str) -> None:
-        """Close the turn: record the message ``{"role", "content"}``, append the closing marker."""
-        # BEGIN SOLUTION task 5: the open role must be this one; its content is the text since it began; then the closing marker.
+        """Close the turn: record the message ``{"role", "content"}``, append the closing marker.
+
+        Raises:
+            ValueError: ``role`` is not the open role (or no role is open).
+        """
+        # BEGIN SOLUTION task 5: close the open turn: record its message, append the template's text after it (README task 5; the docstring).
         if self._role is None or self._role[0] != role:
             raise ValueError(f"role {role!r} ended but the open role is {self._role and self._role[0]!r}")
         self._messages.append({"role": role, "content": self._text[self._role[1]:]})
@@ -294,8 +310,19 @@ class ProgramState:
 
         The whole text so far is the prompt (the radix cache makes its known prefix free); the
         result is the new text without eos, cut before the first stop string; a ``json_schema``
-        result is stored as text (parse it with ``json.loads``)."""
-        # BEGIN SOLUTION task 5: encode the text; max_tokens / temperature from the call, else the run's defaults; a masker when the call has an automaton; decode without special tokens; cut at the earliest stop string; append; store the variable and meta_info (prompt_tokens, completion_tokens, cached_tokens).
+        result is stored as text (parse it with ``json.loads``). A named call also records
+        ``meta_info[name] = {"prompt_tokens", "completion_tokens", "cached_tokens"}`` (SGLang's
+        names; ``cached_tokens`` is what the radix cache supplied)."""
+        # BEGIN SOLUTION task 5: continue the text with the model as SGLang's gen does, honouring the call's settings, constraint and stop strings, and record the result and its meta_info (README task 5; the docstring).
+        # HINT task 5 level 2: the prompt is the whole text so far (the radix cache makes the known
+        #   part free). A setting the call leaves unset comes from the run's defaults (SGLang's: 128 tokens,
+        #   temperature 1.0). A constrained call carries an automaton: masks come from backend.masker for it.
+        #   The stored text has no special tokens and is cut before the earliest stop string found (not the
+        #   first in the list).
+        # HINT task 5 level 3: ids = backend.encode(text); max tokens and temperature from the call or
+        #   the defaults; a masker if the call has an automaton; engine.generate with the run's seed; decode
+        #   without special tokens; cut at the smallest index of any stop string present; append; store variable
+        #   and meta_info.
         backend = self.backend
         prompt_ids = backend.encode(self._text)
         max_tokens = call.max_tokens or self.defaults["max_new_tokens"]
@@ -320,8 +347,13 @@ class ProgramState:
 
         Each choice is scored by the log-probabilities of its tokens after the text so far:
         summed (``summed_logprob``, which favours short choices) or divided by the token count
-        (``token_length_normalized``, SGLang's default)."""
-        # BEGIN SOLUTION task 5: prefix = encode(text); each choice's ids without special tokens; engine.logprobs(prefix, ids); score = sum or mean by call.method; the first best wins; append it; store it and meta_info with both score lists.
+        (``token_length_normalized``, SGLang's default); on a tie the earlier choice wins. A named
+        call records ``meta_info[name] = {"summed_logprobs": [...], "normalized_prompt_logprobs":
+        [...]}``, one score per choice in both lists whichever method chose."""
+        # BEGIN SOLUTION task 5: append the choice the model finds most likely after the text, by the call's scoring method, and record both scores of every choice (README task 5; the docstring).
+        # HINT task 5 level 2: each choice is scored by the log-probabilities of its own tokens
+        #   after the prefix (the engine gives them); tokenize a choice without special tokens. Both scores are
+        #   computed for every choice; the method picks which one decides.
         backend = self.backend
         prefix = backend.encode(self._text)
         summed, normalized = [], []
@@ -342,7 +374,10 @@ class ProgramState:
         """``size`` copies of this state that continue independently from the same text.
 
         Their requests share this state's prefix through the radix cache."""
-        # BEGIN SOLUTION task 5: at least 1; each copy gets the same backend, defaults, text, variables, meta_info, messages and open role (copies of the containers, not the same ones).
+        # BEGIN SOLUTION task 5: size independent copies of this state that continue from the same text (README task 5; SGLang's fork).
+        # HINT task 5 level 2: independent means a variable set or a message recorded in one copy never
+        #   shows in another or in the original: copy the containers, not just the references. size below 1 is a
+        #   ValueError naming it.
         check_at_least("size", size, 1)
         copies = []
         for _ in range(size):

@@ -71,7 +71,19 @@ class RadixCache:
 
         The new node takes the child's place under its parent and inherits its lock count
         (every request that locked the child also uses its first part)."""
-        # BEGIN SOLUTION task 4: a new node with key[:length] / value[:length] and the child's parent, lock_ref and last_access; the child keeps the rest and hangs under the new node; the parent now points at the new node.
+        # BEGIN SOLUTION task 4: cut a node's run in two, the first part taking its place in the tree with its lock and access time (README task 4; the docstring).
+        # HINT task 4 level 1: the tree's invariants, checked by Hypothesis against a naive set of prefixes:
+        #   children are keyed by the first token of their run; no two children share a first token; every
+        #   cached key is a path from the root; total size = evictable + protected, where a node's tokens are
+        #   protected exactly while its lock_ref > 0. Reading: README task 4, radix.py's module docstring, the
+        #   SGLang paper §3 and figure 3, and SGLang's radix_cache.py (the names follow it).
+        # HINT task 4 level 2: the new head node holds the first `length` tokens and values and takes
+        #   the child's place in the parent's children (same first token); the child keeps the rest and becomes
+        #   the head's only child, keyed by its new first token. The head inherits lock_ref and last_access:
+        #   every request that locked the child uses the head's tokens too. Sizes do not change.
+        # HINT task 4 level 3: head = a node with key[:length], value[:length], the child's parent; copy
+        #   lock_ref and last_access; head.children = {key[length]: child}; the parent's entry for key[0]
+        #   becomes head; the child's key and value drop their first length entries and its parent becomes head.
         head = TreeNode(child.key[:length], child.value[:length], child.parent)
         head.lock_ref, head.last_access = child.lock_ref, child.last_access
         head.children = {child.key[length]: child}
@@ -91,7 +103,16 @@ class RadixCache:
             ``(value, node)``: ``value`` is the concatenation ``(matched tokens, ...)`` of the
             path's values, None when nothing matched (then ``node`` is the root).
         """
-        # BEGIN SOLUTION task 4: walk down by the first token of what is left; a full match of a child's run moves into it; a partial one splits it and stops; collect values and stamp last_access on the way.
+        # BEGIN SOLUTION task 4: the cached value of the longest cached prefix of key and the node where it ends exactly, every node on the path marked as just used (README task 4; the docstring).
+        # HINT task 4 level 2: at each node, only the child keyed by the next token can continue.
+        #   A run matched only in part is split (the returned node must end exactly at the match, so that
+        #   locking it protects no more than the prefix), and the walk stops there. One tick of the clock per
+        #   call, stamped on the root and every node passed. None when nothing matched (the node is then the
+        #   root).
+        # HINT task 4 level 3: node = root, values = [], stamp = a new tick; while key is not
+        #   empty and its first token is a child of node: length = the common length of the child's run and key;
+        #   split if shorter than the run; stamp it; keep its value; move to it and drop length tokens of key.
+        #   Return the concatenated values (or None) and the node.
         node, values, key = self.root, [], tuple(key)
         now = self._tick()
         node.last_access = now
@@ -109,10 +130,15 @@ class RadixCache:
     def insert(self, key: Sequence[int], value: torch.Tensor) -> int:
         """Add ``key`` with ``value`` (``(len(key), ...)``); return how many of its tokens were cached already.
 
-        The cached part keeps its old value; only the new remainder is stored (as one new leaf)."""
+        The cached part keeps its old value; only the new remainder is stored (as one new leaf).
+        As in :meth:`match_prefix`, a key that leaves a node's run in the middle splits it there, and
+        every node on the key's path, the new leaf included, is marked as just used."""
         if len(value) != len(key):
             raise ValueError(f"value must have one row per token of key: {len(value)} rows for {len(key)} tokens")
-        # BEGIN SOLUTION task 4: walk as in match_prefix (splitting where the key leaves a run); hang the remainder as one new leaf with value[matched:]; it is evictable, so count its tokens.
+        # BEGIN SOLUTION task 4: add key's uncached remainder as one new leaf, keep what was cached, and return how many tokens were cached already (README task 4; the docstring).
+        # HINT task 4 level 2: the walk is match_prefix's (and also marks the path as used); the part
+        #   already cached keeps its old value. The remainder, if any, is one new leaf holding value[matched:],
+        #   stamped as just used; nobody locks it yet, so its tokens count as evictable.
         node, key, matched = self.root, tuple(key), 0
         now = self._tick()
         node.last_access = now
@@ -133,7 +159,11 @@ class RadixCache:
 
     def inc_lock_ref(self, node: TreeNode) -> None:
         """Protect ``node`` and every node above it from eviction (one more request uses them)."""
-        # BEGIN SOLUTION task 4: from node up to (not including) the root: a node going from 0 to 1 moves its tokens from evictable to protected.
+        # BEGIN SOLUTION task 4: protect a node and all its ancestors from eviction for one more user, keeping the size counters right (README task 4).
+        # HINT task 4 level 2: inc_lock_ref / dec_lock_ref: the root is never counted (its lock is permanent and
+        #   it holds no tokens). Only the transitions 0 -> 1 and 1 -> 0 move a node's tokens between evictable
+        #   and protected; other counts change nothing. dec_lock_ref must refuse to go below 0 (see its
+        #   docstring for the exception).
         while node is not self.root:
             if node.lock_ref == 0:
                 self._evictable -= len(node.key)
@@ -143,8 +173,13 @@ class RadixCache:
         # END SOLUTION
 
     def dec_lock_ref(self, node: TreeNode) -> None:
-        """Undo one ``inc_lock_ref(node)``."""
-        # BEGIN SOLUTION task 4: the reverse walk: a node going from 1 to 0 becomes evictable again; a count below 0 is a bug: raise.
+        """Undo one ``inc_lock_ref(node)``.
+
+        Raises:
+            RuntimeError: a node on the path is not locked (more ``dec_lock_ref`` than
+                ``inc_lock_ref`` calls): a bug in the caller, never silently ignored.
+        """
+        # BEGIN SOLUTION task 4: undo one inc_lock_ref, making nodes evictable again when their last user is gone; an unlocked node is an error (README task 4; the docstring).
         while node is not self.root:
             if node.lock_ref <= 0:
                 raise RuntimeError("dec_lock_ref on a node that is not locked")
@@ -161,7 +196,16 @@ class RadixCache:
         Only unlocked leaves go, least recently used first; a parent left without children
         becomes a leaf and may go next. ``on_evict(value)`` is told each freed value (a paged
         engine returns its blocks to the pool there)."""
-        # BEGIN SOLUTION task 4: a heap of unlocked leaves by last_access; pop, unlink from the parent, count; push the parent when it became an unlocked leaf (never the root).
+        # BEGIN SOLUTION task 4: free at least num_tokens tokens, least recently used unlocked leaves first, a parent left childless next, never a locked node or the root (README task 4; the docstring).
+        # HINT task 4 level 2: only leaves go (an inner node is a prefix that its children need) and
+        #   whole runs go: freeing 1 token may free 2. Removing a leaf can turn its parent into a leaf that
+        #   competes by its own last_access. TreeNode orders by last_access, so heapq works on nodes. Report
+        #   each freed value to on_evict. Return what was freed (less than asked when nothing more is
+        #   evictable).
+        # HINT task 4 level 3: heapify every unlocked leaf but the root; while freed < num_tokens and the
+        #   heap is not empty: pop the oldest, delete it from its parent's children, count its tokens (and take
+        #   them off the evictable size), call on_evict; if the parent is not the root, has no children left and
+        #   is unlocked, push it.
         leaves = [n for n in self._nodes() if not n.children and n.lock_ref == 0 and n is not self.root]
         heapq.heapify(leaves)
         freed = 0

@@ -58,7 +58,19 @@ class SamplingParams(BaseModel):
 
     @model_validator(mode="after")
     def _one_grammar(self) -> SamplingParams:
-        # BEGIN SOLUTION task 6: at most one of regex / json_schema / ebnf (name them); ebnf, stop_regex, top_p < 1, top_k > 0, min_p > 0 and penalties are not supported by the course engine: say which.
+        """At most one of ``regex``, ``json_schema``, ``ebnf``; and what the course engine does not
+        do is refused by name (``sampling_params.<field> is not supported``): ``ebnf``,
+        ``stop_regex``, ``top_p`` < 1, ``top_k`` other than -1 / 0 (off), ``min_p`` > 0, the
+        frequency and presence penalties, ``min_new_tokens``."""
+        # BEGIN SOLUTION task 6: refuse, naming the field, two grammars at once or a setting the course engine cannot honour (README task 6; the docstring).
+        # HINT task 6 level 1: task 6 speaks SGLang's native API as data: whatever RuntimeEndpoint sends must
+        #   validate, and anything the course engine cannot do must be refused by name, never ignored. Reading:
+        #   README task 6, the installed sglang/lang/backend/runtime_endpoint.py (what the client sends and
+        #   reads), SGLang's 'Sampling parameters' and 'Native APIs' pages. The field names and shapes come from
+        #   there.
+        # HINT task 6 level 2: None means unset (RuntimeEndpoint sends None for every field it
+        #   does not use), and a value that means 'off' (top_p 1, top_k -1 or 0, penalties 0) is not a use. A
+        #   pydantic validator raises ValueError and returns self.
         given = [name for name in ("regex", "json_schema", "ebnf") if getattr(self, name) is not None]
         if len(given) > 1:
             raise ValueError(f"sampling_params: give one of regex, json_schema, ebnf, not {' and '.join(given)}")
@@ -103,7 +115,11 @@ class GenerateRequest(BaseModel):
         Raises:
             ValueError: a list of sampling params (or of return_logprob...) whose length is not the batch's.
         """
-        # BEGIN SOLUTION task 6: prompts = the text or ids (a single one becomes a list of one); each per-prompt field is either one value for all or a list of the batch's length (else name the field); defaults: SamplingParams(), False, -1.
+        # BEGIN SOLUTION task 6: one (prompt, sampling params, return_logprob, logprob_start_len) per prompt of the request, one or a batch (README task 6; the docstring).
+        # HINT task 6 level 2: a single prompt (a string, or one list of ids) is a batch of one.
+        #   sampling_params, return_logprob and logprob_start_len may each be one value for every prompt or a
+        #   list with one per prompt; a list of another length is a ValueError naming the field. Unset fields
+        #   take SGLang's defaults.
         prompts: list[Any] = (self.text if isinstance(self.text, list) else [self.text]) if self.text is not None \
             else (self.input_ids if self.is_batch else [self.input_ids])
 
@@ -149,7 +165,16 @@ def generate_one(backend: LocalBackend, prompt: str | list[int], params: Samplin
     from ``logprob_start_len`` (``-1``: no prompt token; the first prompt token has logprob None)
     and ``output_token_logprobs`` every new token; each entry is ``[logprob, id, text or None]``.
     """
-    # BEGIN SOLUTION task 6: ids from the text (tokenizer) or given; a masker for regex / json_schema (backend.masker over grammar.compile_constraint's automaton); max_new_tokens 0 = engine.logprobs prefill, else engine.generate, then cut the text at the first stop string; finish_reason {"type": "stop", "matched": ...} or {"type": "length", "length": n}; logprobs via engine.logprobs.
+    # BEGIN SOLUTION task 6: answer one prompt as SGLang's /generate does, with task 2's masks, task 4's radix cache, stop strings, finish_reason and logprobs in SGLang's shapes (README task 6; the docstring).
+    # HINT task 6 level 2: compile_constraint (given) returns the same automaton for the same
+    #   pattern and backend.masker one masker per automaton, so masks computed once serve later requests.
+    #   max_new_tokens 0 is a prefill only (select scores choices that way): no new tokens. finish_reason is
+    #   SGLang's dict: a stop (eos or a stop string, with what matched) or the length limit. Logprob entries are
+    #   [logprob, id, text or None] and the first prompt token has no logprob.
+    # HINT task 6 level 3: ids; defaults; automaton and masker; 0 tokens -> prefill through the
+    #   engine's logprobs; else generate, decode without special tokens, cut at the earliest stop string and
+    #   note it; build meta_info (prompt, completion and cached token counts, finish_reason, logprobs when
+    #   asked) and the response.
     from .grammar import compile_constraint
 
     ids = backend.encode(prompt) if isinstance(prompt, str) else list(prompt)
@@ -232,7 +257,10 @@ class LaunchConfig:
 
     def command(self) -> list[str]:
         """The argv list; ``shlex.join`` it to print. Raises ValueError naming a bad field."""
-        # BEGIN SOLUTION task 6: check model_path not empty, 1 <= port <= 65535, tp >= 1, 0 < mem_fraction_static <= 1, context_length >= 1, grammar_backend known; then python -m sglang.launch_server --model-path --host --port --tp [--mem-fraction-static] [--context-length] --grammar-backend.
+        # BEGIN SOLUTION task 6: the real SGLang server's argv for this config, every bad field refused by name (README task 6, its example command line; sglang.launch_server --help).
+        # HINT task 6 level 2: the README shows the exact command for one config; optional
+        #   settings (None) are left out rather than written as 'None'. Each check raises a ValueError that
+        #   names the field and the bad value.
         if not self.model_path:
             raise ValueError("model_path must not be empty")
         if not 1 <= self.port <= 65535:

@@ -99,7 +99,12 @@ def parse_generate(body: Any) -> GenerateRequest:
         BadRequest: naming the field: a typo, a bad value, a batch list of the wrong length, a
             regex or schema task 1 cannot compile, ``stream`` with a batch.
     """
-    # BEGIN SOLUTION task 6: GenerateRequest.model_validate (ValidationError -> BadRequest naming field_of(error)); split() (its ValueError names the field: keep the message); compile each prompt's regex / json_schema with grammar.compile_constraint (GrammarError -> BadRequest naming sampling_params.regex / .json_schema); refuse stream with a batch.
+    # BEGIN SOLUTION task 6: a /generate body as a GenerateRequest with every regex and schema compiled before any generation, or a BadRequest naming the field (README task 6, 'The server').
+    # HINT task 6 level 2: a bad request must be a 400 naming its field, never a 500 halfway
+    #   through generating, so everything that can fail is tried first: validation (field_of turns pydantic's
+    #   location into a dotted name), split's batch lengths, and compiling each prompt's constraint
+    #   (compile_constraint caches, so generation reuses it). A streamed batch is refused: this server streams
+    #   one answer.
     from .grammar import compile_constraint
 
     if not isinstance(body, dict):
@@ -137,7 +142,16 @@ def stream_chunks(tokenizer: Any, answer: GenerateResponse) -> Iterator[dict[str
     A chunk is sent only when the text grew and does not end inside a UTF-8 character (``\\ufffd``);
     a stop string cut the final text, so no chunk shows what lies past the cut.
     """
-    # BEGIN SOLUTION task 6: for k in 1..n-1 decode output_ids[:k] (no special tokens); skip a text ending in U+FFFD; clip it to the final text's length; yield it when it grew and starts the final text (meta_info with completion_tokens k, finish_reason None, output logprobs cut to k); last, the full answer.
+    # BEGIN SOLUTION task 6: SGLang's stream of one finished answer: chunks of the whole text so far, never a broken character or text past a stop-string cut, then the full answer (README task 6; runtime_endpoint.py's generate_stream).
+    # HINT task 6 level 2: RuntimeEndpoint takes each chunk's text as the whole text so far and
+    #   keeps its own position, so a chunk's text must be a prefix of the final text and longer than the last
+    #   one sent. Decoding a prefix of the ids may end inside a character (U+FFFD) or run past where a stop
+    #   string cut the answer: skip or clip those. Intermediate chunks have no finish_reason; their
+    #   completion_tokens and logprobs cover the tokens so far.
+    # HINT task 6 level 3: for k from 1 to n - 1: decode the first k ids without special tokens,
+    #   clipped to the final text's length; skip it when it ends in U+FFFD, did not grow, or is not a prefix of
+    #   the final text; else yield the answer's dict with that text and a meta_info for k tokens. Finally yield
+    #   the full answer.
     shown = ""
     for k in range(1, len(answer.output_ids)):
         text = tokenizer.decode(answer.output_ids[:k], skip_special_tokens=True)[: len(answer.text)]
@@ -159,7 +173,11 @@ def chat_to_generate(tokenizer: Any, body: dict[str, Any]) -> tuple[list[int], S
     Raises:
         BadRequest: no messages, a ``response_format`` without ``json_schema.schema``, ``n`` > 1.
     """
-    # BEGIN SOLUTION task 6: messages (a non-empty list) -> apply_chat_template(add_generation_prompt) -> ids without adding special tokens again; the schema from response_format.json_schema.schema (dumped to text); max_tokens or max_completion_tokens, temperature (OpenAI's default 1), stop; n must be 1.
+    # BEGIN SOLUTION task 6: an OpenAI structured-output chat request as generate_one's prompt ids and sampling params, bad requests refused by field (README task 6, chat_to_generate; OpenAI's response_format).
+    # HINT task 6 level 2: the prompt is the chat template's rendering with the generation
+    #   prompt, tokenized without adding special tokens a second time. OpenAI's fields map onto SGLang's
+    #   sampling params (either max_tokens name; OpenAI's default temperature is 1; stop). The schema sits at
+    #   response_format.json_schema.schema and travels as JSON text. Only n = 1 can be served.
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty list", "messages")

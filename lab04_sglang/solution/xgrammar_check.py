@@ -53,7 +53,16 @@ def xgrammar_compiled(tokenizer: Any, vocab_size: int, json_schema: Any = None, 
         any_whitespace: let xgrammar accept any whitespace between JSON tokens (its default);
             False pins it to ``", "`` and ``": "`` like task 1.
     """
-    # BEGIN SOLUTION task 3: TokenizerInfo.from_huggingface(tokenizer, vocab_size=...); a GrammarCompiler; compile_json_schema with any_whitespace and separators=(", ", ": ") unless any_whitespace, else compile_regex.
+    # BEGIN SOLUTION task 3: xgrammar's compiled grammar for the same schema (canonical separators unless any_whitespace) or regex, for this tokenizer and logits width (README task 3; xgrammar docs 'Tokenizer info', 'JSON schema').
+    # HINT task 3 level 1: task 3 checks task 2 against a production engine: the same constraint compiled by
+    #   xgrammar, walked along the same completion, and the allowed sets compared step by step. Reading: README
+    #   task 3 (its table of the expected differences), xgrammar's docs ('Tokenizer info', 'JSON schema',
+    #   'GrammarMatcher') and the xgrammar paper §3.1-3.2. Read the installed xgrammar's signatures rather than
+    #   guessing them.
+    # HINT task 3 level 2: exactly one of json_schema and regex (a ValueError otherwise). The
+    #   TokenizerInfo must know the model's vocab_size (the logits width, which may exceed the tokenizer's).
+    #   Without any_whitespace, pin the separators to task 1's canonical ', ' and ': '. A dict schema is passed
+    #   as JSON text.
     import xgrammar
 
     if (json_schema is None) == (regex is None):
@@ -70,7 +79,10 @@ def xgrammar_compiled(tokenizer: Any, vocab_size: int, json_schema: Any = None, 
 
 def bitmask_to_set(bitmask: torch.Tensor, vocab_size: int) -> set[int]:
     """The token ids whose bit is set in xgrammar's ``(1, words)`` int32 bitmask."""
-    # BEGIN SOLUTION task 3: bit (i % 32) of word (i // 32) is token i; mind that int32 words are signed.
+    # BEGIN SOLUTION task 3: the token ids whose bit is set in xgrammar's int32 bitmask (README task 3; xgrammar's bitmask layout).
+    # HINT task 3 level 2: token i is bit i % 32 of word i // 32. The words are signed int32, so
+    #   bit 31 makes a word negative: widen and mask before shifting. Ids at or past vocab_size are padding
+    #   bits.
     words = bitmask[0].to(torch.int64) & 0xFFFFFFFF
     bits = (words[:, None] >> torch.arange(32)) & 1
     ids = torch.nonzero(bits.flatten()).flatten()
@@ -83,7 +95,10 @@ def xgrammar_allowed(compiled: Any, token_ids: list[int], vocab_size: int) -> li
 
     Returns ``len(token_ids) + 1`` sets (fewer if xgrammar refuses a token: the list then ends
     with the set in which it was refused, so the caller can see what it allowed instead)."""
-    # BEGIN SOLUTION task 3: a fresh GrammarMatcher; for each step fill_next_token_bitmask into allocate_token_bitmask(1, vocab_size), record the set, stop when accept_token refuses; after the last token, one more set (unless the matcher is terminated: then the empty set).
+    # BEGIN SOLUTION task 3: xgrammar's allowed set before each token of a completion and after the last, ending early where xgrammar refuses a token (README task 3; the docstring).
+    # HINT task 3 level 2: a fresh matcher per completion; fill the bitmask before accepting
+    #   each token. A refused token ends the list with the set it was refused in. After the last token, a
+    #   terminated matcher (it accepted eos) allows nothing: the empty set, as task 2's FINISHED mask.
     import xgrammar
 
     matcher = xgrammar.GrammarMatcher(compiled)
@@ -115,7 +130,9 @@ def ours_allowed(masker: TokenMasker, token_ids: list[int]) -> list[set[int]]:
 
 def compare(ours: list[set[int]], theirs: list[set[int]]) -> list[StepDifference]:
     """One ``StepDifference`` per step where the two sets differ (steps in order)."""
-    # BEGIN SOLUTION task 3: the lists must have the same length (else raise ValueError naming both lengths); set differences both ways at each step.
+    # BEGIN SOLUTION task 3: a StepDifference for each step where the two engines' allowed sets differ (README task 3).
+    # HINT task 3 level 2: the two lists must cover the same steps: lengths that differ are a
+    #   ValueError giving both. Steps where the sets are equal produce nothing.
     if len(ours) != len(theirs):
         raise ValueError(f"ours has {len(ours)} steps but theirs has {len(theirs)}")
     return [StepDifference(step, a - b, b - a) for step, (a, b) in enumerate(zip(ours, theirs, strict=True))
@@ -144,7 +161,11 @@ def explain(token_id: int, vocabulary: Vocabulary, special_ids: set[int], text_s
         special_ids: the tokenizer's special ids (``tokenizer.all_special_ids`` and added ones);
         text_so_far: the completion's bytes before this step (where in the JSON we are).
     """
-    # BEGIN SOLUTION task 3: special id -> SPECIAL_TOKEN; inside a string (inside_string): a backslash -> ESCAPE, a byte below 0x20 -> CONTROL_CHARACTER; between JSON tokens: a token starting with whitespace, or any token right after ':' or ',' (where canonical JSON has one space) -> WHITESPACE; else UNEXPLAINED.
+    # BEGIN SOLUTION task 3: which category of README task 3's table explains a token allowed by one engine only, from where in the JSON it comes (README task 3).
+    # HINT task 3 level 2: read the table in README task 3 row by row: special tokens first; then
+    #   whether the text so far ends inside a string (inside_string is given): an escape or a raw control byte
+    #   there; outside strings, whitespace where canonical JSON has one fixed space (right after ':' or ',') or
+    #   none. Anything else is UNEXPLAINED (the test wants none).
     if token_id in special_ids:
         return SPECIAL_TOKEN
     data = vocabulary.pieces[token_id] or b""

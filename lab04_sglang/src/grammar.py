@@ -172,15 +172,15 @@ class _RegexParser:
         return self.pattern[self.pos:self.pos + n]
 
     def parse(self) -> Node:
-        # TODO(lab04 task 1): an anchor ^ at the start and $ at the end are implied (skip them); then one alternation that must use up the whole pattern.
+        # TODO(lab04 task 1): the whole pattern as one pattern tree meaning what re.fullmatch means, or a GrammarError naming what is wrong and where (README task 1).
         raise NotImplementedError("lab04 task 1: parse is not written yet (see lab04_sglang/README.md, task 1)")
 
     def alternation(self) -> Node:
-        # TODO(lab04 task 1): sequences separated by '|'; one option needs no Alt.
+        # TODO(lab04 task 1): one or more sequences separated by '|' as one node (README task 1).
         raise NotImplementedError("lab04 task 1: alternation is not written yet (see lab04_sglang/README.md, task 1)")
 
     def sequence(self) -> Node:
-        # TODO(lab04 task 1): quantified atoms until '|', ')' or the end; '$' only as the very last character.
+        # TODO(lab04 task 1): the quantified atoms up to the next '|', ')' or the end, as one node (README task 1).
         raise NotImplementedError("lab04 task 1: sequence is not written yet (see lab04_sglang/README.md, task 1)")
 
     def bound(self) -> tuple[int, int | None, int] | None:
@@ -196,12 +196,12 @@ class _RegexParser:
 
     def quantified(self, node: Node) -> Node:
         """Apply the ``*``, ``+``, ``?`` or ``{...}`` bound that may follow an atom."""
-        # TODO(lab04 task 1): at most one quantifier (a second is an error, as in Python); a lazy '?' after it changes nothing for a full match; check low <= high.
+        # TODO(lab04 task 1): the atom repeated as the quantifier after it says (*, +, ?, {n,m}), or unchanged when none follows; bounds checked (README task 1; Python's re syntax).
         raise NotImplementedError("lab04 task 1: quantified is not written yet (see lab04_sglang/README.md, task 1)")
 
     def atom(self) -> Node:
         """One group, class, '.', escape or literal character."""
-        # TODO(lab04 task 1): '(' group (also '(?:' and '(?P<name>'; lookarounds and backreferences are errors naming themselves), '[' class, '.' = any character but newline, '\\' escape, a quantifier with nothing before it is an error, else the character's UTF-8 bytes.
+        # TODO(lab04 task 1): one atom (group, class, '.', escape or literal character) as a node; what Python supports but an automaton cannot is refused by name (README task 1).
         raise NotImplementedError("lab04 task 1: atom is not written yet (see lab04_sglang/README.md, task 1)")
 
     def escape(self, in_class: bool) -> list[tuple[int, int]]:
@@ -409,26 +409,26 @@ class _SchemaCompiler:
 
     def node(self, schema: Any, where: str = "#") -> Node:
         """The pattern tree for one (sub)schema; ``where`` is its JSON pointer, for messages."""
-        # TODO(lab04 task 1): refuse by name a keyword that is in CONSTRAINING but not in SUPPORTED (ignore any other); then const, enum, $ref (resolve it in #/$defs, error on recursion), anyOf, a list of types, and one branch per type.
+        # TODO(lab04 task 1): the pattern tree of every canonical JSON text that validates against this subschema; a constraining keyword it does not support refused by name with its JSON pointer (README task 1).
         raise NotImplementedError("lab04 task 1: node is not written yet (see lab04_sglang/README.md, task 1)")
 
     def ref(self, ref: str, where: str) -> Node:
-        # TODO(lab04 task 1): only local refs '#/$defs/Name' (or '#/definitions/'); a ref already being expanded is recursion: an error; build each ref's tree once (self.expanded) and share it.
+        # TODO(lab04 task 1): the tree of a local $ref, built once and shared; a recursive or dangling reference refused (README task 1; JSON Schema '$defs').
         raise NotImplementedError("lab04 task 1: ref is not written yet (see lab04_sglang/README.md, task 1)")
 
     def object_node(self, schema: dict, where: str) -> Node:
         """``{"key": value, ...}`` with the properties in the schema's order; optional ones may be left out."""
-        # TODO(lab04 task 1): properties in order, each '"key": value'; ', ' only between two present ones; required ones always present (a required key that is not a property is an error); no properties: '{}'. Stay polynomial: one option per possible first member, each followed by the later members after ', ' (a choice per optional property that copies the rest of the object doubles the automaton each time: 2^n, refused past MAX_NFA_STATES).
+        # TODO(lab04 task 1): every canonical JSON object the schema allows: properties in the schema's order, optional ones omissible, separators exactly ', ' and ': ', and a tree that grows polynomially with the properties (README task 1, on size).
         raise NotImplementedError("lab04 task 1: object_node is not written yet (see lab04_sglang/README.md, task 1)")
 
     def array_node(self, schema: dict, where: str) -> Node:
         """``[item, item, ...]`` with between ``minItems`` and ``maxItems`` items."""
-        # TODO(lab04 task 1): 'items' is needed; items joined by ', '; minItems 0 also allows '[]'; maxItems 0 only '[]'; minItems > maxItems can never match.
+        # TODO(lab04 task 1): every canonical JSON array of the items' schema with between minItems and maxItems items (README task 1).
         raise NotImplementedError("lab04 task 1: array_node is not written yet (see lab04_sglang/README.md, task 1)")
 
     def string_node(self, schema: dict, where: str) -> Node:
         """``"..."`` holding between ``minLength`` and ``maxLength`` characters (an escape is one)."""
-        # TODO(lab04 task 1): a quote, JSON_CHAR repeated minLength..maxLength times, a quote; minLength > maxLength can never match.
+        # TODO(lab04 task 1): every JSON string with between minLength and maxLength characters, an escape counting as one (README task 1; the docstring).
         raise NotImplementedError("lab04 task 1: string_node is not written yet (see lab04_sglang/README.md, task 1)")
 
 
@@ -522,7 +522,7 @@ class Automaton:
 
     def _build(self, node: Node, start: int) -> int:
         """Add ``node``'s NFA fragment beginning at state ``start``; return its end state."""
-        # TODO(lab04 task 1): Thompson's construction: ByteSet = one edge per range to a new state; Seq chains; Alt = epsilon to each option's start and from each end to one shared end; Repeat = `low` copies, then (high - low) optional copies, or a loop when high is None.
+        # TODO(lab04 task 1): the NFA fragment of a node, starting at a given state, returning its end state (README task 1; Russ Cox, Thompson's construction).
         raise NotImplementedError("lab04 task 1: _build is not written yet (see lab04_sglang/README.md, task 1)")
 
     def _trim(self, start: int) -> None:
@@ -568,7 +568,7 @@ class Automaton:
 
     def _row(self, state: int) -> list[int]:
         """The 256 successors of DFA ``state`` (``DEAD`` where a byte is not allowed), built once."""
-        # TODO(lab04 task 1): subset construction for one state: for each byte, the epsilon closure of every NFA edge target whose range holds the byte; an empty set is DEAD.
+        # TODO(lab04 task 1): the 256 successors of a DFA state, built once and cached, DEAD where a byte is not allowed (README task 1; the subset construction).
         raise NotImplementedError("lab04 task 1: _row is not written yet (see lab04_sglang/README.md, task 1)")
 
     def step(self, state: int, byte: int) -> int:

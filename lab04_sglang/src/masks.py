@@ -76,7 +76,7 @@ def token_bytes(tokenizer: Any, vocab_size: int | None = None) -> list[bytes | N
         text of a completion is its pieces joined (or the decode of prompt and completion, minus
         the prompt's), never ``decode(completion)`` alone.
     """
-    # TODO(lab04 task 2): convert_ids_to_tokens; specials (all_special_ids and added special tokens) and empty pieces are None; byte-level: map each char back through gpt2_byte_decoder(); else '<0xHH>' is one byte and '▁' is a space.
+    # TODO(lab04 task 2): the exact bytes each token id stands for, None for special and empty tokens, for byte-level BPE and SentencePiece vocabularies alike (README task 2; the docstring).
     raise NotImplementedError("lab04 task 2: token_bytes is not written yet (see lab04_sglang/README.md, task 2)")
 
 
@@ -120,14 +120,14 @@ class TokenMasker:
         """``{token id: state after it}`` for every token allowed in ``state`` (eos excluded).
 
         One depth-first walk over the vocabulary trie, computed once per state and cached."""
-        # TODO(lab04 task 2): return the cached dict if there is one; else walk the trie from (root, state): for each child byte take automaton.step, skip the subtree when DEAD, and record every token id that ends at a reached node.
+        # TODO(lab04 task 2): every token allowed in a state, with the state after it, from one walk of the vocabulary trie, cached per state (README task 2; outlines §3).
         raise NotImplementedError("lab04 task 2: next_states is not written yet (see lab04_sglang/README.md, task 2)")
 
     def mask(self, state: int) -> torch.Tensor:
         """``(vocab,)`` bool: True where a token may come next in ``state``.
 
         Eos ids are True exactly when ``state`` is accepting; after eos (``FINISHED``) nothing is."""
-        # TODO(lab04 task 2): cached per state; the ids of next_states(state), plus every eos id when the state accepts.
+        # TODO(lab04 task 2): the allowed-token mask of a state, eos allowed exactly where the text is complete, nothing after eos (README task 2; the docstring).
         raise NotImplementedError("lab04 task 2: mask is not written yet (see lab04_sglang/README.md, task 2)")
 
     def advance(self, state: int, token_id: int) -> int:
@@ -136,7 +136,7 @@ class TokenMasker:
         Raises:
             ValueError: the token is not allowed in ``state`` (naming both).
         """
-        # TODO(lab04 task 2): eos in an accepting state -> FINISHED; else look the token up in next_states; refuse anything else.
+        # TODO(lab04 task 2): the state after a token, FINISHED after eos, or a ValueError for a token the state does not allow (README task 2; the docstring).
         raise NotImplementedError("lab04 task 2: advance is not written yet (see lab04_sglang/README.md, task 2)")
 
     def walk(self, token_ids: list[int]) -> int:
@@ -183,7 +183,7 @@ class ConstrainedLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """``input_ids``: ``(batch, seq)``; ``scores``: ``(batch, vocab)``; returns new scores."""
-        # TODO(lab04 task 2): start every row at automaton.start; advance each unfinished row by the tokens after prompt_length + consumed; stack the rows' masks (a finished row: eos only, or sampling sees all -inf) and masked_fill the rest with -inf (a new tensor, never in place).
+        # TODO(lab04 task 2): scores with every token the row's automaton state forbids at -inf, for a batch that generate drives one step at a time (README task 2; transformers' LogitsProcessor).
         raise NotImplementedError("lab04 task 2: __call__ is not written yet (see lab04_sglang/README.md, task 2)")
 
 

@@ -36,13 +36,13 @@ def cache_to_value(cache: DynamicCache, start: int, end: int) -> torch.Tensor:
     """Tokens ``start..end-1`` of a batch-1 cache as one tensor ``(end - start, layers, 2, kv_heads, head_dim)``.
 
     A new tensor (a copy), so the tree never keeps the whole cache alive."""
-    # TODO(lab04 task 4): per layer stack keys[0, :, start:end] and values[0, :, start:end] -> (2, kv_heads, n, head_dim); stack layers -> (layers, 2, kv_heads, n, head_dim); move the token axis first.
+    # TODO(lab04 task 4): tokens start..end-1 of a batch-1 DynamicCache as one new tensor with the token axis first (README task 4; transformers' DynamicCache).
     raise NotImplementedError("lab04 task 4: cache_to_value is not written yet (see lab04_sglang/README.md, task 4)")
 
 
 def value_to_cache(value: torch.Tensor, model: PreTrainedModel) -> DynamicCache:
     """A ``DynamicCache`` holding ``value`` (``(tokens, layers, 2, kv_heads, head_dim)``) for batch 1."""
-    # TODO(lab04 task 4): DynamicCache(config=model.config); for each layer update(keys, values, layer) with (1, kv_heads, tokens, head_dim) tensors.
+    # TODO(lab04 task 4): a batch-1 DynamicCache holding a tree value's keys and values for every layer (README task 4).
     raise NotImplementedError("lab04 task 4: value_to_cache is not written yet (see lab04_sglang/README.md, task 4)")
 
 
@@ -99,12 +99,12 @@ class PrefixCachingGenerator:
         ``reusable`` < ``len(ids)``: the positions from ``reusable`` on need their logits.
 
         Returns ``(logits of every new position (n, vocab), cache, matched tokens, locked node)``."""
-        # TODO(lab04 task 4): match_prefix(ids[:reusable]); lock the node; load its value into a cache (or an empty DynamicCache); run the model on ids[matched:] with self._forward.
+        # TODO(lab04 task 4): run ids reusing the tree's longest cached prefix of ids[:reusable], computing only the rest, with the matched node locked (README task 4; the docstring).
         raise NotImplementedError("lab04 task 4: _prefill is not written yet (see lab04_sglang/README.md, task 4)")
 
     def _store(self, ids: list[int], cache: DynamicCache, node: object) -> None:
         """Put the KV of ``ids`` (all in ``cache``) into the tree, unlock, and evict over the limit."""
-        # TODO(lab04 task 4): insert ids with cache_to_value(cache, 0, len(ids)) (only when caching); dec_lock_ref(node); evict down to max_cached_tokens.
+        # TODO(lab04 task 4): store the KV of ids in the tree, release the request's lock, and keep the tree within its size limit (README task 4; the docstring).
         raise NotImplementedError("lab04 task 4: _store is not written yet (see lab04_sglang/README.md, task 4)")
 
     def generate(self, prompt_ids: list[int], max_new_tokens: int, eos_token_id: int | list[int] | None = None,

@@ -258,13 +258,21 @@ class ProgramState:
             raise TypeError(f"s += expects text, gen, select or a role, got {type(expr).__name__}")
 
     def role_begin(self, role: str) -> None:
-        """Open a chat turn: append the template's text before ``role``'s content."""
-        # TODO(lab04 task 5): roles do not nest (an error naming both); append the role's opening marker; remember the role and where its content starts.
+        """Open a chat turn: append the template's text before ``role``'s content.
+
+        Raises:
+            ValueError: another role is still open (roles do not nest; the message names both).
+        """
+        # TODO(lab04 task 5): open a chat turn with the chat template's text before the role's content, refusing a nested role (README task 5; the docstring).
         raise NotImplementedError("lab04 task 5: role_begin is not written yet (see lab04_sglang/README.md, task 5)")
 
     def role_end(self, role: str) -> None:
-        """Close the turn: record the message ``{"role", "content"}``, append the closing marker."""
-        # TODO(lab04 task 5): the open role must be this one; its content is the text since it began; then the closing marker.
+        """Close the turn: record the message ``{"role", "content"}``, append the closing marker.
+
+        Raises:
+            ValueError: ``role`` is not the open role (or no role is open).
+        """
+        # TODO(lab04 task 5): close the open turn: record its message, append the template's text after it (README task 5; the docstring).
         raise NotImplementedError("lab04 task 5: role_end is not written yet (see lab04_sglang/README.md, task 5)")
 
     @contextlib.contextmanager
@@ -287,8 +295,10 @@ class ProgramState:
 
         The whole text so far is the prompt (the radix cache makes its known prefix free); the
         result is the new text without eos, cut before the first stop string; a ``json_schema``
-        result is stored as text (parse it with ``json.loads``)."""
-        # TODO(lab04 task 5): encode the text; max_tokens / temperature from the call, else the run's defaults; a masker when the call has an automaton; decode without special tokens; cut at the earliest stop string; append; store the variable and meta_info (prompt_tokens, completion_tokens, cached_tokens).
+        result is stored as text (parse it with ``json.loads``). A named call also records
+        ``meta_info[name] = {"prompt_tokens", "completion_tokens", "cached_tokens"}`` (SGLang's
+        names; ``cached_tokens`` is what the radix cache supplied)."""
+        # TODO(lab04 task 5): continue the text with the model as SGLang's gen does, honouring the call's settings, constraint and stop strings, and record the result and its meta_info (README task 5; the docstring).
         raise NotImplementedError("lab04 task 5: run_gen is not written yet (see lab04_sglang/README.md, task 5)")
 
     def run_select(self, call: Select) -> None:
@@ -296,15 +306,17 @@ class ProgramState:
 
         Each choice is scored by the log-probabilities of its tokens after the text so far:
         summed (``summed_logprob``, which favours short choices) or divided by the token count
-        (``token_length_normalized``, SGLang's default)."""
-        # TODO(lab04 task 5): prefix = encode(text); each choice's ids without special tokens; engine.logprobs(prefix, ids); score = sum or mean by call.method; the first best wins; append it; store it and meta_info with both score lists.
+        (``token_length_normalized``, SGLang's default); on a tie the earlier choice wins. A named
+        call records ``meta_info[name] = {"summed_logprobs": [...], "normalized_prompt_logprobs":
+        [...]}``, one score per choice in both lists whichever method chose."""
+        # TODO(lab04 task 5): append the choice the model finds most likely after the text, by the call's scoring method, and record both scores of every choice (README task 5; the docstring).
         raise NotImplementedError("lab04 task 5: run_select is not written yet (see lab04_sglang/README.md, task 5)")
 
     def fork(self, size: int = 1) -> ForkedStates:
         """``size`` copies of this state that continue independently from the same text.
 
         Their requests share this state's prefix through the radix cache."""
-        # TODO(lab04 task 5): at least 1; each copy gets the same backend, defaults, text, variables, meta_info, messages and open role (copies of the containers, not the same ones).
+        # TODO(lab04 task 5): size independent copies of this state that continue from the same text (README task 5; SGLang's fork).
         raise NotImplementedError("lab04 task 5: fork is not written yet (see lab04_sglang/README.md, task 5)")
 
 

@@ -73,7 +73,7 @@ class RadixCache:
 
         The new node takes the child's place under its parent and inherits its lock count
         (every request that locked the child also uses its first part)."""
-        # TODO(lab04 task 4): a new node with key[:length] / value[:length] and the child's parent, lock_ref and last_access; the child keeps the rest and hangs under the new node; the parent now points at the new node.
+        # TODO(lab04 task 4): cut a node's run in two, the first part taking its place in the tree with its lock and access time (README task 4; the docstring).
         raise NotImplementedError("lab04 task 4: _split is not written yet (see lab04_sglang/README.md, task 4)")
 
     def match_prefix(self, key: Sequence[int]) -> tuple[torch.Tensor | None, TreeNode]:
@@ -87,26 +87,33 @@ class RadixCache:
             ``(value, node)``: ``value`` is the concatenation ``(matched tokens, ...)`` of the
             path's values, None when nothing matched (then ``node`` is the root).
         """
-        # TODO(lab04 task 4): walk down by the first token of what is left; a full match of a child's run moves into it; a partial one splits it and stops; collect values and stamp last_access on the way.
+        # TODO(lab04 task 4): the cached value of the longest cached prefix of key and the node where it ends exactly, every node on the path marked as just used (README task 4; the docstring).
         raise NotImplementedError("lab04 task 4: match_prefix is not written yet (see lab04_sglang/README.md, task 4)")
 
     def insert(self, key: Sequence[int], value: torch.Tensor) -> int:
         """Add ``key`` with ``value`` (``(len(key), ...)``); return how many of its tokens were cached already.
 
-        The cached part keeps its old value; only the new remainder is stored (as one new leaf)."""
+        The cached part keeps its old value; only the new remainder is stored (as one new leaf).
+        As in :meth:`match_prefix`, a key that leaves a node's run in the middle splits it there, and
+        every node on the key's path, the new leaf included, is marked as just used."""
         if len(value) != len(key):
             raise ValueError(f"value must have one row per token of key: {len(value)} rows for {len(key)} tokens")
-        # TODO(lab04 task 4): walk as in match_prefix (splitting where the key leaves a run); hang the remainder as one new leaf with value[matched:]; it is evictable, so count its tokens.
+        # TODO(lab04 task 4): add key's uncached remainder as one new leaf, keep what was cached, and return how many tokens were cached already (README task 4; the docstring).
         raise NotImplementedError("lab04 task 4: insert is not written yet (see lab04_sglang/README.md, task 4)")
 
     def inc_lock_ref(self, node: TreeNode) -> None:
         """Protect ``node`` and every node above it from eviction (one more request uses them)."""
-        # TODO(lab04 task 4): from node up to (not including) the root: a node going from 0 to 1 moves its tokens from evictable to protected.
+        # TODO(lab04 task 4): protect a node and all its ancestors from eviction for one more user, keeping the size counters right (README task 4).
         raise NotImplementedError("lab04 task 4: inc_lock_ref is not written yet (see lab04_sglang/README.md, task 4)")
 
     def dec_lock_ref(self, node: TreeNode) -> None:
-        """Undo one ``inc_lock_ref(node)``."""
-        # TODO(lab04 task 4): the reverse walk: a node going from 1 to 0 becomes evictable again; a count below 0 is a bug: raise.
+        """Undo one ``inc_lock_ref(node)``.
+
+        Raises:
+            RuntimeError: a node on the path is not locked (more ``dec_lock_ref`` than
+                ``inc_lock_ref`` calls): a bug in the caller, never silently ignored.
+        """
+        # TODO(lab04 task 4): undo one inc_lock_ref, making nodes evictable again when their last user is gone; an unlocked node is an error (README task 4; the docstring).
         raise NotImplementedError("lab04 task 4: dec_lock_ref is not written yet (see lab04_sglang/README.md, task 4)")
 
     def evict(self, num_tokens: int, on_evict: Callable[[torch.Tensor], None] | None = None) -> int:
@@ -115,7 +122,7 @@ class RadixCache:
         Only unlocked leaves go, least recently used first; a parent left without children
         becomes a leaf and may go next. ``on_evict(value)`` is told each freed value (a paged
         engine returns its blocks to the pool there)."""
-        # TODO(lab04 task 4): a heap of unlocked leaves by last_access; pop, unlink from the parent, count; push the parent when it became an unlocked leaf (never the root).
+        # TODO(lab04 task 4): free at least num_tokens tokens, least recently used unlocked leaves first, a parent left childless next, never a locked node or the root (README task 4; the docstring).
         raise NotImplementedError("lab04 task 4: evict is not written yet (see lab04_sglang/README.md, task 4)")
 
     def _nodes(self) -> list[TreeNode]:

@@ -60,7 +60,11 @@ class SamplingParams(BaseModel):
 
     @model_validator(mode="after")
     def _one_grammar(self) -> SamplingParams:
-        # TODO(lab04 task 6): at most one of regex / json_schema / ebnf (name them); ebnf, stop_regex, top_p < 1, top_k > 0, min_p > 0 and penalties are not supported by the course engine: say which.
+        """At most one of ``regex``, ``json_schema``, ``ebnf``; and what the course engine does not
+        do is refused by name (``sampling_params.<field> is not supported``): ``ebnf``,
+        ``stop_regex``, ``top_p`` < 1, ``top_k`` other than -1 / 0 (off), ``min_p`` > 0, the
+        frequency and presence penalties, ``min_new_tokens``."""
+        # TODO(lab04 task 6): refuse, naming the field, two grammars at once or a setting the course engine cannot honour (README task 6; the docstring).
         raise NotImplementedError("lab04 task 6: _one_grammar is not written yet (see lab04_sglang/README.md, task 6)")
 
 
@@ -94,7 +98,7 @@ class GenerateRequest(BaseModel):
         Raises:
             ValueError: a list of sampling params (or of return_logprob...) whose length is not the batch's.
         """
-        # TODO(lab04 task 6): prompts = the text or ids (a single one becomes a list of one); each per-prompt field is either one value for all or a list of the batch's length (else name the field); defaults: SamplingParams(), False, -1.
+        # TODO(lab04 task 6): one (prompt, sampling params, return_logprob, logprob_start_len) per prompt of the request, one or a batch (README task 6; the docstring).
         raise NotImplementedError("lab04 task 6: split is not written yet (see lab04_sglang/README.md, task 6)")
 
 
@@ -127,7 +131,7 @@ def generate_one(backend: LocalBackend, prompt: str | list[int], params: Samplin
     from ``logprob_start_len`` (``-1``: no prompt token; the first prompt token has logprob None)
     and ``output_token_logprobs`` every new token; each entry is ``[logprob, id, text or None]``.
     """
-    # TODO(lab04 task 6): ids from the text (tokenizer) or given; a masker for regex / json_schema (backend.masker over grammar.compile_constraint's automaton); max_new_tokens 0 = engine.logprobs prefill, else engine.generate, then cut the text at the first stop string; finish_reason {"type": "stop", "matched": ...} or {"type": "length", "length": n}; logprobs via engine.logprobs.
+    # TODO(lab04 task 6): answer one prompt as SGLang's /generate does, with task 2's masks, task 4's radix cache, stop strings, finish_reason and logprobs in SGLang's shapes (README task 6; the docstring).
     raise NotImplementedError("lab04 task 6: generate_one is not written yet (see lab04_sglang/README.md, task 6)")
 
 
@@ -165,7 +169,7 @@ class LaunchConfig:
 
     def command(self) -> list[str]:
         """The argv list; ``shlex.join`` it to print. Raises ValueError naming a bad field."""
-        # TODO(lab04 task 6): check model_path not empty, 1 <= port <= 65535, tp >= 1, 0 < mem_fraction_static <= 1, context_length >= 1, grammar_backend known; then python -m sglang.launch_server --model-path --host --port --tp [--mem-fraction-static] [--context-length] --grammar-backend.
+        # TODO(lab04 task 6): the real SGLang server's argv for this config, every bad field refused by name (README task 6, its example command line; sglang.launch_server --help).
         raise NotImplementedError("lab04 task 6: command is not written yet (see lab04_sglang/README.md, task 6)")
 
     def __str__(self) -> str:

@@ -101,7 +101,7 @@ def parse_generate(body: Any) -> GenerateRequest:
         BadRequest: naming the field: a typo, a bad value, a batch list of the wrong length, a
             regex or schema task 1 cannot compile, ``stream`` with a batch.
     """
-    # TODO(lab04 task 6): GenerateRequest.model_validate (ValidationError -> BadRequest naming field_of(error)); split() (its ValueError names the field: keep the message); compile each prompt's regex / json_schema with grammar.compile_constraint (GrammarError -> BadRequest naming sampling_params.regex / .json_schema); refuse stream with a batch.
+    # TODO(lab04 task 6): a /generate body as a GenerateRequest with every regex and schema compiled before any generation, or a BadRequest naming the field (README task 6, 'The server').
     raise NotImplementedError("lab04 task 6: parse_generate is not written yet (see lab04_sglang/README.md, task 6)")
 
 
@@ -112,7 +112,7 @@ def stream_chunks(tokenizer: Any, answer: GenerateResponse) -> Iterator[dict[str
     A chunk is sent only when the text grew and does not end inside a UTF-8 character (``\\ufffd``);
     a stop string cut the final text, so no chunk shows what lies past the cut.
     """
-    # TODO(lab04 task 6): for k in 1..n-1 decode output_ids[:k] (no special tokens); skip a text ending in U+FFFD; clip it to the final text's length; yield it when it grew and starts the final text (meta_info with completion_tokens k, finish_reason None, output logprobs cut to k); last, the full answer.
+    # TODO(lab04 task 6): SGLang's stream of one finished answer: chunks of the whole text so far, never a broken character or text past a stop-string cut, then the full answer (README task 6; runtime_endpoint.py's generate_stream).
     raise NotImplementedError("lab04 task 6: stream_chunks is not written yet (see lab04_sglang/README.md, task 6)")
 
 
@@ -123,7 +123,7 @@ def chat_to_generate(tokenizer: Any, body: dict[str, Any]) -> tuple[list[int], S
     Raises:
         BadRequest: no messages, a ``response_format`` without ``json_schema.schema``, ``n`` > 1.
     """
-    # TODO(lab04 task 6): messages (a non-empty list) -> apply_chat_template(add_generation_prompt) -> ids without adding special tokens again; the schema from response_format.json_schema.schema (dumped to text); max_tokens or max_completion_tokens, temperature (OpenAI's default 1), stop; n must be 1.
+    # TODO(lab04 task 6): an OpenAI structured-output chat request as generate_one's prompt ids and sampling params, bad requests refused by field (README task 6, chat_to_generate; OpenAI's response_format).
     raise NotImplementedError("lab04 task 6: chat_to_generate is not written yet (see lab04_sglang/README.md, task 6)")
 
 

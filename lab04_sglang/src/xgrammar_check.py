@@ -55,13 +55,13 @@ def xgrammar_compiled(tokenizer: Any, vocab_size: int, json_schema: Any = None, 
         any_whitespace: let xgrammar accept any whitespace between JSON tokens (its default);
             False pins it to ``", "`` and ``": "`` like task 1.
     """
-    # TODO(lab04 task 3): TokenizerInfo.from_huggingface(tokenizer, vocab_size=...); a GrammarCompiler; compile_json_schema with any_whitespace and separators=(", ", ": ") unless any_whitespace, else compile_regex.
+    # TODO(lab04 task 3): xgrammar's compiled grammar for the same schema (canonical separators unless any_whitespace) or regex, for this tokenizer and logits width (README task 3; xgrammar docs 'Tokenizer info', 'JSON schema').
     raise NotImplementedError("lab04 task 3: xgrammar_compiled is not written yet (see lab04_sglang/README.md, task 3)")
 
 
 def bitmask_to_set(bitmask: torch.Tensor, vocab_size: int) -> set[int]:
     """The token ids whose bit is set in xgrammar's ``(1, words)`` int32 bitmask."""
-    # TODO(lab04 task 3): bit (i % 32) of word (i // 32) is token i; mind that int32 words are signed.
+    # TODO(lab04 task 3): the token ids whose bit is set in xgrammar's int32 bitmask (README task 3; xgrammar's bitmask layout).
     raise NotImplementedError("lab04 task 3: bitmask_to_set is not written yet (see lab04_sglang/README.md, task 3)")
 
 
@@ -70,7 +70,7 @@ def xgrammar_allowed(compiled: Any, token_ids: list[int], vocab_size: int) -> li
 
     Returns ``len(token_ids) + 1`` sets (fewer if xgrammar refuses a token: the list then ends
     with the set in which it was refused, so the caller can see what it allowed instead)."""
-    # TODO(lab04 task 3): a fresh GrammarMatcher; for each step fill_next_token_bitmask into allocate_token_bitmask(1, vocab_size), record the set, stop when accept_token refuses; after the last token, one more set (unless the matcher is terminated: then the empty set).
+    # TODO(lab04 task 3): xgrammar's allowed set before each token of a completion and after the last, ending early where xgrammar refuses a token (README task 3; the docstring).
     raise NotImplementedError("lab04 task 3: xgrammar_allowed is not written yet (see lab04_sglang/README.md, task 3)")
 
 
@@ -86,7 +86,7 @@ def ours_allowed(masker: TokenMasker, token_ids: list[int]) -> list[set[int]]:
 
 def compare(ours: list[set[int]], theirs: list[set[int]]) -> list[StepDifference]:
     """One ``StepDifference`` per step where the two sets differ (steps in order)."""
-    # TODO(lab04 task 3): the lists must have the same length (else raise ValueError naming both lengths); set differences both ways at each step.
+    # TODO(lab04 task 3): a StepDifference for each step where the two engines' allowed sets differ (README task 3).
     raise NotImplementedError("lab04 task 3: compare is not written yet (see lab04_sglang/README.md, task 3)")
 
 
@@ -111,5 +111,5 @@ def explain(token_id: int, vocabulary: Vocabulary, special_ids: set[int], text_s
         special_ids: the tokenizer's special ids (``tokenizer.all_special_ids`` and added ones);
         text_so_far: the completion's bytes before this step (where in the JSON we are).
     """
-    # TODO(lab04 task 3): special id -> SPECIAL_TOKEN; inside a string (inside_string): a backslash -> ESCAPE, a byte below 0x20 -> CONTROL_CHARACTER; between JSON tokens: a token starting with whitespace, or any token right after ':' or ',' (where canonical JSON has one space) -> WHITESPACE; else UNEXPLAINED.
+    # TODO(lab04 task 3): which category of README task 3's table explains a token allowed by one engine only, from where in the JSON it comes (README task 3).
     raise NotImplementedError("lab04 task 3: explain is not written yet (see lab04_sglang/README.md, task 3)")
