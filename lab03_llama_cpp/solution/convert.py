@@ -192,7 +192,15 @@ def gguf_tensor_name(hf_name: str) -> str:
     Raises:
         ConvertError: a name this converter does not know, naming it.
     """
-    # BEGIN SOLUTION task 2: GLOBAL_TENSORS for the three outside the layers; "model.layers.N.<rest>" -> "blk.N." + LAYER_TENSORS[rest].
+    # BEGIN SOLUTION task 2: the GGUF name of a HF Llama tensor, as gguf's own tensor map names it, or a ConvertError naming an unknown one (README task 2, 'Names').
+    # HINT task 2 level 1: llama.cpp reads nothing but the file, so everything a model needs goes into it under
+    #   llama.cpp's names. Reading: README task 2, llama.cpp's convert_hf_to_gguf.py and conversion/llama.py
+    #   (LlamaModel.permute, set_gguf_parameters), gguf-py's constants.py (Keys, TokenType, LlamaFileType) and
+    #   transformers' modeling_llama.py (rotate_half). The tests compare your file's metadata and tensor bytes
+    #   with llama.cpp's own converter's.
+    # HINT task 2 level 2: three tensors live outside the layers (GLOBAL_TENSORS); every other
+    #   one is model.layers.<N>.<rest>, with the layer number kept and rest looked up in LAYER_TENSORS. Anything
+    #   else is not part of a Llama checkpoint.
     if hf_name in GLOBAL_TENSORS:
         return GLOBAL_TENSORS[hf_name]
     match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", hf_name)
@@ -212,7 +220,13 @@ def permute_for_rope(weight: np.ndarray, n_head: int) -> np.ndarray:
     Returns:
         a new array of the same shape where, per head, rows are [x_0, y_0, x_1, y_1, ...].
     """
-    # BEGIN SOLUTION task 2: reshape to (n_head, 2, head_dim // 2, hidden), swap axes 1 and 2, reshape back.
+    # BEGIN SOLUTION task 2: a q or k projection's rows reordered from HF's rotary pairing to llama.cpp's (README task 2, 'The rotary permutation'; the docstring).
+    # HINT task 2 level 2: HF rotates row i with row i + d/2 of the same head; llama.cpp
+    #   rotates rows 2i and 2i + 1. Only the order of rows inside each head changes; k has its own head count
+    #   (the KV heads). Try it on a tiny array of row numbers first and compare with the docstring's layout.
+    # HINT task 2 level 3: view the rows as (heads, halves = 2, head_dim / 2, hidden);
+    #   exchanging the halves axis with the next one interleaves the two halves; reshape back to the original
+    #   shape.
     head_dim = weight.shape[0] // n_head
     return weight.reshape(n_head, 2, head_dim // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
     # END SOLUTION
@@ -232,7 +246,11 @@ def model_metadata(config: dict[str, Any], outtype: str) -> dict[str, Any]:
         config's ``head_dim``, which need not be hidden_size / num_attention_heads; that ratio only
         where the config has no head_dim), and the rope-scaling keys :func:`rope_scaling` gives.
     """
-    # BEGIN SOLUTION task 2: map each config.json field to its llama.* key; the head dimension is the config's head_dim (hidden / heads only without one); then rope_scaling's keys.
+    # BEGIN SOLUTION task 2: the general.* and llama.* keys llama.cpp needs, from config.json, with the docstring's value types (README task 2, 'Metadata' and 'Other shapes').
+    # HINT task 2 level 2: the head dimension is the config's head_dim when it has one (it need
+    #   not be hidden / heads, and without key_length / value_length llama.cpp refuses such a file).
+    #   head_count_kv defaults to the head count. The rope-scaling keys come from the given rope_scaling (its
+    #   first return value).
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     return {
         "general.architecture": ARCH,
@@ -270,7 +288,13 @@ def tokenizer_metadata(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     Raises:
         ConvertError: no ``tokenizer.json``, or one :func:`bpe_pre_tokenizer` refuses.
     """
-    # BEGIN SOLUTION task 2: bpe_pre_tokenizer names (or refuses) the pre-tokenizer; read tokenizer.json's model.vocab / merges and added_tokens; ids of bos/eos/pad come from the token strings in tokenizer_config.json.
+    # BEGIN SOLUTION task 2: the tokenizer.ggml.* keys that make llama.cpp tokenize exactly as HF does (README task 2, 'Metadata'; the docstring's keys).
+    # HINT task 2 level 2: tokens are listed by id up to vocab_size, holes included (as
+    #   [PAD<id>], type UNUSED); special added tokens are CONTROL, other added tokens USER_DEFINED. Merges may
+    #   be stored as 'a b' strings or as pairs: write strings. bos / eos / pad are named by their text in
+    #   tokenizer_config.json: look up their ids. add_bos_token is a bool (the config's, else what the
+    #   post-processor template does). The chat template may sit in tokenizer_config.json or
+    #   chat_template.jinja.
     tokenizer_file = model_dir / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ConvertError(f"model_dir={str(model_dir)!r} has no tokenizer.json (only byte-level BPE is handled)")
@@ -376,7 +400,15 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -
         raise ConvertError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
     model_dir, out_path = Path(model_dir), Path(out_path)
     config = load_config(model_dir)
-    # BEGIN SOLUTION task 2: metadata (model + tokenizer, both built before the file is opened) through write_metadata; rope_scaling's tensors; then each tensor renamed, q/k permuted (k with the kv head count), cast to float16 when outtype is f16 and the tensor is 2-D; then header, kv data, tensors.
+    # BEGIN SOLUTION task 2: the whole GGUF file, with the same metadata and tensor bytes llama.cpp's converter writes for the folder; nothing written when the folder is refused (README task 2; the docstring).
+    # HINT task 2 level 2: build both metadata dicts before opening the output, so that a refused
+    #   tokenizer leaves no half-written file. Skip HF's rotary inv_freq buffers. Permute q with the head count
+    #   and k with the KV head count. In f16, matrices become float16 but vectors (the norms) stay float32.
+    #   gguf.GGUFWriter writes in three passes (header, key/values, tensors) and must be closed.
+    # HINT task 2 level 3: metadata and tokenizer dicts; a GGUFWriter for ARCH; write_metadata both;
+    #   add rope_scaling's extra tensors; for each checkpoint tensor: skip inv_freq, permute q / k, cast 2-D
+    #   ones in f16, add it under gguf_tensor_name (contiguous); then write the header, the key/value data and
+    #   the tensors, close.
     metadata = model_metadata(config, outtype)
     tokenizer = tokenizer_metadata(model_dir, config["vocab_size"])  # refuses before anything is written
     writer = gguf.GGUFWriter(out_path, ARCH)

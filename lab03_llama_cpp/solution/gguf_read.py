@@ -139,7 +139,17 @@ class ByteReader:
             GGUFError: fewer than ``n`` bytes are left; the message says at which offset, what was
                 being read, and how many bytes were needed and left.
         """
-        # BEGIN SOLUTION task 1: check n against remaining() before slicing; advance self.offset.
+        # BEGIN SOLUTION task 1: the next n bytes, or a GGUFError saying where, what and how much when fewer are left (README task 1, the rule in bold).
+        # HINT task 1 level 1: a reader of untrusted files: every count and length is compared with the bytes
+        #   left before anything is read or allocated, so a truncated or lying file is a GGUFError at or before
+        #   the cut, never an IndexError, a MemoryError or a hang. Reading: README task 1, ggml's docs/gguf.md
+        #   (the layout), gguf-py's gguf_reader.py (the reference reader) and llama.cpp's gguf_init_from_file in
+        #   ggml/src/gguf.cpp (what it refuses). No gguf import here: struct and the ByteReader cursor.
+        # HINT task 1 level 2: a memoryview slice does not raise when it runs past the end, it just comes
+        #   back short: check first. A negative n is as wrong as one too large. The error carries the offset
+        #   where the read started.
+        # HINT task 1 level 3: refuse n < 0 or n > remaining() with GGUFError(message naming what, n and
+        #   the bytes left, self.offset); otherwise slice n bytes from the offset and move the offset past them.
         if n < 0 or n > self.remaining():
             raise GGUFError(f"file ends while reading {what}: needed {n} bytes, "
                             f"{self.remaining()} left", self.offset)
@@ -160,7 +170,9 @@ def read_string(reader: ByteReader, what: str) -> str:
         GGUFError: the length runs past the end of the file (checked before anything is
             allocated; the error names the offset of the length), or the bytes are not UTF-8.
     """
-    # BEGIN SOLUTION task 1: read the u64 length and compare it with remaining() before take().
+    # BEGIN SOLUTION task 1: one GGUF string; a length past the end refused before anything is allocated, invalid UTF-8 refused too (README task 1; docs/gguf.md 'gguf_string_t').
+    # HINT task 1 level 2: the error for a bad length names the offset of the length itself
+    #   (remember it before reading). A UnicodeDecodeError must become a GGUFError.
     start = reader.offset
     length = reader.scalar("<Q", f"the length of {what}")
     if length > reader.remaining():
@@ -185,7 +197,17 @@ def read_value(reader: ByteReader, value_type: int, what: str, depth: int = 1) -
             could hold (checked before reading or allocating its elements; the error names the
             offset of the count), or arrays nested deeper than ``MAX_ARRAY_DEPTH`` (naming it).
     """
-    # BEGIN SOLUTION task 1: STRING -> read_string; ARRAY -> refuse past MAX_ARRAY_DEPTH, then element type, count, then elements (recursively, one level deeper); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
+    # BEGIN SOLUTION task 1: one metadata value of any GGUF value type, arrays of arrays included, with counts and nesting checked before anything is read (README task 1; the docstring).
+    # HINT task 1 level 2: VALUE_TYPES gives each type's struct format (None for string and array).
+    #   An array is an element type (u32), a count (u64), then the elements; each element needs at least its own
+    #   size (a string or array at least its 8-byte length), so count x that minimum must fit in the bytes left,
+    #   or the file lies. Depth grows by one per array level; past MAX_ARRAY_DEPTH refuse before reading further
+    #   (a recursive reader must stop before Python's recursion limit). Reading fixed-size elements one struct
+    #   call at a time is slow for a 50,000-entry vocabulary: numpy can read them in one go.
+    # HINT task 1 level 3: unknown type -> error; string -> read_string; fixed-size ->
+    #   reader.scalar; array: check depth, read and check the element type, read the count (remember its offset)
+    #   and check it against the bytes left; fixed-size elements in one bulk read as a list, others one
+    #   read_value each at depth + 1.
     if value_type not in VALUE_TYPES:
         raise GGUFError(f"unknown value type {value_type} for {what} (expected one of "
                         f"{sorted(VALUE_TYPES)})", reader.offset - 4)
@@ -219,7 +241,10 @@ def tensor_nbytes(shape: tuple[int, ...], ggml_type: int) -> int:
     Raises:
         ValueError: an unknown type, or a first dimension that is not a whole number of blocks.
     """
-    # BEGIN SOLUTION task 1: elements / block_size * type_size; shape[0] (a row) must be whole blocks.
+    # BEGIN SOLUTION task 1: the bytes a tensor of this shape and ggml type takes in the data section (README task 1; docs/gguf.md, ggml's block types).
+    # HINT task 1 level 2: GGML_TYPES gives (name, values per block, bytes per block). A
+    #   quantized row is made of whole blocks, so the first (fastest, ggml-order) dimension must be a multiple
+    #   of the block size.
     if ggml_type not in GGML_TYPES:
         raise ValueError(f"unknown ggml_type {ggml_type}")
     name, block_size, type_size = GGML_TYPES[ggml_type]
@@ -244,7 +269,17 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
             type or dimension that no longer fits): llama.cpp's gguf loader refuses each of these.
             The message names the offset and what was wrong (the key, the tensor).
     """
-    # BEGIN SOLUTION task 1: header; each key/value (a key seen before is an error); each tensor info (a name seen before is an error); the data section starts at the end of the infos rounded up to general.alignment (no padding when it ends on a multiple); check every tensor lies inside the file, then that each starts where the previous one ends, padded to the alignment (the first at 0).
+    # BEGIN SOLUTION task 1: a whole GGUF file parsed, or a GGUFError naming the offset and what is wrong wherever llama.cpp's loader would refuse it (README task 1; the docstring's list).
+    # HINT task 1 level 2: header = magic, version (a byte-swapped version means a big-endian file:
+    #   say so), tensor count, key/value count; check both counts against the bytes left using the smallest size
+    #   an entry can take. Duplicate keys and duplicate tensor names are errors. The data section starts at the
+    #   end of the infos rounded up to general.alignment (a power of two). Tensor offsets are relative to the
+    #   data section; the tensors must lie inside the file and follow each other back to back in info order,
+    #   each starting at the previous end rounded up to the alignment, the first at 0.
+    # HINT task 1 level 3: read and check the header; read kv_count entries (key string, value type,
+    #   read_value); read tensor_count infos (name, n_dims <= MAX_DIMS, dims, type, offset; compute n_bytes with
+    #   tensor_nbytes); check the alignment; data_offset = the reader's offset rounded up; then walk the tensors
+    #   checking bounds and the expected offset (previous end, aligned); return the GGUFFile.
     reader = ByteReader(data)
     magic = bytes(reader.take(4, "the magic"))
     if magic != GGUF_MAGIC:

@@ -35,7 +35,13 @@ def tensor_type(name: str, shape: tuple[int, ...], type_name: str) -> str:
         shape: its NumPy shape (rows, row length) or (n,) for a vector.
         type_name: the file's quantization type (``Q8_0``, ``Q4_0``, ...).
     """
-    # BEGIN SOLUTION task 4: vectors (norms) stay F32; a row length that is not whole blocks of 32 cannot be quantized.
+    # BEGIN SOLUTION task 4: the type a tensor gets in a quantized file: the file's type, or F32 for what llama-quantize keeps in full precision (README task 4; llama-quant.cpp, llama_tensor_get_type).
+    # HINT task 4 level 1: quantize_file is llama-quantize with your quantizers: the tests compare tensors,
+    #   types and bytes with llama.cpp's own quantizer on the same F32 file. Reading: README task 4, llama.cpp's
+    #   src/llama-quant.cpp (llama_tensor_get_type), gguf-py's GGUFReader / GGUFWriter. Reading F32/F16 tensors
+    #   and copying the metadata are given.
+    # HINT task 4 level 2: 1-D tensors (the norms) stay F32; a row whose length is not whole blocks
+    #   of 32 cannot be quantized. shape is in NumPy order, so a row is the last axis.
     if len(shape) < 2 or shape[-1] % 32:
         return "F32"
     return type_name
@@ -79,7 +85,15 @@ def quantize_file(src: str | Path, dst: str | Path, type_name: str) -> dict[str,
             raise ValueError(f"src={str(src)!r} is not a GGUF file (no GGUF magic at offset 0)")
     reader = gguf.GGUFReader(src)
     arch = reader.fields["general.architecture"].contents()
-    # BEGIN SOLUTION task 4: copy the metadata (skip general.file_type, write FILE_TYPES' value as uint32); per tensor, tensor_type() decides; quantize with QUANTIZERS and add_tensor(..., raw_dtype=gguf.GGMLQuantizationType[...]).
+    # BEGIN SOLUTION task 4: the quantized GGUF: metadata copied with the new file type, every tensor quantized or kept as tensor_type says, byte for byte as llama-quantize writes it (README task 4; the docstring).
+    # HINT task 4 level 2: general.file_type must say the new type (FILE_TYPES, a uint32);
+    #   everything else is copied. A quantized tensor is written as raw bytes, so the writer must be told its
+    #   ggml type (GGUFWriter.add_tensor takes a raw dtype); an F32 tensor is written as floats. Return what
+    #   each tensor got, in file order.
+    # HINT task 4 level 3: a GGUFWriter for the architecture; copy_metadata skipping
+    #   general.file_type; add the file type; for each tensor: float_tensor, tensor_type, add it as floats or as
+    #   the quantizer's bytes with its raw dtype, and record the choice; then write header, key/values, tensors;
+    #   close.
     writer = gguf.GGUFWriter(dst, arch)
     copy_metadata(reader, writer, skip={"general.file_type"})
     writer.add_file_type(int(FILE_TYPES[type_name]))

@@ -73,7 +73,16 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
 
     Example: ``round_half_away([0.5, 1.5, 2.5, -2.5]) -> [1, 2, 3, -3]``.
     """
-    # BEGIN SOLUTION task 3: sign(x) * (floor(|x|) + floor(2 * (|x| - floor(|x|)))); floor(|x| + 0.5) is wrong for 0.49999997 in float32.
+    # BEGIN SOLUTION task 3: C's roundf on arrays: nearest integer, halves away from zero, exact for every float32 (README task 3; the docstring).
+    # HINT task 3 level 1: the tests demand gguf.quantize's bytes exactly, so every detail of ggml's reference
+    #   quantizers matters: the rounding rule, float32 arithmetic, multiplying by an inverse scale computed in
+    #   float32, the float16 storage of the scale and the byte layout. Reading: README task 3, ggml's
+    #   ggml-quants.c (quantize_row_q8_0_ref, quantize_row_q4_0_ref, ...) and gguf-py's quants.py. Given
+    #   helpers: _blocks, _inverse, _packed_shape, _unpacked_blocks, _unpacked_shape.
+    # HINT task 3 level 2: np.round rounds halves to even (2.5 -> 2); roundf gives 3. The
+    #   obvious 'add one half and floor the magnitude' is wrong in float32 for the largest float below 0.5
+    #   (0.49999997), where the addition itself rounds up to 1.0: split the magnitude into its integer part and
+    #   its fraction instead, and decide from the fraction alone. Keep the sign; -0.0 and 0 must stay 0.
     a = np.abs(x)
     floored = np.floor(a)
     return np.sign(x) * (floored + np.floor(2 * (a - floored)))
@@ -87,11 +96,11 @@ def _inverse(d: np.ndarray) -> np.ndarray:
 
 
 def _pack_nibbles(q: np.ndarray) -> np.ndarray:
-    """(n_blocks, 32) values 0..15 -> (n_blocks, 16) bytes: value j low, value j + 16 high.
-
-    Hint: ``q[:, :16] | (q[:, 16:] << 4)`` on uint8.
-    """
-    # BEGIN SOLUTION task 3: low nibble = first half of the block, high nibble = second half.
+    """(n_blocks, 32) values 0..15 -> (n_blocks, 16) bytes, uint8: byte j holds value j in its
+    low four bits and value j + 16 in its high four bits."""
+    # BEGIN SOLUTION task 3: two 4-bit values per byte in ggml's Q4 layout (README task 3; the docstring).
+    # HINT task 3 level 2: _pack_nibbles / _unpack_nibbles: value j and value j + 16 share byte j (not
+    #   neighbours 2j and 2j + 1). Work in uint8 so shifts cannot overflow into another type.
     q = q.astype(np.uint8)
     return q[:, :16] | (q[:, 16:] << np.uint8(4))
     # END SOLUTION
@@ -99,14 +108,17 @@ def _pack_nibbles(q: np.ndarray) -> np.ndarray:
 
 def _unpack_nibbles(packed: np.ndarray) -> np.ndarray:
     """(n_blocks, 16) bytes -> (n_blocks, 32) values 0..15 (the inverse of :func:`_pack_nibbles`)."""
-    # BEGIN SOLUTION task 3: low nibbles are values 0..15, high nibbles values 16..31.
+    # BEGIN SOLUTION task 3: the 32 values of each block back from its 16 packed bytes, the inverse of _pack_nibbles (README task 3).
     return np.concatenate([packed & np.uint8(0x0F), packed >> np.uint8(4)], axis=1)
     # END SOLUTION
 
 
 def _signed_absmax(blocks: np.ndarray) -> np.ndarray:
     """Each block's value of largest magnitude, sign kept (the first one on a tie), shape (n_blocks, 1)."""
-    # BEGIN SOLUTION task 3: argmax of |x| per block, then take that element (not its absolute value).
+    # BEGIN SOLUTION task 3: each block's value of largest magnitude with its sign, the first on a tie (README task 3; ggml-quants.c, quantize_row_q4_0_ref).
+    # HINT task 3 level 2: the index of the largest magnitude picks the element; returning the
+    #   magnitude itself would lose the sign that Q4_0 and Q5_0 need (one end of their range gets one level
+    #   more). Shape (n_blocks, 1), so that it broadcasts over the block.
     index = np.abs(blocks).argmax(axis=1)[:, None]
     return np.take_along_axis(blocks, index, axis=1)
     # END SOLUTION
@@ -121,7 +133,13 @@ def quantize_q8_0(values: np.ndarray) -> np.ndarray:
         uint8 array of shape (..., n / 32 * 34): per block 2 bytes of d then 32 int8 q.
     """
     blocks = _blocks(values)
-    # BEGIN SOLUTION task 3: d = max|x| / 127; q = round_half_away(x * (1 / d)) as int8; bytes = [d as float16 | q].
+    # BEGIN SOLUTION task 3: Q8_0 blocks byte for byte as ggml writes them: a float16 scale then 32 int8 values per block (README task 3; ggml-quants.c, quantize_row_q8_0_ref).
+    # HINT task 3 level 2: the scale comes from the block's largest magnitude; values are
+    #   multiplied by the inverse scale (computed in float32, 0 for a block of zeros: _inverse), not divided by
+    #   the scale, and rounded with roundf. The scale is stored as float16 but the values were computed with the
+    #   float32 scale. The result keeps the leading dimensions (_packed_shape).
+    # HINT task 3 level 3: d per block (shape (n, 1)); q = your rounding of blocks x _inverse(d),
+    #   as int8; concatenate d's float16 bytes and q's bytes per block; reshape to the packed shape.
     d = np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)
     q = round_half_away(blocks * _inverse(d)).astype(np.int8)
     packed = np.concatenate([d.astype(np.float16).view(np.uint8), q.view(np.uint8)], axis=1)
@@ -132,7 +150,9 @@ def quantize_q8_0(values: np.ndarray) -> np.ndarray:
 def dequantize_q8_0(data: np.ndarray) -> np.ndarray:
     """Q8_0 bytes (..., k * 34) -> float32 values (..., k * 32): ``d * q``."""
     blocks = _unpacked_blocks(data, "Q8_0")
-    # BEGIN SOLUTION task 3: first 2 bytes: float16 d; the other 32: int8 q.
+    # BEGIN SOLUTION task 3: float32 values back from Q8_0 bytes (README task 3; the docstring).
+    # HINT task 3 level 2: reinterpret bytes rather than convert them: 2 bytes are one float16,
+    #   the other 32 are int8. A view needs contiguous memory (copy the slice first).
     d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
     values = d * blocks[:, 2:].view(np.int8).astype(np.float32)
     return values.reshape(_unpacked_shape(data, "Q8_0"))
@@ -147,7 +167,12 @@ def quantize_q4_0(values: np.ndarray) -> np.ndarray:
         uint8 array of shape (..., n / 32 * 18): per block 2 bytes of d then 16 bytes of nibbles.
     """
     blocks = _blocks(values)
-    # BEGIN SOLUTION task 3: d = signed absmax / -8; q = trunc(x * (1/d) + 8.5) clipped to [0, 15]; [d as f16 | packed nibbles].
+    # BEGIN SOLUTION task 3: Q4_0 blocks byte for byte as ggml writes them: a float16 scale then 16 bytes of packed 4-bit values (README task 3; ggml-quants.c, quantize_row_q4_0_ref).
+    # HINT task 3 level 2: the scale is the signed extreme divided by -8, so that extreme maps to
+    #   level 0 and the other side gets levels up to 15. ggml truncates after adding 8.5 (not roundf), then
+    #   clips to 0..15; do the arithmetic in float32, as ggml does.
+    # HINT task 3 level 3: d = the signed absmax / -8 (float32); q = truncation of blocks x
+    #   _inverse(d) + 8.5, as uint8, clipped; per block the float16 bytes of d and the packed nibbles; reshape.
     d = _signed_absmax(blocks) / np.float32(-8)
     q = np.trunc(blocks * _inverse(d) + np.float32(8.5)).astype(np.uint8).clip(0, 15)
     packed = np.concatenate([d.astype(np.float16).view(np.uint8), _pack_nibbles(q)], axis=1)
@@ -158,7 +183,7 @@ def quantize_q4_0(values: np.ndarray) -> np.ndarray:
 def dequantize_q4_0(data: np.ndarray) -> np.ndarray:
     """Q4_0 bytes (..., k * 18) -> float32 values (..., k * 32): ``d * (q - 8)``."""
     blocks = _unpacked_blocks(data, "Q4_0")
-    # BEGIN SOLUTION task 3: d from the first 2 bytes; unpack the nibbles; subtract 8 before scaling.
+    # BEGIN SOLUTION task 3: float32 values back from Q4_0 bytes (README task 3; the docstring).
     d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
     values = d * (_unpack_nibbles(blocks[:, 2:]).astype(np.float32) - 8)
     return values.reshape(_unpacked_shape(data, "Q4_0"))
@@ -169,7 +194,9 @@ def quantize_q4_1(values: np.ndarray) -> np.ndarray:
     """Q4_1 (stretch): ``d = (max - min) / 15``, ``m = min``, ``q = trunc((x - min) / d + 0.5)`` clipped
     to 0..15. Returns uint8 (..., n / 32 * 20): [d f16][m f16][16 bytes of nibbles]."""
     blocks = _blocks(values)
-    # BEGIN SOLUTION task 3: like Q4_0 but with an offset: store min as a second float16.
+    # BEGIN SOLUTION task 3: Q4_1 blocks (stretch) byte for byte as ggml writes them: scale, minimum, then packed 4-bit values (README task 3; ggml-quants.c, quantize_row_q4_1_ref).
+    # HINT task 3 level 2: quantize_q4_1 (stretch): an affine code: the block's minimum is stored and levels
+    #   count up from it, so the scale spreads 16 levels over max - min.
     low = blocks.min(axis=1, keepdims=True)
     d = (blocks.max(axis=1, keepdims=True) - low) / np.float32(15)
     q = np.trunc((blocks - low) * _inverse(d) + np.float32(0.5)).astype(np.uint8).clip(0, 15)
@@ -182,7 +209,7 @@ def quantize_q4_1(values: np.ndarray) -> np.ndarray:
 def dequantize_q4_1(data: np.ndarray) -> np.ndarray:
     """Q4_1 bytes -> float32: ``d * q + m``."""
     blocks = _unpacked_blocks(data, "Q4_1")
-    # BEGIN SOLUTION task 3: d, m, then nibbles.
+    # BEGIN SOLUTION task 3: float32 values back from Q4_1 bytes (README task 3).
     d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
     m = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
     values = d * _unpack_nibbles(blocks[:, 4:]).astype(np.float32) + m
@@ -195,7 +222,9 @@ def quantize_q5_0(values: np.ndarray) -> np.ndarray:
     are packed like Q4_0; the 32 fifth bits go into a little-endian u32 ``qh`` (bit j = value j).
     Returns uint8 (..., n / 32 * 22): [d f16][qh 4 bytes][16 bytes of low nibbles]."""
     blocks = _blocks(values)
-    # BEGIN SOLUTION task 3: q >> 4 gives the fifth bits; np.packbits(..., bitorder="little") makes qh.
+    # BEGIN SOLUTION task 3: Q5_0 blocks (stretch) byte for byte as ggml writes them: scale, the 32 fifth bits as a little-endian u32, then the low nibbles (README task 3; ggml-quants.c, quantize_row_q5_0_ref).
+    # HINT task 3 level 2: quantize_q5_0 (stretch): as Q4_0 with 32 levels (divide by -16, add 16.5, clip to
+    #   0..31). Bit j of qh is the fifth bit of value j, little-endian: numpy can pack bits in that order.
     d = _signed_absmax(blocks) / np.float32(-16)
     q = np.trunc(blocks * _inverse(d) + np.float32(16.5)).astype(np.uint8).clip(0, 31)
     qh = np.packbits(q >> np.uint8(4), axis=1, bitorder="little")
@@ -207,7 +236,7 @@ def quantize_q5_0(values: np.ndarray) -> np.ndarray:
 def dequantize_q5_0(data: np.ndarray) -> np.ndarray:
     """Q5_0 bytes -> float32: ``d * (q - 16)``."""
     blocks = _unpacked_blocks(data, "Q5_0")
-    # BEGIN SOLUTION task 3: fifth bits from qh (np.unpackbits, bitorder="little"), low bits from the nibbles.
+    # BEGIN SOLUTION task 3: float32 values back from Q5_0 bytes (README task 3).
     d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
     high = np.unpackbits(blocks[:, 2:6], axis=1, bitorder="little")
     q = _unpack_nibbles(blocks[:, 6:]) | (high << np.uint8(4))
@@ -230,7 +259,8 @@ def check_type_name(type_name: str) -> None:
 def bits_per_weight(type_name: str) -> float:
     """Bits of storage per weight: bytes per block * 8 / values per block (Q8_0: 8.5, Q4_0: 4.5)."""
     check_type_name(type_name)
-    # BEGIN SOLUTION task 3: the scale is part of the cost.
+    # BEGIN SOLUTION task 3: the storage bits per weight of a type, scale included (README task 3, 'Think about').
+    # HINT task 3 level 2: BLOCK_TYPES gives values and bytes per block; Q4_0 is 4.5, not 4.
     block_size, type_size = BLOCK_TYPES[type_name]
     return type_size * 8 / block_size
     # END SOLUTION
@@ -244,7 +274,9 @@ def error_stats(values: np.ndarray, type_name: str) -> dict[str, float]:
         values are 0).
     """
     check_type_name(type_name)
-    # BEGIN SOLUTION task 3: dequantize(quantize(values)) - values, in float64 for the statistics.
+    # BEGIN SOLUTION task 3: the round-trip error of a type on some values: RMSE, largest absolute error, and RMSE relative to the values' RMS (README task 3; the docstring).
+    # HINT task 3 level 2: compare with the values as float32 (what was quantized), and compute the
+    #   statistics in float64. All-zero values have relative error 0, not a division by zero.
     restored = DEQUANTIZERS[type_name](QUANTIZERS[type_name](values)).astype(np.float64)
     original = np.asarray(values, dtype=np.float32).astype(np.float64)
     error = restored - original

@@ -35,7 +35,16 @@ def load(gguf_path: str | Path, n_ctx: int = 512, n_threads: int = 2, logits_all
         FileNotFoundError: no such file. ValueError: not a GGUF file, or ``n_ctx`` / ``n_threads``
             < 1 (naming the argument), before llama.cpp is called.
     """
-    # BEGIN SOLUTION task 5: check the file and its first 4 bytes (b"GGUF") yourself: llama.cpp's own error is a bare "Failed to load model".
+    # BEGIN SOLUTION task 5: a llama-cpp-python Llama on the file, or a clear FileNotFoundError / ValueError before llama.cpp is called (README task 5; llama-cpp-python's Llama).
+    # HINT task 5 level 1: task 5 drives llama.cpp through llama-cpp-python and must equal transformers: greedy
+    #   means temperature 0 and no repeat penalty, perplexity must use the same log-probabilities, the memory
+    #   estimate llama.cpp's own accounting. Reading: README task 5 (its table maps each llama.cpp tool to a
+    #   function here), llama-cpp-python's API reference (Llama, create_completion, create_chat_completion,
+    #   LlamaGrammar) and llama.cpp's tools/perplexity.
+    # HINT task 5 level 2: llama.cpp's own error for a missing or non-GGUF file says nothing useful, so
+    #   check the file and its magic yourself; check n_ctx and n_threads too. Pass every argument through
+    #   (threads for both prompt and generation, logits_all, GPU layers, flash attention), quiet, with a fixed
+    #   seed.
     from llama_cpp import Llama
 
     path = Path(gguf_path)
@@ -57,7 +66,12 @@ def complete(llm: Any, prompt: str | list[int], max_tokens: int = 32) -> str:
     Greedy means ``temperature=0``; pass ``repeat_penalty=1.0`` too, so nothing but the logits
     decides (llama.cpp's CLI penalizes repeats by default).
     """
-    # BEGIN SOLUTION task 5: llm.create_completion(..., temperature=0.0, repeat_penalty=1.0)["choices"][0]["text"].
+    # BEGIN SOLUTION task 5: the greedy completion of a prompt as llama-completion --temp 0 --repeat-penalty 1 gives it, equal to transformers' greedy generate (README task 5).
+    # HINT task 5 level 2: complete / chat / stream / json_complete: llama-cpp-python answers in OpenAI's shapes
+    #   (choices[0] ...); greedy needs temperature 0 and repeat_penalty 1.0 explicitly (the server's default is
+    #   1.1). chat goes through the GGUF's own chat template, which create_chat_completion applies. stream's
+    #   pieces must join to complete's text. json_complete's grammar comes from the schema (LlamaGrammar has a
+    #   constructor for that).
     check_not_empty("prompt", prompt)
     check_at_least("max_tokens", max_tokens, 1)
     result = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0)
@@ -67,7 +81,7 @@ def complete(llm: Any, prompt: str | list[int], max_tokens: int = 32) -> str:
 
 def chat(llm: Any, messages: list[dict[str, str]], max_tokens: int = 32) -> str:
     """Greedy chat completion, formatted by the GGUF's own chat template; returns the answer text."""
-    # BEGIN SOLUTION task 5: llm.create_chat_completion(messages=..., temperature=0, repeat_penalty=1.0)["choices"][0]["message"]["content"].
+    # BEGIN SOLUTION task 5: the greedy answer to a chat, formatted by the GGUF's own chat template (README task 5).
     check_not_empty("messages", messages)
     check_at_least("max_tokens", max_tokens, 1)
     result = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
@@ -79,7 +93,7 @@ def chat(llm: Any, messages: list[dict[str, str]], max_tokens: int = 32) -> str:
 def stream(llm: Any, prompt: str, max_tokens: int = 32) -> Iterator[str]:
     """Yield the greedy completion of ``prompt`` piece by piece (``stream=True``); the pieces join
     to :func:`complete`'s text."""
-    # BEGIN SOLUTION task 5: iterate over create_completion(..., stream=True) chunks; yield each chunk's choices[0]["text"].
+    # BEGIN SOLUTION task 5: the greedy completion piece by piece, the pieces joining to complete's text (README task 5).
     check_not_empty("prompt", prompt)
     check_at_least("max_tokens", max_tokens, 1)
     for chunk in llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0,
@@ -91,7 +105,7 @@ def stream(llm: Any, prompt: str, max_tokens: int = 32) -> Iterator[str]:
 def json_complete(llm: Any, prompt: str, schema: dict[str, Any], max_tokens: int = 96) -> Any:
     """A completion constrained to JSON matching ``schema`` (``LlamaGrammar.from_json_schema``),
     parsed with ``json.loads``."""
-    # BEGIN SOLUTION task 5: grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False); pass grammar= to create_completion.
+    # BEGIN SOLUTION task 5: a greedy completion constrained to JSON valid against the schema, parsed (README task 5; LlamaGrammar).
     from llama_cpp import LlamaGrammar
 
     check_not_empty("prompt", prompt)
@@ -115,7 +129,14 @@ def perplexity(llm: Any, token_ids: list[int], window: int | None = None) -> flo
     Returns:
         the perplexity, a float >= 1.
     """
-    # BEGIN SOLUTION task 5: per window: llm.reset(); llm.eval(chunk); log-softmax of llm.scores[:len(chunk)] in float64; the logits at i predict chunk[i + 1].
+    # BEGIN SOLUTION task 5: the perplexity of token_ids from llama.cpp's logits, in independent windows as llama-perplexity -c does, equal to transformers' within 0.1 % (README task 5; the docstring).
+    # HINT task 5 level 2: with logits_all, llm.scores[i] are the logits after token i, so they
+    #   predict token i + 1: the first token of each window is never predicted. Each window starts from an empty
+    #   KV cache. Compute the log-softmax stably in float64 (subtract the row's maximum). A window of one
+    #   leftover token adds nothing.
+    # HINT task 5 level 3: for each window of token_ids: reset, eval the chunk, take the first
+    #   len(chunk) rows of the scores as float64, log-softmax them, add -log p of chunk[1:] at rows 0..len - 2,
+    #   count them; return exp of the mean.
     if len(token_ids) < 2:
         raise ValueError(f"token_ids must hold at least 2 tokens, got {len(token_ids)}")
     window = window or llm.n_ctx()
@@ -148,7 +169,10 @@ def measure_speed(llm: Any, prompt_ids: list[int], new_tokens: int = 32) -> Spee
     """Time ``new_tokens`` greedy tokens after ``prompt_ids`` with ``llm.generate`` (which never stops
     at eos by itself, so the count is exact). Call ``llm.reset()`` first: ``generate`` reuses a
     cached prefix, and a second measurement would then skip the prefill."""
-    # BEGIN SOLUTION task 5: llm.reset(), then time each token llm.generate(prompt_ids, temp=0.0, top_k=1) yields; stop after new_tokens.
+    # BEGIN SOLUTION task 5: prefill time and decode speed of exactly new_tokens greedy tokens, as llama-bench measures them (README task 5; the docstring).
+    # HINT task 5 level 2: generate is a generator that never stops on its own: count the tokens
+    #   yourself. The first token's time includes the whole prompt's prefill; the decode rate is measured from
+    #   the first token to the last (new_tokens - 1 intervals).
     check_not_empty("prompt_ids", prompt_ids)
     check_at_least("new_tokens", new_tokens, 2)
     llm.reset()
@@ -179,7 +203,11 @@ def estimate_memory(gguf_path: str | Path, n_ctx: int, kv_bytes: int = 2) -> Mem
     where key_length and value_length are ``attention.key_length`` / ``attention.value_length`` if
     present (a model's head_dim need not be embedding_length / head_count), else that ratio.
     """
-    # BEGIN SOLUTION task 5: gguf.GGUFReader: sum tensor.n_bytes; the llama.* (general.architecture) keys give the shapes.
+    # BEGIN SOLUTION task 5: the memory a file and context cost, weights plus f16 KV cache, as llama.cpp accounts it (README task 5; the docstring's formula).
+    # HINT task 5 level 2: the keys are prefixed by the architecture named in
+    #   general.architecture; key_length and value_length may be absent (then embedding_length / head_count),
+    #   and head_count_kv too (then head_count). Weights are every tensor's bytes as stored (quantized sizes
+    #   included).
     check_at_least("n_ctx", n_ctx, 1)
     reader = gguf.GGUFReader(gguf_path)
     fields = reader.fields

@@ -55,7 +55,14 @@ def server_command(gguf_path: str | Path, port: int, n_ctx: int = 512, n_threads
         FileNotFoundError: ``gguf_path`` does not exist.
         ValueError: ``port`` outside 1..65535 or ``n_ctx`` < 1, naming the argument.
     """
-    # BEGIN SOLUTION task 6: validate, then [sys.executable, "-m", "llama_cpp.server", "--model", ..., "--host", "127.0.0.1", ...].
+    # BEGIN SOLUTION task 6: the argv that starts llama-cpp-python's OpenAI server on loopback with these settings, which the server's own parser reads back (README task 6; llama-cpp-python's server docs).
+    # HINT task 6 level 1: task 6 hands a model over: a server command, how many layers fit a GPU, and an Ollama
+    #   Modelfile whose template renders exactly as the GGUF's Jinja template. Reading: README task 6,
+    #   llama-cpp-python's 'OpenAI Compatible Web Server', llama.cpp's tools/server/README.md and Ollama's
+    #   docs/modelfile.md.
+    # HINT task 6 level 2: this Python (sys.executable) runs the module, so the server uses the
+    #   same environment. The model path is best made absolute: the server may start in another directory. Every
+    #   value is a string in argv. Check the file and the numbers first, naming the argument.
     path = Path(gguf_path)
     if not path.is_file():
         raise FileNotFoundError(f"gguf_path={str(gguf_path)!r}: no such file")
@@ -121,7 +128,10 @@ def layers_that_fit(gguf_path: str | Path, free_bytes: int, n_ctx: int) -> int:
     Raises:
         ValueError: ``free_bytes`` < 0 or ``n_ctx`` < 1, naming the argument.
     """
-    # BEGIN SOLUTION task 6: read sizes with gguf.GGUFReader (tensor.n_bytes, llama.* metadata); take the largest block to be safe.
+    # BEGIN SOLUTION task 6: how many whole transformer blocks, weights plus their f16 KV cache, fit in free_bytes: the -ngl to pass (README task 6; the docstring).
+    # HINT task 6 level 2: a block's tensors are named blk.<N>.*; sum their stored bytes per
+    #   block. Its KV cache follows the docstring's formula (float16, 2 bytes a value). Blocks of a Llama are
+    #   equal, but taking the largest is safe. Never more than block_count; 0 bytes fit 0 blocks.
     if free_bytes < 0:
         raise ValueError(f"free_bytes must be at least 0, got {free_bytes}")
     if n_ctx < 1:
@@ -164,7 +174,12 @@ def go_template(chat_template: str, bos: str, eos: str) -> str:
         ValueError: the template formats roles differently (two messages do not render as two
             copies of one), naming ``chat_template``.
     """
-    # BEGIN SOLUTION task 6: render 0, 1 and 2 placeholder messages; the 1-message render minus the 0-message one is the per-message part; check the 2-message render repeats it.
+    # BEGIN SOLUTION task 6: an Ollama TEMPLATE that renders every conversation exactly as the Jinja chat template does, or a ValueError for a template that formats roles differently (README task 6; the docstring).
+    # HINT task 6 level 2: the given _render renders as transformers does; ROLE and CONTENT are
+    #   placeholders you can find and replace in the rendered text. A template is convertible only when one
+    #   message's text is the same whatever its position (two messages render as two copies); Llama 2's is not
+    #   (a question the README leaves to you). The generation prompt is what add_generation_prompt adds after the
+    #   last message.
     empty = _render(chat_template, [], False, bos, eos)
     one = _render(chat_template, [{"role": ROLE, "content": CONTENT}], False, bos, eos)
     two = _render(chat_template, [{"role": ROLE, "content": CONTENT}] * 2, False, bos, eos)
@@ -192,7 +207,10 @@ def modelfile(gguf_path: str | Path, temperature: float = 0.7) -> str:
     Raises:
         FileNotFoundError: no such file. ValueError: the GGUF has no chat template (naming the key).
     """
-    # BEGIN SOLUTION task 6: read the metadata with gguf.GGUFReader; token ids index tokenizer.ggml.tokens.
+    # BEGIN SOLUTION task 6: an Ollama Modelfile for the GGUF, from its own metadata, with the lines the docstring lists (README task 6; Ollama's docs/modelfile.md).
+    # HINT task 6 level 2: bos and eos are ids in the metadata; their text is tokenizer.ggml.tokens
+    #   at those ids. When the GGUF says add_bos_token, the runtime adds bos while tokenizing, so the template
+    #   must not write it (render bos as ''). The context length key is prefixed by the architecture.
     path = Path(gguf_path)
     if not path.is_file():
         raise FileNotFoundError(f"gguf_path={str(gguf_path)!r}: no such file")

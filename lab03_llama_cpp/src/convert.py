@@ -194,7 +194,7 @@ def gguf_tensor_name(hf_name: str) -> str:
     Raises:
         ConvertError: a name this converter does not know, naming it.
     """
-    # TODO(lab03 task 2): GLOBAL_TENSORS for the three outside the layers; "model.layers.N.<rest>" -> "blk.N." + LAYER_TENSORS[rest].
+    # TODO(lab03 task 2): the GGUF name of a HF Llama tensor, as gguf's own tensor map names it, or a ConvertError naming an unknown one (README task 2, 'Names').
     raise NotImplementedError("lab03 task 2: gguf_tensor_name is not written yet (see lab03_llama_cpp/README.md, task 2)")
 
 
@@ -208,7 +208,7 @@ def permute_for_rope(weight: np.ndarray, n_head: int) -> np.ndarray:
     Returns:
         a new array of the same shape where, per head, rows are [x_0, y_0, x_1, y_1, ...].
     """
-    # TODO(lab03 task 2): reshape to (n_head, 2, head_dim // 2, hidden), swap axes 1 and 2, reshape back.
+    # TODO(lab03 task 2): a q or k projection's rows reordered from HF's rotary pairing to llama.cpp's (README task 2, 'The rotary permutation'; the docstring).
     raise NotImplementedError("lab03 task 2: permute_for_rope is not written yet (see lab03_llama_cpp/README.md, task 2)")
 
 
@@ -226,7 +226,7 @@ def model_metadata(config: dict[str, Any], outtype: str) -> dict[str, Any]:
         config's ``head_dim``, which need not be hidden_size / num_attention_heads; that ratio only
         where the config has no head_dim), and the rope-scaling keys :func:`rope_scaling` gives.
     """
-    # TODO(lab03 task 2): map each config.json field to its llama.* key; the head dimension is the config's head_dim (hidden / heads only without one); then rope_scaling's keys.
+    # TODO(lab03 task 2): the general.* and llama.* keys llama.cpp needs, from config.json, with the docstring's value types (README task 2, 'Metadata' and 'Other shapes').
     raise NotImplementedError("lab03 task 2: model_metadata is not written yet (see lab03_llama_cpp/README.md, task 2)")
 
 
@@ -245,7 +245,7 @@ def tokenizer_metadata(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     Raises:
         ConvertError: no ``tokenizer.json``, or one :func:`bpe_pre_tokenizer` refuses.
     """
-    # TODO(lab03 task 2): bpe_pre_tokenizer names (or refuses) the pre-tokenizer; read tokenizer.json's model.vocab / merges and added_tokens; ids of bos/eos/pad come from the token strings in tokenizer_config.json.
+    # TODO(lab03 task 2): the tokenizer.ggml.* keys that make llama.cpp tokenize exactly as HF does (README task 2, 'Metadata'; the docstring's keys).
     raise NotImplementedError("lab03 task 2: tokenizer_metadata is not written yet (see lab03_llama_cpp/README.md, task 2)")
 
 
@@ -305,6 +305,6 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f32") -
         raise ConvertError(f"outtype must be one of {', '.join(OUTTYPES)}, got {outtype!r}")
     model_dir, out_path = Path(model_dir), Path(out_path)
     config = load_config(model_dir)
-    # TODO(lab03 task 2): metadata (model + tokenizer, both built before the file is opened) through write_metadata; rope_scaling's tensors; then each tensor renamed, q/k permuted (k with the kv head count), cast to float16 when outtype is f16 and the tensor is 2-D; then header, kv data, tensors.
+    # TODO(lab03 task 2): the whole GGUF file, with the same metadata and tensor bytes llama.cpp's converter writes for the folder; nothing written when the folder is refused (README task 2; the docstring).
     raise NotImplementedError("lab03 task 2: convert is not written yet (see lab03_llama_cpp/README.md, task 2)")
     return out_path

@@ -141,7 +141,7 @@ class ByteReader:
             GGUFError: fewer than ``n`` bytes are left; the message says at which offset, what was
                 being read, and how many bytes were needed and left.
         """
-        # TODO(lab03 task 1): check n against remaining() before slicing; advance self.offset.
+        # TODO(lab03 task 1): the next n bytes, or a GGUFError saying where, what and how much when fewer are left (README task 1, the rule in bold).
         raise NotImplementedError("lab03 task 1: take is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
     def scalar(self, fmt: str, what: str) -> Any:
@@ -156,7 +156,7 @@ def read_string(reader: ByteReader, what: str) -> str:
         GGUFError: the length runs past the end of the file (checked before anything is
             allocated; the error names the offset of the length), or the bytes are not UTF-8.
     """
-    # TODO(lab03 task 1): read the u64 length and compare it with remaining() before take().
+    # TODO(lab03 task 1): one GGUF string; a length past the end refused before anything is allocated, invalid UTF-8 refused too (README task 1; docs/gguf.md 'gguf_string_t').
     raise NotImplementedError("lab03 task 1: read_string is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
 
@@ -172,7 +172,7 @@ def read_value(reader: ByteReader, value_type: int, what: str, depth: int = 1) -
             could hold (checked before reading or allocating its elements; the error names the
             offset of the count), or arrays nested deeper than ``MAX_ARRAY_DEPTH`` (naming it).
     """
-    # TODO(lab03 task 1): STRING -> read_string; ARRAY -> refuse past MAX_ARRAY_DEPTH, then element type, count, then elements (recursively, one level deeper); others -> reader.scalar with VALUE_TYPES' format. Check the count against remaining() first.
+    # TODO(lab03 task 1): one metadata value of any GGUF value type, arrays of arrays included, with counts and nesting checked before anything is read (README task 1; the docstring).
     raise NotImplementedError("lab03 task 1: read_value is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
 
@@ -182,7 +182,7 @@ def tensor_nbytes(shape: tuple[int, ...], ggml_type: int) -> int:
     Raises:
         ValueError: an unknown type, or a first dimension that is not a whole number of blocks.
     """
-    # TODO(lab03 task 1): elements / block_size * type_size; shape[0] (a row) must be whole blocks.
+    # TODO(lab03 task 1): the bytes a tensor of this shape and ggml type takes in the data section (README task 1; docs/gguf.md, ggml's block types).
     raise NotImplementedError("lab03 task 1: tensor_nbytes is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
 
@@ -201,7 +201,7 @@ def parse_gguf(data: bytes | memoryview) -> GGUFFile:
             type or dimension that no longer fits): llama.cpp's gguf loader refuses each of these.
             The message names the offset and what was wrong (the key, the tensor).
     """
-    # TODO(lab03 task 1): header; each key/value (a key seen before is an error); each tensor info (a name seen before is an error); the data section starts at the end of the infos rounded up to general.alignment (no padding when it ends on a multiple); check every tensor lies inside the file, then that each starts where the previous one ends, padded to the alignment (the first at 0).
+    # TODO(lab03 task 1): a whole GGUF file parsed, or a GGUFError naming the offset and what is wrong wherever llama.cpp's loader would refuse it (README task 1; the docstring's list).
     raise NotImplementedError("lab03 task 1: parse_gguf is not written yet (see lab03_llama_cpp/README.md, task 1)")
 
 

@@ -37,7 +37,7 @@ def tensor_type(name: str, shape: tuple[int, ...], type_name: str) -> str:
         shape: its NumPy shape (rows, row length) or (n,) for a vector.
         type_name: the file's quantization type (``Q8_0``, ``Q4_0``, ...).
     """
-    # TODO(lab03 task 4): vectors (norms) stay F32; a row length that is not whole blocks of 32 cannot be quantized.
+    # TODO(lab03 task 4): the type a tensor gets in a quantized file: the file's type, or F32 for what llama-quantize keeps in full precision (README task 4; llama-quant.cpp, llama_tensor_get_type).
     raise NotImplementedError("lab03 task 4: tensor_type is not written yet (see lab03_llama_cpp/README.md, task 4)")
 
 
@@ -78,5 +78,5 @@ def quantize_file(src: str | Path, dst: str | Path, type_name: str) -> dict[str,
             raise ValueError(f"src={str(src)!r} is not a GGUF file (no GGUF magic at offset 0)")
     reader = gguf.GGUFReader(src)
     arch = reader.fields["general.architecture"].contents()
-    # TODO(lab03 task 4): copy the metadata (skip general.file_type, write FILE_TYPES' value as uint32); per tensor, tensor_type() decides; quantize with QUANTIZERS and add_tensor(..., raw_dtype=gguf.GGMLQuantizationType[...]).
+    # TODO(lab03 task 4): the quantized GGUF: metadata copied with the new file type, every tensor quantized or kept as tensor_type says, byte for byte as llama-quantize writes it (README task 4; the docstring).
     raise NotImplementedError("lab03 task 4: quantize_file is not written yet (see lab03_llama_cpp/README.md, task 4)")

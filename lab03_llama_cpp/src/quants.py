@@ -75,7 +75,7 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
 
     Example: ``round_half_away([0.5, 1.5, 2.5, -2.5]) -> [1, 2, 3, -3]``.
     """
-    # TODO(lab03 task 3): sign(x) * (floor(|x|) + floor(2 * (|x| - floor(|x|)))); floor(|x| + 0.5) is wrong for 0.49999997 in float32.
+    # TODO(lab03 task 3): C's roundf on arrays: nearest integer, halves away from zero, exact for every float32 (README task 3; the docstring).
     raise NotImplementedError("lab03 task 3: round_half_away is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
@@ -86,23 +86,21 @@ def _inverse(d: np.ndarray) -> np.ndarray:
 
 
 def _pack_nibbles(q: np.ndarray) -> np.ndarray:
-    """(n_blocks, 32) values 0..15 -> (n_blocks, 16) bytes: value j low, value j + 16 high.
-
-    Hint: ``q[:, :16] | (q[:, 16:] << 4)`` on uint8.
-    """
-    # TODO(lab03 task 3): low nibble = first half of the block, high nibble = second half.
+    """(n_blocks, 32) values 0..15 -> (n_blocks, 16) bytes, uint8: byte j holds value j in its
+    low four bits and value j + 16 in its high four bits."""
+    # TODO(lab03 task 3): two 4-bit values per byte in ggml's Q4 layout (README task 3; the docstring).
     raise NotImplementedError("lab03 task 3: _pack_nibbles is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
 def _unpack_nibbles(packed: np.ndarray) -> np.ndarray:
     """(n_blocks, 16) bytes -> (n_blocks, 32) values 0..15 (the inverse of :func:`_pack_nibbles`)."""
-    # TODO(lab03 task 3): low nibbles are values 0..15, high nibbles values 16..31.
+    # TODO(lab03 task 3): the 32 values of each block back from its 16 packed bytes, the inverse of _pack_nibbles (README task 3).
     raise NotImplementedError("lab03 task 3: _unpack_nibbles is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
 def _signed_absmax(blocks: np.ndarray) -> np.ndarray:
     """Each block's value of largest magnitude, sign kept (the first one on a tie), shape (n_blocks, 1)."""
-    # TODO(lab03 task 3): argmax of |x| per block, then take that element (not its absolute value).
+    # TODO(lab03 task 3): each block's value of largest magnitude with its sign, the first on a tie (README task 3; ggml-quants.c, quantize_row_q4_0_ref).
     raise NotImplementedError("lab03 task 3: _signed_absmax is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
@@ -115,14 +113,14 @@ def quantize_q8_0(values: np.ndarray) -> np.ndarray:
         uint8 array of shape (..., n / 32 * 34): per block 2 bytes of d then 32 int8 q.
     """
     blocks = _blocks(values)
-    # TODO(lab03 task 3): d = max|x| / 127; q = round_half_away(x * (1 / d)) as int8; bytes = [d as float16 | q].
+    # TODO(lab03 task 3): Q8_0 blocks byte for byte as ggml writes them: a float16 scale then 32 int8 values per block (README task 3; ggml-quants.c, quantize_row_q8_0_ref).
     raise NotImplementedError("lab03 task 3: quantize_q8_0 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
 def dequantize_q8_0(data: np.ndarray) -> np.ndarray:
     """Q8_0 bytes (..., k * 34) -> float32 values (..., k * 32): ``d * q``."""
     blocks = _unpacked_blocks(data, "Q8_0")
-    # TODO(lab03 task 3): first 2 bytes: float16 d; the other 32: int8 q.
+    # TODO(lab03 task 3): float32 values back from Q8_0 bytes (README task 3; the docstring).
     raise NotImplementedError("lab03 task 3: dequantize_q8_0 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
@@ -134,14 +132,14 @@ def quantize_q4_0(values: np.ndarray) -> np.ndarray:
         uint8 array of shape (..., n / 32 * 18): per block 2 bytes of d then 16 bytes of nibbles.
     """
     blocks = _blocks(values)
-    # TODO(lab03 task 3): d = signed absmax / -8; q = trunc(x * (1/d) + 8.5) clipped to [0, 15]; [d as f16 | packed nibbles].
+    # TODO(lab03 task 3): Q4_0 blocks byte for byte as ggml writes them: a float16 scale then 16 bytes of packed 4-bit values (README task 3; ggml-quants.c, quantize_row_q4_0_ref).
     raise NotImplementedError("lab03 task 3: quantize_q4_0 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
 def dequantize_q4_0(data: np.ndarray) -> np.ndarray:
     """Q4_0 bytes (..., k * 18) -> float32 values (..., k * 32): ``d * (q - 8)``."""
     blocks = _unpacked_blocks(data, "Q4_0")
-    # TODO(lab03 task 3): d from the first 2 bytes; unpack the nibbles; subtract 8 before scaling.
+    # TODO(lab03 task 3): float32 values back from Q4_0 bytes (README task 3; the docstring).
     raise NotImplementedError("lab03 task 3: dequantize_q4_0 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
@@ -149,14 +147,14 @@ def quantize_q4_1(values: np.ndarray) -> np.ndarray:
     """Q4_1 (stretch): ``d = (max - min) / 15``, ``m = min``, ``q = trunc((x - min) / d + 0.5)`` clipped
     to 0..15. Returns uint8 (..., n / 32 * 20): [d f16][m f16][16 bytes of nibbles]."""
     blocks = _blocks(values)
-    # TODO(lab03 task 3): like Q4_0 but with an offset: store min as a second float16.
+    # TODO(lab03 task 3): Q4_1 blocks (stretch) byte for byte as ggml writes them: scale, minimum, then packed 4-bit values (README task 3; ggml-quants.c, quantize_row_q4_1_ref).
     raise NotImplementedError("lab03 task 3: quantize_q4_1 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
 def dequantize_q4_1(data: np.ndarray) -> np.ndarray:
     """Q4_1 bytes -> float32: ``d * q + m``."""
     blocks = _unpacked_blocks(data, "Q4_1")
-    # TODO(lab03 task 3): d, m, then nibbles.
+    # TODO(lab03 task 3): float32 values back from Q4_1 bytes (README task 3).
     raise NotImplementedError("lab03 task 3: dequantize_q4_1 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
@@ -165,14 +163,14 @@ def quantize_q5_0(values: np.ndarray) -> np.ndarray:
     are packed like Q4_0; the 32 fifth bits go into a little-endian u32 ``qh`` (bit j = value j).
     Returns uint8 (..., n / 32 * 22): [d f16][qh 4 bytes][16 bytes of low nibbles]."""
     blocks = _blocks(values)
-    # TODO(lab03 task 3): q >> 4 gives the fifth bits; np.packbits(..., bitorder="little") makes qh.
+    # TODO(lab03 task 3): Q5_0 blocks (stretch) byte for byte as ggml writes them: scale, the 32 fifth bits as a little-endian u32, then the low nibbles (README task 3; ggml-quants.c, quantize_row_q5_0_ref).
     raise NotImplementedError("lab03 task 3: quantize_q5_0 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
 def dequantize_q5_0(data: np.ndarray) -> np.ndarray:
     """Q5_0 bytes -> float32: ``d * (q - 16)``."""
     blocks = _unpacked_blocks(data, "Q5_0")
-    # TODO(lab03 task 3): fifth bits from qh (np.unpackbits, bitorder="little"), low bits from the nibbles.
+    # TODO(lab03 task 3): float32 values back from Q5_0 bytes (README task 3).
     raise NotImplementedError("lab03 task 3: dequantize_q5_0 is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
@@ -190,7 +188,7 @@ def check_type_name(type_name: str) -> None:
 def bits_per_weight(type_name: str) -> float:
     """Bits of storage per weight: bytes per block * 8 / values per block (Q8_0: 8.5, Q4_0: 4.5)."""
     check_type_name(type_name)
-    # TODO(lab03 task 3): the scale is part of the cost.
+    # TODO(lab03 task 3): the storage bits per weight of a type, scale included (README task 3, 'Think about').
     raise NotImplementedError("lab03 task 3: bits_per_weight is not written yet (see lab03_llama_cpp/README.md, task 3)")
 
 
@@ -202,5 +200,5 @@ def error_stats(values: np.ndarray, type_name: str) -> dict[str, float]:
         values are 0).
     """
     check_type_name(type_name)
-    # TODO(lab03 task 3): dequantize(quantize(values)) - values, in float64 for the statistics.
+    # TODO(lab03 task 3): the round-trip error of a type on some values: RMSE, largest absolute error, and RMSE relative to the values' RMS (README task 3; the docstring).
     raise NotImplementedError("lab03 task 3: error_stats is not written yet (see lab03_llama_cpp/README.md, task 3)")

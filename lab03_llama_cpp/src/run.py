@@ -37,7 +37,7 @@ def load(gguf_path: str | Path, n_ctx: int = 512, n_threads: int = 2, logits_all
         FileNotFoundError: no such file. ValueError: not a GGUF file, or ``n_ctx`` / ``n_threads``
             < 1 (naming the argument), before llama.cpp is called.
     """
-    # TODO(lab03 task 5): check the file and its first 4 bytes (b"GGUF") yourself: llama.cpp's own error is a bare "Failed to load model".
+    # TODO(lab03 task 5): a llama-cpp-python Llama on the file, or a clear FileNotFoundError / ValueError before llama.cpp is called (README task 5; llama-cpp-python's Llama).
     raise NotImplementedError("lab03 task 5: load is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
@@ -47,27 +47,27 @@ def complete(llm: Any, prompt: str | list[int], max_tokens: int = 32) -> str:
     Greedy means ``temperature=0``; pass ``repeat_penalty=1.0`` too, so nothing but the logits
     decides (llama.cpp's CLI penalizes repeats by default).
     """
-    # TODO(lab03 task 5): llm.create_completion(..., temperature=0.0, repeat_penalty=1.0)["choices"][0]["text"].
+    # TODO(lab03 task 5): the greedy completion of a prompt as llama-completion --temp 0 --repeat-penalty 1 gives it, equal to transformers' greedy generate (README task 5).
     raise NotImplementedError("lab03 task 5: complete is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
 def chat(llm: Any, messages: list[dict[str, str]], max_tokens: int = 32) -> str:
     """Greedy chat completion, formatted by the GGUF's own chat template; returns the answer text."""
-    # TODO(lab03 task 5): llm.create_chat_completion(messages=..., temperature=0, repeat_penalty=1.0)["choices"][0]["message"]["content"].
+    # TODO(lab03 task 5): the greedy answer to a chat, formatted by the GGUF's own chat template (README task 5).
     raise NotImplementedError("lab03 task 5: chat is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
 def stream(llm: Any, prompt: str, max_tokens: int = 32) -> Iterator[str]:
     """Yield the greedy completion of ``prompt`` piece by piece (``stream=True``); the pieces join
     to :func:`complete`'s text."""
-    # TODO(lab03 task 5): iterate over create_completion(..., stream=True) chunks; yield each chunk's choices[0]["text"].
+    # TODO(lab03 task 5): the greedy completion piece by piece, the pieces joining to complete's text (README task 5).
     raise NotImplementedError("lab03 task 5: stream is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
 def json_complete(llm: Any, prompt: str, schema: dict[str, Any], max_tokens: int = 96) -> Any:
     """A completion constrained to JSON matching ``schema`` (``LlamaGrammar.from_json_schema``),
     parsed with ``json.loads``."""
-    # TODO(lab03 task 5): grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False); pass grammar= to create_completion.
+    # TODO(lab03 task 5): a greedy completion constrained to JSON valid against the schema, parsed (README task 5; LlamaGrammar).
     raise NotImplementedError("lab03 task 5: json_complete is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
@@ -84,7 +84,7 @@ def perplexity(llm: Any, token_ids: list[int], window: int | None = None) -> flo
     Returns:
         the perplexity, a float >= 1.
     """
-    # TODO(lab03 task 5): per window: llm.reset(); llm.eval(chunk); log-softmax of llm.scores[:len(chunk)] in float64; the logits at i predict chunk[i + 1].
+    # TODO(lab03 task 5): the perplexity of token_ids from llama.cpp's logits, in independent windows as llama-perplexity -c does, equal to transformers' within 0.1 % (README task 5; the docstring).
     raise NotImplementedError("lab03 task 5: perplexity is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
@@ -100,7 +100,7 @@ def measure_speed(llm: Any, prompt_ids: list[int], new_tokens: int = 32) -> Spee
     """Time ``new_tokens`` greedy tokens after ``prompt_ids`` with ``llm.generate`` (which never stops
     at eos by itself, so the count is exact). Call ``llm.reset()`` first: ``generate`` reuses a
     cached prefix, and a second measurement would then skip the prefill."""
-    # TODO(lab03 task 5): llm.reset(), then time each token llm.generate(prompt_ids, temp=0.0, top_k=1) yields; stop after new_tokens.
+    # TODO(lab03 task 5): prefill time and decode speed of exactly new_tokens greedy tokens, as llama-bench measures them (README task 5; the docstring).
     raise NotImplementedError("lab03 task 5: measure_speed is not written yet (see lab03_llama_cpp/README.md, task 5)")
 
 
@@ -119,5 +119,5 @@ def estimate_memory(gguf_path: str | Path, n_ctx: int, kv_bytes: int = 2) -> Mem
     where key_length and value_length are ``attention.key_length`` / ``attention.value_length`` if
     present (a model's head_dim need not be embedding_length / head_count), else that ratio.
     """
-    # TODO(lab03 task 5): gguf.GGUFReader: sum tensor.n_bytes; the llama.* (general.architecture) keys give the shapes.
+    # TODO(lab03 task 5): the memory a file and context cost, weights plus f16 KV cache, as llama.cpp accounts it (README task 5; the docstring's formula).
     raise NotImplementedError("lab03 task 5: estimate_memory is not written yet (see lab03_llama_cpp/README.md, task 5)")

@@ -57,7 +57,7 @@ def server_command(gguf_path: str | Path, port: int, n_ctx: int = 512, n_threads
         FileNotFoundError: ``gguf_path`` does not exist.
         ValueError: ``port`` outside 1..65535 or ``n_ctx`` < 1, naming the argument.
     """
-    # TODO(lab03 task 6): validate, then [sys.executable, "-m", "llama_cpp.server", "--model", ..., "--host", "127.0.0.1", ...].
+    # TODO(lab03 task 6): the argv that starts llama-cpp-python's OpenAI server on loopback with these settings, which the server's own parser reads back (README task 6; llama-cpp-python's server docs).
     raise NotImplementedError("lab03 task 6: server_command is not written yet (see lab03_llama_cpp/README.md, task 6)")
 
 
@@ -113,7 +113,7 @@ def layers_that_fit(gguf_path: str | Path, free_bytes: int, n_ctx: int) -> int:
     Raises:
         ValueError: ``free_bytes`` < 0 or ``n_ctx`` < 1, naming the argument.
     """
-    # TODO(lab03 task 6): read sizes with gguf.GGUFReader (tensor.n_bytes, llama.* metadata); take the largest block to be safe.
+    # TODO(lab03 task 6): how many whole transformer blocks, weights plus their f16 KV cache, fit in free_bytes: the -ngl to pass (README task 6; the docstring).
     raise NotImplementedError("lab03 task 6: layers_that_fit is not written yet (see lab03_llama_cpp/README.md, task 6)")
 
 
@@ -137,7 +137,7 @@ def go_template(chat_template: str, bos: str, eos: str) -> str:
         ValueError: the template formats roles differently (two messages do not render as two
             copies of one), naming ``chat_template``.
     """
-    # TODO(lab03 task 6): render 0, 1 and 2 placeholder messages; the 1-message render minus the 0-message one is the per-message part; check the 2-message render repeats it.
+    # TODO(lab03 task 6): an Ollama TEMPLATE that renders every conversation exactly as the Jinja chat template does, or a ValueError for a template that formats roles differently (README task 6; the docstring).
     raise NotImplementedError("lab03 task 6: go_template is not written yet (see lab03_llama_cpp/README.md, task 6)")
 
 
@@ -154,5 +154,5 @@ def modelfile(gguf_path: str | Path, temperature: float = 0.7) -> str:
     Raises:
         FileNotFoundError: no such file. ValueError: the GGUF has no chat template (naming the key).
     """
-    # TODO(lab03 task 6): read the metadata with gguf.GGUFReader; token ids index tokenizer.ggml.tokens.
+    # TODO(lab03 task 6): an Ollama Modelfile for the GGUF, from its own metadata, with the lines the docstring lists (README task 6; Ollama's docs/modelfile.md).
     raise NotImplementedError("lab03 task 6: modelfile is not written yet (see lab03_llama_cpp/README.md, task 6)")
