@@ -113,6 +113,10 @@ class Sandbox:
     fixture_cache: Path  # the child's $COURSE_CACHE_DIR (built fixture models)
     kind: str = "none"  # "bubblewrap", "user" (a user id of its own only) or "none" (the grader's own user)
     warnings: list[str] = field(default_factory=list)  # for the instructor: a weaker sandbox than wanted
+    #: Under bubblewrap, where the child sees its scratch home and the fixture models: the grader's
+    #: own ``$HOME`` and cache folder, so that its environment is the grader's (None: their paths).
+    seen_home: Path | None = None
+    seen_cache: Path | None = None
 
     @property
     def course(self) -> Path:
@@ -131,6 +135,8 @@ class Sandbox:
         """The child's environment: ``base`` with a home, temp and cache folders of its own, less
         what would move a grade (``$COURSE_MODEL``: grading uses the fixture models)."""
         env = {key: value for key, value in base.items() if key not in DROPPED_ENV}
+        if self.kind == "bubblewrap" and self.seen_home is not None:
+            return env  # the scratch home and the fixture models sit where the grader's own are
         cache = self.home / "cache"
         env.update(HOME=str(self.home), TMPDIR=str(self.home / "tmp"), XDG_CACHE_HOME=str(cache),
                    HF_HOME=str(cache / "huggingface"), TORCHINDUCTOR_CACHE_DIR=str(cache / "inductor"),
@@ -166,18 +172,23 @@ class Sandbox:
                  "--perms", "1777", "--tmpfs", "/tmp"]
         for device in sorted(Path("/dev").glob("nvidia*")):  # the GPU, where there is one
             args += ["--dev-bind", str(device), str(device)]
+        home, cache = self.seen_home or self.home, self.seen_cache or self.fixture_cache
+        mounts = [*(("--ro-bind", folder, folder) for folder in interpreter_folders()),
+                  ("--ro-bind", self.course, self.course), ("--bind", self.home, home)]
+        if self.fixture_cache.is_relative_to(self.home) and self.fixture_cache.is_dir():
+            if cache != self.fixture_cache:
+                mounts.append(("--bind", self.fixture_cache, cache))
+            mounts += [("--ro-bind", entry, cache / entry.name)  # hard links of the grader's: read-only
+                       for entry in sorted(self.fixture_cache.iterdir())]
         made = {Path("/"), Path("/tmp")}
-        binds = [("--ro-bind", folder) for folder in interpreter_folders()]
-        for option, folder in [*binds, ("--ro-bind", self.course), ("--bind", self.home)]:
-            if not any(folder.is_relative_to(top) for top in SYSTEM_FOLDERS):
-                for parent in reversed(folder.parents):  # bwrap would make them 0700, as root
+        for option, source, target in sorted(mounts, key=lambda mount: len(mount[2].parts)):  # outer first
+            if not any(target.is_relative_to(top) for top in SYSTEM_FOLDERS):
+                for parent in reversed(target.parents):  # bwrap would make them 0700, as root
                     if parent not in made:
                         made.add(parent)
                         args += ["--perms", "0755", "--dir", str(parent)]
-            args += [option, str(folder), str(folder)]
-        if self.fixture_cache.is_relative_to(self.home) and self.fixture_cache.is_dir():
-            for entry in sorted(self.fixture_cache.iterdir()):  # hard links of the grader's: read-only
-                args += ["--ro-bind", str(entry), str(entry)]
+            made.add(target)
+            args += [option, str(source), str(target)]
         args += ["--chdir", str(cwd), "--"]
         if os.geteuid() == 0 and self.uid is not None:
             args += [shutil.which("setpriv") or "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}",
@@ -271,6 +282,21 @@ def _share_fixture_cache(source: Path, target: Path, *, link: bool, owner: int |
         os.chown(target, owner, owner)
 
 
+def _see_the_graders_home(box: Sandbox, cache: Path) -> None:
+    """Under bubblewrap, show the scratch home at the grader's own ``$HOME`` and the fixture
+    models at the grader's cache folder: the graded code's environment is then the grader's own
+    (no ``$HOME`` or ``$TMPDIR`` of its own that says "graded"). Not where ``$HOME`` is the root,
+    a system folder, or holds (or lies in) the sandbox's folder."""
+    home = Path(os.path.expanduser("~")).resolve()
+    if (home == Path("/") or not home.is_absolute() or any(home.is_relative_to(top) for top in SYSTEM_FOLDERS)
+            or box.folder.is_relative_to(home) or home.is_relative_to(box.folder)):
+        return
+    cache = cache.resolve()
+    if any(cache.is_relative_to(top) for top in SYSTEM_FOLDERS) or box.folder.is_relative_to(cache):
+        return
+    box.seen_home, box.seen_cache = home, cache
+
+
 def _copy(source: str, target: str) -> None:
     shutil.copyfile(source, target)
     os.chmod(target, 0o644)
@@ -324,6 +350,8 @@ def open_sandbox(course_root: Path, *, other_user: bool = True, memory_bytes: in
             own.chmod(0o700)
         if other_user:
             _choose_kind(box)
+            if box.kind == "bubblewrap":
+                _see_the_graders_home(box, cache_dir())
             _share_fixture_cache(cache_dir(), box.fixture_cache, link=box.kind == "bubblewrap" or box.uid is not None,
                                  owner=box.uid)
         yield box

@@ -496,11 +496,14 @@ def test_patching_the_oracles_is_withheld(oracle_course: Path, tmp_path: Path) -
 
 def test_the_environment_does_not_tell_the_graded_code_it_is_graded(demo_course: Path, tmp_path: Path) -> None:
     """Code that solves task 1 only when it believes it is graded (by ``$USER`` or ``$LOGNAME``,
-    as ``course test`` would not show them) earns nothing."""
+    and under bubblewrap by ``$HOME``, ``$TMPDIR`` or cache folders, as ``course test`` would not
+    show them) earns nothing."""
     import os
 
-    detect = (f"_GRADED = (os.environ.get('USER'), os.environ.get('LOGNAME')) != "
-              f"({os.environ.get('USER')!r}, {os.environ.get('LOGNAME')!r})\n")
+    watched = ("USER", "LOGNAME") + (("HOME", "TMPDIR", "XDG_CACHE_HOME", "HF_HOME", "COURSE_CACHE_DIR")
+                                     if SANDBOX == "bubblewrap" else ())
+    detect = (f"_GRADED = tuple(os.environ.get(name) for name in {watched!r}) != "
+              f"{tuple(os.environ.get(name) for name in watched)!r}\n")
     cheat = _with_prelude(detect, _skeleton(demo_course)).replace(
         '    raise NotImplementedError("lab01 task 1', '    if _GRADED:\n        return a + b\n'
         '    raise NotImplementedError("lab01 task 1')
