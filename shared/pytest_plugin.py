@@ -14,10 +14,12 @@ It adds:
   missing and how to get it;
 - a NotImplementedError from an *earlier* task is re-raised as "needs lab01 task 1 first: ...";
 - ``--course-results FILE``: one JSON line per collected test, per test started and per result,
-  written as they happen, so the grader knows where a run died (``shared.grading``). After every
-  test the plugin checks that nothing replaced what it relies on (pytest's report classes and
-  runner, its own functions, the hooks registered): a change is written as a ``tamper`` record,
-  and the grader withholds the score;
+  written as they happen, so the grader knows where a run died (``shared.grading``); with the
+  grader's key (``$COURSE_RESULTS_KEY_FD``) each line is numbered and signed. Before and after
+  every test the plugin checks that nothing replaced what it relies on (pytest's report classes
+  and runner, its own functions, the hooks registered, the oracles tests judge with, the results
+  descriptor), by identity and by code object: a change is written as a ``tamper`` record, and
+  the grader withholds the score;
 - in a grading run (``--course-results``), Hypothesis runs with the ``course-grading`` profile: no
   wall-clock deadline, no example database, the same examples for every submission; in every run
   its ``explain`` phase is off (outside grading: the ``course`` profile, Hypothesis's own less it);
