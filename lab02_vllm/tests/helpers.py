@@ -123,3 +123,124 @@ def drive(sched: Any, outputs: dict[int, int], max_steps: int = 10_000) -> dict[
                 sched.finish(seq, "length")
                 finished_order.append(seq.seq_id)
     raise AssertionError(f"the scheduler did not finish in {max_steps} steps (a request starves?)")
+
+
+def run_block_manager_machine(prefix_caching: bool, max_examples: int = 40) -> None:
+    """Hypothesis state machine over your block manager that follows what each KV slot *holds*.
+
+    A slot's content stands for the KV of one token: the token's whole prefix (a token's keys
+    and values depend on every token before it). Rules: admit a prompt (drawn from a few shared
+    stems, so prefix caching finds hits), decode one token, fork, free. After ``allocate`` only
+    tokens from ``num_computed_tokens`` on are written (the model runner computes only those); a
+    copy-on-write pair from ``append_slot`` is applied as the runner does (copy source block to
+    destination block) before the new token is written. Invariant: every token of every live
+    sequence reads back its own prefix from ``block_table``: a block handed to two owners, a wrong
+    copy direction, a cached block reused for another prefix or a lost block all show as a slot
+    holding someone else's KV. Reference counts are checked against the tables too.
+
+    With prefix caching and a pool too big to ever evict, a prompt must also reuse its longest
+    cached prefix: every full block a prompt brought, and every block filled by decoding once the
+    token after it arrived (when ``append_slot`` reports it full), is findable from then on.
+    """
+    from hypothesis import settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+    stems = [[5, 6, 7, 8, 9, 10, 11, 12, 13], [5, 6, 7, 8, 20, 21, 22], [30, 31]]
+
+    class KVContentMachine(RuleBasedStateMachine):
+        @initialize(block_size=st.sampled_from([1, 2, 3, 4]),
+                    num_blocks=st.sampled_from([10, 400, 400] if prefix_caching else [8, 12, 20]))
+        def start(self, block_size: int, num_blocks: int) -> None:
+            self.bm = block_manager.BlockManager(num_blocks, block_size, watermark=0.0,
+                                                 enable_prefix_caching=prefix_caching)
+            self.slots: dict[int, tuple[int, ...]] = {}  # slot id -> the prefix whose KV it holds
+            self.live: list[Any] = []
+            self.cached: set[tuple[int, ...]] = set()  # prefixes (whole blocks) a lookup must find
+            self.never_evicts = prefix_caching and num_blocks == 400
+
+        def write(self, seq: Any, start: int) -> None:
+            bs = self.bm.block_size
+            for i in range(start, len(seq)):
+                self.slots[seq.block_table[i // bs] * bs + i % bs] = tuple(seq.token_ids[:i + 1])
+
+        @rule(stem=st.integers(0, len(stems) - 1), cut=st.integers(1, 9),
+              tail=st.lists(st.integers(40, 41), max_size=4))
+        def admit(self, stem: int, cut: int, tail: list[int]) -> None:
+            seq = make_seq(stems[stem][:cut] + tail)
+            if self.bm.can_allocate(seq):
+                self.bm.allocate(seq)
+                bs = self.bm.block_size
+                assert 0 <= seq.num_computed_tokens < len(seq), "the last prompt token must be computed"
+                assert seq.num_computed_tokens % bs == 0
+                if self.never_evicts:
+                    longest = max(m for m in range((len(seq) - 1) // bs + 1)
+                                   if m == 0 or tuple(seq.token_ids[:m * bs]) in self.cached)
+                    assert seq.num_computed_tokens >= longest * bs, (
+                        f"{seq.token_ids}: {longest} cached blocks, {seq.num_computed_tokens // bs} reused")
+                self.cached.update(tuple(seq.token_ids[:m * bs]) for m in range(1, len(seq) // bs + 1))
+                self.write(seq, seq.num_computed_tokens)
+                self.live.append(seq)
+
+        @precondition(lambda self: self.live)
+        @rule(pick=st.integers(0, 99), token=st.integers(40, 41))
+        def decode(self, pick: int, token: int) -> None:
+            seq = self.live[pick % len(self.live)]
+            seq.append_token(token)
+            if not self.bm.can_append(seq):
+                seq.token_ids.pop()
+                return
+            copy = self.bm.append_slot(seq)
+            if copy is not None:
+                src, dst = copy
+                bs = self.bm.block_size
+                for offset in range(bs):
+                    if src * bs + offset in self.slots:
+                        self.slots[dst * bs + offset] = self.slots[src * bs + offset]
+            self.write(seq, len(seq) - 1)
+            if (len(seq) - 1) % self.bm.block_size == 0:  # the block before this token was full
+                self.cached.add(tuple(seq.token_ids[:-1]))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=st.integers(0, 99))
+        def fork(self, pick: int) -> None:
+            parent = self.live[pick % len(self.live)]
+            child = make_seq(list(parent.token_ids))
+            self.bm.fork(parent, child)
+            self.live.append(child)
+
+        @precondition(lambda self: self.live)
+        @rule(pick=st.integers(0, 99))
+        def free(self, pick: int) -> None:
+            seq = self.live.pop(pick % len(self.live))
+            self.bm.free(seq)
+            assert seq.block_table == []
+
+        @invariant()
+        def every_token_reads_its_own_kv(self) -> None:
+            if not hasattr(self, "bm"):
+                return
+            bs = self.bm.block_size
+            held: dict[int, int] = {}
+            for seq in self.live:
+                assert len(seq.block_table) == -(-len(seq) // bs), "a table holds ceil(len / block_size) blocks"
+                for b in seq.block_table:
+                    held[b] = held.get(b, 0) + 1
+                for i in range(len(seq)):
+                    got = self.slots.get(seq.block_table[i // bs] * bs + i % bs)
+                    assert got == tuple(seq.token_ids[:i + 1]), (
+                        f"token {i} of {seq.token_ids} reads the KV of {got}")
+            for block in self.bm.blocks:
+                assert block.ref_count == held.get(block.block_id, 0), f"block {block.block_id}'s ref_count"
+            assert self.bm.num_used_blocks == len(held)
+
+        def teardown(self) -> None:
+            if hasattr(self, "bm"):
+                for seq in self.live:
+                    self.bm.free(seq)
+                assert self.bm.num_free_blocks == self.bm.num_blocks
+
+    KVContentMachine.TestCase.settings = settings(max_examples=max_examples, stateful_step_count=25, deadline=None)
+    from hypothesis.stateful import run_state_machine_as_test
+
+    run_state_machine_as_test(KVContentMachine, settings=KVContentMachine.TestCase.settings)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .helpers import block_manager, make_seq
+from .helpers import block_manager, make_seq, run_block_manager_machine
 
 pytestmark = pytest.mark.task(1)
 
@@ -199,3 +199,11 @@ def test_only_full_blocks_are_reported_full(block_size):
         newly_filled = {index for _, index, _ in bm.reported} - set(range(length // block_size))
         assert newly_filled == set(range(length // block_size, filled_before_last)), "each block filled by decoding"
         bm.free(seq)
+
+
+@pytest.mark.points(0.5)
+def test_state_machine_every_token_reads_its_own_kv():
+    """Hypothesis state machine (helpers.run_block_manager_machine): admit, decode, fork, free in
+    any order; each token's slot, found through the block table, holds that token's own KV
+    (copy-on-write pairs applied as the model runner applies them)."""
+    run_block_manager_machine(prefix_caching=False)

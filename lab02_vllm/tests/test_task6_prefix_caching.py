@@ -2,7 +2,15 @@
 
 import pytest
 
-from .helpers import block_manager, engine, hf_greedy, make_seq, prefix_cache, sampling_params
+from .helpers import (
+    block_manager,
+    engine,
+    hf_greedy,
+    make_seq,
+    prefix_cache,
+    run_block_manager_machine,
+    sampling_params,
+)
 
 pytestmark = pytest.mark.task(6)
 
@@ -115,3 +123,12 @@ def test_blocks_filled_while_decoding_are_cached_under_their_full_tokens():
     bm.allocate(partial)
     assert partial.num_computed_tokens == 4 and partial.block_table[0] == a.block_table[0]
     assert partial.block_table[1] != a.block_table[1]
+
+
+@pytest.mark.points(0.5)
+def test_state_machine_reused_blocks_hold_the_same_prefix():
+    """Hypothesis state machine with prefix caching on (helpers.run_block_manager_machine):
+    prompts from shared stems hit the cache; only the tokens after num_computed_tokens are
+    written, so a reused block must already hold exactly that prefix's KV, whatever was freed,
+    parked or evicted before."""
+    run_block_manager_machine(prefix_caching=True, max_examples=100)
