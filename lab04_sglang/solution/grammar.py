@@ -22,9 +22,12 @@ Russ Cox, "Regular Expression Matching Can Be Simple And Fast" (Thompson NFA).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,20 @@ class GrammarError(ValueError):
     """A schema or regex this compiler does not support, or one that matches nothing.
 
     The message names the keyword, the construct, or the offset in the pattern."""
+
+
+@contextlib.contextmanager
+def refusing_deep_nesting(what: str) -> Iterator[None]:
+    """Turn Python's ``RecursionError`` into a GrammarError naming ``what`` (given).
+
+    The regex parser, the schema compiler and Thompson's construction recurse once per level of
+    nesting, and a pattern or schema from a request may nest thousands of levels deep: that is a
+    refusal, not a crash."""
+    try:
+        yield
+    except RecursionError:
+        raise GrammarError(f"{what} nests too deeply to compile (deeper than Python's recursion limit, "
+                           f"{sys.getrecursionlimit()})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +425,8 @@ def parse_regex(pattern: str) -> Node:
     """
     if not isinstance(pattern, str):
         raise GrammarError(f"regex must be a string, got {type(pattern).__name__}")
-    return _RegexParser(pattern).parse()
+    with refusing_deep_nesting("regex"):
+        return _RegexParser(pattern).parse()
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,8 +703,9 @@ def schema_node(schema: Any) -> Node:
         GrammarError: an invalid schema, an unsupported keyword (named, with its JSON pointer),
             a recursive ``$ref``, or bounds that nothing can satisfy.
     """
-    root = load_schema(schema)
-    return _SchemaCompiler(root).node(root)
+    with refusing_deep_nesting("json_schema"):
+        root = load_schema(schema)
+        return _SchemaCompiler(root).node(root)
 
 
 # --------------------------------------------------------------------------------------------
@@ -893,12 +912,16 @@ class Automaton:
 
 def compile_regex(pattern: str) -> Automaton:
     """The automaton of a regex, matched in full. Raises GrammarError (see ``parse_regex``)."""
-    return Automaton(parse_regex(pattern), source=f"regex {pattern!r}")
+    node = parse_regex(pattern)
+    with refusing_deep_nesting("regex"):
+        return Automaton(node, source=f"regex {pattern!r}")
 
 
 def compile_json_schema(schema: Any) -> Automaton:
     """The automaton of canonical JSON texts valid against ``schema`` (see ``schema_node``)."""
-    return Automaton(schema_node(schema), source="json_schema")
+    node = schema_node(schema)
+    with refusing_deep_nesting("json_schema"):
+        return Automaton(node, source="json_schema")
 
 
 def compile_constraint(regex: str | None = None, json_schema: Any = None) -> Automaton | None:

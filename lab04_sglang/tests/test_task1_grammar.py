@@ -61,7 +61,8 @@ def test_regex_accepts_hypothesis_strings_of_the_pattern(data):
 @pytest.mark.parametrize("pattern, named", [
     (r"(?=a)b", "lookahead"), (r"(a)\1", "backreference"), (r"\bword", "boundary"), (r"(ab", "never closed"),
     (r"ab)", "unbalanced"), (r"*a", "nothing to repeat"), (r"a{3,2}", "below its minimum"),
-    ("a$b", "anchor"), (r"[^\x00-\U0010FFFF]", "never match"), ("[abc", "never closed")])
+    ("a$b", "anchor"), (r"[^\x00-\U0010FFFF]", "never match"), ("[abc", "never closed"),
+    pytest.param("(" * 3000 + "a" + ")" * 3000, "nests too deeply", id="groups-3000-deep")])
 def test_regex_errors_name_the_construct(pattern, named):
     """Unsupported or impossible regexes fail with a GrammarError (a ValueError) naming what is wrong."""
     with pytest.raises(ValueError, match=named):
@@ -158,7 +159,9 @@ def _instances(schema):
     ({"type": "object", "additionalProperties": True}, "additionalProperties"),
     ({"type": "string", "format": "date"}, "format"), ({"oneOf": [{"type": "null"}]}, "oneOf"),
     ({"$schema": "https://example.com/my-meta-schema", "type": "integer"}, "$schema"),
-    ({"$schema": DRAFT_07, "type": "array", "items": [{"type": "integer"}]}, "items")])
+    ({"$schema": DRAFT_07, "type": "array", "items": [{"type": "integer"}]}, "items"),
+    pytest.param('{"type": "array", "items": ' * 3000 + '{"type": "null"}' + "}" * 3000, "nests too deeply",
+                 id="arrays-3000-deep")])
 def test_schema_errors_name_the_keyword(schema, named):
     """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them."""
     assert grammar.compile_json_schema({"type": "integer"}).matches("-12")
