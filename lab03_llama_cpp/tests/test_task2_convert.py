@@ -42,15 +42,21 @@ def converted(model_dir, tmp_path_factory):
 @pytest.mark.points(2)
 def test_tensor_names_match_gguf_tensor_map(model_dir):
     """gguf_tensor_name gives, for every tensor of the checkpoint, the name gguf's own tensor map
-    (the table llama.cpp's converter uses) gives; an unknown name is a ConvertError naming it."""
+    (the table llama.cpp's converter uses) gives, also in blocks 10, 12 and 123 of a deeper model
+    (layer numbers of several digits); an unknown name is a ConvertError naming it."""
+    import re
+
     from safetensors import safe_open
 
     config = require_llama_folder(model_dir)
-    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
+    deepest = max(config["num_hidden_layers"], 124)
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, deepest)
     names = []
     for file in sorted(model_dir.glob("*.safetensors")):
         with safe_open(file, framework="pt") as handle:
             names += list(handle.keys())
+    per_layer = {re.sub(r"^model\.layers\.\d+\.", "", name) for name in names if name.startswith("model.layers.")}
+    names += [f"model.layers.{layer}.{suffix}" for layer in (10, 12, 123) for suffix in sorted(per_layer)]
     for name in names:
         expected = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
         assert convert.gguf_tensor_name(name) == expected, name
@@ -217,10 +223,14 @@ def test_require_llama_folder_skips_with_the_converters_reason(llama_shape):
 
 @pytest.mark.llama_cpp
 @pytest.mark.points(2)
-def test_llama_cpp_tokenizes_like_hf(tokenizer, converted):
+def test_llama_cpp_tokenizes_like_hf(tokenizer, converted, model_dir, tmp_path):
     """llama.cpp tokenizes JSON, whitespace runs, tabs and newlines, accents, CJK and emoji to exactly
     the HF tokenizer's ids (the pre-tokenizer name decides this; special tokens written in the
-    text are parsed as HF parses them), and adds bos as HF does."""
+    text are parsed as HF parses them), and adds bos as HF does: also for the same model with
+    GPT-2's post-processor (ByteLevel, no bos) and no add_bos_token in its tokenizer_config.json,
+    where HF adds no bos."""
+    from transformers import AutoTokenizer
+
     llm = load_llama(converted["f32"], vocab_only=True)
     try:
         for text in TOKENIZER_CORPUS:
@@ -229,6 +239,32 @@ def test_llama_cpp_tokenizes_like_hf(tokenizer, converted):
         assert llm.tokenize(b"Hello", add_bos=True) == tokenizer("Hello").input_ids
     finally:
         llm.close()
+    folder = without_bos_post_processor(model_dir, tmp_path / "no_bos")
+    expected = AutoTokenizer.from_pretrained(folder)("Hello").input_ids
+    assert expected == tokenizer("Hello", add_special_tokens=False).input_ids  # the oracle itself adds no bos
+    llm = load_llama(convert.convert(folder, tmp_path / "no_bos.gguf", "f32"), vocab_only=True)
+    try:
+        assert llm.tokenize(b"Hello", add_bos=True) == expected, "llama.cpp adds bos where HF does not"
+    finally:
+        llm.close()
+
+
+def without_bos_post_processor(model_dir, out):
+    """``model_dir`` copied to ``out`` (weights linked) with GPT-2's ByteLevel post-processor in its
+    tokenizer.json (which adds no bos) and no add_bos_token in its tokenizer_config.json."""
+    out.mkdir()
+    for item in model_dir.iterdir():
+        if item.name not in ("tokenizer.json", "tokenizer_config.json"):
+            (out / item.name).symlink_to(item.resolve())
+    spec = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["post_processor"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                              "use_regex": False}
+    (out / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    config_file = model_dir / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    config.pop("add_bos_token", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return out
 
 
 @pytest.mark.points(1)

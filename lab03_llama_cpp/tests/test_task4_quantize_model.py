@@ -39,12 +39,27 @@ def tensors(path) -> dict:
 
 @pytest.mark.points(2)
 def test_tensor_type_keeps_vectors_in_full_precision():
-    """tensor_type keeps 1-D tensors (norm weights) F32 and quantizes matrices whose rows are whole blocks."""
+    """tensor_type keeps every 1-D tensor F32 whatever its name (llama.cpp's quantizer quantizes only
+    tensors of 2 or more dimensions: norms, biases, rope_freqs) and quantizes a matrix exactly when
+    the gguf package's quantizer can, which is when its rows (the last NumPy axis, ggml's ne0)
+    are whole blocks, whatever the number of rows."""
     assert quantize_model.tensor_type("blk.0.attn_norm.weight", (256,), "Q4_0") == "F32"
     assert quantize_model.tensor_type("output_norm.weight", (4096,), "Q8_0") == "F32"
+    for name in ("rope_freqs.weight", "blk.0.attn_q.bias", "blk.1.ffn_down.bias"):
+        for length in (32, 64, 256):
+            assert quantize_model.tensor_type(name, (length,), "Q8_0") == "F32", (name, length)
     assert quantize_model.tensor_type("blk.3.ffn_up.weight", (512, 256), "Q4_0") == "Q4_0"
     assert quantize_model.tensor_type("token_embd.weight", (512, 256), "Q8_0") == "Q8_0"
     assert quantize_model.tensor_type("blk.0.attn_q.weight", (8, 48), "Q8_0") == "F32"  # 48 is not whole blocks
+    for shape in ((48, 64), (64, 48), (16, 64), (64, 16), (3, 96), (96, 40)):
+        for type_name in ("Q8_0", "Q4_0"):
+            try:
+                gguf.quantize(np.zeros(shape, dtype=np.float32), gguf.GGMLQuantizationType[type_name])
+                expected = type_name
+            except gguf.QuantError:
+                expected = "F32"
+            got = quantize_model.tensor_type("blk.0.attn_k.weight", shape, type_name)
+            assert got == expected, f"NumPy shape {shape} in {type_name}: {got}, gguf's quantizer says {expected}"
 
 
 @pytest.mark.llama_cpp
