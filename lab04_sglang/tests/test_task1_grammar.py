@@ -1,5 +1,6 @@
 """Task 1: JSON Schema and regex to a byte-level automaton."""
 
+import itertools
 import json
 import re
 
@@ -35,7 +36,7 @@ REGEX_PARTS = st.sampled_from(["a", "b", "[a-c]", "[^b]", r"\d", r"\w", ".", "é
                                "[0-9]{1,2}", "a?", "b*", "c+", "(a|b){,2}", r"\.", "[é🍕-]"])
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 @SETTINGS
 @given(parts=st.lists(REGEX_PARTS, min_size=1, max_size=4),
        texts=st.lists(st.text("abcx01.-é🍕\n", max_size=6), min_size=5, max_size=5))
@@ -55,6 +56,21 @@ def test_regex_accepts_hypothesis_strings_of_the_pattern(data):
     pattern = data.draw(st.sampled_from([r"\d{2,4}", r"[a-f]+@x\.(io|org)", r"(ab|c)*d?", r"[^\n]{1,3}"]))
     text = data.draw(st.from_regex(re.compile(pattern, re.ASCII), fullmatch=True))
     assert grammar.compile_regex(pattern).matches(text), (pattern, text)
+
+
+#: Repeats side by side (a loop must not leak into its neighbour) and lazy quantifiers (the same full matches).
+STARS_AND_LAZY = ["a*b*", "c+b*", "(ab)*c*", "a*(b|c)*a", "(a|bc)*b?", "a+?b", "a??b*?", "a{1,2}?c", "(?:ab)+?c*"]
+
+
+@pytest.mark.points(0.5)
+@pytest.mark.parametrize("pattern", STARS_AND_LAZY)
+def test_repeats_agree_with_re_on_every_short_string(pattern):
+    """Every string of up to 5 letters over 'abc' is accepted iff re.fullmatch matches it: repeats next to
+    each other stay apart, and a lazy quantifier ('+?', '??', '{m,n}?') has the same full matches as greedy."""
+    automaton = grammar.compile_regex(pattern)
+    texts = ["".join(chars) for n in range(6) for chars in itertools.product("abc", repeat=n)]
+    differ = [t for t in texts if automaton.matches(t) != bool(re.fullmatch(pattern, t, re.ASCII))]
+    assert differ == [], (pattern, differ[:5])
 
 
 @pytest.mark.points(2)
