@@ -31,6 +31,13 @@ LLAMA3_8B_CONFIG = {
     "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5,
     "vocab_size": 128256, "rope_theta": 500000.0, "tie_word_embeddings": False,
 }
+#: Mistral-NeMo-12B's published config.json (head_dim 128 although hidden / heads = 5120 / 32 = 160).
+MISTRAL_NEMO_CONFIG = {
+    "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 5120,
+    "intermediate_size": 14336, "num_hidden_layers": 40, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 1024000, "rms_norm_eps": 1e-5,
+    "vocab_size": 131072, "rope_theta": 1000000.0, "tie_word_embeddings": False, "sliding_window": None,
+}
 #: Llama-2-70B's published config.json.
 LLAMA2_70B_CONFIG = {
     **LLAMA2_7B_CONFIG, "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
@@ -57,11 +64,13 @@ def model_config(name: str, model_dir) -> dict:
         return LLAMA2_7B_CONFIG
     if name == "llama-3-8b":
         return LLAMA3_8B_CONFIG
+    if name == "mistral-nemo-12b":
+        return MISTRAL_NEMO_CONFIG
     return json.loads((model_dir / "config.json").read_text())
 
 
 @pytest.mark.points(1)
-@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-8b", "the test model"])
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-8b", "mistral-nemo-12b", "the test model"])
 def test_parameter_counts_equal_transformers(name, model_dir):
     """All parameters and the linear layers' parameters, as transformers counts them."""
     config = model_config(name, model_dir)
@@ -99,6 +108,27 @@ def test_kv_bytes_per_token_hand_worked_and_as_transformers_holds_it(model, toke
                for layer in cache.layers)
     shape = deploy.ModelShape.from_config(model.config.to_dict())
     assert deploy.kv_bytes_per_token(shape, "float32") * ids.shape[1] == held
+
+
+@pytest.mark.points(0.5)
+def test_kv_bytes_per_token_when_head_dim_is_not_hidden_over_heads():
+    """Models whose head_dim is not hidden / heads (Mistral-NeMo: 128, not 5120 / 32 = 160): the
+    KV cache transformers allocates for a small random one of that kind, and Mistral-NeMo's
+    2 x 40 x 8 x 128 x 2 bytes a token in fp16."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = dict(hidden_size=96, intermediate_size=64, num_hidden_layers=2, num_attention_heads=6,
+                  num_key_value_heads=2, head_dim=24, vocab_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**config)).eval()
+    with torch.no_grad():
+        cache = model(torch.arange(5)[None], use_cache=True).past_key_values
+    held = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    shape = deploy.ModelShape.from_config({"model_type": "llama", **config})
+    assert deploy.kv_bytes_per_token(shape, "float32") * 5 == held
+    nemo = deploy.ModelShape.from_config(MISTRAL_NEMO_CONFIG)
+    assert deploy.kv_bytes_per_token(nemo, "float16") == 2 * 40 * 8 * 128 * 2 == 163_840
 
 
 @pytest.mark.points(1)

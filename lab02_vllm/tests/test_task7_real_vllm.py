@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from .helpers import engine, mixed_prompts, model_runner
+from .helpers import engine, load_hf, mixed_prompts, model_runner, write_random_llama
 
 pytestmark = pytest.mark.task(7)
 
@@ -24,6 +24,19 @@ def test_bytes_per_block_equal_what_transformers_cache_holds(model_dir, model, t
     assert model_runner.kv_cache_bytes_per_block(config, 32, torch.float32) == 2 * held
     assert model_runner.kv_cache_num_blocks(config, 10 * held + held - 1, 16, torch.float32) == 10
     assert model_runner.kv_cache_num_blocks(config, 11 * held, 16, torch.float32) == 11
+
+
+@pytest.mark.points(0.5)
+def test_bytes_per_block_on_a_llama_whose_head_dim_is_not_hidden_over_heads(tmp_path, model_dir):
+    """A Llama with 6 heads of 24 dimensions over 2 KV heads and hidden size 96 (96 / 6 = 16, not
+    24): one 8-token block holds what transformers' cache holds after 8 tokens."""
+    folder = write_random_llama(tmp_path, model_dir, seed=4, num_hidden_layers=2, head_dim=24)
+    config = model_runner.ModelConfig.from_folder(folder)
+    with torch.no_grad():
+        cache = load_hf(folder)(torch.arange(3, 11)[None], use_cache=True).past_key_values
+    held = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    assert model_runner.kv_cache_bytes_per_block(config, 8, torch.float32) == held
+    assert model_runner.kv_cache_num_blocks(config, 3 * held - 1, 8, torch.float32) == 2
 
 
 @pytest.mark.vllm
