@@ -186,6 +186,9 @@ class LLMEngine:
         dtype: "auto" (float32 on a CPU, bfloat16 on a GPU that has it), or a torch dtype name.
         seed: seed of the engine's generator, for requests without their own seed.
         load_format: "auto" (the folder's safetensors) or "dummy" (random weights, as vLLM's).
+        tensor_parallel_size: run the model over this many worker processes (task 13's
+            ``TensorParallelRunner``); the scheduler, the block manager and sampling stay here,
+            once. Call ``shutdown()`` (or ``LLM.shutdown()``) to stop the workers.
 
     Raises:
         ValueError: naming the argument, before the model is loaded (or the folder, when it is not
@@ -196,7 +199,7 @@ class LLMEngine:
                  kv_cache_bytes: int | None = None, max_num_seqs: int = 256,
                  max_num_batched_tokens: int | None = None, max_model_len: int | None = None,
                  enable_prefix_caching: bool = False, device: str = "auto", dtype: str | torch.dtype = "auto",
-                 seed: int = 0, load_format: str = "auto") -> None:
+                 seed: int = 0, load_format: str = "auto", tensor_parallel_size: int = 1) -> None:
         self.model_dir = Path(model)
         if not self.model_dir.is_dir():
             raise ValueError(f"model folder not found: {self.model_dir} (argument model)")
@@ -237,8 +240,16 @@ class LLMEngine:
         self.block_size, self.max_model_len = block_size, max_model_len
         self.tokenizer = load_tokenizer(self.model_dir)
         self.eos_token_ids = eos_token_ids(self.model_dir, self.tokenizer)
-        self.runner = ModelRunner(self.model_dir, block_size=block_size, num_kv_blocks=num_kv_blocks,
-                                  device=self.device, dtype=self.dtype, load_format=load_format)
+        check_at_least("tensor_parallel_size", tensor_parallel_size, 1)
+        if tensor_parallel_size > 1:  # task 13: N worker processes behind the model runner's interface
+            from .parallel import TensorParallelRunner
+
+            self.runner: ModelRunner = TensorParallelRunner(
+                self.model_dir, block_size=block_size, num_kv_blocks=num_kv_blocks, device=self.device,
+                dtype=self.dtype, load_format=load_format, tensor_parallel_size=tensor_parallel_size)
+        else:
+            self.runner = ModelRunner(self.model_dir, block_size=block_size, num_kv_blocks=num_kv_blocks,
+                                      device=self.device, dtype=self.dtype, load_format=load_format)
         self.block_manager = BlockManager(num_kv_blocks, block_size, enable_prefix_caching=enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -301,6 +312,12 @@ class LLMEngine:
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.requests)
+
+    def shutdown(self) -> None:
+        """Stop the runner's worker processes, if it has any (``tensor_parallel_size`` > 1)."""
+        close = getattr(self.runner, "close", None)
+        if close is not None:
+            close()
 
     def get_num_unfinished_requests(self) -> int:
         return len(self.requests)
@@ -411,6 +428,10 @@ class LLM:
         self.engine = LLMEngine(model, **engine_args)
         self.tokenizer = self.engine.tokenizer
         self._ids = itertools.count()
+
+    def shutdown(self) -> None:
+        """Stop the engine's worker processes (tensor parallelism); the ``LLM`` is unusable after."""
+        self.engine.shutdown()
 
     def generate(self, prompts: str | list[str] | list[list[int]],
                  sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:

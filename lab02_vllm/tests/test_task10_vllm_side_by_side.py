@@ -35,7 +35,7 @@ def both(course, vllm):
             openai.OpenAI(base_url=vllm.base_url, api_key="none", max_retries=0), name)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @raises_server_errors
 def test_same_texts_and_usage(course_server, vllm_server):
     """Greedy completions and chats: the same text, finish reason and token counts as vLLM."""
@@ -74,7 +74,7 @@ def shape(chunk: dict) -> tuple:
     return tuple(sorted(set(chunk) - extras)), choices
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @raises_server_errors
 def test_same_stream_shape(course_server, vllm_server):
     """Streams: the same chunk keys, the same joined text, the same usage chunk and ``[DONE]``."""
@@ -110,7 +110,7 @@ BAD = [
 ]
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @raises_server_errors
 def test_same_status_and_param_for_bad_input(course_server, vllm_server):
     """Each bad request gets vLLM's status, and the error names the same field; a ``max_tokens``
@@ -133,7 +133,7 @@ def test_same_status_and_param_for_bad_input(course_server, vllm_server):
     assert counts(a["usage"]) == counts(b["usage"])
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @raises_server_errors
 def test_metric_names_are_vllms(course_server, vllm_server):
     """Every metric family the course server exposes is one vLLM exposes too, of the same type."""
@@ -150,7 +150,7 @@ def test_metric_names_are_vllms(course_server, vllm_server):
         assert kind == theirs[name], f"{name}: {kind} here, {theirs[name]} in vLLM"
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @raises_server_errors
 def test_same_answers_to_requests_nobody_here_wrote(course_server, vllm_server):
     """The hostile requests of ``test_task8_serving_holds`` that vLLM refuses (NaN, infinities, a

@@ -20,7 +20,7 @@ milestone = lab_module("lab02_vllm", "milestone")
 pytestmark = pytest.mark.task(12)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_choose_backend_for_each_machine():
     """GPU + vLLM: real vLLM (7B dummy weights without a model); GPU only: the course engine on a
     7B shape; CPU: vLLM-on-CPU when installed, else the course engine, on the fixture."""
@@ -41,7 +41,7 @@ def timing(sent: float, chunks: list[float], tokens: int, error: str | None = No
     return milestone.RequestTiming(sent=sent, chunk_times=chunks, output_tokens=tokens, error=error)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_summarize_follows_vllms_definitions():
     """Throughput = completed output tokens / wall time; TTFT = first chunk - sent; TPOT = (last -
     first) / (tokens - 1); p99 as numpy computes it; failed requests only counted."""
@@ -79,7 +79,7 @@ def test_summarize_follows_vllms_definitions():
         milestone.summarize([timings[-1]], 1.0, plan, concurrency=8)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @raises_server_errors
 def test_stream_load_against_the_course_server(course_server):
     """Streaming requests through the openai client: every token counted, at most
