@@ -232,8 +232,14 @@ def test_eos_only_where_complete_and_refused_tokens(fixture_model):
     assert masker.mask(state)[eos]
     with pytest.raises(ValueError, match="not allowed"):
         masker.advance(masker.automaton.start, eos)
+    refused = tokenizer("b", add_special_tokens=False).input_ids[0]  # 'b' cannot start "a" or "ab"
+    assert not masker.mask(masker.automaton.start)[refused]
+    with pytest.raises(ValueError, match="not allowed"):
+        masker.advance(masker.automaton.start, refused)
     finished = masker.advance(state, eos)
     assert not masker.mask(finished).any()
+    with pytest.raises(ValueError, match="not allowed"):
+        masker.advance(finished, a_id[0])
 
 
 @pytest.mark.points(0.5)
