@@ -220,6 +220,11 @@ class LLMEngine:
         if max_num_batched_tokens < max_model_len:
             raise ValueError(f"max_num_batched_tokens must be at least max_model_len={max_model_len} "
                              f"(prompts are not chunked), got {max_num_batched_tokens}")
+        check_at_least("tensor_parallel_size", tensor_parallel_size, 1)
+        if tensor_parallel_size > 1:  # refused before the tokenizer and the weights load, as vLLM does
+            from .parallel import check_tensor_parallel_size
+
+            check_tensor_parallel_size(self.config, tensor_parallel_size)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         blocks_per_seq = -(-max_model_len // block_size)
@@ -240,7 +245,6 @@ class LLMEngine:
         self.block_size, self.max_model_len = block_size, max_model_len
         self.tokenizer = load_tokenizer(self.model_dir)
         self.eos_token_ids = eos_token_ids(self.model_dir, self.tokenizer)
-        check_at_least("tensor_parallel_size", tensor_parallel_size, 1)
         if tensor_parallel_size > 1:  # task 13: N worker processes behind the model runner's interface
             from .parallel import TensorParallelRunner
 

@@ -163,7 +163,7 @@ def test_other_shapes_equal_transformers_logits(shape_pair):
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_other_shapes_two_ranks_equal_one_token_for_token(shape_pair, tokenizer):
     """The same shapes through the engine: TP=2 generates TP=1's greedy tokens exactly."""
     _folder, _hf, tp1, tp2 = shape_pair
@@ -171,6 +171,20 @@ def test_other_shapes_two_ranks_equal_one_token_for_token(shape_pair, tokenizer)
     ours = tp2.generate(prompts, greedy(24))
     reference = tp1.generate(prompts, greedy(24))
     assert [o.outputs[0].token_ids for o in ours] == [o.outputs[0].token_ids for o in reference]
+
+
+@pytest.mark.points(0.5)
+def test_four_ranks_share_each_kv_head(model_dir):
+    """The fixture's 2 KV heads on 4 ranks: ranks 0-1 hold KV head 0 and ranks 2-3 KV head 1 (the
+    heads their queries read); greedy tokens equal the one-process runner's."""
+    prompts = [[1, 42, 7, 9, 30], [1, 300, 5]]
+    one = model_runner.ModelRunner(model_dir, block_size=16, num_kv_blocks=8)
+    reference = parallel.greedy_generate(one, prompts, 12)
+    four = parallel.TensorParallelRunner(model_dir, block_size=16, num_kv_blocks=8, tensor_parallel_size=4)
+    try:
+        assert parallel.greedy_generate(four, prompts, 12) == reference
+    finally:
+        four.close()
 
 
 @pytest.mark.points(0.5)
