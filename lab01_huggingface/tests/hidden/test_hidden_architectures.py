@@ -19,6 +19,7 @@ def prompts(tokenizer) -> list[list[int]]:
 @pytest.mark.task(1)
 @pytest.mark.points(1)
 @pytest.mark.parametrize("architecture", ARCHITECTURES + CONVENTIONS_TRIED)
+@pytest.mark.timeout(600)  # the first run builds the folders (Llama 3's tokenizer: ~25 s idle)
 def test_load_any_architecture(architecture):
     """Tied embeddings counted once, buffers counted, eval mode, bf16 honoured, on every architecture."""
     folder, reference, _ = random_model(architecture)
@@ -31,6 +32,7 @@ def test_load_any_architecture(architecture):
 @pytest.mark.task(3)
 @pytest.mark.points(1)
 @pytest.mark.parametrize("architecture", [*ARCHITECTURES, "llama-bpe"])
+@pytest.mark.timeout(600)  # the first run builds the folders (Llama 3's tokenizer: ~25 s idle)
 def test_decode_on_any_architecture_and_eos_convention(architecture):
     """Greedy equals generate() with the model's own eos convention (0, a list), and stops at an
     eos list built from the model's own output, cached or not."""
@@ -62,6 +64,7 @@ def test_greedy_on_random_token_prompts(model):
 @pytest.mark.task(5)
 @pytest.mark.points(1)
 @pytest.mark.parametrize("architecture", [*ARCHITECTURES, "no-pad", "gpt-2", "llama-spm"])
+@pytest.mark.timeout(600)  # the first run builds the folders (Llama 3's tokenizer: ~25 s idle)
 def test_batching_on_any_architecture(architecture):
     """Left padding on models with absolute positions (gpt2, opt) only works when the position ids
     count real tokens; rows stop at the model's own eos list. A tokenizer without a pad token pads
