@@ -33,11 +33,20 @@ def _completions(model, tokenizer, masker, prompt: str) -> list[list[int]]:
 
 @pytest.mark.points(0.5)
 def test_bitmask_decoding():
-    """Bit i % 32 of word i // 32 is token i, sign bit included, ids past the vocabulary dropped."""
+    """Bit i % 32 of word i // 32 is token i, sign bit included, ids past the vocabulary dropped: the tokens
+    xgrammar's own apply_token_bitmask_inplace leaves finite in a row of logits."""
+    import xgrammar
+
     generator = torch.Generator().manual_seed(0)
     words = torch.randint(-2**31, 2**31 - 1, (1, 4), generator=generator, dtype=torch.int64).to(torch.int32)
     expected = {i for i in range(120) if (int(words[0, i // 32]) >> (i % 32)) & 1}
     assert xgrammar_check.bitmask_to_set(words, 120) == expected
+    every = torch.full((1, 4), -1, dtype=torch.int32)  # all bits set: the padding past the vocabulary too
+    for vocab_size, bitmask in [(120, words), (40, every[:, :2]), (33, every[:, :2]), (128, every), (1, every[:, :1])]:
+        logits = torch.zeros(1, vocab_size)
+        xgrammar.apply_token_bitmask_inplace(logits, bitmask)
+        kept = {int(i) for i in torch.nonzero(torch.isfinite(logits[0]))}
+        assert xgrammar_check.bitmask_to_set(bitmask, vocab_size) == kept, vocab_size
 
 
 @pytest.mark.points(4)
