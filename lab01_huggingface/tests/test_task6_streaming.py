@@ -95,3 +95,20 @@ def test_stream_generate_equals_text_iterator_streamer(model, tokenizer):
     times = [c.seconds for c in chunks]
     assert times == sorted(times) and times[0] > 0
     assert all(c.text for c in chunks), "empty chunks should not be yielded"
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text", ["a\n👋", "ok\n\n🍕 done", "line one\nnaïve 東京"])
+def test_a_stream_cut_anywhere_after_a_newline(any_tokenizer, text):
+    """Stopped after any number of tokens, the deltas and the flush join to ``decode`` of exactly
+    those tokens, with no U+FFFD before the flush. A newline settles nothing: a byte-fallback
+    tokenizer spells it as the byte token ``<0x0A>``, and decode turns it back into U+FFFD when the
+    bytes of an unfinished character follow ("a\\n" then "a" + four U+FFFD)."""
+    tokenizer = any_tokenizer
+    # leak-check: allowed, the tokenizer's own call, building the test's input
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    for cut in range(1, len(ids) + 1):
+        detokenizer = streaming.IncrementalDetokenizer(tokenizer)
+        deltas = [detokenizer.push(token) for token in ids[:cut]]
+        assert all("\ufffd" not in delta for delta in deltas), f"after {cut} tokens"
+        assert "".join(deltas) + detokenizer.flush() == tokenizer.decode(ids[:cut]), f"after {cut} tokens"
