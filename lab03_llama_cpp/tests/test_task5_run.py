@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -165,10 +166,34 @@ def test_memory_estimate_matches_llama_cpps_accounting(f32_file, model_dir, tmp_
             llm.close()
 
 
+class SlowGenerate:
+    """The real ``Llama``, whose ``generate`` waits ``prefill_s`` before its first token and ``step_s``
+    before each next one, and records (``time.perf_counter``) when it hands out each token."""
+
+    def __init__(self, llm, prefill_s: float, step_s: float) -> None:
+        self._llm, self.prefill_s, self.step_s = llm, prefill_s, step_s
+        self.handed_out: list[float] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._llm, name)
+
+    def generate(self, *args, **kwargs):
+        for index, token in enumerate(self._llm.generate(*args, **kwargs)):
+            time.sleep(self.prefill_s if index == 0 else self.step_s)
+            self.handed_out.append(time.perf_counter())
+            yield token
+
+
 @pytest.mark.points(1)
 def test_measure_speed_counts_tokens(llm, tokenizer):
     """measure_speed generates exactly the asked number of tokens (even past eos) and reports a
-    positive prefill time and decode rate. (Speeds themselves are the bench's business.)"""
+    positive prefill time and decode rate; every measurement runs the whole prompt through llama.cpp
+    (its own counters: no prefix left cached from the last run); and with a generate that takes
+    0.3 s to its first token and 0.15 s per token after it, the prefill is the 0.3 s and the decode
+    rate is the tokens after the first over the time from the first to the last (about 6.7/s).
+    (Speeds themselves are the bench's business.)"""
+    import llama_cpp
+
     ids = tokenizer("The cat sat on the mat.").input_ids
     speed = run.measure_speed(llm, ids, new_tokens=12)
     assert speed.prompt_tokens == len(ids) and speed.new_tokens == 12
@@ -176,3 +201,16 @@ def test_measure_speed_counts_tokens(llm, tokenizer):
     with pytest.raises(ValueError, match="new_tokens"):
         run.measure_speed(llm, ids, new_tokens=0)
     assert np.isfinite(speed.decode_tokens_per_s)
+    for attempt in range(2):
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        run.measure_speed(llm, ids, new_tokens=4)
+        evaluated = llama_cpp.llama_perf_context(llm.ctx).n_p_eval
+        assert evaluated == len(ids), f"run {attempt + 1}: llama.cpp evaluated {evaluated} of {len(ids)} prompt tokens"
+    slow = SlowGenerate(llm, prefill_s=0.3, step_s=0.15)
+    start = time.perf_counter()
+    speed = run.measure_speed(slow, ids, new_tokens=4)
+    assert speed.new_tokens == 4 and len(slow.handed_out) == 4
+    assert slow.prefill_s <= speed.prefill_s <= slow.handed_out[0] - start + 0.05
+    expected = 3 / (slow.handed_out[-1] - slow.handed_out[0])
+    assert speed.decode_tokens_per_s == pytest.approx(expected, rel=0.2), \
+        f"decode rate {speed.decode_tokens_per_s:.2f}/s; 3 tokens after the first took {3 / expected:.3f} s"
