@@ -62,7 +62,7 @@ def timed_decode(runner, prompts: list[list[int]], steps: int, block_size: int,
     advance(runner.run(seqs, True))
     after_prefill()
     start = time.perf_counter()
-    for _ in range(steps):
+    for _step in range(steps):
         advance(runner.run(seqs, False))
     return (time.perf_counter() - start) / steps, len(seqs)
 
