@@ -48,6 +48,15 @@ def alive(pids: list[int]) -> list[int]:
     return running
 
 
+def skip_unless_splits(folder: Path, n: int) -> None:
+    """Skip, saying why, when ``--model`` names a Llama whose heads or MLP do not split ``n`` ways."""
+    c = model_runner.ModelConfig.from_folder(folder)
+    kv_ok = c.num_key_value_heads % n == 0 or n % c.num_key_value_heads == 0
+    if c.num_attention_heads % n or c.intermediate_size % n or not kv_ok:
+        pytest.skip(f"the model in {folder} does not split over {n} ranks "
+                    f"({c.num_attention_heads} heads, {c.num_key_value_heads} KV heads)")
+
+
 def start_llm(folder: Path, **kwargs):
     """An ``LLM`` over two workers, stopped by the fixture's finalizer whatever the test does."""
     return engine.LLM(folder, block_size=16, dtype="float32", device="cpu", tensor_parallel_size=2, **kwargs)
@@ -56,6 +65,7 @@ def start_llm(folder: Path, **kwargs):
 @pytest.fixture(scope="module")
 def fixture_pair(model_dir, tokenizer):
     """The fixture on one process and on two, with a pool small enough that requests are preempted."""
+    skip_unless_splits(model_dir, 2)
     prompts = mixed_prompts(tokenizer, 6, seed=13, low=4, high=40)
     args = dict(num_kv_blocks=14, max_model_len=128, max_num_seqs=6)
     tp2 = start_llm(model_dir, **args)
@@ -81,10 +91,13 @@ def shape_pair(request, tmp_path_factory, model_dir):
 
 @pytest.mark.points(0.5)
 def test_sizes_that_do_not_divide_the_model_are_refused_with_vllms_wording(model_dir):
-    """The fixture has 4 attention heads and 2 KV heads: TP=3 is refused before any worker starts,
-    in vLLM's words; the KV heads must divide the size or be divisible by it; TP=4 (one KV head per
-    two ranks) is accepted."""
-    expected = "Total number of attention heads (4) must be divisible by tensor parallel size (3)."
+    """A size that does not divide the attention heads (TP=3 on the fixture's 4) is refused before
+    any worker starts, in vLLM's words; the KV heads must divide the size or be divisible by it;
+    4 heads / 2 KV heads on 4 ranks (one KV head per two ranks) is accepted."""
+    config = model_runner.ModelConfig.from_folder(model_dir)
+    heads = config.num_attention_heads
+    tp = 3 if heads % 3 else heads + 1
+    expected = f"Total number of attention heads ({heads}) must be divisible by tensor parallel size ({tp})."
     spec = importlib.util.find_spec("vllm")
     if spec is not None and spec.submodule_search_locations:  # the wording, as vLLM 0.32 writes it
         source = (Path(next(iter(spec.submodule_search_locations))) / "config" / "model.py").read_text()
@@ -92,11 +105,11 @@ def test_sizes_that_do_not_divide_the_model_are_refused_with_vllms_wording(model
         assert '" must be divisible by tensor parallel size "' in source
     before = set(multiprocessing.active_children())
     with pytest.raises(ValueError) as refused:
-        engine.LLM(model_dir, block_size=16, dtype="float32", device="cpu", tensor_parallel_size=3)
+        engine.LLM(model_dir, block_size=16, dtype="float32", device="cpu", tensor_parallel_size=tp)
     assert str(refused.value) == expected
     assert set(multiprocessing.active_children()) == before  # refused before any worker started
 
-    config = model_runner.ModelConfig.from_folder(model_dir)
+    config = dataclasses.replace(config, num_attention_heads=4, num_key_value_heads=2, intermediate_size=512)
     parallel.check_tensor_parallel_size(config, 4)  # 2 KV heads, each on two ranks
     parallel.check_tensor_parallel_size(config, 1)
     odd_kv = dataclasses.replace(config, num_attention_heads=12, num_key_value_heads=4)
@@ -177,6 +190,7 @@ def test_other_shapes_two_ranks_equal_one_token_for_token(shape_pair, tokenizer)
 def test_four_ranks_share_each_kv_head(model_dir):
     """The fixture's 2 KV heads on 4 ranks: ranks 0-1 hold KV head 0 and ranks 2-3 KV head 1 (the
     heads their queries read); greedy tokens equal the one-process runner's."""
+    skip_unless_splits(model_dir, 4)
     prompts = [[1, 42, 7, 9, 30], [1, 300, 5]]
     one = model_runner.ModelRunner(model_dir, block_size=16, num_kv_blocks=8)
     reference = parallel.greedy_generate(one, prompts, 12)
