@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Plausible student mistakes in part 2 (tasks 8, 9, 11, 12), for `course mutants lab02`.
 
 Each entry replaces one exact snippet of lab02_vllm/solution/<file> (it occurs there once) and

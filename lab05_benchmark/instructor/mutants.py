@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Plausible student mistakes in lab05; `course mutants lab05` applies each to a scratch copy of the
 solution and runs that task's tests, which must fail."""
 

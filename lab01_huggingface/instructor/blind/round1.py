@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Blind round 1 for lab01: plausible mistakes written from the README, docstrings and solution only."""
 MUTANTS = [
     # ---------------------------------------------------------------- task 1: loading.py
