@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (each mutant quotes a line of the reference exactly)
 """Plausible wrong answers to lab01's reference (instructor-only: never in the student edition).
 
 Each entry edits ``solution/<file>`` once (``find`` occurs exactly once there) into a mistake a

@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (each mutant quotes a line of the reference exactly)
 """Plausible wrong answers to lab02 part 1's reference, tasks 1-7 (instructor-only: never in the
 student edition). Part 2's mutants (tasks 8-12) live in ``mutants_part2.py``.
 

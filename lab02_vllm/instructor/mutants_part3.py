@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (each mutant quotes a line of the reference exactly)
 """Plausible wrong answers to lab02 part 3's reference, task 13 (tensor parallelism; instructor-only).
 
 Same format as ``mutants.py``: each entry edits ``solution/<file>`` once into a mistake a student
