@@ -190,9 +190,9 @@ def run_block_manager_machine(prefix_caching: bool, max_examples: int = 40) -> N
             if not self.bm.can_append(seq):
                 seq.token_ids.pop()
                 return
-            copy = self.bm.append_slot(seq)
-            if copy is not None:
-                src, dst = copy
+            copied = self.bm.append_slot(seq)  # (source, destination) when the last block was shared
+            if copied:
+                src, dst = copied
                 bs = self.bm.block_size
                 for offset in range(bs):
                     if src * bs + offset in self.slots:
