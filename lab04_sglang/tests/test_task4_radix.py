@@ -105,6 +105,27 @@ def test_locks_survive_splits_and_protect_inner_nodes():
 
 
 @pytest.mark.points(1)
+def test_reinsert_marks_used_and_locks_cover_the_path():
+    """insert marks its whole path as used (re-inserting a key makes it recent); inc_lock_ref protects the
+    node and every ancestor; dec_lock_ref on a node that is not locked is a RuntimeError (the docstrings)."""
+    tree = radix.RadixCache()
+    for key in ([1], [2], [1]):
+        tree.insert(key, value_of(key))
+    assert tree.evict(1) == 1 and tree.match_prefix([2])[0] is None and tree.match_prefix([1])[0] is not None
+    tree = radix.RadixCache()
+    for key in ([1, 2, 3, 4], [1, 2, 5]):
+        tree.insert(key, value_of(key))
+    _, node = tree.match_prefix([1, 2, 3, 4])
+    tree.inc_lock_ref(node)
+    assert tree.protected_size() == 4 and tree.evictable_size() == 1  # (1, 2) and (3, 4); only (5) is free
+    assert tree.evict(100) == 1 and torch.equal(tree.match_prefix([1, 2, 3, 4])[0], value_of([1, 2, 3, 4]))
+    tree.dec_lock_ref(node)
+    assert tree.protected_size() == 0 and tree.evictable_size() == 4
+    with pytest.raises(RuntimeError):
+        tree.dec_lock_ref(node)
+
+
+@pytest.mark.points(1)
 @settings(max_examples=40, deadline=None)
 @given(keys=st.lists(TOKENS, min_size=1, max_size=8), lock=st.integers(0, 7), amount=st.integers(1, 20))
 def test_eviction_keeps_locked_prefixes_and_sizes(keys, lock, amount):
@@ -174,8 +195,18 @@ def test_kv_round_trip_and_logprobs(model, tokenizer):
 
 @pytest.mark.points(1)
 def test_capacity_evicts_and_locks_are_released(model, tokenizer):
-    """With max_cached_tokens the tree never stays above it, and no node stays locked after a request."""
+    """With max_cached_tokens the tree never stays above it, and no node stays locked after a request; only the
+    excess is evicted (least recently used first), so the last request, when it fits, stays cached whole."""
     generator = prefix_cache.PrefixCachingGenerator(model, max_cached_tokens=30)
     for prompt in PROMPTS:
         generator.generate(tokenizer(prompt).input_ids, 5)
         assert generator.radix.total_size() <= 30 and generator.radix.protected_size() == 0
+    generator = prefix_cache.PrefixCachingGenerator(model, max_cached_tokens=30)
+    older, last = (tokenizer(f"<|user|>\n{q}</s>\n<|assistant|>\n").input_ids
+                   for q in ("What is the capital of Japan?", "Give me a user record as JSON."))
+    shared = next(i for i, (a, b) in enumerate(zip(older, last, strict=False)) if a != b)
+    generator.generate(older, 5)
+    assert generator.radix.total_size() + len(last) - shared > 30 >= len(last) + 5  # room must be made; last fits
+    generator.generate(last, 5)
+    assert generator.radix.total_size() <= 30
+    assert generator.generate(last, 1).cached_tokens == len(last) - 1  # the older request made room, not this one
