@@ -32,7 +32,7 @@ class NaiveStore:
         return max(i for i in range(len(key) + 1) if i == 0 or tuple(key[:i]) in self.prefixes)
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 @settings(max_examples=60, deadline=None)
 @given(operations=st.lists(st.tuples(st.sampled_from(["insert", "match"]), TOKENS), max_size=25))
 def test_tree_matches_a_naive_store(operations):
