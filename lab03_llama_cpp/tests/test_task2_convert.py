@@ -260,10 +260,11 @@ def without_bos_post_processor(model_dir, out):
     spec["post_processor"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
                               "use_regex": False}
     (out / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
-    config_file = model_dir / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    config.pop("add_bos_token", None)
-    (out / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    settings = {}
+    if (model_dir / "tokenizer_config.json").exists():
+        settings = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    settings.pop("add_bos_token", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
     return out
 
 
