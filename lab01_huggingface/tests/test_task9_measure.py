@@ -1,6 +1,9 @@
 """Task 9: latency metrics (vLLM's definitions) and peak memory."""
 
+import re
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -86,3 +89,27 @@ def test_peak_memory_on_a_gpu_covers_the_weights(model_dir, tokenizer):
     m = measure.measure_generation(gpu_model, tokenizer("The cat").input_ids, 16)
     assert m.device.startswith("cuda")
     assert m.peak_memory_bytes >= gpu_model.get_memory_footprint()
+
+
+@pytest.mark.points(1)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the kernel's /proc/self/status (Linux)")
+def test_peak_memory_on_the_cpu_is_the_kernels_high_water_mark():
+    """Grown past any earlier peak, the process's peak is the kernel's own high-water mark of its
+    resident set (VmHWM in /proc/self/status, in KiB): a peak read in the wrong unit (kilobytes
+    taken as 1000 bytes, 2.3 % short) is not."""
+    import resource
+
+    import torch
+
+    def high_water_mark() -> int:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
+
+    measure.peak_memory_bytes("cpu")  # imports your module first: its imports must not raise the peak later
+    earlier_peak = max(high_water_mark(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    grow = max(earlier_peak - psutil.Process().memory_info().rss, 0) + 64 * 2**20  # past any earlier peak
+    block = torch.ones(min(grow, 2 * 2**30) // 4)  # float32, every page written
+    expected = high_water_mark()
+    peak = measure.peak_memory_bytes("cpu")
+    del block
+    assert peak == pytest.approx(expected, rel=0.005), "the kernel's VmHWM (KiB, 1024 bytes each)"
