@@ -105,7 +105,7 @@ def hf_logprobs(model, ids: list[int]) -> list[float]:
     return torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_model_info_flush_cache_and_bad_requests(server):
     """/get_model_info names the model; /flush_cache empties the radix tree; bad bodies are 400s naming the field."""
     url, service = server
@@ -140,6 +140,35 @@ def test_model_info_flush_cache_and_bad_requests(server):
     taken.post("/generate")(lambda: None)  # as lab02's server, which owns /generate already
     with pytest.raises(ValueError, match="generate"):
         sglang_server.add_sglang_routes(taken, model_dir=fixture_dir(), backend=service.backend)
+
+
+@pytest.mark.points(1)
+def test_chat_to_generate_batches_and_stream_chunks(local, fixture_model):
+    """In-process: a structured chat's prompt is the tokenizer's own chat template with the generation prompt
+    (tokenized once: one <s>); OpenAI's temperature 0 is greedy and 1 its default; max_completion_tokens (OpenAI's
+    current name) or max_tokens limits the answer. Every prompt of a /generate batch has its sampling params
+    checked. A stream's chunks hold the text so far and only the last one a finish_reason (SGLang's stream)."""
+    _, tokenizer = fixture_model
+    messages = [{"role": "user", "content": "Give me a user record as JSON."}]
+    structured = {"messages": messages, "response_format": {"type": "json_schema",
+                                                            "json_schema": {"name": "record", "schema": RECORD}}}
+    expected_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                 return_dict=False)
+    ids, params = sglang_server.chat_to_generate(tokenizer, {**structured, "temperature": 0,
+                                                             "max_completion_tokens": 5})
+    assert ids == expected_ids and params.temperature == 0 and params.max_new_tokens == 5
+    assert json.loads(params.json_schema) == RECORD
+    _, params = sglang_server.chat_to_generate(tokenizer, {**structured, "max_tokens": 7})
+    assert params.temperature == 1.0 and params.max_new_tokens == 7
+    with pytest.raises(sglang_server.BadRequest, match=re.escape("sampling_params.regex")):
+        sglang_server.parse_generate({"text": ["a", "b"], "sampling_params": [{}, {"regex": "(ab"}]})
+    answer = sglang_api.generate_one(local, "<|user|>\nWhat is the capital of Japan?</s>\n<|assistant|>\n",
+                                     sglang_api.SamplingParams(max_new_tokens=12, temperature=0))
+    chunks = list(sglang_server.stream_chunks(tokenizer, answer))
+    assert len(chunks) > 1 and chunks[-1]["text"] == answer.text
+    assert all(answer.text.startswith(c["text"]) for c in chunks)
+    assert [c["meta_info"]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + [
+        answer.meta_info.finish_reason]
 
 
 @pytest.mark.sglang
@@ -235,7 +264,7 @@ def test_select_and_fork(endpoint, local, fixture_model):
 
 
 @pytest.mark.sglang
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_streaming_and_openai_response_format(server, endpoint, local, fixture_model):
     """stream=True: SGLang's data: lines, ending [DONE], joined by the real client into task 5's answer;
     OpenAI's response_format json_schema through the openai client validates."""
