@@ -3,6 +3,7 @@
 import pytest
 import torch
 from peft import PeftModel
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from .helpers import assert_lora_targets, finetune
@@ -142,3 +143,33 @@ def test_adapters_save_load_and_merge(lora_run, trained_dir, trained_tokenizer, 
     assert not any("lora" in name for name, _ in merged.named_parameters())
     with torch.no_grad():
         torch.testing.assert_close(merged(input_ids=ids).logits, trained, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.points(1)
+def test_each_step_uses_the_gradient_of_its_own_loss(model_dir, tokenizer, examples):
+    """Every optimizer step is taken with the gradient of the batch's loss at the weights of that
+    moment (autograd's, computed here at each step from a hook torch calls before any optimizer
+    step), not with gradients left over from earlier steps piling up."""
+    if not tokenizer.chat_template:
+        pytest.skip("this tokenizer has no chat template")
+    model = fresh(model_dir)
+    batch = finetune.collate([finetune.build_example(tokenizer, e["prompt"], e["response"]) for e in examples[:2]],
+                             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    mismatches: list[str] = []
+    steps_seen = []
+
+    def check_gradients(optimizer, args, kwargs) -> None:
+        steps_seen.append(len(steps_seen))
+        expected = torch.autograd.grad(model(**batch).loss, trainable)
+        for index, (parameter, gradient) in enumerate(zip(trainable, expected, strict=True)):
+            if parameter.grad is None or not torch.allclose(parameter.grad, gradient, rtol=1e-3, atol=1e-6):
+                mismatches.append(f"step {len(steps_seen) - 1}, parameter {index}")
+
+    handle = register_optimizer_step_pre_hook(check_gradients)
+    try:
+        finetune.train(model, batch, 3, 1e-3)
+    finally:
+        handle.remove()
+    assert len(steps_seen) == 3, "one optimizer step per training step"
+    assert not mismatches, f"stale gradients at {mismatches[:3]}"
