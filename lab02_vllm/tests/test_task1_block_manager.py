@@ -207,3 +207,65 @@ def test_state_machine_every_token_reads_its_own_kv():
     any order; each token's slot, found through the block table, holds that token's own KV
     (copy-on-write pairs applied as the model runner applies them)."""
     run_block_manager_machine(prefix_caching=False)
+
+
+@pytest.mark.points(0.5)
+def test_fork_and_free_keep_num_computed_tokens_and_free_gives_the_tail_back_first():
+    """fork: the child takes the parent's ``num_computed_tokens`` (their KV is in the shared
+    blocks, so the child must not be prefilled again); free: ``num_computed_tokens`` goes back to
+    0 (a preempted sequence is recomputed from its first token), and the blocks go back last
+    first, as the docstring says and vLLM 0.32 does (``single_type_kv_cache_manager`` frees
+    ``reversed(blocks)``, so that a prefix's tail is reused before its head): the next block
+    handed out is the freed table's last one."""
+    bm = block_manager.BlockManager(num_blocks=3, block_size=4, watermark=0.0)
+    parent, child = make_seq(10), make_seq(10)  # three blocks: the whole pool
+    bm.allocate(parent)
+    parent.num_computed_tokens = 10  # after its prefill step
+    bm.fork(parent, child)
+    assert child.num_computed_tokens == 10, "the child shares the parent's computed KV"
+    table = list(parent.block_table)
+    bm.free(child)
+    assert child.num_computed_tokens == 0 and child.block_table == []
+    bm.free(parent)
+    assert parent.num_computed_tokens == 0, "freed: its KV is gone, it must be recomputed from token 0"
+    again = make_seq(1)
+    bm.allocate(again)
+    assert again.block_table == [table[-1]], "free gives the last block back first (the tail is reused before the head)"
+
+
+class ParkEveryBlock:
+    """Stands in for task 6's prefix cache with the three calls the given code makes
+    (``park``, ``evict``, ``num_evictable``): every block nobody holds stays cached (parked), so
+    task 1 is checked on its own. A parked block is free for a new token (``num_free_blocks``)."""
+
+    def __init__(self) -> None:
+        self.parked: list[int] = []
+
+    @property
+    def num_evictable(self) -> int:
+        return len(self.parked)
+
+    def park(self, block_id: int) -> bool:
+        self.parked.append(block_id)
+        return True
+
+    def evict(self) -> int | None:
+        return self.parked.pop(0) if self.parked else None
+
+
+@pytest.mark.points(0.5)
+def test_can_allocate_counts_parked_cached_blocks_as_free():
+    """can_allocate counts ``num_free_blocks`` (the free list plus cached blocks nobody holds, which
+    vLLM's block pool also hands out by evicting them), not the free list alone: with every freed
+    block parked in a prefix cache and the free list empty, a sequence that fits is admitted."""
+    bm = block_manager.BlockManager(num_blocks=4, block_size=4, watermark=0.0)
+    holder, gone = make_seq(4), make_seq(12)
+    bm.allocate(holder)
+    bm.allocate(gone)
+    bm.prefix_cache = ParkEveryBlock()
+    bm.free(gone)
+    assert bm.num_free_blocks == 3 and not bm.free_block_ids
+    assert bm.can_allocate(make_seq(8)), "3 parked blocks are free: 2 are needed"
+    assert not bm.can_allocate(make_seq(13)), "4 blocks needed, 3 free"
+    bm.free(holder)
+    assert bm.can_allocate(make_seq(16)), "nothing in use: a sequence the size of the pool is admitted"
