@@ -236,3 +236,25 @@ def test_bad_input_is_refused_before_any_work(model_dir, tmp_path):
         sampling_params.SamplingParams(max_token=5)
     with pytest.raises(ValueError, match="model"):
         engine.LLM(tmp_path / "missing", device="cpu")
+
+
+@pytest.mark.points(0.5)
+def test_min_tokens_bans_the_stop_token_ids_as_well_as_eos():
+    """Before ``min_tokens`` outputs neither eos nor a ``stop_token_ids`` entry can be picked (vLLM
+    bans ``SamplingParams.all_stop_token_ids``: the stop ids plus eos), greedy and sampled rows
+    alike; the oracle is transformers' ``MinNewTokensLengthLogitsProcessor`` given all of them."""
+    from transformers import MinNewTokensLengthLogitsProcessor
+
+    eos, stop_id = 3, 5
+    logits = torch.tensor([0.0, 1.0, 0.5, 4.0, -1.0, 9.0, 2.0, -0.5])  # stop id, then eos, most likely
+    oracle = MinNewTokensLengthLogitsProcessor(0, 2, eos_token_id=[eos, stop_id])
+    allowed = oracle(torch.zeros(1, 0, dtype=torch.long), logits[None].clone())[0]
+    expected = int(allowed.argmax())
+    rows = [sampling_params.SamplingParams(temperature=0.0, min_tokens=2, stop_token_ids=[stop_id]),
+            sampling_params.SamplingParams(temperature=1.0, min_tokens=2, stop_token_ids=[stop_id], seed=0)]
+    seqs = [sequence.Sequence("r", [1], params) for params in rows * 200]
+    tokens = engine.sample_tokens(logits.expand(len(seqs), -1).clone(), seqs, {eos},
+                                  torch.Generator().manual_seed(0))
+    assert tokens[0] == expected, f"greedy with min_tokens picked {tokens[0]}, transformers {expected}"
+    drawn = set(tokens)
+    assert not drawn & {eos, stop_id}, f"drew {sorted(drawn & {eos, stop_id})} before min_tokens outputs"
