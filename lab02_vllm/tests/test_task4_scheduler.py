@@ -115,6 +115,7 @@ def test_preemption_takes_the_newest_and_puts_it_first_in_line():
     assert c.status.value == WAITING and c.block_table == [] and c.num_computed_tokens == 0
     assert list(sched.waiting) == [c, late], "the preempted one goes before requests that came later"
     assert batch == [a, b] and sched.num_preemptions == 1
+    assert [s.num_preemptions for s in (a, b, c)] == [0, 0, 1], "each sequence counts its own preemptions too"
     assert len(c) == 8, "its generated token is kept, to be recomputed"
 
 
