@@ -117,7 +117,7 @@ def test_every_scalar_type_matches_gguf_reader(written):
     compare_with_reader(written)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_arrays_and_nested_arrays(written):
     """Arrays of ints, floats, strings and bools come back as lists; an array of arrays as a list of lists."""
     ours = gguf_read.read_gguf(written)
@@ -349,4 +349,45 @@ def test_no_padding_when_the_infos_end_on_the_boundary(tmp_path):
             break
     assert infos_end % 32 == 0 and reader.data_offset == infos_end
     assert gguf_read.read_gguf(path).data_offset == infos_end
+    compare_with_reader(path)
+
+
+def one_value_file(key: bytes, value_type: int, payload: bytes) -> bytes:
+    """A hand-made GGUF v3 file: no tensors, one metadata value of ``value_type`` whose bytes are ``payload``."""
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key + struct.pack("<I", value_type) \
+        + payload
+
+
+@pytest.mark.points(0.5)
+def test_values_and_shapes_at_their_edges(tmp_path):
+    """A string that is not UTF-8 (Python's strict decoder refuses it), an array whose UINT64 count
+    fits the bytes left but its elements do not (refused at the count), an unknown element type are
+    GGUFErrors; a Q8_0 row that is not whole blocks is a ValueError (as gguf.quant_shape_to_byte_shape);
+    a 4-dimensional tensor (GGML_MAX_DIMS) reads as gguf.GGUFReader reads it."""
+    with pytest.raises(UnicodeDecodeError):
+        str(b"\xff", "utf-8")
+    with pytest.raises(gguf_read.GGUFError, match="UTF-8"):
+        gguf_read.parse_gguf(one_value_file(b"s", int(VT.STRING), struct.pack("<Q", 1) + b"\xff"))
+    header = one_value_file(b"a", int(VT.ARRAY), b"")
+    count_at = len(header) + 4
+    with pytest.raises(gguf_read.GGUFError) as error:  # 8 UINT64 elements need 64 bytes, 10 are left
+        gguf_read.parse_gguf(header + struct.pack("<IQ", int(VT.UINT64), 8) + bytes(10))
+    assert error.value.offset == count_at
+    unknown = max(int(t) for t in VT) + 1
+    with pytest.raises(gguf_read.GGUFError, match="element type"):
+        gguf_read.parse_gguf(header + struct.pack("<IQ", unknown, 1) + bytes(8))
+    q8_0 = gguf.GGMLQuantizationType.Q8_0
+    with pytest.raises(ValueError):
+        gguf.quant_shape_to_byte_shape((16,), q8_0)
+    with pytest.raises(ValueError):
+        gguf_read.tensor_nbytes((16,), int(q8_0))
+    path = tmp_path / "four_dims.gguf"
+    writer = gguf.GGUFWriter(path, arch="llama")
+    writer.add_tensor("t", np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8))
+    # leak-check: allowed, gguf.GGUFWriter's own protocol, used to write the reader's test files
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert gguf_read.read_gguf(path).tensor("t").shape == (8, 1, 1, 1)
     compare_with_reader(path)
