@@ -33,7 +33,7 @@ def multi_turn_qa_program():
     return multi_turn_qa
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3.5)
 def test_multi_turn_qa_equals_the_chat_template(backend, fixture_model):
     """The program's text is the chat template's rendering, and each answer is HF greedy generate's on it."""
     model, tokenizer = fixture_model
@@ -54,7 +54,7 @@ def test_multi_turn_qa_equals_the_chat_template(backend, fixture_model):
     assert state.get_meta_info("answer_2")["cached_tokens"] > 0, "the second turn should reuse the first's KV"
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2.5)
 def test_gen_with_json_schema_and_regex(backend):
     """gen(json_schema=) output validates (jsonschema); gen(regex=) fully matches; stop cuts the text."""
 
@@ -146,3 +146,43 @@ def test_bad_programs_fail_before_generation():
         program.gen("x", json_schema={"type": "nope"})
     with pytest.raises(ValueError, match="max_tokens"):
         program.gen("x", max_tokens=0)
+
+
+@pytest.mark.points(1)
+def test_gen_temperature_zero_stop_order_and_roles_that_nest(backend, fixture_model):
+    """A gen's own temperature=0 is greedy even in a sampled run (0 is a value, not 'unset'); its text is cut
+    before the earliest stop string found, whatever the list's order (as SGLang stops while generating);
+    a role opened inside another is a ValueError (roles do not nest)."""
+    model, tokenizer = fixture_model
+    question = "What is the capital of Japan?"
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                        tokenize=True, return_dict=False)
+    inputs = torch.tensor([ids])
+    out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False, max_new_tokens=12,
+                         pad_token_id=tokenizer.pad_token_id)
+    greedy = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    stops = [".", " "]
+    assert all(stop in greedy for stop in stops), greedy
+    earliest = greedy[:min(greedy.find(stop) for stop in stops)]
+
+    @program.function
+    def ask(s, stop):
+        s += program.user(question)
+        s += program.assistant(program.gen("answer", max_tokens=12, temperature=0, stop=stop))
+
+    for seed in (0, 1, 2):
+        assert ask.run(stop=None, temperature=1.0, seed=seed, backend=backend)["answer"] == greedy
+    assert ask.run(stop=stops, temperature=1.0, seed=0, backend=backend)["answer"] == earliest
+
+    inside = []
+
+    @program.function
+    def nested(s):
+        with s.user():
+            s += "Hi"
+            with s.assistant():
+                inside.append(s.text())
+
+    with pytest.raises(ValueError, match="assistant"):  # refused where the inner role opens, naming it
+        nested.run(backend=backend)
+    assert inside == []
