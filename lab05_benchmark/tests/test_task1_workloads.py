@@ -44,7 +44,7 @@ def test_workloads_are_reproducible_from_their_seed(tokenizer, tmp_path):
         assert a != c
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_lognormal_lengths_are_long_tailed():
     """Median as asked, mean about exp(sigma^2 / 2) times the median, a long tail, clipping kept."""
     rng = random.Random(5)

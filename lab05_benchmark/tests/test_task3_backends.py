@@ -54,7 +54,7 @@ def test_left_pad():
         backends.left_pad([], pad_id=0)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_transformers_backend_matches_generate(model, tokenizer, model_dir, batch_size):
     """Each request's tokens equal transformers' greedy ``generate`` (forced to max_tokens), in
@@ -126,10 +126,10 @@ class CumulativeEngine:
 
     def __init__(self, scripts: dict[str, list[tuple[list[int], bool]]]) -> None:
         self.scripts = {rid: list(script) for rid, script in scripts.items()}
-        self.added: list[str] = []
+        self.requests: list[str] = []
 
     def add_request(self, request_id, prompt, params) -> None:
-        self.added.append(request_id)
+        self.requests.append(request_id)
 
     def abort_request(self, request_ids) -> None:
         for rid in request_ids:
@@ -139,7 +139,7 @@ class CumulativeEngine:
         from types import SimpleNamespace
 
         outputs = []
-        for rid in list(self.added):
+        for rid in list(self.requests):
             script = self.scripts.get(rid)
             if not script:
                 continue
@@ -149,7 +149,7 @@ class CumulativeEngine:
         return outputs
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_engine_backend_reports_new_tokens_and_an_end_without_tokens():
     """Cumulative outputs become one event per new token run; an output that only says finished
     (no new token) still ends the request, or the runner would wait for it until its timeout."""
@@ -240,7 +240,7 @@ DELAYED_LINES = sse([
 CHUNK_GAP_S = 0.15
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_http_backend_stamps_each_chunk_as_it_arrives():
     """A server that sends its 4 chunks 150 ms apart: the backend's chunk stamps are spread over
     the stream as the server wrote them (TTFT ~150 ms, last chunk ~600 ms: a client that reads
@@ -263,7 +263,7 @@ def test_http_backend_stamps_each_chunk_as_it_arrives():
     assert events[-1].finished and events[-1].total_tokens == 7
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_http_backend_counts_server_errors_and_unreachable_urls():
     """A server answering 500, and a port where nothing listens: every request ends in an error
     event that says what happened; nothing is raised."""

@@ -19,7 +19,7 @@ from .helpers import ScriptedBackend, error_server, request, runner, workloads
 pytestmark = pytest.mark.task(4)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_concurrency_is_respected_and_every_request_measured(concurrency):
     backend = ScriptedBackend()
@@ -63,7 +63,7 @@ def test_a_turn_waits_for_the_turn_before():
         runner.run_once(ScriptedBackend(), [request("x", after="nope")])
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_timeouts_abort_and_count():
     """A request that never finishes is aborted after timeout_s and counted; the others complete."""
     backend = ScriptedBackend(hang={"stuck"})
@@ -77,7 +77,7 @@ def test_timeouts_abort_and_count():
     assert by_id["ok1"].success and by_id["ok2"].success and by_id["ok2"].output_len == 10
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_a_timeout_counts_from_the_requests_own_send():
     """timeout_s is per request, from its send: a request that arrives (Poisson) after timeout_s
     has passed since the start of the run still gets its full timeout_s."""
@@ -89,7 +89,7 @@ def test_a_timeout_counts_from_the_requests_own_send():
     assert by_id["late"].output_len == 2 and backend.aborted == []
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_without_a_concurrency_limit_arrivals_alone_decide():
     """concurrency=None: no limit but the arrival times, so a request that arrives while an earlier
     one is still running is sent at its arrival, not after the earlier one ends."""
@@ -117,7 +117,7 @@ class InterruptedBackend(ScriptedBackend):
         return super().step()
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_ctrl_c_keeps_the_finished_requests_and_leaves_the_rest_out():
     """KeyboardInterrupt in a step: the requests already finished are returned, the ones in
     flight are aborted and left out (they were neither measured nor failed), interrupted is True."""
@@ -131,7 +131,7 @@ def test_ctrl_c_keeps_the_finished_requests_and_leaves_the_rest_out():
     assert "later" not in dict(backend.added)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_failures_are_counted_not_fatal():
     """An exception from ``add`` and an error event each fail one request; the run goes on."""
     backend = ScriptedBackend(fail_add={"bad_add"}, fail_stream={"bad_stream"})

@@ -141,7 +141,7 @@ def test_http_backend_stamps_chunks_as_vllms_own_client_does(llama_server):
 
 
 @pytest.mark.task(3)
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.vllm
 def test_http_backend_times_a_delayed_stream_as_vllms_own_client_does():
     """vLLM's benchmark client and our HTTP backend on a server whose chunks come 150 ms apart:
