@@ -113,3 +113,15 @@ def test_peak_memory_on_the_cpu_is_the_kernels_high_water_mark():
     peak = measure.peak_memory_bytes("cpu")
     del block
     assert peak == pytest.approx(expected, rel=0.005), "the kernel's VmHWM (KiB, 1024 bytes each)"
+
+
+@pytest.mark.points(1)
+@pytest.mark.gpu
+def test_peak_memory_on_a_numbered_gpu_is_the_allocators_peak():
+    """A device named with its index ("cuda:0", what str(model.device) gives) is a CUDA device too:
+    its peak is torch's own allocator peak for it, not the process's resident set."""
+    import torch
+
+    block = torch.ones(2**20, device="cuda:0")  # 4 MiB, so the peak is not zero
+    del block
+    assert measure.peak_memory_bytes("cuda:0") == torch.cuda.max_memory_allocated("cuda:0")
