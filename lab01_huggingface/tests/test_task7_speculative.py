@@ -149,13 +149,19 @@ def check_rule(rule, seed: int = 0) -> None:
 def test_the_rule_keeps_the_targets_distribution():
     """accept_or_resample keeps each position distributed as the target's own sample (chi-square
     against p at the first guess, the second, and the bonus position), accepts each guess with
-    probability sum min(p, q), accepts every guess when p == q, and never keeps a token p rules out."""
+    probability sum min(p, q), accepts every guess when p == q, never keeps a token p rules out, and
+    repeats itself for the same generator seed."""
     check_rule(speculative.accept_or_resample)
     generator = torch.Generator().manual_seed(1)
     for _ in range(50):  # a draft that is the target is always right
         guesses = [int(torch.multinomial(row, 1, generator=generator)) for row in P[:2]]
         kept = speculative.accept_or_resample(P.clone(), P[:2].clone(), guesses, generator)
         assert kept[:2] == guesses and len(kept) == 3
+    runs = []
+    for _ in range(2):  # guesses p makes unlikely, so that the random numbers decide
+        seeded = torch.Generator().manual_seed(3)
+        runs.append([speculative.accept_or_resample(P.clone(), Q.clone(), [3, 0], seeded) for _ in range(100)])
+    assert runs[0] == runs[1], "the same seed must keep the same tokens: draw every random number from generator"
     no_guesses = [speculative.accept_or_resample(P[:1].clone(), Q[:0].clone(), [], generator) for _ in range(400)]
     assert all(len(kept) == 1 for kept in no_guesses), "with no guesses, one token from p"
     assert_follows(torch.bincount(torch.tensor([kept[0] for kept in no_guesses]), minlength=4), P[0],
