@@ -175,7 +175,7 @@ HOLD = "import time; block = bytearray(150 * 2**20); block[::4096] = b'x' * len(
 TREE = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {HOLD!r}]); exec({HOLD!r})"
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 def test_memory_sampler_sees_this_process_and_its_descendants():
     """Allocating 120 MiB in the block raises the peak by about that much; a child holding 150 MiB
     and its own child holding 150 MiB are both counted in ``sample()``."""
@@ -199,3 +199,40 @@ def test_memory_sampler_sees_this_process_and_its_descendants():
     finally:
         os.killpg(tree.pid, signal.SIGKILL)  # the grandchild too
         tree.wait()
+
+
+class ChildrenListedBeforeOneExits:
+    """The sampler's process, whose ``children()`` lists a child that has exited since (the race
+    the docstring names) ahead of a living one; everything else is the real ``psutil.Process``."""
+
+    def __init__(self, process, children):
+        self._process, self._children = process, children
+
+    def children(self, recursive: bool = False):
+        return list(self._children)
+
+    def __getattr__(self, name: str):
+        return getattr(self._process, name)
+
+
+@pytest.mark.points(1)
+def test_memory_sampler_skips_a_child_that_exited_and_counts_the_rest():
+    """A child that vanished between listing and reading is skipped; the children after it still count."""
+    import psutil
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    vanished = psutil.Process(gone.pid)
+    gone.wait()  # reaped: reading its memory now raises NoSuchProcess
+    held = subprocess.Popen([sys.executable, "-c", HOLD])
+    try:
+        living = psutil.Process(held.pid)
+        deadline = time.monotonic() + 20
+        while living.memory_info().rss < 140 * 2**20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sampler = metrics.MemorySampler()
+        sampler.process = ChildrenListedBeforeOneExits(sampler.process, [vanished, living])
+        seen = sampler.sample() - sampler.process.memory_info().rss
+        assert seen >= 140 * 2**20, f"the living child counted {seen / 2**20:.0f} MiB, expected about 150"
+    finally:
+        held.kill()
+        held.wait()

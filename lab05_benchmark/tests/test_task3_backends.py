@@ -174,7 +174,7 @@ OPENAI_LINES = sse([
 ])
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_parse_stream_lines():
     """OpenAI completions / chat chunks (text, empty text, usage, [DONE], errors) and TGI's
     ``/generate_stream`` events, as the servers document them."""
@@ -187,6 +187,12 @@ def test_parse_stream_lines():
     role = backends.parse_stream_line("chat", 'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}')
     assert (role.text, role.tokens) == ("", 1)
     assert backends.parse_stream_line("chat", 'data: {"choices": [], "usage": {"completion_tokens": 4}}').tokens == 0
+    # vLLM's continuous_usage_stats: a chunk with text *and* usage counts both
+    both = backends.parse_stream_line("completions",
+                                      'data: {"choices": [{"text": "a"}], "usage": {"completion_tokens": 5}}')
+    assert (both.text, both.tokens, both.usage_tokens) == ("a", 1, 5)
+    plain = backends.parse_stream_line("completions", 'data: {"error": "overloaded"}')  # an error as a bare string
+    assert plain.error == "overloaded"
     for line in ("", ": keep-alive", "event: message"):
         assert backends.parse_stream_line("completions", line) is None
     error = backends.parse_stream_line("completions", 'data: {"error": {"message": "bad things", "code": 500}}')
@@ -200,6 +206,10 @@ def test_parse_stream_lines():
     assert (tgi[0].text, tgi[0].tokens, tgi[0].done) == (" a", 1, False)
     assert (tgi[1].tokens, tgi[1].done, tgi[1].usage_tokens) == (0, True, 2)
     assert backends.parse_stream_line("tgi", 'data:{"error": "overloaded", "error_type": "overloaded"}').error
+    # a reply of special tokens only: the last event's generated_text is "" (not null), and it ends the stream
+    last = backends.parse_stream_line("tgi", 'data:{"index": 1, "token": {"id": 2, "text": "</s>", "special": true}, '
+                                             '"generated_text": "", "details": null}')
+    assert (last.tokens, last.done) == (0, True)
     with pytest.raises(ValueError, match="api"):
         backends.parse_stream_line("grpc", "data: {}")
     with pytest.raises(ValueError, match="JSON"):
@@ -279,6 +289,29 @@ def test_http_backend_counts_server_errors_and_unreachable_urls():
     events = drive(backend, [request("u1")], seconds=30)
     backend.close()
     assert events["u1"][-1].finished and "cannot reach" in events["u1"][-1].error
+
+
+@pytest.mark.points(0.5)
+def test_http_backend_fails_a_stream_that_errors_or_stalls():
+    """An error event after a text chunk fails the request with the server's message (it did not
+    finish well); a stream that stalls longer than ``timeout_s`` fails as a timeout, not as an
+    unreachable server (httpx's timeouts are HTTP errors too)."""
+    text_chunk = {"id": "c", "object": "text_completion", "choices": [{"index": 0, "text": "Hi"}]}
+    broken = sse([text_chunk, {"error": {"message": "boom", "code": 500}}])
+    with streaming_server(broken, 0.0) as url:
+        backend = backends.HTTPBackend(url, api="completions", model="m", timeout_s=10)
+        try:
+            events = drive(backend, [request("s1", max_tokens=4)], seconds=30)["s1"]
+        finally:
+            backend.close()
+    assert events[-1].finished and events[-1].error and "boom" in events[-1].error, events
+    with streaming_server(DELAYED_LINES, 1.0) as url:  # the first chunk comes after 1 s
+        backend = backends.HTTPBackend(url, api="completions", model="m", timeout_s=0.2)
+        try:
+            events = drive(backend, [request("s2", max_tokens=7)], seconds=30)["s2"]
+        finally:
+            backend.close()
+    assert events[-1].finished and events[-1].error and "timed out" in events[-1].error, events
 
 
 @pytest.mark.points(1)

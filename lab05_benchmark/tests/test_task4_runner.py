@@ -50,7 +50,7 @@ def test_arrival_times_are_kept():
     assert len(results) == 4
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_a_turn_waits_for_the_turn_before():
     """``after``: turn 2 is sent only once turn 1 finished; other conversations go meanwhile."""
     backend = ScriptedBackend()
@@ -61,6 +61,22 @@ def test_a_turn_waits_for_the_turn_before():
     assert dict(backend.added)["c1t0"] < by_id["c0t0"].chunk_times_s[-1]
     with pytest.raises(ValueError, match="nope"):
         runner.run_once(ScriptedBackend(), [request("x", after="nope")])
+
+
+@pytest.mark.points(0.5)
+def test_arrivals_out_of_order_and_the_runs_wall_clock_duration():
+    """A request listed after one that is not due yet is still sent at its own arrival time (a
+    hand-written workload need not be sorted); the run's duration is its wall-clock time (vLLM's
+    ``benchmark_duration``), not the sum of the requests' latencies when they overlap."""
+    backend = ScriptedBackend()
+    results, _, _ = runner.run_once(backend, [request("late", 2, arrival_s=0.3), request("now", 2, arrival_s=0.0)])
+    sent = dict(backend.added)
+    assert sent["late"] - sent["now"] >= 0.25, "the request due at 0 waited for the one listed before it"
+    assert len(results) == 2
+    slow = ScriptedBackend(step_s=0.1)  # two requests of 5 tokens side by side: about 0.5 s of wall clock
+    results, duration, _ = runner.run_once(slow, [request("p", 5), request("q", 5)])
+    span = max(r.chunk_times_s[-1] for r in results) - min(r.start_s for r in results)
+    assert span - 1e-6 <= duration < span + 0.2 < sum(r.chunk_times_s[-1] - r.start_s for r in results)
 
 
 @pytest.mark.points(1.5)

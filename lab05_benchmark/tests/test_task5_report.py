@@ -80,17 +80,19 @@ def parse_table(text: str) -> list[list[str]]:
 @pytest.mark.points(3)
 def test_markdown_table_has_a_row_per_run():
     runs = [backend_run("vllm", [1234.5, 1300.0], concurrency=8), backend_run("vllm", [300.0], concurrency=1),
-            runner.BackendRun(backend="llama.cpp", status="skipped", reason="needs llama-cpp-python")]
+            runner.BackendRun(backend="llama.cpp", status="skipped", reason="needs llama-cpp-python | gguf")]
     rows = parse_table(report.markdown_table(bench_report(runs)))
     header, separator, body = rows[0], rows[1], rows[2:]
     assert header[0] == "backend" and header[1:] == [label for label, _, _ in report.FIGURES]
-    assert all(set(cell) <= set("-: ") for cell in separator)
+    # a Markdown table's delimiter row has one cell per header cell (GFM), or it is no table
+    assert len(separator) == len(header) and all(set(cell) <= set("-: ") and "-" in cell for cell in separator)
     assert [row[0] for row in body] == ["vllm @c8", "vllm @c1", "llama.cpp"]
     assert all(len(row) == len(header) for row in body)
     for row, run in zip(body[:2], runs):
         assert row[1:] == [report.format_value(report.figure(run, key)) for _, key, _ in report.FIGURES]
     assert body[0][1] == "1,267"
-    assert "skipped" in body[2][1] and "needs llama-cpp-python" in body[2][1]
+    # a '|' in a reason must not open a new cell: the row keeps the header's cells
+    assert "skipped" in body[2][1] and "needs llama-cpp-python" in body[2][1] and "gguf" in body[2][1]
 
 
 @pytest.mark.points(3)

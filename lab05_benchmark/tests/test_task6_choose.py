@@ -21,6 +21,8 @@ def test_beats_needs_the_margin_and_separated_runs():
     assert not choose.beats([105.0], [100.0], True, 0.10)
     assert choose.beats([105.0], [100.0], True, 0.02)
     assert not choose.beats([100.0], [120.0], True, 0.10)
+    # higher is better: the margin scales the loser's median: 111 > 100 * 1.1 = 110
+    assert choose.beats([111.0], [100.0], True, 0.10) and choose.beats([131.0], [100.0], True, 0.30)
     # lower is better (latency, memory)
     assert choose.beats([10.0], [12.0], False, 0.10)
     assert not choose.beats([12.0], [10.0], False, 0.10)
