@@ -89,6 +89,12 @@ def test_chat_workload_draws_inputs_then_outputs_from_one_rng(tokenizer):
     for r, n in zip(w.requests, inputs):
         assert n - 2 <= plain_len(tokenizer, r.prompt) <= n
     assert len(set(outputs)) > 3
+    # outputs clipped at max_output, not at max_input (here the smaller of the two)
+    short = workloads.chat_workload(tokenizer, 20, seed=9, input_median=16, output_median=10, sigma=0.7,
+                                    max_input=60, max_output=12)
+    rng = random.Random(9)
+    workloads.lognormal_lengths(20, 16, 0.7, 1, 60, rng)
+    assert [r.max_tokens for r in short.requests] == workloads.lognormal_lengths(20, 10, 0.7, 1, 12, rng)
 
 
 @pytest.mark.points(1)
@@ -204,6 +210,8 @@ def test_bad_arguments_name_themselves(tokenizer):
         workloads.poisson_arrivals(5, 0.0, rng)
     with pytest.raises(ValueError, match="rate"):
         workloads.poisson_arrivals(5, -2.0, rng)
+    with pytest.raises(ValueError, match="rate"):  # an infinite rate has no gaps to draw: no Poisson process
+        workloads.poisson_arrivals(5, math.inf, rng)
     with pytest.raises(ValueError, match="median"):
         workloads.lognormal_lengths(5, 0, 1.0, 1, 10, rng)
     with pytest.raises(ValueError, match="high"):
