@@ -7,6 +7,7 @@ shape, with the course's tokenizer unless the shape is about the tokenizer:
 
 - ``head_dim``: head_dim 32 where hidden / heads is 16, grouped-query attention (4 heads, 2 KV heads);
 - ``llama3_rope``: Llama 3.1's rope scaling (``rope_type`` llama3, factor 8, original context 64);
+- ``llama3_rope_head_dim``: the same with head_dim 32 where hidden / heads is 16;
 - ``linear_rope``: linear rope scaling (positions divided by 4);
 - ``llama3_tokenizer``: a byte-level BPE trained with Llama 3's pre-tokenizer (``Split`` regex,
   ``ignore_merges``), which llama.cpp calls ``llama-bpe``;
@@ -33,6 +34,10 @@ SHAPES: dict[str, dict[str, Any]] = {
     "llama3_rope": {"rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
                                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                         "original_max_position_embeddings": 64}},
+    "llama3_rope_head_dim": {"head_dim": 32,  # rope_freqs holds head_dim / 2 factors, not hidden / heads / 2
+                             "rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                 "original_max_position_embeddings": 64}},
     "linear_rope": {"rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}},
     "llama3_tokenizer": {},
     "sentencepiece_bpe": {},

@@ -39,7 +39,7 @@ def converted(model_dir, tmp_path_factory):
             for outtype in ("f32", "f16")}
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_tensor_names_match_gguf_tensor_map(model_dir):
     """gguf_tensor_name gives, for every tensor of the checkpoint, the name gguf's own tensor map
     (the table llama.cpp's converter uses) gives, also in blocks 10, 12 and 123 of a deeper model
@@ -174,10 +174,11 @@ def assert_logits_agree(got: np.ndarray, expected: np.ndarray, what: str, relati
 
 @pytest.mark.llama_cpp
 @pytest.mark.points(3)
-@pytest.mark.parametrize("shape", ["head_dim", "llama3_rope", "linear_rope"])
+@pytest.mark.parametrize("shape", ["head_dim", "llama3_rope", "llama3_rope_head_dim", "linear_rope"])
 def test_other_shapes_llama_cpp_logits_equal_transformers(llama_shape, shape, tmp_path):
     """llama.cpp loads your F32 file of a Llama whose head_dim (32) is not hidden / heads (16), of one
-    with Llama 3.1's rope scaling and of one with linear rope scaling, and its logits over 96 tokens
+    with Llama 3.1's rope scaling (also with head_dim 32: rope_freqs then holds 16 factors) and of one
+    with linear rope scaling, and its logits over 96 tokens
     agree with transformers' (the scaling matters from position 16 on)."""
     folder, model, tokenizer = llama_shape(shape)
     path = convert.convert(folder, tmp_path / f"{shape}.gguf", "f32")
@@ -294,3 +295,68 @@ def test_bad_input_is_a_clear_error(converted, tmp_path):
     with pytest.raises(convert.ConvertError, match="yarn"):
         convert.convert(yarn, tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
+
+
+def tokenizer_variant(model_dir, out):
+    """``model_dir`` copied to ``out`` (weights linked) with a tokenizer shaped unlike the fixture's: an added
+    token 'foo' that is not special and an eos '<|endoftext|>' only in added_tokens (in place of the BPE
+    vocabulary's last two tokens and their merges), bos_token written as an AddedToken dict in tokenizer_config.json
+    (no add_bos_token there), and a post-processor that appends eos and puts nothing first."""
+    out.mkdir()
+    for item in model_dir.iterdir():
+        if item.name not in ("tokenizer.json", "tokenizer_config.json"):
+            (out / item.name).symlink_to(item.resolve())
+    spec = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
+    pairs = [m.split(" ") if isinstance(m, str) else m for m in merges]
+    freed = sorted(vocab, key=vocab.get)[-2:]  # the last two ids (HF numbers added tokens after the vocabulary)
+    spec["model"]["merges"] = [m for m, pair in zip(merges, pairs, strict=True)
+                               if "".join(pair) not in freed and not set(pair) & set(freed)]
+    foo_id, eos_id = (vocab.pop(token) for token in freed)
+    for content, index, special in (("foo", foo_id, False), ("<|endoftext|>", eos_id, True)):
+        spec["added_tokens"].append({"id": index, "content": content, "single_word": False, "lstrip": False,
+                                     "rstrip": False, "normalized": False, "special": special})
+    spec["post_processor"] = {"type": "TemplateProcessing",
+                              "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                                         {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+                              "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                                       {"SpecialToken": {"id": "<|endoftext|>", "type_id": 1}}],
+                              "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [eos_id],
+                                                                   "tokens": ["<|endoftext|>"]}}}
+    (out / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    settings = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    settings.pop("add_bos_token", None)
+    settings["eos_token"] = "<|endoftext|>"
+    settings["bos_token"] = {"__type": "AddedToken", "content": "<s>", "lstrip": False, "normalized": False,
+                             "rstrip": False, "single_word": False, "special": True}
+    (out / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
+    return out, foo_id
+
+
+@pytest.mark.llama_cpp
+@pytest.mark.points(0.5)
+def test_another_tokenizer_shape_equals_llama_cpps_converter(model_dir, tmp_path):
+    """For a tokenizer unlike the fixture's (a non-special added token, eos only in added_tokens, bos_token as
+    an AddedToken dict, a post-processor that appends eos and puts no bos first) your file's tokenizer keys
+    equal what llama.cpp's convert_hf_to_gguf.py writes (the added token USER_DEFINED, eos's id present),
+    and llama.cpp puts bos first exactly when the HF tokenizer does (here: never)."""
+    from transformers import AutoTokenizer
+
+    require_llama_folder(model_dir)
+    folder, foo_id = tokenizer_variant(model_dir, tmp_path / "variant")
+    hf = AutoTokenizer.from_pretrained(folder)
+    assert hf.convert_tokens_to_ids("foo") == foo_id and hf.eos_token == "<|endoftext|>" and hf.bos_token == "<s>"
+    hf_ids = hf("Hello").input_ids
+    ours = gguf.GGUFReader(convert.convert(folder, tmp_path / "variant.gguf", "f32"))
+    reference = gguf.GGUFReader(reference_gguf(folder, "f32"))
+    for key, field in reference.fields.items():
+        if key.startswith("tokenizer.") and key not in PROVENANCE and key != "tokenizer.ggml.add_eos_token":
+            assert key in ours.fields, f"key {key!r} is missing (llama.cpp writes {field.contents()!r:.80})"
+            assert ours.fields[key].contents() == field.contents(), f"{key!r} differs"
+    assert ours.fields["tokenizer.ggml.token_type"].contents()[foo_id] == int(gguf.TokenType.USER_DEFINED)
+    llm = load_llama(tmp_path / "variant.gguf", vocab_only=True)
+    try:
+        adds_bos = llm.tokenize(b"Hello", add_bos=True)[:1] == [hf.bos_token_id]
+    finally:
+        llm.close()
+    assert adds_bos == (hf_ids[:1] == [hf.bos_token_id]) == False  # noqa: E712 (the HF oracle itself puts no bos)
