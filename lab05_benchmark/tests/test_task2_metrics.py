@@ -77,6 +77,8 @@ def test_summary_on_recorded_times():
     assert itl.percentiles_ms["90"] == pytest.approx(280)
     assert s.latency["e2el"].mean_ms == pytest.approx(750)
     assert s.request_goodput == pytest.approx(0.5)  # only b has TTFT <= 450 ms
+    # a target is met when the figure is at most the target (vLLM: slo >= value): a's TTFT is exactly 500 ms
+    assert metrics.summarize(recorded_run(), 2.0, goodput_ms={"ttft": 500}).request_goodput == pytest.approx(1.0)
     both = metrics.summarize(recorded_run(), 2.0, goodput_ms={"ttft": 600, "tpot": 100})
     assert both.request_goodput == pytest.approx(0.5)  # a misses TPOT; b's TPOT counts as 0
     assert metrics.summarize(recorded_run(), 2.0).request_goodput is None
