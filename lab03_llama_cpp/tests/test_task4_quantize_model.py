@@ -42,7 +42,7 @@ def test_tensor_type_keeps_vectors_in_full_precision():
     """tensor_type keeps every 1-D tensor F32 whatever its name (llama.cpp's quantizer quantizes only
     tensors of 2 or more dimensions: norms, biases, rope_freqs) and quantizes a matrix exactly when
     the gguf package's quantizer can, which is when its rows (the last NumPy axis, ggml's ne0)
-    are whole blocks, whatever the number of rows."""
+    are whole blocks, whatever the number of rows and of dimensions (3-D expert tensors included)."""
     assert quantize_model.tensor_type("blk.0.attn_norm.weight", (256,), "Q4_0") == "F32"
     assert quantize_model.tensor_type("output_norm.weight", (4096,), "Q8_0") == "F32"
     for name in ("rope_freqs.weight", "blk.0.attn_q.bias", "blk.1.ffn_down.bias"):
@@ -51,7 +51,7 @@ def test_tensor_type_keeps_vectors_in_full_precision():
     assert quantize_model.tensor_type("blk.3.ffn_up.weight", (512, 256), "Q4_0") == "Q4_0"
     assert quantize_model.tensor_type("token_embd.weight", (512, 256), "Q8_0") == "Q8_0"
     assert quantize_model.tensor_type("blk.0.attn_q.weight", (8, 48), "Q8_0") == "F32"  # 48 is not whole blocks
-    for shape in ((48, 64), (64, 48), (16, 64), (64, 16), (3, 96), (96, 40)):
+    for shape in ((48, 64), (64, 48), (16, 64), (64, 16), (3, 96), (96, 40), (4, 64, 64), (2, 64, 48)):
         for type_name in ("Q8_0", "Q4_0"):
             try:
                 gguf.quantize(np.zeros(shape, dtype=np.float32), gguf.GGMLQuantizationType[type_name])
@@ -81,7 +81,7 @@ def test_q8_0_file_equals_llama_cpps(files, llama_cpp_files):
 
 
 @pytest.mark.llama_cpp
-@pytest.mark.points(3)
+@pytest.mark.points(2.5)
 def test_q4_0_file_against_llama_cpps(files, llama_cpp_files, f32_file):
     """In Q4_0, llama.cpp keeps the same tensors in F32 as you do; every tensor it writes as Q4_0 has
     your bytes; it gives the output projection more bits (Q6_K) than you, so your file is a little
@@ -141,3 +141,33 @@ def test_bad_input_is_a_clear_error(files, f32_file, tmp_path):
     text.write_text("not a model")
     with pytest.raises(ValueError, match="GGUF"):
         quantize_model.quantize_file(text, tmp_path / "out.gguf", "Q8_0")
+
+
+@pytest.mark.points(0.5)
+def test_tensors_of_other_shapes_are_quantized_by_their_numpy_shape(tmp_path):
+    """A file whose matrices are not square nor whole blocks both ways (NumPy shapes (33, 64), (64, 48) and a
+    3-D (2, 32, 64)): each tensor is written as the gguf package's quantizer can write it (its rows, the last
+    NumPy axis, whole blocks) with gguf.quantize's bytes, F32 otherwise, and the returned types say so."""
+    rng = np.random.default_rng(4)
+    shapes = {"blk.0.ffn_up.weight": (33, 64), "blk.0.ffn_down.weight": (64, 48),
+              "blk.0.ffn_gate_exps.weight": (2, 32, 64)}
+    values = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+    src = tmp_path / "shapes.gguf"
+    writer = gguf.GGUFWriter(src, arch="llama")
+    for name, array in values.items():
+        writer.add_tensor(name, array)
+    # leak-check: allowed, gguf.GGUFWriter's own protocol, used to write the test's source file
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    written = quantize_model.quantize_file(src, tmp_path / "q8.gguf", "Q8_0")
+    ours = {t.name: t for t in gguf.GGUFReader(tmp_path / "q8.gguf").tensors}
+    for name, array in values.items():
+        try:
+            expected_bytes, expected = gguf.quantize(array, gguf.GGMLQuantizationType.Q8_0), "Q8_0"
+        except gguf.QuantError:
+            expected_bytes, expected = array, "F32"
+        assert written[name] == expected and ours[name].tensor_type.name == expected, (name, written[name])
+        assert np.array_equal(np.asarray(ours[name].data).view(np.uint8).reshape(-1),
+                              expected_bytes.view(np.uint8).reshape(-1)), name
