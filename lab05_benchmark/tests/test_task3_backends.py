@@ -320,6 +320,7 @@ def test_llama_cpp_backend_matches_transformers(gguf_path, model, tokenizer):
     """llama.cpp on the F32 GGUF: exactly max_tokens tokens, one per step, equal to transformers'
     greedy tokens for the first 6 (F32 logits agree to about 1e-3)."""
     backend = backends.LlamaCppBackend(gguf_path, name="llama.cpp:F32", n_threads=2)
+    backend.llm = slow = SlowLlama(backend.llm)
     try:
         events = drive(backend, [request("l0", 6, PROMPTS[0]), request("l1", 6, PROMPTS[1])])
     finally:
@@ -328,6 +329,27 @@ def test_llama_cpp_backend_matches_transformers(gguf_path, model, tokenizer):
         got = [t for e in events[rid] for t in e.token_ids]
         assert got == hf_greedy_forced(model, tokenizer, prompt, 6)
     assert events["l1"][0].time_s > events["l0"][-1].time_s, "one request at a time"
+    # a token's event is stamped once llama.cpp has produced it, not when the step began
+    stamps = [e.time_s for rid in ("l0", "l1") for e in events[rid]]
+    assert len(slow.produced_at) >= 12
+    assert all(stamp >= made for stamp, made in zip(stamps, slow.produced_at)), "stamped before the token existed"
+
+
+class SlowLlama:
+    """llama-cpp-python's ``Llama`` whose ``generate`` takes 30 ms longer per token (a slower
+    machine) and notes when it hands each token over; everything else is the real ``Llama``."""
+
+    def __init__(self, llm):
+        self._llm, self.produced_at = llm, []
+
+    def generate(self, *args, **kwargs):
+        for token in self._llm.generate(*args, **kwargs):
+            time.sleep(0.03)
+            self.produced_at.append(time.perf_counter())
+            yield token
+
+    def __getattr__(self, name: str):
+        return getattr(self._llm, name)
 
 
 @pytest.mark.scaffold
