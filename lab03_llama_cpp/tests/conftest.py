@@ -9,6 +9,7 @@ shape, with the course's tokenizer unless the shape is about the tokenizer:
 - ``llama3_rope``: Llama 3.1's rope scaling (``rope_type`` llama3, factor 8, original context 64);
 - ``llama3_rope_head_dim``: the same with head_dim 32 where hidden / heads is 16;
 - ``linear_rope``: linear rope scaling (positions divided by 4);
+- ``padded_vocab``: vocab_size 520, 8 ids past the tokenizer's tokens;
 - ``llama3_tokenizer``: a byte-level BPE trained with Llama 3's pre-tokenizer (``Split`` regex,
   ``ignore_merges``), which llama.cpp calls ``llama-bpe``;
 - ``sentencepiece_bpe``: a SentencePiece-style BPE (byte fallback, a normalizer), as Llama 2's.
@@ -39,6 +40,7 @@ SHAPES: dict[str, dict[str, Any]] = {
                                                  "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                  "original_max_position_embeddings": 64}},
     "linear_rope": {"rope_parameters": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}},
+    "padded_vocab": {"vocab_size": 520},  # 8 embedding rows past the tokenizer's 512 tokens
     "llama3_tokenizer": {},
     "sentencepiece_bpe": {},
 }

@@ -335,11 +335,12 @@ def tokenizer_variant(model_dir, out):
 
 @pytest.mark.llama_cpp
 @pytest.mark.points(0.5)
-def test_another_tokenizer_shape_equals_llama_cpps_converter(model_dir, tmp_path):
+def test_another_tokenizer_shape_equals_llama_cpps_converter(model_dir, llama_shape, tmp_path):
     """For a tokenizer unlike the fixture's (a non-special added token, eos only in added_tokens, bos_token as
     an AddedToken dict, a post-processor that appends eos and puts no bos first) your file's tokenizer keys
     equal what llama.cpp's convert_hf_to_gguf.py writes (the added token USER_DEFINED, eos's id present),
-    and llama.cpp puts bos first exactly when the HF tokenizer does (here: never)."""
+    and llama.cpp puts bos first exactly when the HF tokenizer does (here: never); a config whose vocab_size
+    passes the tokenizer's tokens gets the same padding tokens and types as llama.cpp's converter writes."""
     from transformers import AutoTokenizer
 
     require_llama_folder(model_dir)
@@ -360,3 +361,8 @@ def test_another_tokenizer_shape_equals_llama_cpps_converter(model_dir, tmp_path
     finally:
         llm.close()
     assert adds_bos == (hf_ids[:1] == [hf.bos_token_id]) == False  # noqa: E712 (the HF oracle itself puts no bos)
+    folder = llama_shape("padded_vocab")[0]  # ids past the tokenizer's tokens: llama.cpp writes [PAD<id>], UNUSED
+    ours = gguf.GGUFReader(convert.convert(folder, tmp_path / "padded.gguf", "f32"))
+    reference = gguf.GGUFReader(reference_gguf(folder, "f32"))
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+        assert ours.fields[key].contents() == reference.fields[key].contents(), f"padded vocabulary: {key!r} differs"
