@@ -181,7 +181,7 @@ def render_go_template(template: str, messages: list[dict[str, str]]) -> str:
     return before + rendered + after
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_modelfile_matches_the_gguf(f32_file, tokenizer):
     """The Modelfile says FROM the absolute path, stops at the GGUF's eos text, takes num_ctx from
     its metadata, and its TEMPLATE renders conversations exactly as the GGUF's chat template does
@@ -208,3 +208,22 @@ def test_modelfile_matches_the_gguf(f32_file, tokenizer):
     for messages in conversations:
         expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         assert added_bos + render_go_template(template.group(1), messages) == expected
+
+
+@pytest.mark.points(0.5)
+def test_go_template_refuses_or_renders_as_jinja():
+    """A chat template that formats the first message unlike the others (``loop.first``) cannot be one
+    ``range`` body: go_template either refuses it (a ValueError) or its TEMPLATE renders conversations
+    exactly as jinja2 renders the chat template."""
+    import jinja2
+
+    chat_template = ("{% for m in messages %}{% if loop.first %}[FIRST]{% endif %}{{ m.role }}: {{ m.content }}\n"
+                     "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}")
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "Bye"}]
+    expected = jinja2.Environment().from_string(chat_template).render(messages=messages, add_generation_prompt=True)
+    try:
+        template = serve.go_template(chat_template, "<s>", "</s>")
+    except ValueError:
+        return
+    assert render_go_template(template, messages) == expected
