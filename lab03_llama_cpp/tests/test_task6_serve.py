@@ -182,9 +182,9 @@ def render_go_template(template: str, messages: list[dict[str, str]]) -> str:
 
 
 @pytest.mark.points(1.5)
-def test_modelfile_matches_the_gguf(f32_file, tokenizer):
-    """The Modelfile says FROM the absolute path, stops at the GGUF's eos text, takes num_ctx from
-    its metadata, and its TEMPLATE renders conversations exactly as the GGUF's chat template does
+def test_modelfile_matches_the_gguf(f32_file, tokenizer, monkeypatch):
+    """The Modelfile says FROM the absolute path (also when given a relative one), stops at the GGUF's
+    eos text, takes num_ctx from its metadata, and its TEMPLATE renders conversations exactly as the GGUF's chat template does
     (the runtime adds bos itself when tokenizer.ggml.add_bos_token says so)."""
     if not tokenizer.chat_template:
         pytest.skip("the model has no chat template")
@@ -195,6 +195,8 @@ def test_modelfile_matches_the_gguf(f32_file, tokenizer):
     eos = tokens[fields["tokenizer.ggml.eos_token_id"].contents()]
     bos = tokens[fields["tokenizer.ggml.bos_token_id"].contents()]
     assert text.splitlines()[0] == f"FROM {f32_file.resolve()}"
+    monkeypatch.chdir(f32_file.parent)  # a relative path: Ollama resolves it against the Modelfile's folder
+    assert serve.modelfile(f32_file.name).splitlines()[0] == f"FROM {f32_file.resolve()}"
     assert f'PARAMETER stop "{eos}"' in text.splitlines()
     assert f"PARAMETER num_ctx {fields['llama.context_length'].contents()}" in text.splitlines()
     template = re.search(r'(?s)TEMPLATE """(.*?)"""', text)
