@@ -184,7 +184,8 @@ def render_go_template(template: str, messages: list[dict[str, str]]) -> str:
 @pytest.mark.points(1.5)
 def test_modelfile_matches_the_gguf(f32_file, tokenizer, monkeypatch):
     """The Modelfile says FROM the absolute path (also when given a relative one), stops at the GGUF's
-    eos text, takes num_ctx from its metadata, and its TEMPLATE renders conversations exactly as the GGUF's chat template does
+    eos text, takes num_ctx from its metadata, and its TEMPLATE renders conversations exactly as the
+    GGUF's chat template does
     (the runtime adds bos itself when tokenizer.ggml.add_bos_token says so)."""
     if not tokenizer.chat_template:
         pytest.skip("the model has no chat template")
