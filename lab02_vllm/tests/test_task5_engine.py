@@ -97,6 +97,7 @@ def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, mo
     early = text[:3]  # found at once, but not before min_tokens outputs
     late_stop = llm.generate([ids], greedy(max_tokens=60, stop=early, min_tokens=len(free) - 2))[0].outputs[0]
     assert len(late_stop.token_ids) >= len(free) - 2 and late_stop.token_ids == free[:len(late_stop.token_ids)]
+    assert late_stop.text.startswith(early), "only the text added since the last step is searched (as vLLM)"
     minimum = len(free) + 3
     late = llm.generate([ids], greedy(max_tokens=minimum + 10, min_tokens=minimum))[0].outputs[0]
     expected = hf_greedy(model, ids, minimum + 10, min_new_tokens=minimum)
