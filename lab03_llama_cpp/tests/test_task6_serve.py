@@ -182,11 +182,11 @@ def render_go_template(template: str, messages: list[dict[str, str]]) -> str:
 
 
 @pytest.mark.points(1.5)
-def test_modelfile_matches_the_gguf(f32_file, tokenizer, monkeypatch):
+def test_modelfile_matches_the_gguf(f32_file, tokenizer, monkeypatch, tmp_path):
     """The Modelfile says FROM the absolute path (also when given a relative one), stops at the GGUF's
     eos text, takes num_ctx from its metadata, and its TEMPLATE renders conversations exactly as the
-    GGUF's chat template does
-    (the runtime adds bos itself when tokenizer.ggml.add_bos_token says so)."""
+    GGUF's chat template does (the runtime adds bos itself when tokenizer.ggml.add_bos_token says so;
+    in a copy of the metadata where it is False, the TEMPLATE must write bos itself)."""
     if not tokenizer.chat_template:
         pytest.skip("the model has no chat template")
     text = serve.modelfile(f32_file)
@@ -211,6 +211,24 @@ def test_modelfile_matches_the_gguf(f32_file, tokenizer, monkeypatch):
     for messages in conversations:
         expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         assert added_bos + render_go_template(template.group(1), messages) == expected
+    no_bos = tmp_path / "no_bos.gguf"  # the same metadata (no tensors) with add_bos_token False
+    writer = gguf.GGUFWriter(no_bos, arch=fields["general.architecture"].contents())
+    for name, field in fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        value_type = gguf.GGUFValueType(field.types[0])
+        sub_type = gguf.GGUFValueType(field.types[-1]) if value_type == gguf.GGUFValueType.ARRAY else None
+        value = False if name == "tokenizer.ggml.add_bos_token" else field.contents()
+        writer.add_key_value(name, value, value_type, sub_type=sub_type)
+    # leak-check: allowed, gguf.GGUFWriter's own protocol, used to write the test's metadata copy
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    template = re.search(r'(?s)TEMPLATE """(.*?)"""', serve.modelfile(no_bos))
+    for messages in conversations:
+        expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        assert render_go_template(template.group(1), messages) == expected, "add_bos_token False: bos left out"
 
 
 @pytest.mark.points(0.5)
