@@ -171,6 +171,8 @@ def test_with_arrivals_sets_the_load_without_changing_its_input(tokenizer):
     assert all(r.arrival_s is None for r in closed.requests)
     assert [r.arrival_s for r in workloads.with_arrivals(w, rate=3.0).requests] == \
         workloads.poisson_arrivals(30, 3.0, random.Random(w.seed))
+    assert [r.arrival_s for r in workloads.with_arrivals(w, rate=3.0, seed=0).requests] == \
+        workloads.poisson_arrivals(30, 3.0, random.Random(0))  # seed 0 is a seed, not "none given"
     with pytest.raises(ValueError, match=r"concurrency|rate"):
         workloads.with_arrivals(w)
     with pytest.raises(ValueError, match=r"concurrency|rate"):
@@ -191,6 +193,10 @@ def test_jsonl_round_trip_and_errors_name_the_line(tokenizer, tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_text("\n".join([lines[0], lines[1], "{not json", *lines[3:]]) + "\n")
     with pytest.raises(workloads.WorkloadError, match="line 3"):
+        workloads.load_jsonl(broken)
+    # a blank line is skipped but still counted: the error names the line as an editor numbers it
+    broken.write_text("\n".join([lines[0], "", lines[1], "{not json", *lines[3:]]) + "\n")
+    with pytest.raises(workloads.WorkloadError, match="line 4"):
         workloads.load_jsonl(broken)
     bad = json.loads(lines[2]) | {"max_tokens": 0}
     broken.write_text("\n".join([lines[0], lines[1], json.dumps(bad), *lines[3:]]) + "\n")
