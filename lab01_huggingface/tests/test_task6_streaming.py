@@ -77,7 +77,7 @@ def test_any_text_streams_back_exactly(any_tokenizer, text):
     assert all("\ufffd" not in delta for delta in deltas[:-1])
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2.5)
 def test_stream_generate_equals_text_iterator_streamer(model, tokenizer):
     """stream_generate's chunks join to what transformers' TextIteratorStreamer streams, with
     non-decreasing timestamps."""
@@ -97,7 +97,7 @@ def test_stream_generate_equals_text_iterator_streamer(model, tokenizer):
     assert all(c.text for c in chunks), "empty chunks should not be yielded"
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.parametrize("text", ["a\n👋", "ok\n\n🍕 done", "line one\nnaïve 東京"])
 def test_a_stream_cut_anywhere_after_a_newline(any_tokenizer, text):
     """Stopped after any number of tokens, the deltas and the flush join to ``decode`` of exactly

@@ -55,7 +55,7 @@ def test_bad_timestamps_are_refused():
     assert same.ttft_s == 0.0 and same.itl_s == [0.0, 2.0] and same.tpot_s == pytest.approx(1.0)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_peak_memory_on_the_cpu_is_the_processes_peak():
     """On a CPU, the peak is at least what psutil sees the process holding now, and below total RAM."""
     peak = measure.peak_memory_bytes("cpu")
@@ -78,7 +78,7 @@ def test_measure_generation_reports_a_consistent_run(model, tokenizer):
     assert GenerationMetrics.model_validate_json(m.model_dump_json()) == m
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.gpu
 def test_peak_memory_on_a_gpu_covers_the_weights(model_dir, tokenizer):
     """On a CUDA GPU the peak allocated memory is at least the weights' size."""
@@ -91,7 +91,7 @@ def test_peak_memory_on_a_gpu_covers_the_weights(model_dir, tokenizer):
     assert m.peak_memory_bytes >= gpu_model.get_memory_footprint()
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the kernel's /proc/self/status (Linux)")
 def test_peak_memory_on_the_cpu_is_the_kernels_high_water_mark():
     """Grown past any earlier peak, the process's peak is the kernel's own high-water mark of its
@@ -115,7 +115,7 @@ def test_peak_memory_on_the_cpu_is_the_kernels_high_water_mark():
     assert peak == pytest.approx(expected, rel=0.005), "the kernel's VmHWM (KiB, 1024 bytes each)"
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.gpu
 def test_peak_memory_on_a_numbered_gpu_is_the_allocators_peak():
     """A device named with its index ("cuda:0", what str(model.device) gives) is a CUDA device too:

@@ -18,7 +18,7 @@ def owners(bm, seqs):
     return count
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 @pytest.mark.parametrize("length", [1, 15, 16, 17, 48])
 def test_allocate_takes_ceil_len_over_block_size_distinct_blocks(length):
     """A prompt of n tokens gets ceil(n / 16) distinct blocks; free gives every one back."""
@@ -37,7 +37,7 @@ def test_allocate_takes_ceil_len_over_block_size_distinct_blocks(length):
     assert all(b.ref_count == 0 for b in bm.blocks)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_append_slot_adds_a_block_exactly_when_the_table_is_full():
     """Decoding token by token: a new block when token 17 (33, ...) arrives, never before."""
     bm = block_manager.BlockManager(num_blocks=8, block_size=16)
@@ -87,7 +87,7 @@ def test_can_allocate_and_can_append_respect_the_pool_and_the_watermark():
     assert not full.can_append(child), "token 7 fits in the last block, but it is shared: copying it needs a free block"
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_fork_shares_blocks_and_copy_on_write_copies_the_shared_last_block():
     """fork raises every reference count; appending into a shared last block copies it first."""
     bm = block_manager.BlockManager(num_blocks=8, block_size=4)
@@ -117,7 +117,7 @@ def test_fork_shares_blocks_and_copy_on_write_copies_the_shared_last_block():
 @given(block_size=st.sampled_from([1, 2, 4, 16]),
        ops=st.lists(st.tuples(st.sampled_from(["new", "append", "fork", "free"]),
                               st.integers(0, 10**6), st.integers(1, 40)), min_size=1, max_size=60))
-@pytest.mark.points(1.5)
+@pytest.mark.points(1)
 def test_random_operations_keep_the_pool_consistent(block_size, ops):
     """Hypothesis: after any allocate / append / fork / free sequence, each block's reference
     count equals the number of tables holding it, free blocks are held by none, every table has

@@ -123,7 +123,7 @@ def test_preemption_takes_the_newest_and_puts_it_first_in_line():
 @given(requests=st.lists(st.tuples(st.integers(1, 30), st.integers(1, 30)), min_size=1, max_size=12),
        num_blocks=st.integers(15, 40), block_size=st.sampled_from([1, 4, 16]),
        max_num_seqs=st.integers(1, 8), watermark=st.sampled_from([0.0, 0.05]))
-@pytest.mark.points(2.5)
+@pytest.mark.points(2)
 def test_every_request_finishes_with_exactly_its_tokens_whatever_the_pool(requests, num_blocks, block_size,
                                                                          max_num_seqs, watermark):
     """Hypothesis: random prompts and output lengths, pools from tight to roomy: the pool is never

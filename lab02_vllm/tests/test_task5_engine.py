@@ -41,7 +41,7 @@ def hf_outputs(model, prompts32):
     return [hf_greedy(model, ids, MAX_TOKENS) for ids in prompts32]
 
 
-@pytest.mark.points(2.5)
+@pytest.mark.points(2)
 def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompts32, hf_outputs, tokenizer):
     """32 prompts of 2-60 tokens in one generate call: token for token transformers' greedy
     generate (eos included), finish reason "stop" after eos and "length" after max_tokens."""
@@ -55,7 +55,7 @@ def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompt
         assert completion.text == tokenizer.decode(expected, skip_special_tokens=True)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_dir, device, prompts32, hf_outputs):
     """With a pool holding a fraction of the peak need, sequences are preempted and recomputed,
     and every output is still transformers' token for token."""
@@ -68,7 +68,7 @@ def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_di
     assert stats.kv_cache_usage == 0.0 and stats.num_running == 0 and stats.num_waiting == 0
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, model, tokenizer):
     """eos ends with "stop" (unless ignore_eos); a stop token id ends right after it; a stop
     string cuts the text before it; min_tokens suppresses eos like transformers' min_new_tokens."""
@@ -173,7 +173,7 @@ def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(t
     assert (seen - target).abs().max() < 0.05, f"frequencies {seen.tolist()} vs transformers' {target.tolist()}"
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_step_streams_incremental_outputs_and_abort_frees_blocks_at_once(llm, tokenizer):
     """add_request / step(): each step returns the requests that got a token, with the text so
     far; a finished request appears once; abort frees its blocks at once. generate() with a bad

@@ -46,7 +46,7 @@ def test_the_cache_maps_hashes_to_blocks_and_evicts_least_recently_used_first():
     assert len(cache) == 0
 
 
-@pytest.mark.points(1.5)
+@pytest.mark.points(1)
 def test_the_block_manager_reuses_the_longest_cached_prefix():
     """A second sequence sharing 2 full blocks reuses them (computed tokens = 32); the block of
     the last token is never taken from the cache; freed blocks stay reusable until evicted."""
@@ -84,7 +84,7 @@ def test_the_block_manager_reuses_the_longest_cached_prefix():
     assert fresh.num_computed_tokens == 0
 
 
-@pytest.mark.points(1.5)
+@pytest.mark.points(1)
 def test_engine_outputs_are_identical_with_and_without_prefix_caching(model_dir, device, model, tokenizer):
     """A shared 70-token system prompt before 12 different questions: the same greedy tokens as
     without caching and as transformers, with most prefill tokens saved and a hit rate reported."""

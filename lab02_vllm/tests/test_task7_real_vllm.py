@@ -8,7 +8,7 @@ from .helpers import engine, load_hf, mixed_prompts, model_runner, write_random_
 pytestmark = pytest.mark.task(7)
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_bytes_per_block_equal_what_transformers_cache_holds(model_dir, model, tokenizer):
     """transformers' own KV cache after 16 tokens holds exactly one 16-token block's bytes;
     bfloat16 halves it; the number of blocks is the budget's whole quotient."""
