@@ -155,14 +155,14 @@ def test_each_step_uses_the_gradient_of_its_own_loss(model_dir, tokenizer, examp
     model = fresh(model_dir)
     batch = finetune.collate([finetune.build_example(tokenizer, e["prompt"], e["response"]) for e in examples[:2]],
                              tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    learned = [p for p in model.parameters() if p.requires_grad]  # what the optimizer steps
     mismatches: list[str] = []
     steps_seen = []
 
     def check_gradients(optimizer, args, kwargs) -> None:
         steps_seen.append(len(steps_seen))
-        expected = torch.autograd.grad(model(**batch).loss, trainable)
-        for index, (parameter, gradient) in enumerate(zip(trainable, expected, strict=True)):
+        expected = torch.autograd.grad(model(**batch).loss, learned)
+        for index, (parameter, gradient) in enumerate(zip(learned, expected, strict=True)):
             if parameter.grad is None or not torch.allclose(parameter.grad, gradient, rtol=1e-3, atol=1e-6):
                 mismatches.append(f"step {len(steps_seen) - 1}, parameter {index}")
 
