@@ -61,7 +61,23 @@ def accept_or_resample(target_probs: torch.Tensor, draft_probs: torch.Tensor, gu
         Its length minus one is the number of accepted guesses. Each position of it is distributed
         exactly as the target's own sample would be.
     """
-    # BEGIN SOLUTION task 7: for each guess x at row i draw r uniform in [0, 1); accept while r * q_i(x) < p_i(x) (that is r < min(1, p/q)); at the first rejection draw from max(0, p_i - q_i) renormalized (from p_i if nothing is left) and stop; if all are accepted draw a bonus from the last row of p (torch.multinomial with the generator).
+    # BEGIN SOLUTION task 7: keep a prefix of the guesses and add one token so that every kept position is distributed exactly as the target's own sample (README task 7; Leviathan et al. 2023 §2.3 and A.1; Chen et al. 2023 algorithm 2).
+    # HINT task 7 level 1: the invariant is the target's distribution: whatever the draft proposes, each
+    #   token this round keeps must be distributed as if the target had drawn it itself. Accepting a guess is a
+    #   random decision whose probability depends on how p and q compare at that guess; the token after the
+    #   accepted prefix is drawn from a distribution built so that the two cases together add up to p.
+    #   Reading: Leviathan et al. 2023 §2.3 and the proof in appendix A.1, Chen et al. 2023 algorithm 2, and
+    #   transformers' _speculative_sampling in generation/utils.py.
+    # HINT task 7 level 2: decide the guesses in order and stop at the first rejection: nothing after it
+    #   may be kept. Rows: target_probs has one more row than guesses (the bonus row); guesses may be empty,
+    #   then only the bonus is drawn. The rejection distribution can be all zeros when p equals q up to
+    #   rounding (a rejection then had probability 0): fall back to the target's row rather than divide by
+    #   zero. Every random draw (the acceptance test and each token drawn) uses the generator, on the
+    #   probabilities' device, so a fixed seed reproduces the round.
+    # HINT task 7 level 3: for index, guess: draw a uniform r with the generator; accept when r times the
+    #   draft's probability of the guess is below the target's probability of it; otherwise draw one token
+    #   from the positive part of (target row minus draft row), renormalized, and return the accepted guesses
+    #   plus it. After the loop, draw the bonus from the last target row and return all guesses plus it.
     for index, guess in enumerate(guesses):
         p, q = target_probs[index, guess], draft_probs[index, guess]
         r = torch.rand((), generator=generator, device=target_probs.device)
@@ -116,7 +132,25 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
     Raises:
         ValueError: empty ``prompt_ids``, ``max_new_tokens`` < 1, ``k`` < 1 or ``temperature`` < 0.
     """
-    # BEGIN SOLUTION task 7: each round: the draft proposes k tokens one by one (argmax, or a draw from softmax(logits / temperature) whose distribution you keep); the target runs once on the tokens it has not cached plus the k guesses; greedy: keep the guesses up to the first disagreement, then the target's own token; sampled: accept_or_resample decides; cut both caches back to the kept tokens with _keep_first.
+    # BEGIN SOLUTION task 7: generate with a draft that guesses and a target that checks all its guesses in one pass, keeping both KV caches in step with the kept tokens (README task 7; Leviathan et al. 2023 §2; transformers' assisted generation).
+    # HINT task 7 level 1: a round keeps between 1 and k + 1 tokens for one target pass. What must hold:
+    #   greedy output equals target.generate(do_sample=False)'s; sampled output follows the target's own
+    #   sampling at the temperature (accept_or_resample decides); the counters are exact (one target pass a
+    #   round, one draft pass a proposed token). Reading: README task 7, Leviathan et al. 2023 §2, and
+    #   transformers' assisted generation (candidate_generator.py) for how it trims caches.
+    # HINT task 7 level 2: check the arguments first (shared.validation). Near max_new_tokens propose fewer
+    #   guesses: a round always adds one token of its own after the accepted ones, so never propose more than
+    #   can still be kept. Each cache must hold exactly the tokens it has seen and that were kept: the
+    #   target's logits at the position before the first guess predict the first guess, so feed it what it has
+    #   not cached plus all guesses and read len(guesses) + 1 rows. Sampled mode keeps each draft distribution
+    #   it drew from ((guesses, vocab) for the rule). Stop as soon as a kept token is an eos id or the budget
+    #   is reached, even in the middle of a round's tokens.
+    # HINT task 7 level 3: each round: the draft feeds its uncached tokens, then one guess at a time (argmax,
+    #   or multinomial of softmax(logits / temperature) with the generator); the target runs once on its
+    #   uncached tokens + guesses; greedy: count the leading guesses equal to the target's argmax at the same
+    #   row and add the target's argmax after them; sampled: softmax the target's rows and call
+    #   accept_or_resample; cut the target cache to the old length + accepted and the draft cache to what it
+    #   fed that is still kept (_keep_first); append the new tokens one by one, checking the stop rules.
     check_not_empty("prompt_ids", prompt_ids)
     check_at_least("max_new_tokens", max_new_tokens, 1)
     check_at_least("k", k, 1)

@@ -63,7 +63,7 @@ def accept_or_resample(target_probs: torch.Tensor, draft_probs: torch.Tensor, gu
         Its length minus one is the number of accepted guesses. Each position of it is distributed
         exactly as the target's own sample would be.
     """
-    # TODO(lab01 task 7): for each guess x at row i draw r uniform in [0, 1); accept while r * q_i(x) < p_i(x) (that is r < min(1, p/q)); at the first rejection draw from max(0, p_i - q_i) renormalized (from p_i if nothing is left) and stop; if all are accepted draw a bonus from the last row of p (torch.multinomial with the generator).
+    # TODO(lab01 task 7): keep a prefix of the guesses and add one token so that every kept position is distributed exactly as the target's own sample (README task 7; Leviathan et al. 2023 §2.3 and A.1; Chen et al. 2023 algorithm 2).
     raise NotImplementedError("lab01 task 7: accept_or_resample is not written yet (see lab01_huggingface/README.md, task 7)")
 
 
@@ -106,5 +106,5 @@ def speculative_generate(target: PreTrainedModel, draft: PreTrainedModel, prompt
     Raises:
         ValueError: empty ``prompt_ids``, ``max_new_tokens`` < 1, ``k`` < 1 or ``temperature`` < 0.
     """
-    # TODO(lab01 task 7): each round: the draft proposes k tokens one by one (argmax, or a draw from softmax(logits / temperature) whose distribution you keep); the target runs once on the tokens it has not cached plus the k guesses; greedy: keep the guesses up to the first disagreement, then the target's own token; sampled: accept_or_resample decides; cut both caches back to the kept tokens with _keep_first.
+    # TODO(lab01 task 7): generate with a draft that guesses and a target that checks all its guesses in one pass, keeping both KV caches in step with the kept tokens (README task 7; Leviathan et al. 2023 §2; transformers' assisted generation).
     raise NotImplementedError("lab01 task 7: speculative_generate is not written yet (see lab01_huggingface/README.md, task 7)")

@@ -156,7 +156,23 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     Returns:
         One token id per sequence.
     """
-    # BEGIN SOLUTION task 5: argmax for greedy rows; for the others: min_tokens mask, temperature, top-k, top-p, multinomial with the row's generator; logprobs from the raw logits.
+    # BEGIN SOLUTION task 5: one token per row, drawn as vLLM's sampler would under that row's own settings, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
+    # HINT task 5 level 1: each row is independent: its own SamplingParams, its own generator. What must
+    #   hold: greedy rows give the argmax; sampled rows draw from the distribution the docstring's filters
+    #   leave; a seeded request draws the same tokens whatever else is in the batch; min_tokens forbids
+    #   stopping early; the reported logprobs describe the model (raw logits), not the filtered scores.
+    #   Reading: README task 5, the docstring above, vLLM's SamplingParams documentation (top_k, top_p,
+    #   min_tokens, logprobs), and Holtzman et al. 2019 for top-p.
+    # HINT task 5 level 2: logits is (num_seqs, vocab) and must not be modified: work on a copy of each
+    #   row. Forbidding a token means its logit becomes -inf before any filter. top_k = 0 (or >= vocab) keeps
+    #   everything; top_p keeps the most likely tokens up to and including the one whose cumulative
+    #   probability first reaches top_p, so the most likely token always survives. logprobs = 0 still
+    #   records the chosen token. A batch that is all greedy with nothing to record can skip the per-row work.
+    # HINT task 5 level 3: per row: copy; mask the banned ids while under min_tokens; greedy -> argmax;
+    #   else divide by the temperature, set everything below the k-th largest to -inf, sort descending and
+    #   drop the tokens whose probability mass before them already reaches top_p, softmax, one multinomial
+    #   draw with the row's generator (or the default one); logprobs from log_softmax of the untouched row:
+    #   the chosen token and the top-n ids.
     if all(s.params.greedy and s.params.logprobs is None and s.num_output_tokens >= s.params.min_tokens
            for s in seqs):
         return logits.argmax(dim=-1).tolist()
@@ -369,8 +385,22 @@ class LLMEngine:
         Returns:
             One ``RequestOutput`` (built by ``self._output``) for each request that got a token in
             this step, in the order of the step's sequences; finished requests are then forgotten.
+            An empty list (and nothing recorded) when the scheduler has nothing to run.
         """
-        # BEGIN SOLUTION task 5: schedule, copy blocks, record, run, sample; update each seq (num_computed_tokens, append, first_token_time, stop check -> scheduler.finish); outputs per request.
+        # BEGIN SOLUTION task 5: one engine iteration: the scheduler's batch runs once, each sequence gets one token, and the requests it touched report back (README task 5; the vLLM paper §4 on the scheduler and engine loop).
+        # HINT task 5 level 1: the engine only orchestrates: the scheduler decides who runs (tasks 3-4), the
+        #   runner computes logits (task 2), sample_tokens picks the tokens. After a step every sequence that ran
+        #   has all its tokens but the new one computed, the stop rules of _check_stop have been applied, and a
+        #   request whose sequences are all finished is reported finished once and then forgotten.
+        #   Reading: README task 5, the docstring above, and vLLM's LLMEngine.step.
+        # HINT task 5 level 2: a step with nothing scheduled returns an empty list. Copy-on-write copies the
+        #   scheduler asks for must reach the runner before the model runs. first_token_time is set only on a
+        #   sequence's first token. A request with several sequences (n > 1) gives one output per step, not one
+        #   per sequence, in the order its first sequence appeared in the batch.
+        # HINT task 5 level 3: seqs, is_prefill = schedule(); return [] if none; copy blocks; record the step;
+        #   logits = run; tokens = sample_tokens; for each (seq, token): mark the old length computed, append,
+        #   stamp the first token time, finish through the scheduler when _check_stop gives a reason; collect the
+        #   requests touched; for each: when all its seqs are finished, stamp, count and forget it; output it.
         seqs, is_prefill = self.scheduler.schedule()
         if not seqs:
             return []
@@ -411,7 +441,19 @@ class LLMEngine:
         ``seq.text`` up to date (``self._detokenize``) when ``self.incremental_text`` is on or the
         request has stop strings.
         """
-        # BEGIN SOLUTION task 5: from min_tokens on: stop token ids, eos, stop strings in the new text (cut it); then the length limits.
+        # BEGIN SOLUTION task 5: decide whether a sequence stops after its newest token and why, with vLLM's precedence of reasons (README task 5; vLLM's SamplingParams docs on stop, stop_token_ids, ignore_eos, min_tokens).
+        # HINT task 5 level 1: a sequence stops for the first reason that applies, in the docstring's order,
+        #   and its finish_reason ("stop" or "length") and stop_reason are what an OpenAI client reads back. A
+        #   stop string never appears in the returned text. Reading: README task 5 and vLLM's SamplingParams
+        #   documentation for stop, stop_token_ids, ignore_eos, min_tokens and include_stop_str_in_output.
+        # HINT task 5 level 2: below min_tokens only the length limits can stop a sequence. A stop string may
+        #   begin in text produced by an earlier step and end in this one: search from a little before the old
+        #   end of the text, not only the new part. Decode the text only when it is needed (stop strings, or
+        #   incremental_text on). max_tokens counts outputs; max_model_len counts prompt + outputs.
+        # HINT task 5 level 3: remember the old text length; detokenize when needed; from min_tokens on: a
+        #   stop_token_ids hit -> stop_reason the id, "stop"; an eos hit unless ignore_eos -> "stop"; each stop
+        #   string found from old length minus its length + 1 -> cut the text there, stop_reason the string,
+        #   "stop"; then "length" at either limit; else None.
         params, token = seq.params, seq.last_token_id
         old_length = len(seq.text)
         if params.stop_strings or self.incremental_text:
@@ -526,7 +568,18 @@ class LLM:
                 (argument ``sampling_params``); bad prompts as ``add_request``. Nothing is queued
                 when any prompt is bad.
         """
-        # BEGIN SOLUTION task 5: normalise prompts and params; add every request (validate all first); step until none is unfinished; keep the finished outputs; return them in order.
+        # BEGIN SOLUTION task 5: vLLM's offline LLM.generate: every prompt queued or none, the engine stepped to completion, the finished outputs returned in the prompts' order (README task 5; vLLM's LLM.generate docs).
+        # HINT task 5 level 1: the batch is all-or-nothing: a bad prompt or setting raises before anything
+        #   runs and leaves no request behind in the engine. The outputs come back in the order of the prompts,
+        #   not the order they finished. Reading: README task 5, the docstring above, and vLLM's LLM.generate.
+        # HINT task 5 level 2: accepted shapes: one string, one list of token ids, a list of either. One
+        #   SamplingParams (or None for the defaults) applies to all; a list must have one per prompt. Validation
+        #   happens in add_request, so a failure part-way must undo the requests already added (abort). Text is
+        #   built once at the end here, so incremental detokenization can be off during the loop (restore it).
+        # HINT task 5 level 3: wrap a single prompt in a list; refuse an empty list; expand the settings or
+        #   check their count; add each request with a fresh id, aborting the added ones on ValueError and
+        #   re-raising; step until every id has a finished output, keeping outputs with finished set; return
+        #   them by id in prompt order.
         if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
             prompts = [prompts]  # type: ignore[list-item]
         if not prompts:

@@ -158,7 +158,7 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     Returns:
         One token id per sequence.
     """
-    # TODO(lab02 task 5): argmax for greedy rows; for the others: min_tokens mask, temperature, top-k, top-p, multinomial with the row's generator; logprobs from the raw logits.
+    # TODO(lab02 task 5): one token per row, drawn as vLLM's sampler would under that row's own settings, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
     raise NotImplementedError("lab02 task 5: sample_tokens is not written yet (see lab02_vllm/README.md, task 5)")
 
 
@@ -341,8 +341,9 @@ class LLMEngine:
         Returns:
             One ``RequestOutput`` (built by ``self._output``) for each request that got a token in
             this step, in the order of the step's sequences; finished requests are then forgotten.
+            An empty list (and nothing recorded) when the scheduler has nothing to run.
         """
-        # TODO(lab02 task 5): schedule, copy blocks, record, run, sample; update each seq (num_computed_tokens, append, first_token_time, stop check -> scheduler.finish); outputs per request.
+        # TODO(lab02 task 5): one engine iteration: the scheduler's batch runs once, each sequence gets one token, and the requests it touched report back (README task 5; the vLLM paper §4 on the scheduler and engine loop).
         raise NotImplementedError("lab02 task 5: step is not written yet (see lab02_vllm/README.md, task 5)")
 
     def _check_stop(self, seq: Sequence) -> str | None:
@@ -356,7 +357,7 @@ class LLMEngine:
         ``seq.text`` up to date (``self._detokenize``) when ``self.incremental_text`` is on or the
         request has stop strings.
         """
-        # TODO(lab02 task 5): from min_tokens on: stop token ids, eos, stop strings in the new text (cut it); then the length limits.
+        # TODO(lab02 task 5): decide whether a sequence stops after its newest token and why, with vLLM's precedence of reasons (README task 5; vLLM's SamplingParams docs on stop, stop_token_ids, ignore_eos, min_tokens).
         raise NotImplementedError("lab02 task 5: _check_stop is not written yet (see lab02_vllm/README.md, task 5)")
 
     # ---------------------------------------------------------------------------------------
@@ -453,7 +454,7 @@ class LLM:
                 (argument ``sampling_params``); bad prompts as ``add_request``. Nothing is queued
                 when any prompt is bad.
         """
-        # TODO(lab02 task 5): normalise prompts and params; add every request (validate all first); step until none is unfinished; keep the finished outputs; return them in order.
+        # TODO(lab02 task 5): vLLM's offline LLM.generate: every prompt queued or none, the engine stepped to completion, the finished outputs returned in the prompts' order (README task 5; vLLM's LLM.generate docs).
         raise NotImplementedError("lab02 task 5: generate is not written yet (see lab02_vllm/README.md, task 5)")
 
 
