@@ -363,7 +363,20 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
             ``max_tokens`` < 1 after capping ("max_tokens must be at least 1, got -5."; a prompt
             of exactly ``max_model_len`` tokens leaves 0, and vLLM answers just that).
     """
-    # BEGIN SOLUTION task 8: check each field (APIError 400 naming it); refuse a prompt past the context; cap max_tokens at what is left, then check it; fill the defaults.
+    # BEGIN SOLUTION task 8: the engine's SamplingParams for an OpenAI request, refusing what vLLM refuses with its status, param and wording (README task 8; vLLM's OpenAI-compatible server docs).
+    # HINT task 8 level 1: a bad request is a 400 whose param names the field at fault and whose message
+    #   says what was wrong, as vLLM answers; a good one becomes SamplingParams with vLLM's defaults. Reading:
+    #   README task 8, the docstring's list of checks, and vLLM's OpenAI-compatible server docs (extra
+    #   sampling parameters, max_tokens, max_completion_tokens).
+    # HINT task 8 level 2: chat's max_completion_tokens wins over max_tokens. The order of the checks
+    #   matters where one request breaks two rules: the prompt against the context comes before max_tokens,
+    #   and max_tokens is capped at what is left of the context before it is checked (so a prompt of exactly
+    #   max_model_len gives "max_tokens must be at least 1, got 0."). None means "use the default": the rest of
+    #   the context for max_tokens, 1.0 / 1.0 / -1 for temperature, top_p, top_k. logprobs only for completions.
+    # HINT task 8 level 3: pick max_tokens; check n, temperature, top_p, logprobs (APIError 400 naming each);
+    #   refuse prompt_tokens > max_model_len with param input_tokens; left = max_model_len - prompt_tokens;
+    #   max_tokens = left if None else min(it, left); refuse it below 1; build SamplingParams with the defaults
+    #   filled and the other fields copied.
     is_chat = isinstance(request, ChatCompletionRequest)
     max_tokens = request.max_tokens
     if is_chat and request.max_completion_tokens is not None:
@@ -477,7 +490,11 @@ def detect_dialect(body: Any) -> Literal["tgi", "vllm"]:
         APIError(400): a body that is not a JSON object, or has neither field; the message names
             both expected shapes (``{"inputs": ..., "parameters": {...}}`` or ``{"prompt": ..., ...}``).
     """
-    # BEGIN SOLUTION task 9: a dict with "inputs" -> tgi; with "prompt" -> vllm; otherwise APIError 400 naming both.
+    # BEGIN SOLUTION task 9: tell TGI's body from vLLM's demo-server body, refusing anything else with a message that shows both shapes (README task 9; TGI's and vLLM's api_server docs).
+    # HINT task 9 level 1: the two dialects share the /generate path and differ only in their body's fields.
+    #   Reading: README task 9, TGI's /generate reference, and vLLM's vllm/entrypoints/api_server.py.
+    # HINT task 9 level 2: the body may be any JSON (a list, a string, a number): only an object can match.
+    #   TGI's parameters are optional, so inputs alone decides. The 400 message names both expected shapes.
     if isinstance(body, dict) and "inputs" in body:
         return "tgi"
     if isinstance(body, dict) and "prompt" in body:
@@ -500,7 +517,17 @@ def tgi_sampling_params(parameters: TGIParameters, prompt_tokens: int, max_model
             context; APIError(400, param=<field>) for a value SamplingParams refuses
             (``temperature`` < 0, ``top_p`` outside (0, 1]).
     """
-    # BEGIN SOLUTION task 9: greedy (temperature 0) unless do_sample or a knob is set; check max_new_tokens and the context.
+    # BEGIN SOLUTION task 9: TGI's parameters as SamplingParams, with TGI's rule for when it samples and the context checked (README task 9; TGI's /generate parameters reference).
+    # HINT task 9 level 1: TGI decides between greedy and sampling differently from OpenAI: read its rule in
+    #   the docstring and TGI's parameter reference; the context is a hard limit. Reading: README task 9 and
+    #   the text-generation-inference /generate reference (parameters).
+    # HINT task 9 level 2: greedy is temperature 0 in our SamplingParams. A knob that is given turns
+    #   sampling on even without do_sample. max_new_tokens None means the rest of the context; a value below 1
+    #   or past the context is a 400 on max_new_tokens. A value SamplingParams refuses (its ValueError) becomes
+    #   a 400 naming the field its message starts with.
+    # HINT task 9 level 3: work out max_new and check it; sampling = do_sample or any knob given; build
+    #   SamplingParams (temperature from the request or 1.0 when sampling, else 0; top_p, top_k defaults; stop,
+    #   seed) inside try, turning ValueError into APIError 400.
     max_new = parameters.max_new_tokens
     if max_new is None:
         max_new = max_model_len - prompt_tokens
@@ -538,7 +565,11 @@ def tgi_response(prompt: str, text: str, tokens: list[TGIToken], finish_reason: 
                  parameters: TGIParameters) -> TGIResponse:
     """TGI's answer: ``generated_text`` (the prompt in front when ``return_full_text``), and
     ``details`` (finish reason, token count, seed and the tokens) only when ``parameters.details``."""
-    # BEGIN SOLUTION task 9: prepend the prompt for return_full_text; details only when asked.
+    # BEGIN SOLUTION task 9: TGI's non-streamed answer (README task 9; TGI's /generate response reference).
+    # HINT task 9 level 1: TGI's answer has generated_text always and details only on request. Reading:
+    #   README task 9 and TGI's /generate response schema.
+    # HINT task 9 level 2: return_full_text puts the prompt in front of the text; details counts the tokens
+    #   given and repeats the finish reason and seed.
     generated = prompt + text if parameters.return_full_text else text
     details = None
     if parameters.details:
@@ -556,7 +587,13 @@ def demo_sampling_params(body: dict[str, Any], prompt_tokens: int, max_model_len
         APIError(400, param=<field>): an unknown field or a value SamplingParams refuses (the
             field named in SamplingParams' message), or prompt + ``max_tokens`` past the context.
     """
-    # BEGIN SOLUTION task 9: SamplingParams(**fields) with its ValueError turned into APIError 400; check the context.
+    # BEGIN SOLUTION task 9: vLLM's demo-server body as SamplingParams, its refusals turned into 400s naming the field (README task 9; vLLM's vllm/entrypoints/api_server.py).
+    # HINT task 9 level 1: the demo server passes the body's other fields straight to SamplingParams, so
+    #   SamplingParams' own checks decide what is refused; the server only turns them into 400s and adds the
+    #   context check. Reading: README task 9 and vLLM's vllm/entrypoints/api_server.py.
+    # HINT task 9 level 2: prompt and stream are not sampling fields. SamplingParams' ValueError names the
+    #   field: for an unknown field it is quoted in the message, otherwise it is the message's first word. The
+    #   default max_tokens (16) counts in the context check.
     fields = {key: value for key, value in body.items() if key not in {"prompt", "stream"}}
     try:
         params = SamplingParams(**fields)

@@ -274,7 +274,17 @@ def chat_prompt_ids(tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
     Raises:
         APIError(400, param="messages"): no messages, or a tokenizer without a chat template.
     """
-    # BEGIN SOLUTION task 8: refuse an empty chat; render with apply_chat_template(..., add_generation_prompt=True, tokenize=False), then tokenize without adding special tokens.
+    # BEGIN SOLUTION task 8: the exact token ids vLLM feeds the model for a chat, or a 400 on messages (README task 8; transformers' chat templating guide).
+    # HINT task 8 level 1: a chat request becomes a prompt through the model's own chat template, with the
+    #   assistant's turn opened so the model answers; the ids must be exactly vLLM's for the same messages, so
+    #   no token may be doubled or lost. Reading: README task 8, transformers' "Chat templates" guide
+    #   (apply_chat_template, add_generation_prompt), and vLLM's OpenAI-compatible server docs.
+    # HINT task 8 level 2: refuse an empty list and a tokenizer without a template (APIError 400, param
+    #   "messages"). Templates usually write the bos token themselves: rendering to text and then tokenizing
+    #   with the tokenizer's defaults would add a second one. The template wants plain dicts with role and
+    #   content, not pydantic models.
+    # HINT task 8 level 3: check; render the dicts to a string with the generation prompt opened; tokenize
+    #   that string with add_special_tokens off and return its input_ids.
     if not messages:
         raise APIError(400, "messages must not be empty", "messages")
     if not getattr(tokenizer, "chat_template", None):
@@ -301,7 +311,15 @@ def completion_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dic
         ``top_logprobs`` (each step's dict, keyed by decoded token) and ``text_offset`` (the
         running character offset of each token).
     """
-    # BEGIN SOLUTION task 8: one entry per token: its decoded text, its own logprob, the step's dict by text, running offsets.
+    # BEGIN SOLUTION task 8: OpenAI's legacy completions logprobs object, one entry per generated token (README task 8; OpenAI's completions API reference, logprobs).
+    # HINT task 8 level 1: four parallel lists, one entry per generated token, as OpenAI's completions API
+    #   returns them; text_offset lets a client find each token in the text. Reading: README task 8, OpenAI's
+    #   API reference for /v1/completions (logprobs), and CompletionLogprobs' fields in this file.
+    # HINT task 8 level 2: each token is decoded alone; the engine's dicts are keyed by token id and hold
+    #   the chosen token and the top ones, but OpenAI keys top_logprobs by text. Offsets are characters and
+    #   start at text_offset (the echoed prompt's length when echo is on), growing by each token's text.
+    # HINT task 8 level 3: for each (token, step dict): text = decode([token]); append text, the dict's value
+    #   for the token, the dict re-keyed by decoded text, and the running offset; then advance the offset.
     result = CompletionLogprobs()
     offset = text_offset
     for token, step in zip(token_ids, logprobs):
@@ -317,7 +335,10 @@ def completion_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dic
 
 def usage_of(output: RequestOutput) -> UsageInfo:
     """Token counts of a request: its prompt once, plus every completion's tokens."""
-    # BEGIN SOLUTION task 8: prompt tokens once; completion tokens summed over the n completions.
+    # BEGIN SOLUTION task 8: OpenAI's usage counts for a request with n completions (README task 8; OpenAI's usage object).
+    # HINT task 8 level 1: usage is what the client is billed for: the prompt is processed once however many
+    #   completions (n) share it, and every completion's tokens count. Reading: OpenAI's API reference (usage).
+    # HINT task 8 level 2: total_tokens is the sum of the other two.
     prompt = len(output.prompt_token_ids)
     completion = sum(len(c.token_ids) for c in output.outputs)
     return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
@@ -344,7 +365,16 @@ def completion_body(state: ServerState, output: RequestOutput, request: Completi
     of each text when ``echo``. Chat: ``object`` "chat.completion", id "chatcmpl-...", each choice
     ``{"index", "message": {"role": "assistant", "content"}, "finish_reason"}``.
     """
-    # BEGIN SOLUTION task 8: one choice per completion (in index order); logprobs when asked; usage via usage_of.
+    # BEGIN SOLUTION task 8: the JSON body vLLM answers for a finished completion or chat completion (README task 8; OpenAI's API reference for both endpoints).
+    # HINT task 8 level 1: the body's shape is fixed by the docstring and OpenAI's reference; an openai client
+    #   parses it. Reading: README task 8 and OpenAI's API reference for /v1/completions and /v1/chat/completions.
+    # HINT task 8 level 2: choices come in index order whatever order the engine finished them in. echo puts
+    #   the prompt's text (special tokens skipped) before each text and shifts the logprobs offsets by its
+    #   length; logprobs stay None unless the request asked and the engine recorded them. Chat logprobs are
+    #   filled in by the given caller.
+    # HINT task 8 level 3: for each completion sorted by index: chat -> index, finish_reason and the assistant
+    #   message; else the text (with the prefix), its logprobs object or None, and finish_reason; wrap with a
+    #   fresh id of the right prefix, the object name, created, the model name, and usage_of.
     created = int(time.time())
     choices = []
     for completion in sorted(output.outputs, key=lambda c: c.index):
@@ -381,7 +411,20 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
     A client that goes away stops this generator early: abort the engine request then, so that
     its KV blocks return to the pool (and record the finished request's metrics otherwise).
     """
-    # BEGIN SOLUTION task 8: track sent text per index; emit deltas and finish reasons; usage chunk; [DONE]; abort in finally when unfinished.
+    # BEGIN SOLUTION task 8: vLLM's server-sent events for a streamed request, with the engine request aborted if the client leaves (README task 8; OpenAI's streaming reference; MDN "Using server-sent events").
+    # HINT task 8 level 1: a client that concatenates the deltas of one index gets exactly the non-streamed
+    #   text, sees each finish_reason once, and the stream ends with [DONE]; a stream that stops early must not
+    #   leave the request holding KV blocks. Reading: README task 8, OpenAI's streaming reference (chunk
+    #   objects, stream_options.include_usage), MDN on server-sent events, and Python's async generator close.
+    # HINT task 8 level 2: the engine reports each completion's whole text so far, not a delta: remember per
+    #   index what was sent. A step may bring no new text for an index (skip it unless it just finished). Chat
+    #   streams first send the role delta for every choice. The usage chunk has an empty choices list. An async
+    #   generator that is closed early runs its finally block: that is where the abort belongs, and only when
+    #   the request had not finished. Record the finished request (state.observe) when it ends normally.
+    # HINT task 8 level 3: one id and created for the stream; sent = [""] * n; try: chat role chunks; for each
+    #   output: for each completion: delta = text minus sent; skip if empty and unfinished; update sent; yield
+    #   its chunk; note whether the output finished; after the loop observe, optional usage chunk, [DONE];
+    #   finally: abort when not finished.
     stream_id = random_id("chatcmpl" if chat else "cmpl")
     created = int(time.time())
     base = {"id": stream_id, "object": "chat.completion.chunk" if chat else "text_completion",
@@ -491,7 +534,17 @@ def render_metrics(state: ServerState) -> str:
     vLLM's client library writes it); a histogram has cumulative ``_bucket{le=...}``
     lines ending with ``le="+Inf"``, then ``_sum`` and ``_count``.
     """
-    # BEGIN SOLUTION task 8: HELP/TYPE then samples per family; histogram buckets are cumulative and end at +Inf.
+    # BEGIN SOLUTION task 8: the /metrics page as Prometheus scrapes it, with vLLM's metric names (README task 8; Prometheus' text exposition format; vLLM's metrics docs).
+    # HINT task 8 level 1: a Prometheus client must parse the page and find vLLM's families with the same
+    #   names, types and labels, so dashboards built for vLLM work unchanged. Reading: README task 8, the
+    #   Prometheus "Exposition formats" page (HELP, TYPE, histograms), and vLLM's production metrics docs.
+    # HINT task 8 level 2: every family starts with its HELP and TYPE lines, then its samples; labels go in
+    #   braces, several separated by commas; a histogram's buckets count every observation up to their bound
+    #   (cumulative), the last bucket is le="+Inf" and equals _count, then _sum and _count. The success counter
+    #   has one sample per finished_reason. The page ends with a newline.
+    # HINT task 8 level 3: a small helper writes HELP, TYPE and the samples of one family; call it for the
+    #   three gauges, the three counters (one sample per reason for successes), and each histogram with its
+    #   bucket lines, the +Inf bucket, _sum and _count; join the lines.
     stats = state.engine.stats
     label = f'model_name="{state.model_name}"'
     lines: list[str] = []
@@ -564,7 +617,18 @@ async def tgi_stream(state: ServerState, prompt_ids: list[int], params: Sampling
     it added (the text so far minus what earlier events sent). Abort the request if the client
     leaves early.
     """
-    # BEGIN SOLUTION task 9: one event per new token with its text delta; the final one with generated_text and details; abort in finally.
+    # BEGIN SOLUTION task 9: TGI's /generate_stream events, one per token, the last one carrying the whole text and details, with the request aborted if the client leaves (README task 9; TGI's API docs).
+    # HINT task 9 level 1: a TGI client reads one event per generated token and expects the concatenated token
+    #   texts to be the generated text, with generated_text and details only on the last event. Reading: README
+    #   task 9 and the text-generation-inference API reference for /generate_stream.
+    # HINT task 9 level 2: one engine step can bring several tokens (and its text only as a whole): give
+    #   the step's new text to the last of its tokens and an empty text to the others. Indices count tokens
+    #   from 1. special says whether the id is one of the tokenizer's special ids. The finish reason goes
+    #   through tgi_finish_reason; return_full_text puts the prompt's text in front. Abort in a finally when the
+    #   request did not finish; observe it when it did.
+    # HINT task 9 level 3: keep sent_tokens and sent_text; for each output: for each new token: its text is the
+    #   text delta if it is the step's last token, else ""; build the event; on the very last token add
+    #   generated_text and details; yield; then update the counts; finally abort if unfinished.
     sent_tokens, sent_text, finished = 0, "", False
     prompt_text = state.tokenizer.decode(prompt_ids, skip_special_tokens=True)
     special = set(getattr(state.tokenizer, "all_special_ids", []))

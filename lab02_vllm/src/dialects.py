@@ -365,7 +365,7 @@ def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, p
             ``max_tokens`` < 1 after capping ("max_tokens must be at least 1, got -5."; a prompt
             of exactly ``max_model_len`` tokens leaves 0, and vLLM answers just that).
     """
-    # TODO(lab02 task 8): check each field (APIError 400 naming it); refuse a prompt past the context; cap max_tokens at what is left, then check it; fill the defaults.
+    # TODO(lab02 task 8): the engine's SamplingParams for an OpenAI request, refusing what vLLM refuses with its status, param and wording (README task 8; vLLM's OpenAI-compatible server docs).
     raise NotImplementedError("lab02 task 8: openai_sampling_params is not written yet (see lab02_vllm/README.md, task 8)")
 
 
@@ -446,7 +446,7 @@ def detect_dialect(body: Any) -> Literal["tgi", "vllm"]:
         APIError(400): a body that is not a JSON object, or has neither field; the message names
             both expected shapes (``{"inputs": ..., "parameters": {...}}`` or ``{"prompt": ..., ...}``).
     """
-    # TODO(lab02 task 9): a dict with "inputs" -> tgi; with "prompt" -> vllm; otherwise APIError 400 naming both.
+    # TODO(lab02 task 9): tell TGI's body from vLLM's demo-server body, refusing anything else with a message that shows both shapes (README task 9; TGI's and vLLM's api_server docs).
     raise NotImplementedError("lab02 task 9: detect_dialect is not written yet (see lab02_vllm/README.md, task 9)")
 
 
@@ -462,7 +462,7 @@ def tgi_sampling_params(parameters: TGIParameters, prompt_tokens: int, max_model
             context; APIError(400, param=<field>) for a value SamplingParams refuses
             (``temperature`` < 0, ``top_p`` outside (0, 1]).
     """
-    # TODO(lab02 task 9): greedy (temperature 0) unless do_sample or a knob is set; check max_new_tokens and the context.
+    # TODO(lab02 task 9): TGI's parameters as SamplingParams, with TGI's rule for when it samples and the context checked (README task 9; TGI's /generate parameters reference).
     raise NotImplementedError("lab02 task 9: tgi_sampling_params is not written yet (see lab02_vllm/README.md, task 9)")
 
 
@@ -481,7 +481,7 @@ def tgi_response(prompt: str, text: str, tokens: list[TGIToken], finish_reason: 
                  parameters: TGIParameters) -> TGIResponse:
     """TGI's answer: ``generated_text`` (the prompt in front when ``return_full_text``), and
     ``details`` (finish reason, token count, seed and the tokens) only when ``parameters.details``."""
-    # TODO(lab02 task 9): prepend the prompt for return_full_text; details only when asked.
+    # TODO(lab02 task 9): TGI's non-streamed answer (README task 9; TGI's /generate response reference).
     raise NotImplementedError("lab02 task 9: tgi_response is not written yet (see lab02_vllm/README.md, task 9)")
 
 
@@ -494,5 +494,5 @@ def demo_sampling_params(body: dict[str, Any], prompt_tokens: int, max_model_len
         APIError(400, param=<field>): an unknown field or a value SamplingParams refuses (the
             field named in SamplingParams' message), or prompt + ``max_tokens`` past the context.
     """
-    # TODO(lab02 task 9): SamplingParams(**fields) with its ValueError turned into APIError 400; check the context.
+    # TODO(lab02 task 9): vLLM's demo-server body as SamplingParams, its refusals turned into 400s naming the field (README task 9; vLLM's vllm/entrypoints/api_server.py).
     raise NotImplementedError("lab02 task 9: demo_sampling_params is not written yet (see lab02_vllm/README.md, task 9)")

@@ -276,7 +276,7 @@ def chat_prompt_ids(tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
     Raises:
         APIError(400, param="messages"): no messages, or a tokenizer without a chat template.
     """
-    # TODO(lab02 task 8): refuse an empty chat; render with apply_chat_template(..., add_generation_prompt=True, tokenize=False), then tokenize without adding special tokens.
+    # TODO(lab02 task 8): the exact token ids vLLM feeds the model for a chat, or a 400 on messages (README task 8; transformers' chat templating guide).
     raise NotImplementedError("lab02 task 8: chat_prompt_ids is not written yet (see lab02_vllm/README.md, task 8)")
 
 
@@ -295,13 +295,13 @@ def completion_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dic
         ``top_logprobs`` (each step's dict, keyed by decoded token) and ``text_offset`` (the
         running character offset of each token).
     """
-    # TODO(lab02 task 8): one entry per token: its decoded text, its own logprob, the step's dict by text, running offsets.
+    # TODO(lab02 task 8): OpenAI's legacy completions logprobs object, one entry per generated token (README task 8; OpenAI's completions API reference, logprobs).
     raise NotImplementedError("lab02 task 8: completion_logprobs is not written yet (see lab02_vllm/README.md, task 8)")
 
 
 def usage_of(output: RequestOutput) -> UsageInfo:
     """Token counts of a request: its prompt once, plus every completion's tokens."""
-    # TODO(lab02 task 8): prompt tokens once; completion tokens summed over the n completions.
+    # TODO(lab02 task 8): OpenAI's usage counts for a request with n completions (README task 8; OpenAI's usage object).
     raise NotImplementedError("lab02 task 8: usage_of is not written yet (see lab02_vllm/README.md, task 8)")
 
 
@@ -325,7 +325,7 @@ def completion_body(state: ServerState, output: RequestOutput, request: Completi
     of each text when ``echo``. Chat: ``object`` "chat.completion", id "chatcmpl-...", each choice
     ``{"index", "message": {"role": "assistant", "content"}, "finish_reason"}``.
     """
-    # TODO(lab02 task 8): one choice per completion (in index order); logprobs when asked; usage via usage_of.
+    # TODO(lab02 task 8): the JSON body vLLM answers for a finished completion or chat completion (README task 8; OpenAI's API reference for both endpoints).
     raise NotImplementedError("lab02 task 8: completion_body is not written yet (see lab02_vllm/README.md, task 8)")
 
 
@@ -345,7 +345,7 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
     A client that goes away stops this generator early: abort the engine request then, so that
     its KV blocks return to the pool (and record the finished request's metrics otherwise).
     """
-    # TODO(lab02 task 8): track sent text per index; emit deltas and finish reasons; usage chunk; [DONE]; abort in finally when unfinished.
+    # TODO(lab02 task 8): vLLM's server-sent events for a streamed request, with the engine request aborted if the client leaves (README task 8; OpenAI's streaming reference; MDN "Using server-sent events").
     raise NotImplementedError("lab02 task 8: stream_events is not written yet (see lab02_vllm/README.md, task 8)")
 
 
@@ -420,7 +420,7 @@ def render_metrics(state: ServerState) -> str:
     vLLM's client library writes it); a histogram has cumulative ``_bucket{le=...}``
     lines ending with ``le="+Inf"``, then ``_sum`` and ``_count``.
     """
-    # TODO(lab02 task 8): HELP/TYPE then samples per family; histogram buckets are cumulative and end at +Inf.
+    # TODO(lab02 task 8): the /metrics page as Prometheus scrapes it, with vLLM's metric names (README task 8; Prometheus' text exposition format; vLLM's metrics docs).
     raise NotImplementedError("lab02 task 8: render_metrics is not written yet (see lab02_vllm/README.md, task 8)")
 
 
@@ -466,7 +466,7 @@ async def tgi_stream(state: ServerState, prompt_ids: list[int], params: Sampling
     it added (the text so far minus what earlier events sent). Abort the request if the client
     leaves early.
     """
-    # TODO(lab02 task 9): one event per new token with its text delta; the final one with generated_text and details; abort in finally.
+    # TODO(lab02 task 9): TGI's /generate_stream events, one per token, the last one carrying the whole text and details, with the request aborted if the client leaves (README task 9; TGI's API docs).
     raise NotImplementedError("lab02 task 9: tgi_stream is not written yet (see lab02_vllm/README.md, task 9)")
 
 
