@@ -24,7 +24,14 @@ from pathlib import Path
 from ..paths import ROOT, lab_dirs
 from .results import TestResult
 
-TASK_HEADING = re.compile(r"^#{2,3}\s+Task\s+(\d+)\s*[:.\u2014\-]+\s*(.+?)\s*\((\d+(?:\.\d+)?)\s+points?\)", re.M)
+#: ``### Task K — Title (N points)``; the title may be absent (``### Task 13 (4 points)``) and the
+#: parenthesis may go on after the points (``(2.5 points, needs vLLM)``).
+TASK_HEADING = re.compile(r"^#{2,3}\s+Task\s+(\d+)(?:\s*[:.\u2014\-]+\s*(.+?))?\s*"
+                          r"\((\d+(?:\.\d+)?)\s+points?\b[^)\n]*\)", re.M)
+#: The README's points table announces the points of the hidden tests (absent from the student
+#: edition) on its total rows: "9 are in hidden tests", "of which 7 are in hidden tests", "4 of them
+#: in hidden tests".
+HIDDEN_ANNOUNCED = re.compile(r"(\d+(?:\.\d+)?)\s+(?:of them\s+)?(?:are\s+)?in hidden tests")
 
 #: Collection imports torch and every framework a lab's tests use: slow on a busy machine.
 COLLECT_LIMIT_S = 600.0
@@ -44,7 +51,7 @@ def task_titles(lab_dir: Path) -> dict[int, str]:
     readme = lab_dir / "README.md"
     if not readme.exists():
         return {}
-    return {int(m.group(1)): m.group(2) for m in TASK_HEADING.finditer(readme.read_text(encoding="utf-8"))}
+    return {int(m.group(1)): m.group(2) or "" for m in TASK_HEADING.finditer(readme.read_text(encoding="utf-8"))}
 
 
 def readme_points(lab_dir: Path) -> dict[int, float]:
@@ -55,15 +62,37 @@ def readme_points(lab_dir: Path) -> dict[int, float]:
     return {int(m.group(1)): float(m.group(3)) for m in TASK_HEADING.finditer(readme.read_text(encoding="utf-8"))}
 
 
+def readme_hidden_points(lab_dir: Path) -> float:
+    """The hidden tests' points the README's table announces on its total rows (0 when none)."""
+    readme = lab_dir / "README.md"
+    if not readme.exists():
+        return 0.0
+    rows = [line for line in readme.read_text(encoding="utf-8").splitlines()
+            if line.lstrip().startswith("|") and ("**total**" in line or "**part" in line)]
+    return sum(float(m.group(1)) for row in rows for m in HIDDEN_ANNOUNCED.finditer(row))
+
+
 def readme_mismatch(course: Path, lab: str, tests: list[TestResult]) -> str:
-    """A note when the collected tests' points per task differ from the lab README's table."""
+    """A note when the collected tests' points per task differ from the lab README's table.
+
+    Without its hidden tests (the student edition leaves ``tests/hidden`` out), a lab's tests fall
+    short of the README by exactly the hidden points its table announces: that difference is the
+    README telling the truth, not a mismatch, so it gives no note. Any other difference does.
+    """
     stated = readme_points(course / lab)
     collected: dict[int, float] = {}
     for test in tests:
         if test.graded and test.task is not None:
             collected[test.task] = collected.get(test.task, 0.0) + test.points
+    differences = {task: stated.get(task, 0.0) - collected.get(task, 0.0) for task in sorted({*stated, *collected})}
+    differences = {task: short for task, short in differences.items() if abs(short) > 1e-6}
+    announced = readme_hidden_points(course / lab)
+    if (differences and announced and not any(test.hidden for test in tests)
+            and all(short > 0 for short in differences.values())
+            and abs(sum(differences.values()) - announced) < 1e-6):
+        return ""  # exactly the announced hidden tests are missing
     wrong = [f"task {task}: tests {collected.get(task, 0.0):g}, README {stated.get(task, 0.0):g}"
-             for task in sorted({*stated, *collected}) if abs(collected.get(task, 0.0) - stated.get(task, 0.0)) > 1e-6]
+             for task in differences]
     return f"{lab}: the tests' points differ from the README's ({'; '.join(wrong)})" if stated and wrong else ""
 
 

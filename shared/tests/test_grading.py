@@ -77,6 +77,39 @@ def test_the_demo_course_reads_its_readme(demo_course: Path) -> None:
     assert readme_points(demo_course / DEMO_LAB) == points
 
 
+def test_every_task_heading_is_read_and_announced_hidden_tests_are_no_mismatch(tmp_path: Path) -> None:
+    """Issue 20: "(2.5 points, needs vLLM)" and a heading without a title were not read (lab02 task 10
+    showed as a bare "10", "README 0"); the student edition, which has no hidden tests, was told its
+    tests' points differ from the README's by exactly the hidden points the README announces."""
+    from shared.grading.collect import readme_mismatch
+
+    lab = tmp_path / "lab09_x"
+    lab.mkdir()
+    (lab / "README.md").write_text(
+        "| Task | Points |\n|---|---|\n| 1 | 3 |\n| 2 | 2.5 |\n| 3 | 4 |\n"
+        "| | **total** | **9.5** (2 of them in hidden tests the grader runs) |\n\n"
+        "### Task 1 — Add (3 points)\n\n### Task 2 — Real vLLM, side by side (2.5 points, needs vLLM)\n\n"
+        "### Task 3 (4 points)\n", encoding="utf-8")
+    assert readme_points(lab) == {1: 3.0, 2: 2.5, 3: 4.0}
+    assert task_titles(lab) == {1: "Add", 2: "Real vLLM, side by side", 3: ""}
+
+    def tests(*points: tuple[int, float, bool]) -> list[Result]:
+        return [Result(nodeid=f"t{i}", lab=lab.name, task=task, points=value, hidden=hidden)
+                for i, (task, value, hidden) in enumerate(points)]
+
+    everything = tests((1, 2.0, False), (1, 1.0, True), (2, 2.5, False), (3, 3.0, False), (3, 1.0, True))
+    assert readme_mismatch(tmp_path, lab.name, everything) == ""
+    edition = [test for test in everything if not test.hidden]  # short by the 2 announced points
+    assert readme_mismatch(tmp_path, lab.name, edition) == ""
+    # Any other difference is still reported, with the task's README points.
+    assert "task 2: tests 0, README 2.5" in readme_mismatch(tmp_path, lab.name, edition[:1] + edition[2:])
+    assert "task 3: tests 3, README 4" in readme_mismatch(tmp_path, lab.name, edition[:1] + edition[2:])
+    more = [*edition, *tests((1, 2.0, False))]  # short 1 on task 3, over 1 on task 1: not the hidden tests
+    assert "task 1: tests 4, README 3" in readme_mismatch(tmp_path, lab.name, more)
+    with_hidden = [test for test in everything if test.nodeid != "t1"]  # a hidden test itself is missing
+    assert "task 1: tests 2, README 3" in readme_mismatch(tmp_path, lab.name, with_hidden)
+
+
 def test_the_solution_gets_full_points_in_a_child_of_this_course(demo_course: Path) -> None:
     lab = run_lab(demo_course, DEMO_LAB, "solution")
     assert _outcomes(lab) == {**dict.fromkeys(GRADED, "passed"), THIS_COURSE: "passed"}
