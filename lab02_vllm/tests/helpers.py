@@ -111,7 +111,10 @@ def drive(sched: Any, outputs: dict[int, int], max_steps: int = 10_000) -> dict[
                     "finished_order": finished_order}
         seqs, _ = sched.schedule()
         held = {b for s in seqs for b in s.block_table}
-        assert bm.num_used_blocks <= bm.num_blocks and len(held) <= bm.num_blocks
+        assert bm.num_used_blocks <= bm.num_blocks, (
+            f"the block manager uses more blocks than its pool holds: {bm.num_used_blocks} of {bm.num_blocks}"
+        )
+        assert len(held) <= bm.num_blocks, "the sequences hold more blocks than the pool has"
         for seq in seqs:
             assert len(seq.block_table) * bm.block_size >= len(seq), "a scheduled sequence has no slot for its token"
         max_running = max(max_running, len(sched.running))

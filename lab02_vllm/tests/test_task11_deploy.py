@@ -148,7 +148,8 @@ def test_plans_on_an_80gb_gpu_hand_worked():
     assert llama2.weight_bytes == 13_476_831_232
     assert llama2.kv_cache_bytes == 61_685_096_448
     assert llama2.bytes_per_block == 8_388_608
-    assert llama2.num_blocks == 7_353 and llama2.max_tokens == 117_648
+    assert llama2.num_blocks == 7_353, f"Llama-2-7B on an 80 GB GPU: expected 7,353 KV blocks, got {llama2.num_blocks}"
+    assert llama2.max_tokens == 117_648, "Llama-2-7B: max_tokens is num_blocks * block_size = 117,648"
     assert llama2.max_concurrent_sequences(4096) == 28
     assert llama2.max_concurrent_sequences(4097) == 7_353 // 257  # a 257th block for one more token
     assert llama2.max_concurrent_sequences(1) == 7_353
@@ -156,7 +157,10 @@ def test_plans_on_an_80gb_gpu_hand_worked():
     llama3 = deploy.plan_kv_cache(deploy.ModelShape.from_config(LLAMA3_8B_CONFIG), 80 * GIB, 0.9,
                                   activation_reserve_bytes=2 * GIB)
     assert llama3.kv_cache_bytes == 59_101_405_184
-    assert llama3.num_blocks == 28_181 and llama3.max_tokens == 450_896
+    assert llama3.num_blocks == 28_181, (
+        f"Llama-3-8B (GQA, 8 KV heads) on an 80 GB GPU: expected 28,181 KV blocks, got {llama3.num_blocks}"
+    )
+    assert llama3.max_tokens == 450_896, "Llama-3-8B: max_tokens is num_blocks * block_size = 450,896"
     assert llama3.max_concurrent_sequences(8192) == 55
 
 

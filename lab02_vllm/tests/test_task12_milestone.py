@@ -70,9 +70,13 @@ def test_summarize_follows_vllms_definitions():
     assert report.passed == (total / 4.0 > 100)
     # The goal is "more than" 100 tokens/s: exactly 100 does not pass.
     exact = milestone.summarize([timing(0.0, [0.1, 0.2], 100)], 1.0, plan, concurrency=1)
-    assert exact.output_tokens_per_s == 100 and not exact.passed
+    assert exact.output_tokens_per_s == 100, (
+        f"100 tokens in 1 s is 100 output tokens/s, got {exact.output_tokens_per_s}"
+    )
+    assert not exact.passed, "the goal is more than 100 tokens/s: exactly 100 does not pass"
     single = milestone.summarize([timing(0.0, [0.1], 1)], 1.0, plan, concurrency=1)
-    assert single.tpot_mean_s is None and single.tpot_p99_s is None
+    assert single.tpot_mean_s is None, "TPOT is undefined (None) for a request with a single output token"
+    assert single.tpot_p99_s is None, "TPOT p99 is undefined (None) for a request with a single output token"
     with pytest.raises(ValueError, match="duration_s"):
         milestone.summarize(timings, 0.0, plan, concurrency=8)
     with pytest.raises(ValueError, match="no request completed"):
@@ -91,7 +95,8 @@ def test_stream_load_against_the_course_server(course_server):
     for t in timings:
         assert t.error is None, t.error
         assert t.output_tokens == 5
-        assert 1 <= len(t.chunk_times) <= 5 and t.sent <= t.chunk_times[0] <= t.chunk_times[-1]
+        assert 1 <= len(t.chunk_times) <= 5, f"the stream must arrive in 1 to 5 chunks, got {len(t.chunk_times)}"
+        assert t.sent <= t.chunk_times[0] <= t.chunk_times[-1], "chunk times must come after the send time and in order"
     events = sorted([(t.sent, 1) for t in timings] + [(t.chunk_times[-1], -1) for t in timings])
     in_flight = np.cumsum([step for _, step in events])
     assert in_flight.max() <= 3

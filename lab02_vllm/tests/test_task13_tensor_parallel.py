@@ -211,7 +211,8 @@ def test_workers_stop_on_shutdown_and_when_one_fails(tmp_path, model_dir):
     llm = start_llm(folder, num_kv_blocks=32, max_model_len=256)
     try:
         pids = llm.engine.runner.pids
-        assert len(pids) == 2 and alive(pids) == pids
+        assert len(pids) == 2, "tensor parallelism 2 must start 2 worker processes"
+        assert alive(pids) == pids, "both workers must be alive before shutdown"
         assert len(llm.generate([[1, 2, 3]], greedy(4))[0].outputs[0].token_ids) == 4
     finally:
         llm.shutdown()

@@ -27,13 +27,21 @@ def test_allocate_takes_ceil_len_over_block_size_distinct_blocks(length):
     assert bm.can_allocate(seq)
     bm.allocate(seq)
     expected = -(-length // 16)
-    assert len(seq.block_table) == expected and len(set(seq.block_table)) == expected
+    assert len(seq.block_table) == expected, (
+        f"allocate() must give ceil(len / block_size) = {expected} blocks, got {len(seq.block_table)}"
+    )
+    assert len(set(seq.block_table)) == expected, "a sequence's blocks must be distinct"
     assert all(0 <= b < 10 for b in seq.block_table)
-    assert bm.num_free_blocks == 10 - expected and bm.num_used_blocks == expected
+    assert bm.num_free_blocks == 10 - expected, (
+        f"allocate() must take its blocks from the free pool: {bm.num_free_blocks} free, expected {10 - expected}"
+    )
+    assert bm.num_used_blocks == expected, "num_used_blocks must count the allocated blocks"
     assert seq.num_computed_tokens == 0, "without prefix caching nothing is computed yet"
     assert bm.unused_slots([seq]) == expected * 16 - length
     bm.free(seq)
-    assert seq.block_table == [] and bm.num_free_blocks == 10 and bm.usage == 0.0
+    assert seq.block_table == [], "free() must empty the sequence's block table"
+    assert bm.num_free_blocks == 10, f"free() must give every block back: {bm.num_free_blocks} of 10 free"
+    assert bm.usage == 0.0, "usage must be 0.0 once every block is free"
     assert all(b.ref_count == 0 for b in bm.blocks)
 
 
@@ -101,14 +109,20 @@ def test_fork_shares_blocks_and_copy_on_write_copies_the_shared_last_block():
     copy = bm.append_slot(child)
     assert copy is not None, "the child writes into a block its parent also holds"
     src, dst = copy
-    assert src == parent.block_table[1] and dst == child.block_table[1] and src != dst
+    assert src == parent.block_table[1], "copy-on-write must copy from the shared last block"
+    assert dst == child.block_table[1], "copy-on-write must write into the child's new last block"
+    assert src != dst, "the copy must go to a different block"
     assert child.block_table[0] == parent.block_table[0], "the full first block stays shared"
-    assert bm.blocks[src].ref_count == 1 and bm.blocks[dst].ref_count == 1
+    assert bm.blocks[src].ref_count == 1, "after the copy the source block is held by the parent only"
+    assert bm.blocks[dst].ref_count == 1, "the new copy is held by the child only"
     assert bm.blocks[parent.block_table[0]].ref_count == 2
     parent.append_token(9)
     assert bm.append_slot(parent) is None, "the parent's last block is no longer shared"
     bm.free(child)
-    assert bm.blocks[parent.block_table[0]].ref_count == 1 and bm.num_used_blocks == 2
+    assert bm.blocks[parent.block_table[0]].ref_count == 1, (
+        "freeing the child must drop the shared block's ref_count to 1"
+    )
+    assert bm.num_used_blocks == 2, "freeing the child must keep the parent's 2 blocks in use"
     bm.free(parent)
     assert bm.num_free_blocks == 8
 
@@ -156,7 +170,10 @@ def test_random_operations_keep_the_pool_consistent(block_size, ops):
             assert len(s.block_table) * block_size - len(s) < block_size
     for s in live:
         bm.free(s)
-    assert bm.num_free_blocks == num_blocks and all(b.ref_count == 0 for b in bm.blocks)
+    assert bm.num_free_blocks == num_blocks, (
+        f"after freeing everything every block must be free: {bm.num_free_blocks} of {num_blocks}"
+    )
+    assert all(b.ref_count == 0 for b in bm.blocks), "a free block must have ref_count 0"
 
 
 def recording_block_manager(**kwargs):
@@ -225,7 +242,8 @@ def test_fork_and_free_keep_num_computed_tokens_and_free_gives_the_tail_back_fir
     assert child.num_computed_tokens == 10, "the child shares the parent's computed KV"
     table = list(parent.block_table)
     bm.free(child)
-    assert child.num_computed_tokens == 0 and child.block_table == []
+    assert child.num_computed_tokens == 0, "a forked child starts with nothing computed"
+    assert child.block_table == [], "freeing the child must empty its block table"
     bm.free(parent)
     assert parent.num_computed_tokens == 0, "freed: its KV is gone, it must be recomputed from token 0"
     again = make_seq(1)
@@ -264,7 +282,8 @@ def test_can_allocate_counts_parked_cached_blocks_as_free():
     bm.allocate(gone)
     bm.prefix_cache = ParkEveryBlock()
     bm.free(gone)
-    assert bm.num_free_blocks == 3 and not bm.free_block_ids
+    assert bm.num_free_blocks == 3, "parked cached blocks count as free blocks"
+    assert not bm.free_block_ids, "parked cached blocks are not on the free list"
     assert bm.can_allocate(make_seq(8)), "3 parked blocks are free: 2 are needed"
     assert not bm.can_allocate(make_seq(13)), "4 blocks needed, 3 free"
     bm.free(holder)

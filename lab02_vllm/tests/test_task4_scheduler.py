@@ -30,8 +30,10 @@ def test_prefill_admits_first_come_first_served_within_the_budgets():
         sched.add(s)
     batch, is_prefill = sched.schedule()
     assert is_prefill and batch == seqs[:2], "8 + 10 fit in 20 tokens; 8 + 10 + 5 do not, and 1 must not overtake 5"
-    assert all(s.status.value == RUNNING for s in batch) and list(sched.waiting) == seqs[2:]
-    assert all(s.block_table for s in batch) and not seqs[2].block_table
+    assert all(s.status.value == RUNNING for s in batch), "admitted sequences must be RUNNING"
+    assert list(sched.waiting) == seqs[2:], "requests that do not fit wait in arrival order"
+    assert all(s.block_table for s in batch), "admitted sequences must have blocks"
+    assert not seqs[2].block_table, "a waiting sequence holds no blocks"
     for s in batch:  # the engine computes them and samples one token each
         s.num_computed_tokens = len(s)
         s.append_token(0)
@@ -56,7 +58,8 @@ def test_new_prefills_join_while_others_decode_and_finished_ones_leave_at_once()
     b = make_seq(9)
     sched.add(b)
     batch, is_prefill = sched.schedule()
-    assert is_prefill and batch == [b]
+    assert is_prefill, "a step with a new request must be a prefill"
+    assert batch == [b], "the prefill batch holds only the new request"
     drive_one(batch)
     batch, is_prefill = sched.schedule()
     assert not is_prefill and batch == [a, b]
@@ -91,7 +94,8 @@ def test_aborting_a_waiting_request_takes_it_out_of_line():
     batch, _ = sched.schedule()
     assert batch == [c]
     sched.finish(c, "length")
-    assert not sched.has_unfinished() and sched.schedule()[0] == []
+    assert not sched.has_unfinished(), "an aborted waiting request must leave the scheduler"
+    assert sched.schedule()[0] == [], "nothing is left to schedule after the abort"
     assert sched.block_manager.num_free_blocks == 4
 
 
@@ -112,7 +116,9 @@ def test_preemption_takes_the_newest_and_puts_it_first_in_line():
         s.append_token(0)  # a and b need a third block (token 9); c's 8th token still fits
     batch, is_prefill = sched.schedule()
     assert not is_prefill
-    assert c.status.value == WAITING and c.block_table == [] and c.num_computed_tokens == 0
+    assert c.status.value == WAITING, "a preempted sequence goes back to WAITING"
+    assert c.block_table == [], "preemption must free the sequence's blocks"
+    assert c.num_computed_tokens == 0, "preemption (recompute) resets num_computed_tokens to 0"
     assert list(sched.waiting) == [c, late], "the preempted one goes before requests that came later"
     assert batch == [a, b] and sched.num_preemptions == 1
     assert [s.num_preemptions for s in (a, b, c)] == [0, 0, 1], "each sequence counts its own preemptions too"
@@ -141,7 +147,8 @@ def test_every_request_finishes_with_exactly_its_tokens_whatever_the_pool(reques
         sched.add(seq)
     result = drive(sched, outputs)
     for seq in seqs:
-        assert seq.is_finished and seq.block_table == []
+        assert seq.is_finished, "every request must finish"
+        assert seq.block_table == [], "a finished sequence must give its blocks back"
         assert seq.token_ids == list(range(len(seq))), "a token was lost or repeated"
         assert seq.num_output_tokens == outputs[seq.seq_id]
     assert sched.block_manager.num_free_blocks == sched.block_manager.num_blocks

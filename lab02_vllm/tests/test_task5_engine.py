@@ -49,7 +49,8 @@ def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompt
     assert [o.prompt_token_ids for o in outs] == prompts32
     for out, expected in zip(outs, hf_outputs, strict=True):
         completion = out.outputs[0]
-        assert out.finished and completion.token_ids == expected
+        assert out.finished, "the request must be finished"
+        assert completion.token_ids == expected, "batched greedy decoding must equal transformers' token ids"
         ended_on_eos = expected[-1] == tokenizer.eos_token_id
         assert completion.finish_reason == ("stop" if ended_on_eos else "length")
         assert completion.text == tokenizer.decode(expected, skip_special_tokens=True)
@@ -65,7 +66,9 @@ def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_di
     assert [o.outputs[0].token_ids for o in outs] == hf_outputs
     stats = small.engine.stats
     assert stats.num_preemptions > 0, "a 30-block pool cannot hold 32 sequences: some must be preempted"
-    assert stats.kv_cache_usage == 0.0 and stats.num_running == 0 and stats.num_waiting == 0
+    assert stats.kv_cache_usage == 0.0, "the KV cache must be empty once every request finished"
+    assert stats.num_running == 0, "no request may stay running"
+    assert stats.num_waiting == 0, "no request may stay waiting"
 
 
 @pytest.mark.points(1.5)
@@ -96,12 +99,20 @@ def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, mo
     assert by_text.text == text[:text.index(stop)]
     early = text[:3]  # found at once, but not before min_tokens outputs
     late_stop = llm.generate([ids], greedy(max_tokens=60, stop=early, min_tokens=len(free) - 2))[0].outputs[0]
-    assert len(late_stop.token_ids) >= len(free) - 2 and late_stop.token_ids == free[:len(late_stop.token_ids)]
+    assert len(late_stop.token_ids) >= len(free) - 2, (
+        f"min_tokens must hold back the stop string: at least {len(free) - 2} tokens, got {len(late_stop.token_ids)}"
+    )
+    assert late_stop.token_ids == free[:len(late_stop.token_ids)], (
+        "the tokens before the stop must equal the unstopped greedy run"
+    )
     assert late_stop.text.startswith(early), "only the text added since the last step is searched (as vLLM)"
     minimum = len(free) + 3
     late = llm.generate([ids], greedy(max_tokens=minimum + 10, min_tokens=minimum))[0].outputs[0]
     expected = hf_greedy(model, ids, minimum + 10, min_new_tokens=minimum)
-    assert late.token_ids == expected and len(late.token_ids) > minimum
+    assert late.token_ids == expected, (
+        "min_tokens must suppress EOS: the tokens must equal transformers' min_new_tokens run"
+    )
+    assert len(late.token_ids) > minimum, f"min_tokens: more than {minimum} tokens expected, got {len(late.token_ids)}"
 
 
 @pytest.mark.points(1)
@@ -190,13 +201,17 @@ def test_step_streams_incremental_outputs_and_abort_frees_blocks_at_once(llm, to
     assert [o.finished for o in outputs_a] == [False] * 5 + [True]
     for o in outputs_a:
         assert o.outputs[0].text == tokenizer.decode(o.outputs[0].token_ids, skip_special_tokens=True)
-    assert eng.has_unfinished_requests() and eng.kv_cache_usage > 0
+    assert eng.has_unfinished_requests(), "the request is still running"
+    assert eng.kv_cache_usage > 0, "a running request holds KV cache blocks"
     final = eng.abort("b")
     assert final.finished and final.outputs[0].finish_reason == "abort"
-    assert eng.kv_cache_usage == 0.0 and not eng.has_unfinished_requests() and eng.step() == []
+    assert eng.kv_cache_usage == 0.0, "abort must free the request's blocks at once"
+    assert not eng.has_unfinished_requests(), "an aborted request is no longer unfinished"
+    assert eng.step() == [], "step() with nothing to do returns []"
     with pytest.raises(ValueError, match="prompt"):
         llm.generate(["The cat", "x" * 10_000], greedy())
-    assert not eng.has_unfinished_requests() and eng.kv_cache_usage == 0.0
+    assert not eng.has_unfinished_requests(), "nothing is left unfinished"
+    assert eng.kv_cache_usage == 0.0, "the KV cache is empty"
 
 
 @pytest.mark.points(0.5)
@@ -221,7 +236,8 @@ def test_async_engine_streams_two_requests_at_once(llm, tokenizer):
 
     results = asyncio.run(main())
     for texts, text in zip(results, expected, strict=True):
-        assert texts[-1] == text and len(texts) == 12
+        assert texts[-1] == text, "the streamed text must join to the full completion"
+        assert len(texts) == 12, f"expected 12 streamed outputs, got {len(texts)}"
         assert all(texts[i + 1].startswith(texts[i].rstrip("\ufffd")) for i in range(len(texts) - 1))
 
 

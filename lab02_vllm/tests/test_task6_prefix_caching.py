@@ -35,14 +35,22 @@ def test_the_cache_maps_hashes_to_blocks_and_evicts_least_recently_used_first():
     for block_id, block_hash in [(3, 30), (5, 50), (7, 70)]:
         cache.insert(block_hash, block_id)
     cache.insert(30, 9)  # another block computed the same hash: the first one stays
-    assert cache.lookup(30) == 3 and cache.lookup(50) == 5 and cache.lookup(11) is None
-    assert cache.park(5) and cache.park(3) and cache.park(7) and not cache.park(9)
+    assert cache.lookup(30) == 3, "lookup() must find the block cached under hash 30"
+    assert cache.lookup(50) == 5, "lookup() must find the block cached under hash 50"
+    assert cache.lookup(11) is None, "lookup() of an unknown hash returns None"
+    assert cache.park(5), "park() must accept cached block 5"
+    assert cache.park(3), "park() must accept cached block 3"
+    assert cache.park(7), "park() must accept cached block 7"
+    assert not cache.park(9), "park() must refuse a block that is not cached"
     assert cache.num_evictable == 3
     cache.unpark(3)
     assert cache.num_evictable == 2
-    assert cache.evict() == 5 and cache.lookup(50) is None
+    assert cache.evict() == 5, "evict() takes the least recently parked block first (5)"
+    assert cache.lookup(50) is None, "an evicted block leaves the cache"
     assert cache.park(3)  # parked again: now the most recently used
-    assert cache.evict() == 7 and cache.evict() == 3 and cache.evict() is None
+    assert cache.evict() == 7, "evict() next takes block 7 (least recently used)"
+    assert cache.evict() == 3, "evict() then takes block 3"
+    assert cache.evict() is None, "evict() on an empty cache returns None"
     assert len(cache) == 0
 
 
@@ -58,12 +66,15 @@ def test_the_block_manager_reuses_the_longest_cached_prefix():
     a_blocks = list(a.block_table)
     b = make_seq([*shared[:32], 7, 8, 9, 10])
     bm.allocate(b)
-    assert b.block_table[:2] == a.block_table[:2] and b.block_table[2] != a.block_table[2]
-    assert b.num_computed_tokens == 32 and b.num_cached_tokens == 32
+    assert b.block_table[:2] == a.block_table[:2], "the 2 full blocks of the shared prefix must be reused"
+    assert b.block_table[2] != a.block_table[2], "the diverging third block must be new"
+    assert b.num_computed_tokens == 32, f"the 32 cached tokens count as computed, got {b.num_computed_tokens}"
+    assert b.num_cached_tokens == 32, "num_cached_tokens must count the 32 reused tokens"
     assert [bm.blocks[x].ref_count for x in b.block_table] == [2, 2, 1]
     exact = make_seq(shared[:32])  # its last token is in block 1: only block 0 may be reused
     bm.allocate(exact)
-    assert exact.block_table[0] == a.block_table[0] and exact.block_table[1] != a.block_table[1]
+    assert exact.block_table[0] == a.block_table[0], "the full first block is reused"
+    assert exact.block_table[1] != a.block_table[1], "the partly matching block must not be reused"
     assert exact.num_computed_tokens == 16
     other_start = make_seq([1, *shared[1:]])
     bm.allocate(other_start)
@@ -73,7 +84,10 @@ def test_the_block_manager_reuses_the_longest_cached_prefix():
     assert bm.num_free_blocks == 8, "cached blocks nobody holds count as free"
     again = make_seq(shared)
     bm.allocate(again)
-    assert again.num_computed_tokens == 32 and again.block_table[:2] == a_blocks[:2]
+    assert again.num_computed_tokens == 32, (
+        f"the same prompt again hits the cache: 32 tokens computed, got {again.num_computed_tokens}"
+    )
+    assert again.block_table[:2] == a_blocks[:2], "the same prompt again reuses the cached blocks"
     assert bm.num_free_blocks == 8 - 3, "reused cached blocks are in use again: no longer evictable"
     bm.free(again)
     filler = make_seq(list(range(300, 300 + 8 * 16)))  # takes the whole pool: every cached block is evicted
@@ -101,7 +115,10 @@ def test_engine_outputs_are_identical_with_and_without_prefix_caching(model_dir,
     assert outs[True] == outs[False]
     assert outs[True][:3] == [hf_greedy(model, p, 10) for p in prompts[:3]]
     assert stats.prefill_tokens_saved >= 64 * (len(prompts) - 4), "all but the first batch reuse 4 blocks"
-    assert stats.prefix_cache_queries > 0 and stats.prefix_cache_hit_rate > 0.5
+    assert stats.prefix_cache_queries > 0, "the engine must count prefix-cache queries"
+    assert stats.prefix_cache_hit_rate > 0.5, (
+        f"shared prompts must hit the prefix cache more than half the time, got {stats.prefix_cache_hit_rate}"
+    )
     assert stats.prefill_tokens_computed + stats.prefill_tokens_saved == stats.prompt_tokens
 
 
@@ -118,10 +135,16 @@ def test_blocks_filled_while_decoding_are_cached_under_their_full_tokens():
         bm.append_slot(a)
     longer = make_seq([*range(10, 18), 50, 51])
     bm.allocate(longer)
-    assert longer.num_computed_tokens == 8 and longer.block_table[:2] == a.block_table[:2]
+    assert longer.num_computed_tokens == 8, (
+        f"a block filled while decoding is cached: 8 tokens computed, got {longer.num_computed_tokens}"
+    )
+    assert longer.block_table[:2] == a.block_table[:2], "blocks filled while decoding must be reused"
     partial = make_seq([*range(10, 16), 60, 61, 62])
     bm.allocate(partial)
-    assert partial.num_computed_tokens == 4 and partial.block_table[0] == a.block_table[0]
+    assert partial.num_computed_tokens == 4, (
+        f"only the full blocks count: 4 tokens computed, got {partial.num_computed_tokens}"
+    )
+    assert partial.block_table[0] == a.block_table[0], "the full first block must be reused"
     assert partial.block_table[1] != a.block_table[1]
 
 

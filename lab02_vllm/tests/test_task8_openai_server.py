@@ -103,7 +103,8 @@ def test_streaming_joins_to_the_same_text(course_server, model, tokenizer):
     assert "".join(c.choices[0].text for c in text_chunks) == expected
     assert [c.choices[0].finish_reason for c in text_chunks][-1] in {"stop", "length"}
     assert all(c.choices[0].finish_reason is None for c in text_chunks[:-1])
-    assert usage_chunk.choices == [] and usage_chunk.usage.completion_tokens == len(new_ids)
+    assert usage_chunk.choices == [], "the usage chunk has no choices"
+    assert usage_chunk.usage.completion_tokens == len(new_ids), "the usage chunk must count the generated tokens"
     assert usage_chunk.usage.prompt_tokens == len(tokenizer(prompt).input_ids)
 
     messages = [{"role": "user", "content": "Tell me about Lima."}]

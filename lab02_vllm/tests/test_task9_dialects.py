@@ -89,7 +89,8 @@ def test_sampling_with_a_seed_reproduces(tgi_client):
     again = client.text_generation("The dog", max_new_tokens=12, do_sample=True, seed=77, temperature=1.0)
     assert first == again
     params = dialects.tgi_sampling_params(dialects.TGIParameters(), 5, MAX_MODEL_LEN)
-    assert params.greedy and params.max_tokens == 100
+    assert params.greedy, "TGI parameters without do_sample mean greedy"
+    assert params.max_tokens == 100, f"TGI's default max_new_tokens is 100, got {params.max_tokens}"
     assert not dialects.tgi_sampling_params(dialects.TGIParameters(do_sample=True), 5, MAX_MODEL_LEN).greedy
     knob = dialects.tgi_sampling_params(dialects.TGIParameters(top_k=5), 5, MAX_MODEL_LEN)
     assert not knob.greedy and knob.top_k == 5  # a sampling knob alone turns sampling on, as in TGI
@@ -113,7 +114,8 @@ def test_vllm_demo_api_with_requests(course_server, model, tokenizer):
                        stream=True, timeout=60) as streamed:
         lines = [json.loads(line) for line in streamed.iter_lines() if line]
     texts = [line["text"][0] for line in lines]
-    assert len(texts) > 1 and texts[-1] == PROMPT + expected
+    assert len(texts) > 1, "the demo API must stream more than one chunk"
+    assert texts[-1] == PROMPT + expected, "the last chunk is the prompt plus the whole completion"
     assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
 
 

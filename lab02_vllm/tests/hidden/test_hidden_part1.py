@@ -40,16 +40,25 @@ def test_fork_chains_with_block_size_3_and_freeing_the_parent_first():
     assert [bm.blocks[b].ref_count for b in child.block_table] == [2, 2, 2] and bm.num_used_blocks == 3
     grandchild.append_token(4)
     src, dst = bm.append_slot(grandchild)
-    assert src == child.block_table[2] and dst == grandchild.block_table[2]
+    assert src == child.block_table[2], "copy-on-write must copy from the block the child shares"
+    assert dst == grandchild.block_table[2], "copy-on-write must copy into the grandchild's new last block"
     child.append_token(4)
     assert bm.append_slot(child) is None, "the last block is the child's alone now"
     for _ in range(2):  # 9 tokens: the third block fills; the 10th needs a fourth block
         grandchild.append_token(5)
         bm.append_slot(grandchild)
-    assert len(grandchild.block_table) == 4 and bm.unused_slots([grandchild]) == 2
+    assert len(grandchild.block_table) == 4, (
+        f"with block_size 3 the grandchild needs 4 blocks, got {len(grandchild.block_table)}"
+    )
+    assert bm.unused_slots([grandchild]) == 2, (
+        "unused_slots() must count the empty slots of the last block (expected 2)"
+    )
     bm.free(grandchild)
     bm.free(child)
-    assert bm.num_free_blocks == 12 and all(b.ref_count == 0 for b in bm.blocks)
+    assert bm.num_free_blocks == 12, (
+        f"freeing every sequence must give every block back: {bm.num_free_blocks} of 12 free"
+    )
+    assert all(b.ref_count == 0 for b in bm.blocks), "a freed block must have ref_count 0"
 
 
 @pytest.mark.task(2)
@@ -111,7 +120,8 @@ def test_token_budget_is_inclusive_and_one_sequence_at_a_time_still_finishes():
     for s in seqs:
         sched.add(s)
     batch, is_prefill = sched.schedule()
-    assert is_prefill and batch == [seqs[0]]
+    assert is_prefill, "a new request must be scheduled as a prefill"
+    assert batch == [seqs[0]], "the token budget is inclusive: the first request alone fits"
     batch[0].num_computed_tokens = 12
     batch[0].append_token(12)
     result = drive(sched, {seqs[0].seq_id: 4, seqs[1].seq_id: 3, seqs[2].seq_id: 5})
@@ -158,7 +168,9 @@ def test_logprobs_are_transformers_log_softmax(model, tokenizer, model_dir):
         with torch.no_grad():
             expected = torch.log_softmax(model(torch.tensor([seq])).logits[0, -1].float(), -1)
         top = set(expected.topk(3).indices.tolist())
-        assert token in step and top <= set(step) and len(step) <= 4
+        assert token in step, "the chosen token must be among its own logprobs"
+        assert top <= set(step), "the logprobs must include the top tokens by transformers' log_softmax"
+        assert len(step) <= 4, "at most logprobs + 1 entries per step"
         for t, value in step.items():
             assert abs(value - float(expected[t])) < 1e-4
         seq.append(token)
@@ -176,7 +188,9 @@ def test_a_hash_collision_is_not_a_hit(monkeypatch):
     bm.allocate(a)
     b = make_seq([9, 9, 9, 9, 5, 6])
     bm.allocate(b)
-    assert b.num_computed_tokens == 0 and b.block_table[0] != a.block_table[0]
+    assert b.num_computed_tokens == 0, "a hash collision is not a prefix-cache hit: nothing is computed yet"
+    assert b.block_table[0] != a.block_table[0], "a hash collision must get a new block, not the cached one"
     c = make_seq([1, 2, 3, 4, 7])
     bm.allocate(c)
-    assert c.num_computed_tokens == 4 and c.block_table[0] == a.block_table[0]
+    assert c.num_computed_tokens == 4, f"a real hit reuses the cached block's 4 tokens, got {c.num_computed_tokens}"
+    assert c.block_table[0] == a.block_table[0], "a real hit must reuse the cached block"

@@ -34,7 +34,8 @@ def test_token_id_prompts_echo_system_messages_and_stop_lists(course_server, mod
     ids = torch.randint(10, len(tokenizer), (7,), generator=generator).tolist()
     expected, _ = hf_greedy_text(model, tokenizer, ids, 10)
     reply = client.completions.create(model=name_of(course_server), prompt=ids, max_tokens=10, temperature=0)
-    assert reply.choices[0].text == expected and reply.usage.prompt_tokens == 7
+    assert reply.choices[0].text == expected, "a token-id prompt must give the same text as transformers"
+    assert reply.usage.prompt_tokens == 7, "usage.prompt_tokens must count the prompt's token ids (7)"
     echoed = client.completions.create(model=name_of(course_server), prompt="The cat", max_tokens=5, temperature=0,
                                        echo=True)
     assert echoed.choices[0].text.startswith("The cat")
@@ -43,7 +44,10 @@ def test_token_id_prompts_echo_system_messages_and_stop_lists(course_server, mod
     text, _ = hf_greedy_text(model, tokenizer, list(chat_ids), 7)
     chat = client.chat.completions.create(model=name_of(course_server), messages=messages, temperature=0,
                                           max_completion_tokens=7)
-    assert chat.choices[0].message.content == text and chat.usage.prompt_tokens == len(chat_ids)
+    assert chat.choices[0].message.content == text, "the chat reply must equal transformers' text for the chat template"
+    assert chat.usage.prompt_tokens == len(chat_ids), (
+        "usage.prompt_tokens must count the chat template's tokens, system message included"
+    )
     full, _ = hf_greedy_text(model, tokenizer, tokenizer("Ana lives in").input_ids, 20)
     words = full.split()
     if len(words) >= 3:
