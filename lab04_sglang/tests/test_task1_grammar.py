@@ -276,7 +276,8 @@ def test_automaton_stops_inside_a_character():
     automaton = grammar.compile_regex("é+")
     first, second = "é".encode()
     middle = automaton.step(automaton.start, first)
-    assert middle != automaton.DEAD and not automaton.is_accepting(middle)
+    assert middle != automaton.DEAD, "a prefix of a multi-byte character is still alive (not DEAD)"
+    assert not automaton.is_accepting(middle), "a state inside a character must not be accepting"
     assert automaton.is_accepting(automaton.step(middle, second))
     assert automaton.step(automaton.start, second) == automaton.DEAD
     assert json.loads(json_text("é")) == "é"

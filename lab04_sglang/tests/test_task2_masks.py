@@ -150,9 +150,13 @@ def test_tokens_with_the_same_bytes_and_lists_of_eos_ids(fixture_dir_tokenizer):
     vocabulary = masks.Vocabulary(tokenizer, len(tokenizer), eos_token_ids=[2, 5])
     masker = masks.TokenMasker(FiniteLanguage([word]), vocabulary)
     start = masker.mask(masker.automaton.start)
-    assert start[old_id] and start[new_id] and new_id != old_id
+    assert start[old_id], "the word's own token must be allowed at the start"
+    assert start[new_id], "the added token with the same bytes must be allowed too"
+    assert new_id != old_id, "the added token must get a new id"
     done = masker.mask(masker.advance(masker.automaton.start, new_id))
-    assert done[2] and done[5] and done.sum() == 2
+    assert done[2], "every listed EOS id is allowed once the word is complete (id 2)"
+    assert done[5], "every listed EOS id is allowed once the word is complete (id 5)"
+    assert done.sum() == 2, "only the EOS ids are allowed once the word is complete"
 
 
 @pytest.mark.points(2)

@@ -58,7 +58,8 @@ def test_match_splits_a_node_inside_its_run():
     """A match that ends inside a run splits the node there; the returned node ends at the match."""
     tree = radix.RadixCache()
     tree.insert([1, 2, 3, 4, 5], value_of([1, 2, 3, 4, 5]))
-    assert len(tree.root.children) == 1 and len(tree.root.children[1].key) == 5
+    assert len(tree.root.children) == 1, "one inserted key is one child of the root"
+    assert len(tree.root.children[1].key) == 5, "the whole key is one run of 5 tokens until a match splits it"
     value, node = tree.match_prefix([1, 2, 3, 9])
     assert node.key == (1, 2, 3) and len(node.children) == 1 and tuple(node.children[4].key) == (4, 5)
     assert torch.equal(value, value_of([1, 2, 3]))
@@ -77,14 +78,18 @@ def test_lru_eviction_of_unlocked_leaves():
     tree.match_prefix([1, 2, 3])  # [1, 2, 3] is now the most recent; [1, 2, 4, 4] and [5, 6] are older
     _, locked = tree.match_prefix([5, 6])
     tree.inc_lock_ref(locked)
-    assert tree.protected_size() == 2 and tree.evictable_size() == 5
+    assert tree.protected_size() == 2, "the locked leaf (5, 6) is protected: 2 tokens"
+    assert tree.evictable_size() == 5, "the 5 unlocked tokens are evictable"
     assert tree.evict(1, on_evict=freed.append) == 2  # the leaf (4, 4): whole runs go
     assert [v.tolist() for v in freed] == [value_of([1, 2, 4, 4])[2:].tolist()]
     assert tree.match_prefix([5, 6])[0] is not None
     assert tree.evict(100) == 3  # (3) then its childless parent (1, 2); never the locked (5, 6)
-    assert tree.total_size() == 2 == tree.protected_size() and tree.evictable_size() == 0
+    assert tree.total_size() == 2 == tree.protected_size(), "only the locked (5, 6) may be left, and it is protected"
+    assert tree.evictable_size() == 0, "nothing unlocked is left to evict"
     tree.dec_lock_ref(locked)
-    assert tree.evictable_size() == 2 and tree.evict(1) == 2 and tree.total_size() == 0
+    assert tree.evictable_size() == 2, "dec_lock_ref makes (5, 6) evictable again"
+    assert tree.evict(1) == 2, "evict() frees whole runs: (5, 6) is 2 tokens"
+    assert tree.total_size() == 0, "the tree is empty after evicting everything"
 
 
 @pytest.mark.points(1)
@@ -95,7 +100,9 @@ def test_locks_survive_splits_and_protect_inner_nodes():
     _, whole = tree.match_prefix([1, 2, 3, 4, 5])
     tree.inc_lock_ref(whole)
     tree.match_prefix([1, 2, 9])  # splits the locked run after (1, 2)
-    assert tree.evict(100) == 0 and tree.total_size() == 5 and tree.protected_size() == 5
+    assert tree.evict(100) == 0, "a split must keep the lock: nothing may be evicted"
+    assert tree.total_size() == 5, "a locked run stays whole after a split"
+    assert tree.protected_size() == 5, "both halves of a split locked run stay protected"
     tree.dec_lock_ref(whole)
     _, inner = tree.match_prefix([1, 2])
     tree.inc_lock_ref(inner)
@@ -111,7 +118,9 @@ def test_reinsert_marks_used_and_locks_cover_the_path():
     tree = radix.RadixCache()
     for key in ([1], [2], [1]):
         tree.insert(key, value_of(key))
-    assert tree.evict(1) == 1 and tree.match_prefix([2])[0] is None and tree.match_prefix([1])[0] is not None
+    assert tree.evict(1) == 1, "evict(1) frees the least recently used leaf (1 token)"
+    assert tree.match_prefix([2])[0] is None, "[2] is the least recently used: it goes first"
+    assert tree.match_prefix([1])[0] is not None, "re-inserting [1] made it recent: it stays"
     tree = radix.RadixCache()
     for key in ([1, 2, 3, 4], [1, 2, 5]):
         tree.insert(key, value_of(key))
@@ -120,7 +129,8 @@ def test_reinsert_marks_used_and_locks_cover_the_path():
     assert tree.protected_size() == 4 and tree.evictable_size() == 1  # (1, 2) and (3, 4); only (5) is free
     assert tree.evict(100) == 1 and torch.equal(tree.match_prefix([1, 2, 3, 4])[0], value_of([1, 2, 3, 4]))
     tree.dec_lock_ref(node)
-    assert tree.protected_size() == 0 and tree.evictable_size() == 4
+    assert tree.protected_size() == 0, "dec_lock_ref must unlock the whole path"
+    assert tree.evictable_size() == 4, "every token is evictable once unlocked"
     with pytest.raises(RuntimeError):
         tree.dec_lock_ref(node)
 
@@ -200,7 +210,10 @@ def test_capacity_evicts_and_locks_are_released(model, tokenizer):
     generator = prefix_cache.PrefixCachingGenerator(model, max_cached_tokens=30)
     for prompt in PROMPTS:
         generator.generate(tokenizer(prompt).input_ids, 5)
-        assert generator.radix.total_size() <= 30 and generator.radix.protected_size() == 0
+        assert generator.radix.total_size() <= 30, (
+            f"the radix cache must stay within its capacity of 30 tokens, holds {generator.radix.total_size()}"
+        )
+        assert generator.radix.protected_size() == 0, "every lock must be released once generation ends"
     generator = prefix_cache.PrefixCachingGenerator(model, max_cached_tokens=30)
     older, last = (tokenizer(f"<|user|>\n{q}</s>\n<|assistant|>\n").input_ids
                    for q in ("What is the capital of Japan?", "Give me a user record as JSON."))

@@ -125,9 +125,13 @@ def test_fork_branches_share_the_prefix(backend):
 
     state = branches.run(temperature=0, backend=backend)
     texts = [f.text() for f in state.forks]
-    assert len(set(texts)) == 3 and all(t.startswith(state.text()) for t in texts)
+    assert len(set(texts)) == 3, "the 3 forks must answer 3 different questions"
+    assert all(t.startswith(state.text()) for t in texts), "every fork's text starts with the shared prefix"
     assert all(f["first"] == state["first"] for f in state.forks) and "answer" not in state.variables
-    assert all(len(f.messages()) == 4 for f in state.forks) and len(state.messages()) == 2
+    assert all(len(f.messages()) == 4 for f in state.forks), (
+        "every fork holds the shared 2 messages plus its own question and answer"
+    )
+    assert len(state.messages()) == 2, "the forks must not add messages to the parent state"
     prefix_tokens = len(backend.encode(state.text()))
     for f in state.forks:
         assert f.get_meta_info("answer")["cached_tokens"] >= prefix_tokens - 2

@@ -67,7 +67,10 @@ def test_generate_answers_like_transformers(backend, fixture_model):
         {"text": prompt, "sampling_params": {"max_new_tokens": 20, "temperature": 0}}))
     assert one.output_ids == expected and one.text == tokenizer.decode(expected, skip_special_tokens=True)
     assert one.meta_info.finish_reason == {"type": "stop", "matched": tokenizer.eos_token_id}
-    assert one.meta_info.prompt_tokens == len(ids) and one.meta_info.completion_tokens == len(expected)
+    assert one.meta_info.prompt_tokens == len(ids), "meta_info.prompt_tokens must count the prompt's tokens"
+    assert one.meta_info.completion_tokens == len(expected), (
+        "meta_info.completion_tokens must count the generated tokens"
+    )
     cut = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
         {"text": prompt, "sampling_params": {"max_new_tokens": 20, "temperature": 0, "stop": [" of", " "]}}))
     assert one.text.startswith(cut.text + " ") and " " not in cut.text

@@ -156,10 +156,13 @@ def test_chat_to_generate_batches_and_stream_chunks(local, fixture_model):
                                                  return_dict=False)
     ids, params = sglang_server.chat_to_generate(tokenizer, {**structured, "temperature": 0,
                                                              "max_completion_tokens": 5})
-    assert ids == expected_ids and params.temperature == 0 and params.max_new_tokens == 5
+    assert ids == expected_ids, "the prompt must be the chat template's token ids"
+    assert params.temperature == 0, "temperature from the request (0)"
+    assert params.max_new_tokens == 5, "max_completion_tokens becomes max_new_tokens (5)"
     assert json.loads(params.json_schema) == RECORD
     _, params = sglang_server.chat_to_generate(tokenizer, {**structured, "max_tokens": 7})
-    assert params.temperature == 1.0 and params.max_new_tokens == 7
+    assert params.temperature == 1.0, "temperature defaults to 1.0 like SGLang"
+    assert params.max_new_tokens == 7, "max_tokens becomes max_new_tokens (7)"
     with pytest.raises(sglang_server.BadRequest, match=re.escape("sampling_params.regex")):
         sglang_server.parse_generate({"text": ["a", "b"], "sampling_params": [{}, {"regex": "(ab"}]})
     answer = sglang_api.generate_one(local, "<|user|>\nWhat is the capital of Japan?</s>\n<|assistant|>\n",
@@ -191,7 +194,8 @@ def test_multi_turn_qa_runs_unchanged(endpoint, local):
     state = real.run(**QUESTIONS, temperature=0, backend=endpoint)
     expected = ours.run(**QUESTIONS, temperature=0, backend=local)
     assert state["answer_1"] == expected["answer_1"] and state["answer_2"] == expected["answer_2"]
-    assert state.text() == expected.text() and state.messages() == expected.messages()
+    assert state.text() == expected.text(), "the program's text must equal the reference run's text"
+    assert state.messages() == expected.messages(), "the program's messages must equal the reference run's messages"
     assert state.get_meta_info("answer_2")["cached_tokens"] > 0, "turn 2 should reuse turn 1's KV on the server"
 
 
@@ -324,7 +328,10 @@ def test_openai_chat_route_streams_and_checks_like_vllm(server):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
-    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert chunks[-1].choices == [], "the usage chunk has no choices"
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens, (
+        "the usage chunk must count the same completion tokens as the whole reply"
+    )
     context = json.loads((fixture_dir() / "config.json").read_text())["max_position_embeddings"]
     long = "word " * context
     with httpx.Client(base_url=url, timeout=120) as http:

@@ -54,7 +54,8 @@ def test_gpt2_shaped_random_model_with_eos_zero():
     prompt = tokenizer("Q:").input_ids
     for seed in range(4):
         out = masks.constrained_generate(model, masker, prompt, 30, temperature=1.0, seed=seed)
-        assert out[-1] == 0 and 0 not in out[:-1]
+        assert out[-1] == 0, "generation must end with the EOS token (id 0)"
+        assert 0 not in out[:-1], "EOS (id 0) may only come last"
         check_regex_completion(completion_text(tokenizer, prompt, out[:-1]), pattern)
 
 
@@ -88,7 +89,10 @@ def test_cached_generation_on_a_gqa_model_with_eviction():
         expected = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False, max_new_tokens=12,
                                   pad_token_id=tokenizer.pad_token_id)[0, len(ids):].tolist()
         assert out.token_ids == expected
-        assert generator.radix.total_size() <= 40 and generator.radix.protected_size() == 0
+        assert generator.radix.total_size() <= 40, (
+            f"the radix cache must stay within its capacity of 40 tokens, holds {generator.radix.total_size()}"
+        )
+        assert generator.radix.protected_size() == 0, "every lock must be released once generation ends"
 
 
 @pytest.mark.task(5)
