@@ -27,7 +27,9 @@ def test_fixed_workload_has_the_asked_lengths(tokenizer):
     for r in w.requests:
         assert 38 <= plain_len(tokenizer, r.prompt) <= 40
         assert r.prompt_len == len(tokenizer(r.prompt).input_ids)
-        assert r.max_tokens == 17 and r.arrival_s is None and r.after is None
+        assert r.max_tokens == 17, "max_tokens must be the asked output length (17)"
+        assert r.arrival_s is None, "a fixed workload sends everything at once: arrival_s is None"
+        assert r.after is None, "a fixed workload has no turns: after is None"
     assert len({r.prompt for r in w.requests}) > 1, "prompts should differ"
 
 
@@ -54,7 +56,8 @@ def test_lognormal_lengths_are_long_tailed():
     assert statistics.mean(lengths) / statistics.median(lengths) == pytest.approx(math.exp(0.5), rel=0.1)
     assert sorted(lengths)[int(0.99 * len(lengths))] > 5 * statistics.median(lengths)
     clipped = workloads.lognormal_lengths(2000, 50, 1.0, 20, 120, random.Random(5))
-    assert min(clipped) == 20 and max(clipped) == 120
+    assert min(clipped) == 20, "lengths must be clipped at the lower bound 20"
+    assert max(clipped) == 120, "lengths must be clipped at the upper bound 120"
     assert workloads.lognormal_lengths(50, 33, 0.0, 1, 100, random.Random(1)) == [33] * 50
 
 
@@ -143,7 +146,8 @@ def test_poisson_arrivals_are_a_poisson_process(rate, seed):
     variance equal to their mean (dispersion index 1, the Poisson signature)."""
     n = 4000
     times = workloads.poisson_arrivals(n, rate, random.Random(seed))
-    assert len(times) == n and times[0] == 0.0
+    assert len(times) == n, f"expected {n} arrival times, got {len(times)}"
+    assert times[0] == 0.0, "the first arrival is at time 0.0"
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0
     assert statistics.mean(gaps) == pytest.approx(1 / rate, rel=0.06)

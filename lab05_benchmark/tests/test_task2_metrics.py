@@ -39,7 +39,9 @@ def test_request_metrics_with_chunks_of_several_tokens():
     assert m.itl_s == pytest.approx([0.3, 0.5])
     assert m.tpot_s == pytest.approx((1.0 - 0.2) / 8)
     single = metrics.request_metrics(result("c", 1.0, [1.25]))
-    assert single.tpot_s is None and single.itl_s == [] and single.ttft_s == single.e2e_s == pytest.approx(0.25)
+    assert single.tpot_s is None, "one output token: TPOT is undefined (None)"
+    assert single.itl_s == [], "one output token: no inter-token latencies"
+    assert single.ttft_s == single.e2e_s == pytest.approx(0.25), "one output token: TTFT equals E2E latency (0.25 s)"
     with pytest.raises(ValueError, match="r9"):
         metrics.request_metrics(result("r9", 0.0, [], success=False, error="HTTP 500"))
     with pytest.raises(ValueError, match="r8"):
@@ -67,13 +69,15 @@ def test_summary_on_recorded_times():
     assert s.total_token_throughput == pytest.approx(11.0)
     assert s.errors == {"HTTP 500: boom": 1}
     ttft = s.latency["ttft"]
-    assert ttft.mean_ms == pytest.approx(450) and ttft.median_ms == pytest.approx(450)
+    assert ttft.mean_ms == pytest.approx(450), f"mean TTFT must be 450 ms, got {ttft.mean_ms}"
+    assert ttft.median_ms == pytest.approx(450), f"median TTFT must be 450 ms, got {ttft.median_ms}"
     assert ttft.std_ms == pytest.approx(50)
     assert ttft.percentiles_ms["99"] == pytest.approx(400 + 0.99 * 100)
     assert ttft.percentiles_ms["90"] == pytest.approx(490)
     assert s.latency["tpot"].mean_ms == pytest.approx(200)  # only requests with 2+ tokens
     itl = s.latency["itl"]
-    assert itl.mean_ms == pytest.approx(200) and itl.median_ms == pytest.approx(200)
+    assert itl.mean_ms == pytest.approx(200), f"mean ITL must be 200 ms, got {itl.mean_ms}"
+    assert itl.median_ms == pytest.approx(200), f"median ITL must be 200 ms, got {itl.median_ms}"
     assert itl.percentiles_ms["90"] == pytest.approx(280)
     assert s.latency["e2el"].mean_ms == pytest.approx(750)
     assert s.request_goodput == pytest.approx(0.5)  # only b has TTFT <= 450 ms
@@ -90,7 +94,9 @@ def test_empty_figures_and_bad_arguments():
     assert stats.mean_ms == stats.median_ms == stats.std_ms == 0.0
     assert stats.percentiles_ms == {"50": 0.0, "99.9": 0.0}
     all_failed = metrics.summarize([result("x", 0.0, [], output_len=0, success=False, error="e")], 1.0)
-    assert all_failed.completed == 0 and all_failed.failed == 1 and all_failed.output_throughput == 0
+    assert all_failed.completed == 0, "a failed request is not completed"
+    assert all_failed.failed == 1, "a failed request must be counted as failed"
+    assert all_failed.output_throughput == 0, "no output throughput without completed requests"
     with pytest.raises(ValueError, match="duration_s"):
         metrics.summarize(recorded_run(), 0.0)
     with pytest.raises(ValueError, match="itl"):
@@ -157,7 +163,8 @@ def test_summary_equals_vllms_calculate_metrics(seed, tokenizer):
     ours = metrics.summarize(results, 7.5, goodput_ms=goodput, percentiles=(50.0, 90.0, 99.0))
     theirs = vllm_calculate_metrics(results, 7.5, tokenizer, (50.0, 90.0, 99.0), goodput)
     assert ours.completed == theirs.completed
-    assert ours.total_input == theirs.total_input and ours.total_output == theirs.total_output
+    assert ours.total_input == theirs.total_input, "total input tokens must equal vLLM's calculate_metrics"
+    assert ours.total_output == theirs.total_output, "total output tokens must equal vLLM's calculate_metrics"
     assert ours.request_throughput == pytest.approx(theirs.request_throughput)
     assert ours.output_throughput == pytest.approx(theirs.output_throughput)
     assert ours.total_token_throughput == pytest.approx(theirs.total_token_throughput)

@@ -92,7 +92,8 @@ def test_vllm_backend_reports_each_new_token_once(vllm_backend, model, tokenizer
         got = [t for e in events[r.id] for t in e.token_ids]
         assert len(got) == r.max_tokens
         assert got == hf_greedy_forced(model, tokenizer, r.prompt, r.max_tokens)
-        assert events[r.id][-1].finished and not any(e.finished for e in events[r.id][:-1])
+        assert events[r.id][-1].finished, "the last event of a request must be finished"
+        assert not any(e.finished for e in events[r.id][:-1]), "only the last event of a request is finished"
     times = {e.time_s for r in requests for e in events[r.id]}
     assert len(times) < sum(r.max_tokens for r in requests), "some steps should serve several requests"
 
@@ -181,7 +182,9 @@ def test_parse_stream_lines():
     pieces = [backends.parse_stream_line("completions", line) for line in OPENAI_LINES]
     assert [p.text for p in pieces] == ["Hel", "", "lo", "", ""]
     assert [p.tokens for p in pieces] == [1, 1, 1, 0, 0]  # a chunk with choices counts, as in vLLM's client
-    assert pieces[3].usage_tokens == 3 and pieces[4].done and not pieces[2].done
+    assert pieces[3].usage_tokens == 3, "the usage chunk counts 3 completion tokens"
+    assert pieces[4].done, "the [DONE] line ends the stream"
+    assert not pieces[2].done, "a text chunk does not end the stream"
     chat = backends.parse_stream_line("chat", 'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}')
     assert (chat.text, chat.tokens) == ("Hi", 1)
     role = backends.parse_stream_line("chat", 'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}')
@@ -270,7 +273,8 @@ def test_http_backend_stamps_each_chunk_as_it_arrives():
     assert ttft >= CHUNK_GAP_S * 0.9  # the server sleeps before its first chunk
     # 3 gaps of 150 ms between the first and the last chunk (a margin for a busy machine's scheduler)
     assert e2el - ttft >= 1.5 * CHUNK_GAP_S, f"chunks stamped at {[round(e.time_s - sent, 3) for e in chunks]} s"
-    assert events[-1].finished and events[-1].total_tokens == 7
+    assert events[-1].finished, "the last event must be finished"
+    assert events[-1].total_tokens == 7, f"the last event must count all 7 tokens, got {events[-1].total_tokens}"
 
 
 @pytest.mark.points(1)
@@ -395,5 +399,6 @@ def test_the_radix_backend_streams_lab04s_generator_token_by_token(model_dir):
                     ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
             assert got[r.id] == ids[-6:], (backend.name, r.id)
         backend.close()
-    assert cached.generator.radix.total_size() > 0 and plain.generator.radix.total_size() == 0
+    assert cached.generator.radix.total_size() > 0, "with caching the radix tree must keep the prompts"
+    assert plain.generator.radix.total_size() == 0, "without caching the radix tree must stay empty"
     assert "radix" in backends.BACKEND_HELP

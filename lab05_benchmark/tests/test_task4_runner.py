@@ -29,7 +29,10 @@ def test_concurrency_is_respected_and_every_request_measured(concurrency):
     assert backend.max_in_flight == concurrency
     assert sorted(r.id for r in results) == sorted(r.id for r in requests)
     for r in results:
-        assert r.success and r.output_len == 3 + int(r.id[1:]) % 4 == len(r.chunk_times_s)
+        assert r.success, f"request {r.id} must succeed"
+        assert r.output_len == 3 + int(r.id[1:]) % 4 == len(r.chunk_times_s), (
+            f"request {r.id} must stream one chunk per token, max_tokens of them"
+        )
         assert r.start_s <= r.chunk_times_s[0]
     assert duration >= max(r.chunk_times_s[-1] for r in results) - min(r.start_s for r in results) - 1e-6
     assert [r.id for r, _ in zip(requests, range(concurrency))] == [rid for rid, _ in backend.added[:concurrency]]
@@ -154,7 +157,8 @@ def test_failures_are_counted_not_fatal():
     requests = [request("bad_add"), request("good", 4), request("bad_stream"), request("good2", 2)]
     results, _, interrupted = runner.run_once(backend, requests, concurrency=2)
     by_id = {r.id: r for r in results}
-    assert len(results) == 4 and not interrupted
+    assert len(results) == 4, f"a failed request still gives a result: {len(results)} of 4"
+    assert not interrupted, "failures must not interrupt the run"
     assert not by_id["bad_add"].success and "cannot take bad_add" in by_id["bad_add"].error
     assert not by_id["bad_stream"].success and by_id["bad_stream"].error == "injected stream error"
     assert by_id["good"].success and by_id["good2"].success
@@ -171,7 +175,8 @@ def test_http_failures_are_counted_in_a_run():
         results, duration, _ = runner.run_once(backend, requests, concurrency=2)
         backend.close()
     summary = metrics.summarize(results, duration) if results else None
-    assert summary.failed == 4 and summary.completed == 0
+    assert summary.failed == 4, f"every HTTP failure must be counted as failed, got {summary.failed} of 4"
+    assert summary.completed == 0, f"no request completed, got {summary.completed}"
     assert list(summary.errors) == ["HTTP 500: injected failure"]
 
 
@@ -187,7 +192,12 @@ def test_run_benchmark_warms_up_and_repeats(model, tokenizer, model_dir):
     assert run.status == "ok" and run.concurrency == 2 and len(run.repetitions) == 2
     for repetition in run.repetitions:
         assert sorted(r.id for r in repetition.results) == ["r0", "r1", "r2", "r3"]
-        assert repetition.summary.completed == 4 and repetition.summary.total_output == 20
+        assert repetition.summary.completed == 4, (
+            f"all 4 requests of each repetition complete, got {repetition.summary.completed}"
+        )
+        assert repetition.summary.total_output == 20, (
+            f"each repetition generates 4 x 5 = 20 tokens, got {repetition.summary.total_output}"
+        )
     assert run.peak_rss_bytes > 50 * 2**20
 
 

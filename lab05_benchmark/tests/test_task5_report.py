@@ -108,13 +108,15 @@ def test_compare_gives_ratios_and_directions():
     out = changes["output tok/s"]
     assert (out.before, out.after, out.ratio, out.better) == (100.0, 150.0, 1.5, True)
     ttft = changes["TTFT p50 ms"]
-    assert ttft.ratio == pytest.approx(1.5) and ttft.better is False
+    assert ttft.ratio == pytest.approx(1.5), f"TTFT 1.5 times as long is a ratio of 1.5, got {ttft.ratio}"
+    assert ttft.better is False, "a longer TTFT is worse: better must be False"
     assert changes["peak RSS MiB"].ratio == 1.0 and changes["peak RSS MiB"].better is None
     assert changes["failed"].ratio == 1.0  # 0 / 0
     worse = bench_report([backend_run("a", [100.0])])
     worse.runs[0].repetitions[0].summary = summary_with(100.0, failed=3)
     failed = {c.figure: c for c in report.compare(before, worse)}["failed"]
-    assert math.isinf(failed.ratio) and failed.better is False
+    assert math.isinf(failed.ratio), f"failures from 0 to 3 is an infinite ratio, got {failed.ratio}"
+    assert failed.better is False, "more failures is worse: better must be False"
 
 
 @pytest.mark.points(3)
@@ -132,7 +134,8 @@ def test_plots_are_written_as_png(tmp_path, model, tokenizer, model_dir):
     assert sorted(p.name for p in paths) == ["memory.png", "throughput.png", "tpot.png", "ttft.png"]
     for path in paths:
         image = matplotlib.image.imread(path)
-        assert image.shape[0] > 100 and image.shape[1] > 100
+        assert image.shape[0] > 100, "the plot must be more than 100 pixels high"
+        assert image.shape[1] > 100, "the plot must be more than 100 pixels wide"
         assert path.stat().st_size < 200_000
     text = report.report_markdown(made, paths, "")
     assert "![throughput](throughput.png)" in text and "| transformers:2 @c1 |" in text

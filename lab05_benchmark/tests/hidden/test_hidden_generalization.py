@@ -184,7 +184,10 @@ def test_arrivals_and_a_concurrency_limit_together_and_a_failed_turn_releases_th
                 *[request(f"p{i}", 3, arrival_s=0.01 * i) for i in range(6)]]
     results, _, _ = runner.run_once(backend, requests, concurrency=2)
     by_id = {r.id: r for r in results}
-    assert len(results) == 8 and backend.max_in_flight == 2
+    assert len(results) == 8, f"every request must give a result, failed ones too: {len(results)} of 8"
+    assert backend.max_in_flight == 2, (
+        f"arrivals must not break the concurrency limit of 2, got {backend.max_in_flight} in flight"
+    )
     assert not by_id["t0"].success and by_id["t1"].success
     sent = dict(backend.added)
     t0 = min(sent.values())
@@ -214,7 +217,8 @@ def test_choices_with_a_wider_margin_and_latency_only_differences():
     ], kind="shared_prefix")
     found = choose.claims(made, margin=0.25)
     throughput = [c for c in found if c.figure == "output_throughput"]
-    assert len(throughput) == 1 and throughput[0].winner is None  # 20 % < 25 %
+    assert len(throughput) == 1, f"one throughput claim expected, got {len(throughput)}"
+    assert throughput[0].winner is None, "a 20 % difference is within the 25 % margin: no winner"  # 20 % < 25 %
     ttft = [c for c in found if c.figure == "ttft.median_ms"]
     assert ttft[0].winner == "a @c8" and "prefix caching" in ttft[0].sentence
     assert not choose.beats([1.0, 1.0], [2.0, 2.0], True, 0.0)
