@@ -134,7 +134,8 @@ def test_tensor_table_matches_gguf_reader(written):
     section starts at the next multiple of 32 after the tensor infos."""
     compare_with_reader(written)
     ours = gguf_read.read_gguf(written)
-    assert ours.alignment == 32 and ours.data_offset % 32 == 0
+    assert ours.alignment == 32, f"without general.alignment the alignment is 32, got {ours.alignment}"
+    assert ours.data_offset % 32 == 0, f"the data section must start at a multiple of 32, got offset {ours.data_offset}"
     assert [t.type_name for t in ours.tensors] == ["F32", "F16", "Q8_0", "Q4_0", "Q6_K"]
     assert ours.tensor("cube.q8_0").shape == (64, 3, 2)
     for type_id, (name, block, size) in gguf_read.GGML_TYPES.items():
@@ -149,7 +150,8 @@ def test_custom_alignment(tmp_path):
     """general.alignment = 64 moves the data section and every tensor to multiples of 64."""
     path = write_file(tmp_path / "aligned.gguf", alignment=64)
     ours = gguf_read.read_gguf(path)
-    assert ours.alignment == 64 and ours.data_offset % 64 == 0
+    assert ours.alignment == 64, f"general.alignment = 64 must be read, got {ours.alignment}"
+    assert ours.data_offset % 64 == 0, f"the data section must start at a multiple of 64, got offset {ours.data_offset}"
     assert all(t.offset % 64 == 0 for t in ours.tensors)
     compare_with_reader(path)
 
@@ -347,7 +349,10 @@ def test_no_padding_when_the_infos_end_on_the_boundary(tmp_path):
         infos_end = field.offset + sum(part.nbytes for part in field.parts)
         if infos_end % 32 == 0:
             break
-    assert infos_end % 32 == 0 and reader.data_offset == infos_end
+    assert infos_end % 32 == 0, "test setup: no file found whose tensor infos end on a 32-byte boundary"
+    assert reader.data_offset == infos_end, (
+        "test setup: gguf.GGUFReader must put the data section right after the infos"
+    )
     assert gguf_read.read_gguf(path).data_offset == infos_end
     compare_with_reader(path)
 

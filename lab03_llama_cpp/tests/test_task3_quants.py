@@ -126,7 +126,10 @@ def test_dequantize_and_round_trip():
     for type_name, steps in (("Q8_0", 127), ("Q4_0", 8)):
         quantize, dequantize = ours(type_name)
         restored = dequantize(quantize(values))
-        assert restored.dtype == np.float32 and restored.shape == values.shape
+        assert restored.dtype == np.float32, f"{type_name}: dequantize must return float32, got {restored.dtype}"
+        assert restored.shape == values.shape, (
+            f"{type_name}: dequantize must give back the original shape {values.shape}, got {restored.shape}"
+        )
         step = np.abs(values.reshape(-1, 32)).max(axis=1, keepdims=True) / steps
         limit = step * (0.57 if type_name == "Q8_0" else 1.01)  # d is stored as float16: 127 * d * 2**-11
         assert np.all(np.abs(restored - values).reshape(-1, 32) <= limit), type_name

@@ -196,7 +196,10 @@ def test_measure_speed_counts_tokens(llm, tokenizer):
 
     ids = tokenizer("The cat sat on the mat.").input_ids
     speed = run.measure_speed(llm, ids, new_tokens=12)
-    assert speed.prompt_tokens == len(ids) and speed.new_tokens == 12
+    assert speed.prompt_tokens == len(ids), (
+        f"prompt_tokens must count the prompt's {len(ids)} tokens, got {speed.prompt_tokens}"
+    )
+    assert speed.new_tokens == 12, f"new_tokens must be the 12 tokens asked for, got {speed.new_tokens}"
     assert speed.prefill_s > 0 and 0 < speed.decode_tokens_per_s < float("inf")
     with pytest.raises(ValueError, match="new_tokens"):
         run.measure_speed(llm, ids, new_tokens=0)
@@ -209,7 +212,10 @@ def test_measure_speed_counts_tokens(llm, tokenizer):
     slow = SlowGenerate(llm, prefill_s=0.3, step_s=0.15)
     start = time.perf_counter()
     speed = run.measure_speed(slow, ids, new_tokens=4)
-    assert speed.new_tokens == 4 and len(slow.handed_out) == 4
+    assert speed.new_tokens == 4, f"new_tokens must be the 4 tokens asked for, got {speed.new_tokens}"
+    assert len(slow.handed_out) == 4, (
+        f"measure_speed must generate exactly 4 tokens, generate handed out {len(slow.handed_out)}"
+    )
     assert slow.prefill_s <= speed.prefill_s <= slow.handed_out[0] - start + 0.05
     expected = 3 / (slow.handed_out[-1] - slow.handed_out[0])
     assert speed.decode_tokens_per_s == pytest.approx(expected, rel=0.2), \
