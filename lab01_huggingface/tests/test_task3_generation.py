@@ -82,7 +82,8 @@ def test_stops_at_eos_and_at_max_new_tokens(trained_model, trained_tokenizer):
     capped = generation.greedy_generate(model, ids, 3)
     assert capped == free[:3]
     never = generation.greedy_generate(model, ids, 40, eos_token_id=-1)
-    assert len(never) == 40 and never[: len(free)] == free
+    assert len(never) == 40, f"with no EOS to stop at, exactly max_new_tokens (40) tokens, got {len(never)}"
+    assert never[: len(free)] == free, "without EOS the tokens must continue the run that stopped at EOS"
 
 
 @pytest.mark.points(2)

@@ -22,7 +22,8 @@ def test_left_pad_matches_the_tokenizer(tokenizer):
         left.pad_token_id = pad_token_id(tokenizer)
     oracle = left.pad({"input_ids": sequences}, padding=True, return_tensors="pt")
     assert torch.equal(ids, oracle["input_ids"]) and torch.equal(mask, oracle["attention_mask"])
-    assert ids.dtype == torch.int64 and mask.dtype == torch.int64
+    assert ids.dtype == torch.int64, f"input_ids must be int64 like the tokenizer's, got {ids.dtype}"
+    assert mask.dtype == torch.int64, f"attention_mask must be int64 like the tokenizer's, got {mask.dtype}"
 
 
 @pytest.mark.points(5)
@@ -50,7 +51,8 @@ def test_rows_that_finish_early_stop_there(model, tokenizer):
     stops = [first[1][2], first[2][1]]  # rows 1 and 2 stop at their 3rd and 2nd token (or earlier)
     rows = batching.batch_greedy_generate(model, prompts, 16, pad_token_id(tokenizer), eos_token_id=stops)
     assert rows == [hf_greedy(model, ids, 16, eos_token_id=stops) for ids in prompts]
-    assert len(rows[1]) <= 3 and len(rows[2]) <= 2
+    assert len(rows[1]) <= 3, f"row 1 must stop at its stop token (3rd token or earlier), got {len(rows[1])} tokens"
+    assert len(rows[2]) <= 2, f"row 2 must stop at its stop token (2nd token or earlier), got {len(rows[2])} tokens"
     rows = batching.batch_greedy_generate(model, prompts, 16, pad_token_id(tokenizer), eos_token_id=0)
     assert rows == [hf_greedy(model, ids, 16, eos_token_id=0) for ids in prompts], "eos_token_id=0 is an id"
 

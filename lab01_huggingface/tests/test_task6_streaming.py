@@ -93,7 +93,8 @@ def test_stream_generate_equals_text_iterator_streamer(model, tokenizer):
     worker.join()
     assert "".join(c.text for c in chunks) == expected
     times = [c.seconds for c in chunks]
-    assert times == sorted(times) and times[0] > 0
+    assert times == sorted(times), "chunk times must not go back"
+    assert times[0] > 0, "chunk times are seconds since the call started: the first must be above 0"
     assert all(c.text for c in chunks), "empty chunks should not be yielded"
 
 

@@ -156,7 +156,8 @@ def test_the_rule_keeps_the_targets_distribution():
     for _ in range(50):  # a draft that is the target is always right
         guesses = [int(torch.multinomial(row, 1, generator=generator)) for row in P[:2]]
         kept = speculative.accept_or_resample(P.clone(), P[:2].clone(), guesses, generator)
-        assert kept[:2] == guesses and len(kept) == 3
+        assert kept[:2] == guesses, "a draft equal to the target is always right: every guess must be kept"
+        assert len(kept) == 3, f"all guesses kept means one bonus token from the target: 3 tokens, got {len(kept)}"
     runs = []
     for _ in range(2):  # guesses p makes unlikely, so that the random numbers decide
         seeded = torch.Generator().manual_seed(3)
@@ -183,7 +184,8 @@ def test_sampled_speculation_follows_the_targets_distribution(model, draft_model
     for _ in range(100):
         result = speculative.speculative_generate(model, draft_model, ids, 2, k=1, eos_token_id=-1,
                                                   temperature=temperature, generator=generator)
-        assert len(result.tokens) == 2 and result.proposed == 1
+        assert len(result.tokens) == 2, f"2 new tokens asked for, got {len(result.tokens)}"
+        assert result.proposed == 1, f"with k=1 the draft proposes 1 token per round, got {result.proposed}"
         firsts.append(result.tokens[0])
     assert_follows(torch.bincount(torch.tensor(firsts), minlength=probs.numel())[: probs.numel()], probs,
                    "the first token")

@@ -69,7 +69,10 @@ def test_lora_learns_the_instructions(lora_run, trained_tokenizer, examples):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     assert 0 < trainable < 0.2 * total
-    assert len(losses) == 60 and losses[-1] <= losses[0] / 2
+    assert len(losses) == 60, f"one loss per training step: 60 expected, got {len(losses)}"
+    assert losses[-1] <= losses[0] / 2, (
+        f"LoRA must at least halve the loss in 60 steps: {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
     for example in examples:
         assert finetune.answer(model, trained_tokenizer, example["prompt"]) == example["response"]
 
@@ -79,7 +82,10 @@ def test_lora_learns_the_instructions(lora_run, trained_tokenizer, examples):
 def test_full_finetune_learns_the_instructions(full_run, trained_tokenizer, examples):
     model, losses = full_run
     assert not model.training
-    assert len(losses) == 60 and losses[-1] <= losses[0] / 2
+    assert len(losses) == 60, f"one loss per training step: 60 expected, got {len(losses)}"
+    assert losses[-1] <= losses[0] / 2, (
+        f"full fine-tuning must at least halve the loss in 60 steps: {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
     for example in examples:
         assert finetune.answer(model, trained_tokenizer, example["prompt"]) == example["response"]
 

@@ -34,7 +34,10 @@ def test_metrics_follow_vllm_definitions(first, gaps):
     assert m.output_tokens == n
     assert m.ttft_s == pytest.approx(first)
     assert m.e2e_s == pytest.approx(times[-1] - start)
-    assert len(m.itl_s) == n - 1 and sum(m.itl_s) == pytest.approx(m.e2e_s - m.ttft_s)
+    assert len(m.itl_s) == n - 1, f"ITL has one gap per token after the first: {n - 1} expected, got {len(m.itl_s)}"
+    assert sum(m.itl_s) == pytest.approx(m.e2e_s - m.ttft_s), (
+        "the inter-token latencies must add up to E2E latency minus TTFT"
+    )
     if n == 1:
         assert m.tpot_s is None
     else:
@@ -69,12 +72,14 @@ def test_measure_generation_reports_a_consistent_run(model, tokenizer):
     started = time.perf_counter()
     m = measure.measure_generation(model, ids, 24)
     wall = time.perf_counter() - started  # an independent clock around the whole call
-    assert m.output_tokens == 24 and len(m.itl_s) == 23
+    assert m.output_tokens == 24, f"24 output tokens asked for, got {m.output_tokens}"
+    assert len(m.itl_s) == 23, f"24 tokens have 23 inter-token latencies, got {len(m.itl_s)}"
     assert 0 < m.ttft_s < m.e2e_s <= wall
     assert m.tokens_per_s >= 24 / wall
     assert m.tpot_s == pytest.approx((m.e2e_s - m.ttft_s) / 23)
     assert m.tokens_per_s == pytest.approx(24 / m.e2e_s)
-    assert m.peak_memory_bytes and m.peak_memory_bytes > 0
+    assert m.peak_memory_bytes, "peak_memory_bytes must be measured (not None or 0)"
+    assert m.peak_memory_bytes > 0, "peak_memory_bytes must be positive"
     assert GenerationMetrics.model_validate_json(m.model_dump_json()) == m
 
 

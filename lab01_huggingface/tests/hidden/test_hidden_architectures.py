@@ -24,7 +24,8 @@ def test_load_any_architecture(architecture):
     """Tied embeddings counted once, buffers counted, eval mode, bf16 honoured, on every architecture."""
     folder, reference, _ = random_model(architecture)
     loaded = loading.load_model(folder, device="cpu", dtype="bfloat16")
-    assert not loaded.model.training and loaded.dtype == torch.bfloat16
+    assert not loaded.model.training, "load_model must return the model in eval mode"
+    assert loaded.dtype == torch.bfloat16, f'dtype="bfloat16" must load torch.bfloat16, got {loaded.dtype}'
     assert loaded.num_parameters == reference.num_parameters()
     assert loaded.weight_bytes == loaded.model.get_memory_footprint()
 
