@@ -611,7 +611,7 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
                 state.check_model(request.model)
                 check_openai_request(request, vocab_size=state.vocab_size, max_model_len=state.max_model_len,
                                      structured_output=True)
-                return await sglang.chat(body, max_model_len=state.max_model_len)
+                return await sglang.chat(body, max_model_len=state.max_model_len, raw=raw)
         return await openai_route(state, raw, request, chat=True)
 
     @app.get("/metrics")
@@ -637,7 +637,7 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
         body = await json_body(raw)
         sglang = getattr(app.state, "sglang", None)  # lab04's SGLang API, with `course serve --sglang`
         if sglang is not None and sglang.handles_generate(body):  # {"text" | "input_ids": ...}
-            return await sglang.generate(body)
+            return await sglang.generate(body, raw)
         return await generate_route(state, raw, body, None)
 
     @app.post("/generate_stream")

@@ -18,6 +18,7 @@ first new token, and the cache stores keys and values, not logits (SGLang does t
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -78,6 +79,10 @@ def pick_token(logits: torch.Tensor, temperature: float, generator: torch.Genera
     return int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
 
 
+class RequestAborted(Exception):
+    """The request was given up (its client left): generation stopped between two tokens."""
+
+
 class PrefixCachingGenerator:
     """Batch-1 decoding with a radix tree of KV shared by every request it serves.
 
@@ -93,6 +98,14 @@ class PrefixCachingGenerator:
         self.model, self.use_cache = model, use_cache
         self.radix = radix if radix is not None else RadixCache()
         self.max_cached_tokens = max_cached_tokens
+        #: Set by a server while the current request's client is gone: ``stream`` then stops before
+        #: its next token with ``RequestAborted`` (what it computed still goes into the tree).
+        self.abort_event: threading.Event | None = None
+
+    def check_not_aborted(self) -> None:
+        """Raise ``RequestAborted`` when ``abort_event`` is set (given)."""
+        if self.abort_event is not None and self.abort_event.is_set():
+            raise RequestAborted("the client went away; generation stopped")
 
     def _forward(self, suffix_ids: list[int], cache: DynamicCache) -> object:
         """Run the model on ``suffix_ids``, the tokens after the ones whose KV is in ``cache`` (given).
@@ -174,11 +187,13 @@ class PrefixCachingGenerator:
 
         ``output``, when given, is filled as it goes: the cached / prefilled counts once the prompt
         is in, each new id as it is yielded. Closing the iterator early (a client that went away)
-        still puts what was computed into the tree.
+        still puts what was computed into the tree; so does ``RequestAborted``, raised before the
+        next token once ``abort_event`` is set.
         """
         check_not_empty("prompt_ids", prompt_ids)
         check_at_least("max_new_tokens", max_new_tokens, 1)
         check_at_least("temperature", temperature, 0.0)
+        self.check_not_aborted()
         output = output if output is not None else CachedOutput([], 0, 0)
         eos = self.model.generation_config.eos_token_id if eos_token_id is None else eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos]) | set(stop_token_ids or [])
@@ -190,6 +205,7 @@ class PrefixCachingGenerator:
         generated = output.token_ids
         try:
             for step in range(max_new_tokens):
+                self.check_not_aborted()
                 scores = logits.float().cpu()
                 if masker is not None:
                     scores = scores.masked_fill(~masker.mask(state)[: scores.shape[0]], float("-inf"))
@@ -214,6 +230,7 @@ class PrefixCachingGenerator:
         The prefix's KV comes from the tree; prefix and continuation are stored back."""
         check_not_empty("prefix_ids", prefix_ids)
         check_not_empty("continuation_ids", continuation_ids)
+        self.check_not_aborted()
         ids = list(prefix_ids) + list(continuation_ids)
         logits, cache, matched, node = self._prefill(ids, len(prefix_ids) - 1)
         try:

@@ -15,15 +15,18 @@ rides on the same layer: render the chat template, generate with the schema.
 
     sglang = getattr(raw.app.state, "sglang", None)
     if sglang is not None and sglang.handles_generate(body):  # {"text": ...} or {"input_ids": ...}
-        return await sglang.generate(body)
+        return await sglang.generate(body, raw)
 
 Generation is batch-1 and not thread-safe (one radix tree, one model), while SGLang's
 ``run_batch`` and ``fork`` send requests from several threads: a lock serialises them, and the
-work runs in a worker thread so the event loop keeps answering.
+work runs in a worker thread so the event loop keeps answering. A client that leaves, streamed or
+not, stops its request before the next token (and a request still queued at the lock never
+starts): nobody would read the answer, and everyone queued behind it would wait for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -37,6 +40,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from .prefix_cache import RequestAborted
 from .program import LocalBackend
 from .sglang_api import GenerateRequest, GenerateResponse, SamplingParams, generate_one, model_info
 
@@ -224,13 +228,40 @@ class SGLangService:
         with self.lock:
             self.backend.engine.radix.reset()
 
-    def answer(self, request: GenerateRequest) -> list[GenerateResponse]:
+    def answer(self, request: GenerateRequest, aborted: threading.Event | None = None) -> list[GenerateResponse]:
+        """Every prompt's answer, one at a time under the lock; ``RequestAborted`` once ``aborted`` is set."""
+        engine = self.backend.engine
         with self.lock:
-            return [generate_one(self.backend, prompt, params, logprob, start, bool(request.return_text_in_logprobs))
-                    for prompt, params, logprob, start in request.split()]
+            engine.abort_event = aborted
+            try:
+                answers = []
+                for prompt, params, logprob, start in request.split():
+                    engine.check_not_aborted()
+                    answers.append(generate_one(self.backend, prompt, params, logprob, start,
+                                                bool(request.return_text_in_logprobs)))
+                return answers
+            finally:
+                engine.abort_event = None
 
-    async def generate(self, body: Any) -> Response:
-        """``POST /generate`` for a parsed JSON body: the answer, a list for a batch, or a stream."""
+    async def answer_for(self, raw: Request | None, request: GenerateRequest) -> list[GenerateResponse] | None:
+        """``answer`` in a worker thread, stopped if ``raw``'s client disconnects first (then None)."""
+        if raw is None:
+            return await run_in_threadpool(self.answer, request)
+        aborted = threading.Event()
+        work = asyncio.ensure_future(run_in_threadpool(self.answer, request, aborted))
+        while not work.done():
+            if await raw.is_disconnected():
+                aborted.set()
+                break
+            await asyncio.wait({work}, timeout=0.05)
+        try:
+            return await work
+        except RequestAborted:
+            return None
+
+    async def generate(self, body: Any, raw: Request | None = None) -> Response:
+        """``POST /generate`` for a parsed JSON body: the answer, a list for a batch, or a stream.
+        ``raw``, the HTTP request, lets a client that leaves stop the work."""
         try:
             where = unencodable(body, "")
             if where is not None:
@@ -238,7 +269,9 @@ class SGLangService:
             request = parse_generate(body)
         except BadRequest as error:
             return error.response()
-        answers = await run_in_threadpool(self.answer, request)
+        answers = await self.answer_for(raw, request)
+        if answers is None:
+            return Response(status_code=499)  # nginx's "client closed request": nobody reads it
         if request.stream:
             lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in stream_chunks(self.backend.tokenizer, answers[0])]
             return StreamingResponse(iter([*lines, "data: [DONE]\n\n"]), media_type="text/event-stream")
@@ -250,7 +283,7 @@ class SGLangService:
         """The model's context (prompt + output), from its config."""
         return int(getattr(self.backend.model.config, "max_position_embeddings", 2048))
 
-    async def chat(self, body: Any, max_model_len: int | None = None) -> Response:
+    async def chat(self, body: Any, max_model_len: int | None = None, raw: Request | None = None) -> Response:
         """``POST /v1/chat/completions`` with ``response_format: json_schema``: an OpenAI chat.completion,
         or with ``stream`` its chunks (sent once the answer is made: generation here is batch-1 and
         not incremental), then ``data: [DONE]``.
@@ -284,7 +317,10 @@ class SGLangService:
             params = params.model_copy(update={"max_new_tokens": min(params.max_new_tokens or room, room)})
         except BadRequest as error:
             return error.response()
-        [answer] = await run_in_threadpool(self.answer, GenerateRequest(input_ids=ids, sampling_params=params))
+        answers = await self.answer_for(raw, GenerateRequest(input_ids=ids, sampling_params=params))
+        if answers is None:
+            return Response(status_code=499)
+        [answer] = answers
         meta = answer.meta_info
         finish = "length" if meta.finish_reason and meta.finish_reason["type"] == "length" else "stop"
         chat_id, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or self.model_path
@@ -341,9 +377,10 @@ def add_sglang_routes(app: FastAPI, *, model_dir: Path | str, backend: LocalBack
         backend: an already loaded ``LocalBackend`` on that model.
         model_path: what ``/get_model_info`` reports (default ``str(model_dir)``).
         generate: add ``POST /generate``. An app that already has one passes False and hands
-            bodies where ``is_sglang_body`` holds to ``service.generate(body)``.
+            bodies where ``is_sglang_body`` holds to ``service.generate(body, raw)``.
         chat: add ``POST /v1/chat/completions`` for ``response_format: json_schema``; likewise, an app
-            with its own passes False and hands bodies where ``is_structured_chat`` holds to ``service.chat(body)``.
+            with its own passes False and hands bodies where ``is_structured_chat`` holds to
+            ``service.chat(body, raw=raw)``.
 
     Raises:
         ValueError: ``generate`` or ``chat`` asked for a route the app already has (naming it).
@@ -372,7 +409,7 @@ def add_sglang_routes(app: FastAPI, *, model_dir: Path | str, backend: LocalBack
                 body = await json_body(raw)
             except BadRequest as error:
                 return error.response()
-            return await service.generate(body)
+            return await service.generate(body, raw)
 
     if chat:
         @app.post("/v1/chat/completions")
@@ -381,6 +418,6 @@ def add_sglang_routes(app: FastAPI, *, model_dir: Path | str, backend: LocalBack
                 body = await json_body(raw)
             except BadRequest as error:
                 return error.response()
-            return await service.chat(body)
+            return await service.chat(body, raw=raw)
 
     return service

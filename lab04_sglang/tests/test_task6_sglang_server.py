@@ -349,6 +349,57 @@ def test_openai_chat_route_streams_and_checks_like_vllm(server):
         assert surrogate.status_code == 400 and surrogate.json()["error"]["param"] == "text"
 
 
+def send_then_leave(url: str, path: str, body: dict, started) -> None:
+    """POST ``body`` on a raw connection, wait until ``started()``, then close the connection, as a
+    client that gives up does."""
+    target = httpx.URL(url)
+    payload = json.dumps(body).encode()
+    head = [f"POST {path} HTTP/1.1", f"Host: {target.host}:{target.port}", "Content-Type: application/json",
+            f"Content-Length: {len(payload)}"]
+    with socket.create_connection((target.host, target.port), timeout=30) as connection:
+        connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        deadline = time.monotonic() + 30
+        while not started():
+            assert time.monotonic() < deadline, "the request never started"
+            time.sleep(0.01)
+
+
+@pytest.mark.scaffold
+@pytest.mark.parametrize("route", ["generate", "generate-stream", "chat"])
+def test_an_abandoned_request_stops_and_frees_the_queue(server, route):
+    """Given code: a client that leaves stops its request before the next token, streamed or not, on
+    /generate and the structured chat route: the model's forward passes stop within a moment, long
+    before ``max_new_tokens``, and a request queued behind it is answered."""
+    url, service = server
+    context = json.loads((fixture_dir() / "config.json").read_text())["max_position_embeddings"]
+    long = context - 32
+    path, body = {
+        "generate": ("/generate", {"text": "The cat", "sampling_params": {
+            "max_new_tokens": long, "temperature": 0, "ignore_eos": True}}),
+        "generate-stream": ("/generate", {"text": "The cat", "stream": True, "sampling_params": {
+            "max_new_tokens": long, "temperature": 0, "ignore_eos": True}}),
+        # a schema with no end (a string without maxLength): only an abort stops it early
+        "chat": ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": long,
+                                          "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {
+                                              "name": "s", "schema": {"type": "string"}}}}),
+    }[route]
+    passes = []
+    hook = service.backend.model.register_forward_hook(lambda *_: passes.append(None))
+    try:
+        send_then_leave(url, path, body, lambda: len(passes) >= 8)
+        assert service.lock.acquire(timeout=5), f"{route}: still generating 5 s after the client left"
+        service.lock.release()
+        stopped = len(passes)
+        time.sleep(0.3)
+        assert len(passes) == stopped, f"{route}: the abandoned request kept running the model"
+        assert stopped < long - 64, f"{route}: it ran (nearly) to its max_new_tokens ({stopped} forward passes)"
+    finally:
+        hook.remove()
+    with httpx.Client(base_url=url, timeout=60) as http:
+        after = http.post("/generate", json={"text": "Hi", "sampling_params": {"max_new_tokens": 2, "temperature": 0}})
+    assert after.status_code == 200, after.text
+
+
 @pytest.mark.scaffold
 def test_course_serve_sglang_checks_chats_as_its_own_routes(server):
     """Given code: ``course serve --sglang`` (lab02's app with this service) checks a structured chat
