@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 import time
 
+import gguf
 import numpy as np
 import pytest
 import torch
@@ -39,6 +42,11 @@ def test_load_checks_its_arguments(f32_file, tmp_path):
     llm = run.load(f32_file, n_ctx=512, n_threads=1)
     try:
         assert llm.n_ctx() == 512  # llama.cpp rounds a context up to a multiple of 256
+        threads = (llm.context_params.n_threads, llm.context_params.n_threads_batch)
+        assert threads == (1, 1), (
+            f"n_threads=1 must hold for generation and prompt processing alike (llama-cli -t 1), "
+            f"got (n_threads, n_threads_batch) = {threads}"
+        )
     finally:
         llm.close()
     with pytest.raises(FileNotFoundError, match="missing"):
@@ -132,6 +140,11 @@ def test_perplexity_equals_transformers(f32_file, model, tokenizer):
             assert ours == pytest.approx(hf_perplexity(model, ids, window or 256), rel=1e-3), window
         with pytest.raises(ValueError, match="token_ids"):
             run.perplexity(llm, ids[:1])
+        longer = tokenizer(HELDOUT + "\n" + HELDOUT).input_ids[:400]  # past the 256-token context
+        assert run.perplexity(llm, longer) == pytest.approx(hf_perplexity(model, longer, 256), rel=1e-3), (
+            "with no window, a text longer than the context is evaluated in windows of llm.n_ctx() tokens, "
+            "as llama-perplexity -c does"
+        )
     finally:
         llm.close()
 
@@ -152,7 +165,15 @@ def test_memory_estimate_matches_llama_cpps_accounting(f32_file, model_dir, tmp_
 
     q4_k_m = llama_cpp_quantize(f32_file, tmp_path / "q4_k_m.gguf", "Q4_K_M")
     head_dim_file = reference_gguf(llama_shape("head_dim")[0], "f32")
-    for path, n_ctx in ((f32_file, 512), (q4_k_m, 1024), (head_dim_file, 512)):
+    # the same model without key_length / value_length (older converters leave them out): llama.cpp
+    # then takes embedding_length / head_count, with head_count_kv heads of that size
+    arch = gguf.GGUFReader(f32_file).fields["general.architecture"].contents()
+    no_lengths = tmp_path / "no_key_length.gguf"
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(f32_file), str(no_lengths),
+                    "--remove-metadata", f"{arch}.attention.key_length",
+                    "--remove-metadata", f"{arch}.attention.value_length", "--force"],
+                   check=True, capture_output=True)
+    for path, n_ctx in ((f32_file, 512), (q4_k_m, 1024), (head_dim_file, 512), (no_lengths, 512)):
         capfd.readouterr()
         llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=1, verbose=True)
         try:
