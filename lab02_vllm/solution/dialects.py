@@ -233,8 +233,6 @@ MAX_LOGPROBS = 20
 #: Fields vLLM honours that this server's engine cannot: a request that sets one to anything but
 #: its neutral value is refused with a 400 naming it, rather than answered as if it were not there.
 UNSERVED_FIELDS: dict[str, tuple[Any, str]] = {
-    "logit_bias": (None, "the engine's sampler has no per-token bias"),
-    "allowed_token_ids": (None, "the engine's sampler cannot restrict the vocabulary"),
     "presence_penalty": (0.0, "the engine's sampler has no penalties"),
     "frequency_penalty": (0.0, "the engine's sampler has no penalties"),
     "repetition_penalty": (1.0, "the engine's sampler has no penalties"),
@@ -284,9 +282,10 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
     """vLLM's checks of a request that are not a sampling setting's own range (given; those are
     :class:`SamplingParams`' and task 8's ``openai_sampling_params``'): text UTF-8 can encode, a
     non-empty prompt, ``max_tokens`` at most ``max_model_len`` (vLLM caps it to the room the
-    prompt leaves only below that), ``n`` 1 when greedy, token ids in the vocabulary, and no
-    field this server cannot honour (``UNSERVED_FIELDS``, streamed ``logprobs``,
-    ``response_format`` without lab04's constrained decoding).
+    prompt leaves only below that), ``n`` 1 when greedy, token ids in the vocabulary
+    (``stop_token_ids``, ``logit_bias``' keys, ``allowed_token_ids``, which must not be empty),
+    and no field this server cannot honour (``UNSERVED_FIELDS``, ``response_format`` without
+    lab04's constrained decoding).
 
     Args:
         request: the parsed request.
@@ -305,7 +304,7 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
     if not is_chat and request.prompt in ("", []):
         raise APIError(400, "Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
     for name, (neutral, why) in UNSERVED_FIELDS.items():
-        if body.get(name, neutral) != neutral and not (name == "logit_bias" and body[name] == {}):  # {}: no bias
+        if body.get(name, neutral) != neutral:
             raise APIError(400, f"{name} is not supported by course serve: {why}", name)
     if is_chat:
         if request.top_logprobs and not request.logprobs:
@@ -313,9 +312,6 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
         if request.top_logprobs is not None and not 0 <= request.top_logprobs <= MAX_LOGPROBS:
             raise APIError(400, f"top_logprobs must be in [0, {MAX_LOGPROBS}], got {request.top_logprobs}.",
                            "top_logprobs")
-        if request.logprobs and request.stream:
-            raise APIError(400, "logprobs is not supported on a streamed chat by course serve: ask without "
-                                "stream", "logprobs")
         kind = request.response_format.type if request.response_format is not None else "text"
         if kind != "text" and not (kind in ("json_schema", "json_object") and structured_output):
             hint = ("send response_format json_schema or json_object instead" if structured_output else
@@ -323,9 +319,6 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
                     "constrained decoding")
             raise APIError(400, f"response_format {kind} is not supported by this server: {hint}",
                            "response_format")
-    elif request.stream and request.logprobs is not None:
-        raise APIError(400, "logprobs is not supported on a streamed completion by course serve: ask without "
-                            "stream", "logprobs")
     max_out, param = request.max_tokens, "max_tokens"
     if is_chat and request.max_completion_tokens is not None:
         max_out, param = request.max_completion_tokens, "max_completion_tokens"
@@ -338,6 +331,18 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
     if bad:
         raise APIError(400, f"token_id(s) {bad} in stop_token_ids contain out-of-vocab token ids. Vocabulary size: "
                             f"{vocab_size}", "stop_token_ids")
+    try:  # logit_bias and allowed_token_ids: SamplingParams' own checks, then the vocabulary (vLLM's words)
+        logits_processors(request).check_vocabulary(vocab_size)
+    except ValueError as error:
+        raise APIError(400, str(error), "allowed_token_ids" if "allowed_token_ids" in str(error) else
+                       "logit_bias") from error
+
+
+def logits_processors(request: CompletionRequest | ChatCompletionRequest) -> SamplingParams:
+    """Given: the request's ``logit_bias`` and ``allowed_token_ids`` (vLLM's extra parameter) as
+    :class:`SamplingParams` fields (keys as int ids, biases clamped to [-100, 100]), on default
+    settings; the server copies them onto the params task 8 builds (``params.clone``)."""
+    return SamplingParams(logit_bias=request.logit_bias or None, allowed_token_ids=request.allowed_token_ids)
 
 
 def openai_sampling_params(request: CompletionRequest | ChatCompletionRequest, prompt_tokens: int,

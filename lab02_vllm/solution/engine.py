@@ -134,18 +134,45 @@ class _Request:
 # Sampling (task 5)
 
 
+def apply_logits_processors(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    """Given: the requests' own changes to their rows before sampling, as vLLM's sampler applies
+    them (``allowed_token_ids``: every other logit -inf; then ``logit_bias`` added).
+
+    Returns:
+        ``logits`` itself when no sequence asks for either (nothing copied), else a changed copy;
+        ``logits`` is never modified (its raw rows are what logprobs report).
+    """
+    if not any(s.params.logit_bias or s.params.allowed_token_ids for s in seqs):
+        return logits
+    processed = logits.clone()
+    for row, seq in zip(processed, seqs, strict=True):
+        allowed, bias = seq.params.allowed_token_ids, seq.params.logit_bias
+        if allowed:
+            keep = torch.zeros_like(row, dtype=torch.bool)
+            keep[allowed] = True
+            row.masked_fill_(~keep, float("-inf"))
+        if bias:
+            ids = torch.tensor(list(bias), dtype=torch.long, device=row.device)
+            row.index_add_(0, ids, torch.tensor(list(bias.values()), dtype=row.dtype, device=row.device))
+    return processed
+
+
 def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int],
                   default_generator: torch.Generator | None = None) -> list[int]:
     """Pick one token per sequence from its logits, each with its own sampling settings.
 
-    Per row: while a sequence has fewer than ``min_tokens`` outputs, its eos ids (``stop_ids``,
-    unless ``ignore_eos``) and ``stop_token_ids`` cannot be picked (logit -inf). Greedy rows
-    (``params.greedy``) take the argmax. Others divide by the temperature, keep the ``top_k``
-    largest logits (when ``top_k > 0``), keep the smallest set of most likely tokens whose
-    probability reaches ``top_p``, and draw from the softmax with ``torch.multinomial`` using
-    the sequence's own ``generator`` (seeded requests) or ``default_generator``. When
-    ``params.logprobs`` is not None, append ``{token: logprob}`` for the chosen token and the
-    ``logprobs`` most likely ones (from the log-softmax of the raw logits) to ``seq.logprobs``.
+    Sampling starts from ``processed`` (given, first line: the rows after the requests'
+    ``allowed_token_ids`` and ``logit_bias``, see ``apply_logits_processors``; ``logits``
+    itself when no request has them). Per row: while a sequence has fewer than ``min_tokens``
+    outputs, its eos ids (``stop_ids``, unless ``ignore_eos``) and ``stop_token_ids`` cannot be
+    picked (logit -inf). Greedy rows (``params.greedy``) take the argmax. Others divide by the
+    temperature, keep the ``top_k`` largest logits (when ``top_k > 0``), keep the smallest set
+    of most likely tokens whose probability reaches ``top_p``, and draw from the softmax with
+    ``torch.multinomial`` using the sequence's own ``generator`` (seeded requests) or
+    ``default_generator``. When ``params.logprobs`` is not None, append ``{token: logprob}``
+    for the chosen token and the ``logprobs`` most likely ones to ``seq.logprobs``, from the
+    log-softmax of the raw ``logits`` (vLLM's default ``logprobs_mode="raw_logprobs"``: the
+    model's, before any processing).
 
     Args:
         logits: ``(num_seqs, vocab)`` float32, row ``i`` for ``seqs[i]``. Not modified.
@@ -156,30 +183,33 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     Returns:
         One token id per sequence.
     """
+    processed = apply_logits_processors(logits, seqs)
     # BEGIN SOLUTION task 5: one token per row, drawn as vLLM's sampler would under that row's own settings, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
     # HINT task 5 level 1: each row is independent: its own SamplingParams, its own generator. What must
     #   hold: greedy rows give the argmax; sampled rows draw from the distribution the docstring's filters
     #   leave; a seeded request draws the same tokens whatever else is in the batch; min_tokens forbids
-    #   stopping early; the reported logprobs describe the model (raw logits), not the filtered scores.
+    #   stopping early; the reported logprobs describe the model (raw logits), not the filtered scores:
+    #   sample from processed (the requests' logit_bias and allowed_token_ids already in), report from logits.
     #   Reading: README task 5, the docstring above, vLLM's SamplingParams documentation (top_k, top_p,
     #   min_tokens, logprobs), and Holtzman et al. 2019 for top-p.
-    # HINT task 5 level 2: logits is (num_seqs, vocab) and must not be modified: work on a copy of each
-    #   row. Forbidding a token means its logit becomes -inf before any filter. top_k = 0 (or >= vocab) keeps
-    #   everything; top_p keeps the most likely tokens up to and including the one whose cumulative
-    #   probability first reaches top_p, so the most likely token always survives. logprobs = 0 still
-    #   records the chosen token. A batch that is all greedy with nothing to record can skip the per-row work.
-    # HINT task 5 level 3: per row: copy; mask the banned ids while under min_tokens; greedy -> argmax;
-    #   else divide by the temperature, set everything below the k-th largest to -inf, sort descending and
+    # HINT task 5 level 2: processed and logits are (num_seqs, vocab) and must not be modified: work on a
+    #   copy of each processed row. Forbidding a token means its logit becomes -inf before any filter. top_k
+    #   = 0 (or >= vocab) keeps everything; top_p keeps the most likely tokens up to and including the one
+    #   whose cumulative probability first reaches top_p, so the most likely token always survives. logprobs
+    #   = 0 still records the chosen token. A batch that is all greedy with nothing to record can skip the
+    #   per-row work (its argmax is processed's).
+    # HINT task 5 level 3: per row: copy the processed row; mask the banned ids while under min_tokens;
+    #   greedy -> argmax; else divide by the temperature, set everything below the k-th largest to -inf, sort descending and
     #   drop the tokens whose probability mass before them already reaches top_p, softmax, one multinomial
     #   draw with the row's generator (or the default one); logprobs from log_softmax of the untouched row:
     #   the chosen token and the top-n ids.
     if all(s.params.greedy and s.params.logprobs is None and s.num_output_tokens >= s.params.min_tokens
            for s in seqs):
-        return logits.argmax(dim=-1).tolist()
+        return processed.argmax(dim=-1).tolist()
     tokens: list[int] = []
-    for row, seq in zip(logits, seqs, strict=True):
+    for row, processed_row, seq in zip(logits, processed, seqs, strict=True):
         params = seq.params
-        scores = row.clone()
+        scores = processed_row.clone()
         if seq.num_output_tokens < params.min_tokens:
             banned = set(params.stop_token_ids) | (set() if params.ignore_eos else stop_ids)
             scores[list(banned)] = float("-inf")
@@ -332,6 +362,7 @@ class LLMEngine:
                 raise ValueError(f"prompt holds token ids outside [0, {self.config.vocab_size}): {bad[:5]}")
         if not token_ids:
             raise ValueError("prompt must not be empty")
+        params.check_vocabulary(self.config.vocab_size)
         if len(token_ids) >= self.max_model_len:
             raise ValueError(f"prompt is {len(token_ids)} tokens long: it must be shorter than "
                              f"max_model_len={self.max_model_len}")

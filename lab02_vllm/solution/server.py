@@ -7,7 +7,7 @@ The routes:
 - ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions`` (task 8): OpenAI's
   API as vLLM serves it, with server-sent-event streaming (``stream: true``; with
   ``stream_options.include_usage`` a last chunk carries the token counts), ``n``, ``stop``,
-  ``seed`` and ``logprobs``;
+  ``seed``, ``logprobs`` (streamed too), ``logit_bias`` and ``allowed_token_ids``;
 - ``GET /health`` and ``GET /metrics`` (Prometheus text, vLLM's metric names);
 - ``POST /generate``, ``POST /generate_stream`` and ``POST /`` (task 9): TGI's dialect and vLLM's
   demo server's, told apart by their fields;
@@ -55,6 +55,7 @@ from .dialects import (
     check_openai_request,
     demo_sampling_params,
     detect_dialect,
+    logits_processors,
     openai_sampling_params,
     random_id,
     tgi_finish_reason,
@@ -402,9 +403,14 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
     For each engine output, one chunk per completion that has new text (its ``delta``: the text
     since the last chunk sent for that index), with ``finish_reason`` set on the chunk where it
     finishes. Completions chunks: ``{"id", "object": "text_completion", "created", "model",
-    "choices": [{"index", "text", "logprobs": None, "finish_reason"}]}``. Chat chunks
-    (``object`` "chat.completion.chunk"): first, per choice, a delta ``{"role": "assistant",
-    "content": ""}``; then ``{"content": <new text>}``. Every chunk of a stream has the same id.
+    "choices": [{"index", "text", "logprobs", "finish_reason"}]}``. Chat chunks (``object``
+    "chat.completion.chunk"): first, per choice, a delta ``{"role": "assistant", "content": ""}``
+    (``"logprobs": None``); then ``{"content": <new text>}``. Every chunk of a stream has the same id.
+    A chunk's ``logprobs`` is None unless the request asked for them (``request.logprobs``:
+    completions, not None; chat, true); then it covers the tokens generated since the previous
+    chunk of that index: a completion's ``completion_logprobs`` of them (``text_offset``
+    continuing where the previous chunk's ended), a chat's ``chat_logprobs`` (given) with
+    ``request.top_logprobs``; the chunks of one index join to the non-streamed logprobs.
     With ``stream_options.include_usage``, a last chunk with ``choices: []`` and ``usage``. Then
     ``data: [DONE]``.
 
@@ -417,19 +423,21 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
     #   leave the request holding KV blocks. Reading: README task 8, OpenAI's streaming reference (chunk
     #   objects, stream_options.include_usage), MDN on server-sent events, and Python's async generator close.
     # HINT task 8 level 2: the engine reports each completion's whole text so far, not a delta: remember per
-    #   index what was sent. A step may bring no new text for an index (skip it unless it just finished). Chat
+    #   index what was sent (its text, its number of tokens and, for logprobs, the next text offset). A step may bring no new text for an index (skip it unless it just finished). Chat
     #   streams first send the role delta for every choice. The usage chunk has an empty choices list. An async
     #   generator that is closed early runs its finally block: that is where the abort belongs, and only when
     #   the request had not finished. Record the finished request (state.observe) when it ends normally.
     # HINT task 8 level 3: one id and created for the stream; sent = [""] * n; try: chat role chunks; for each
     #   output: for each completion: delta = text minus sent; skip if empty and unfinished; update sent; yield
-    #   its chunk; note whether the output finished; after the loop observe, optional usage chunk, [DONE];
+    #   its chunk (logprobs of the tokens since the last chunk, when asked); note whether the output finished; after the loop observe, optional usage chunk, [DONE];
     #   finally: abort when not finished.
     stream_id = random_id("chatcmpl" if chat else "cmpl")
     created = int(time.time())
     base = {"id": stream_id, "object": "chat.completion.chunk" if chat else "text_completion",
             "created": created, "model": state.model_name}
     sent = [""] * params.n
+    sent_tokens = [0] * params.n
+    offsets = [0] * params.n
     finished = False
     last: RequestOutput | None = None
     try:
@@ -443,12 +451,25 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
                 delta = completion.text[len(sent[completion.index]):]
                 if not delta and completion.finish_reason is None:
                     continue
-                sent[completion.index] = completion.text
+                index = completion.index
+                sent[index] = completion.text
+                new_ids = completion.token_ids[sent_tokens[index]:]
+                new_logprobs = (completion.logprobs or [])[sent_tokens[index]:]
+                sent_tokens[index] = len(completion.token_ids)
+                logprobs = None
                 if chat:
-                    choice = {"index": completion.index, "delta": {"content": delta}, "logprobs": None,
+                    if request.logprobs and completion.logprobs is not None:
+                        logprobs = chat_logprobs(state.tokenizer, new_ids, new_logprobs,
+                                                 request.top_logprobs or 0)  # type: ignore[union-attr]
+                    choice = {"index": index, "delta": {"content": delta}, "logprobs": logprobs,
                               "finish_reason": completion.finish_reason}
                 else:
-                    choice = {"index": completion.index, "text": delta, "logprobs": None,
+                    if request.logprobs is not None and completion.logprobs is not None:
+                        scored = completion_logprobs(state.tokenizer, new_ids, new_logprobs, offsets[index])
+                        if scored.tokens:
+                            offsets[index] = scored.text_offset[-1] + len(scored.tokens[-1])
+                        logprobs = scored.model_dump()
+                    choice = {"index": index, "text": delta, "logprobs": logprobs,
                               "finish_reason": completion.finish_reason}
                 yield sse({**base, "choices": [choice]})
             finished = output.finished
@@ -486,8 +507,11 @@ async def openai_route(state: ServerState, raw: Request, request: CompletionRequ
         prompt_ids = state.prompt_ids(prompt)  # type: ignore[arg-type]
     params = openai_sampling_params(with_defaults(request, state.defaults, chat), len(prompt_ids),
                                     state.max_model_len)
-    if chat and request.logprobs:  # type: ignore[union-attr]  # (not streamed: checked above)
+    if chat and request.logprobs:  # type: ignore[union-attr]
         params = params.clone(logprobs=request.top_logprobs or 0)  # type: ignore[union-attr]
+    processors = logits_processors(request)  # logit_bias, allowed_token_ids (checked above)
+    if processors.logit_bias or processors.allowed_token_ids:
+        params = params.clone(logit_bias=processors.logit_bias, allowed_token_ids=processors.allowed_token_ids)
     request_id = random_id("chatcmpl" if chat else "cmpl")
     if request.stream:
         return StreamingResponse(guarded(stream_events(state, prompt_ids, params, request_id, request, chat),

@@ -136,18 +136,45 @@ class _Request:
 # Sampling (task 5)
 
 
+def apply_logits_processors(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    """Given: the requests' own changes to their rows before sampling, as vLLM's sampler applies
+    them (``allowed_token_ids``: every other logit -inf; then ``logit_bias`` added).
+
+    Returns:
+        ``logits`` itself when no sequence asks for either (nothing copied), else a changed copy;
+        ``logits`` is never modified (its raw rows are what logprobs report).
+    """
+    if not any(s.params.logit_bias or s.params.allowed_token_ids for s in seqs):
+        return logits
+    processed = logits.clone()
+    for row, seq in zip(processed, seqs, strict=True):
+        allowed, bias = seq.params.allowed_token_ids, seq.params.logit_bias
+        if allowed:
+            keep = torch.zeros_like(row, dtype=torch.bool)
+            keep[allowed] = True
+            row.masked_fill_(~keep, float("-inf"))
+        if bias:
+            ids = torch.tensor(list(bias), dtype=torch.long, device=row.device)
+            row.index_add_(0, ids, torch.tensor(list(bias.values()), dtype=row.dtype, device=row.device))
+    return processed
+
+
 def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int],
                   default_generator: torch.Generator | None = None) -> list[int]:
     """Pick one token per sequence from its logits, each with its own sampling settings.
 
-    Per row: while a sequence has fewer than ``min_tokens`` outputs, its eos ids (``stop_ids``,
-    unless ``ignore_eos``) and ``stop_token_ids`` cannot be picked (logit -inf). Greedy rows
-    (``params.greedy``) take the argmax. Others divide by the temperature, keep the ``top_k``
-    largest logits (when ``top_k > 0``), keep the smallest set of most likely tokens whose
-    probability reaches ``top_p``, and draw from the softmax with ``torch.multinomial`` using
-    the sequence's own ``generator`` (seeded requests) or ``default_generator``. When
-    ``params.logprobs`` is not None, append ``{token: logprob}`` for the chosen token and the
-    ``logprobs`` most likely ones (from the log-softmax of the raw logits) to ``seq.logprobs``.
+    Sampling starts from ``processed`` (given, first line: the rows after the requests'
+    ``allowed_token_ids`` and ``logit_bias``, see ``apply_logits_processors``; ``logits``
+    itself when no request has them). Per row: while a sequence has fewer than ``min_tokens``
+    outputs, its eos ids (``stop_ids``, unless ``ignore_eos``) and ``stop_token_ids`` cannot be
+    picked (logit -inf). Greedy rows (``params.greedy``) take the argmax. Others divide by the
+    temperature, keep the ``top_k`` largest logits (when ``top_k > 0``), keep the smallest set
+    of most likely tokens whose probability reaches ``top_p``, and draw from the softmax with
+    ``torch.multinomial`` using the sequence's own ``generator`` (seeded requests) or
+    ``default_generator``. When ``params.logprobs`` is not None, append ``{token: logprob}``
+    for the chosen token and the ``logprobs`` most likely ones to ``seq.logprobs``, from the
+    log-softmax of the raw ``logits`` (vLLM's default ``logprobs_mode="raw_logprobs"``: the
+    model's, before any processing).
 
     Args:
         logits: ``(num_seqs, vocab)`` float32, row ``i`` for ``seqs[i]``. Not modified.
@@ -158,6 +185,7 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     Returns:
         One token id per sequence.
     """
+    processed = apply_logits_processors(logits, seqs)
     # TODO(lab02 task 5): one token per row, drawn as vLLM's sampler would under that row's own settings, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
     raise NotImplementedError("lab02 task 5: sample_tokens is not written yet (see lab02_vllm/README.md, task 5)")
 
@@ -288,6 +316,7 @@ class LLMEngine:
                 raise ValueError(f"prompt holds token ids outside [0, {self.config.vocab_size}): {bad[:5]}")
         if not token_ids:
             raise ValueError("prompt must not be empty")
+        params.check_vocabulary(self.config.vocab_size)
         if len(token_ids) >= self.max_model_len:
             raise ValueError(f"prompt is {len(token_ids)} tokens long: it must be shorter than "
                              f"max_model_len={self.max_model_len}")

@@ -45,7 +45,14 @@ class SamplingParams:
             whatever other requests share the batch.
         n: how many completions to generate for the prompt.
         logprobs: return the log-probabilities of this many most likely tokens at each step
-            (besides the chosen one); None = off.
+            (besides the chosen one); None = off. They are the model's (vLLM's default
+            ``logprobs_mode="raw_logprobs"``): taken before ``logit_bias`` and
+            ``allowed_token_ids`` change the scores.
+        logit_bias: ``{token_id: bias}`` added to that token's logit before sampling (vLLM's
+            logits processor); keys may be ids or strings of ids (OpenAI's JSON), biases are
+            clamped to [-100, 100] as vLLM does. None or ``{}`` = off.
+        allowed_token_ids: only these token ids may be sampled (every other logit is -inf
+            before sampling); None = off, an empty list is refused.
     """
 
     temperature: float = 1.0
@@ -59,6 +66,8 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     logprobs: int | None = None
+    logit_bias: dict[int, float] | None = None
+    allowed_token_ids: list[int] | None = None
     stop_strings: list[str] = field(init=False, repr=False)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -110,6 +119,52 @@ class SamplingParams:
             raise ValueError(f"stop_token_ids must be a list of token ids (integers >= 0), "
                              f"got {self.stop_token_ids!r}")
         self.stop_token_ids = ids
+        self._check_logits_processors()
+
+    def _check_logits_processors(self) -> None:
+        """``logit_bias`` and ``allowed_token_ids`` as vLLM 0.32 takes them (its wording): keys
+        converted to int ids, biases clamped to [-100, 100]; the vocabulary is checked by the
+        engine (``LLMEngine.add_request``), which knows its size."""
+        if self.logit_bias is not None:
+            if not isinstance(self.logit_bias, dict):
+                raise ValueError(f"logit_bias must be a dict of token id -> bias, got {self.logit_bias!r}")
+            invalid, bias = [], {}
+            for token, value in self.logit_bias.items():
+                try:
+                    token_id = int(token)
+                except (ValueError, TypeError):
+                    invalid.append(token)
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"logit_bias values must be numbers, got {value!r} for token {token!r}")
+                bias[token_id] = min(100.0, max(-100.0, float(value)))  # NaN -> -100.0, as vLLM's min/max give
+            if invalid:
+                raise ValueError(f"logit_bias contains key(s) that cannot be converted to integer token IDs: "
+                                 f"{invalid!r}")
+            self.logit_bias = bias
+        if self.allowed_token_ids is not None:
+            ids = self.allowed_token_ids
+            if not isinstance(ids, (list, tuple)) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise ValueError(f"allowed_token_ids must be a list of token ids, got {ids!r}")
+            if not ids:
+                raise ValueError("allowed_token_ids is not None and empty!")
+            self.allowed_token_ids = list(ids)
+
+    def check_vocabulary(self, vocab_size: int) -> None:
+        """vLLM's check of the ids ``logit_bias`` and ``allowed_token_ids`` name against the
+        model's vocabulary, in its words (the engine calls it; the server's dialect first).
+
+        Raises:
+            ValueError: "token_id(s) [...] in logit_bias contain out-of-vocab token ids. Vocabulary
+                size: N" or "allowed_token_ids contains out-of-vocab token id!".
+        """
+        bad = [t for t in self.logit_bias or () if not 0 <= t < vocab_size]
+        if bad:
+            raise ValueError(f"token_id(s) {bad} in logit_bias contain out-of-vocab token ids. "
+                             f"Vocabulary size: {vocab_size}")
+        if any(not 0 <= t < vocab_size for t in self.allowed_token_ids or ()):
+            raise ValueError("allowed_token_ids contains out-of-vocab token id!")
 
     @property
     def greedy(self) -> bool:

@@ -9,7 +9,7 @@ The routes:
 - ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions`` (task 8): OpenAI's
   API as vLLM serves it, with server-sent-event streaming (``stream: true``; with
   ``stream_options.include_usage`` a last chunk carries the token counts), ``n``, ``stop``,
-  ``seed`` and ``logprobs``;
+  ``seed``, ``logprobs`` (streamed too), ``logit_bias`` and ``allowed_token_ids``;
 - ``GET /health`` and ``GET /metrics`` (Prometheus text, vLLM's metric names);
 - ``POST /generate``, ``POST /generate_stream`` and ``POST /`` (task 9): TGI's dialect and vLLM's
   demo server's, told apart by their fields;
@@ -57,6 +57,7 @@ from .dialects import (
     check_openai_request,
     demo_sampling_params,
     detect_dialect,
+    logits_processors,
     openai_sampling_params,
     random_id,
     tgi_finish_reason,
@@ -336,9 +337,14 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
     For each engine output, one chunk per completion that has new text (its ``delta``: the text
     since the last chunk sent for that index), with ``finish_reason`` set on the chunk where it
     finishes. Completions chunks: ``{"id", "object": "text_completion", "created", "model",
-    "choices": [{"index", "text", "logprobs": None, "finish_reason"}]}``. Chat chunks
-    (``object`` "chat.completion.chunk"): first, per choice, a delta ``{"role": "assistant",
-    "content": ""}``; then ``{"content": <new text>}``. Every chunk of a stream has the same id.
+    "choices": [{"index", "text", "logprobs", "finish_reason"}]}``. Chat chunks (``object``
+    "chat.completion.chunk"): first, per choice, a delta ``{"role": "assistant", "content": ""}``
+    (``"logprobs": None``); then ``{"content": <new text>}``. Every chunk of a stream has the same id.
+    A chunk's ``logprobs`` is None unless the request asked for them (``request.logprobs``:
+    completions, not None; chat, true); then it covers the tokens generated since the previous
+    chunk of that index: a completion's ``completion_logprobs`` of them (``text_offset``
+    continuing where the previous chunk's ended), a chat's ``chat_logprobs`` (given) with
+    ``request.top_logprobs``; the chunks of one index join to the non-streamed logprobs.
     With ``stream_options.include_usage``, a last chunk with ``choices: []`` and ``usage``. Then
     ``data: [DONE]``.
 
@@ -372,8 +378,11 @@ async def openai_route(state: ServerState, raw: Request, request: CompletionRequ
         prompt_ids = state.prompt_ids(prompt)  # type: ignore[arg-type]
     params = openai_sampling_params(with_defaults(request, state.defaults, chat), len(prompt_ids),
                                     state.max_model_len)
-    if chat and request.logprobs:  # type: ignore[union-attr]  # (not streamed: checked above)
+    if chat and request.logprobs:  # type: ignore[union-attr]
         params = params.clone(logprobs=request.top_logprobs or 0)  # type: ignore[union-attr]
+    processors = logits_processors(request)  # logit_bias, allowed_token_ids (checked above)
+    if processors.logit_bias or processors.allowed_token_ids:
+        params = params.clone(logit_bias=processors.logit_bias, allowed_token_ids=processors.allowed_token_ids)
     request_id = random_id("chatcmpl" if chat else "cmpl")
     if request.stream:
         return StreamingResponse(guarded(stream_events(state, prompt_ids, params, request_id, request, chat),

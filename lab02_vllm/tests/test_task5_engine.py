@@ -41,7 +41,7 @@ def hf_outputs(model, prompts32):
     return [hf_greedy(model, ids, MAX_TOKENS) for ids in prompts32]
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompts32, hf_outputs, tokenizer):
     """32 prompts of 2-60 tokens in one generate call: token for token transformers' greedy
     generate (eos included), finish reason "stop" after eos and "length" after max_tokens."""
@@ -295,3 +295,32 @@ def test_a_stop_string_that_straddles_two_tokens_stops_the_output(llm, model, to
     out = llm.generate([ids], greedy(max_tokens=30, ignore_eos=True, stop=[stop]))[0].outputs[0]
     assert out.finish_reason == "stop" and out.stop_reason == stop
     assert out.text == text[:text.index(stop)]
+
+
+@pytest.mark.points(0.5)
+def test_sampling_honours_logit_bias_and_allowed_token_ids_and_reports_raw_logprobs():
+    """``logit_bias`` and ``allowed_token_ids`` change what is sampled (the given
+    ``apply_logits_processors`` hands ``sample_tokens`` the changed rows, as vLLM's logits
+    processors run before its sampler), while the logprobs recorded stay the model's: vLLM's
+    default ``logprobs_mode`` is ``raw_logprobs``, taken before any processing."""
+    logits = torch.tensor([0.0, 1.0, 0.5, 4.0, -1.0, 9.0, 2.0, -0.5])
+    raw = torch.log_softmax(logits, dim=-1)
+    SP = sampling_params.SamplingParams
+    rows = [SP(temperature=0.0, logit_bias={"4": 100}, logprobs=1),  # forced to the least likely but one
+            SP(temperature=0.0, allowed_token_ids=[0, 2], logprobs=0),
+            SP(temperature=1.0, allowed_token_ids=[1, 6, 7], seed=0),
+            SP(temperature=0.0)]
+    seqs = [sequence.Sequence("r", [1], params) for params in rows * 100]
+    batch = logits.expand(len(seqs), -1).clone()
+    tokens = engine.sample_tokens(batch, seqs, {3}, torch.Generator().manual_seed(0))
+    assert torch.equal(batch, logits.expand(len(seqs), -1)), "sample_tokens must not modify the logits"
+    assert tokens[0] == 4, f"a +100 logit_bias on token 4 must win greedy, got {tokens[0]}"
+    assert tokens[1] == 2, f"greedy among allowed_token_ids [0, 2] is 2, got {tokens[1]}"
+    assert tokens[3] == 5, "a request without bias or allowed ids must be untouched by another's"
+    drawn = set(tokens[2::4])
+    assert drawn <= {1, 6, 7}, f"drew {sorted(drawn - {1, 6, 7})} outside allowed_token_ids"
+    assert len(drawn) > 1, "sampling among allowed_token_ids must still sample"
+    first, second = seqs[0].logprobs[0], seqs[1].logprobs[0]
+    assert first[4] == pytest.approx(float(raw[4])), "the chosen token's logprob is the raw one, not the biased"
+    assert first[5] == pytest.approx(float(raw[5])), "the top-1 entry is the model's most likely token"
+    assert second == {2: pytest.approx(float(raw[2]))}

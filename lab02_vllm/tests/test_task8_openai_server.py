@@ -153,7 +153,7 @@ def test_async_client_concurrent_requests(course_server, model, tokenizer):
         assert text == hf_greedy_text(model, tokenizer, tokenizer(prompt).input_ids, 12)[0], prompt
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @raises_server_errors
 def test_n_seed_stop_and_logprobs(course_server, model, tokenizer):
     """``n`` completions with a ``seed`` reproduce; ``stop`` cuts the text; ``logprobs`` equal the
@@ -385,3 +385,79 @@ def test_64_concurrent_streams_each_equal_their_solo_output(course_server, model
     for prompt, text in zip(prompts, texts):
         assert text == hf_greedy_text(model, tokenizer, tokenizer(prompt).input_ids, 8)[0], prompt
     assert wait_until(lambda: blocks_all_free(course_server))
+
+
+@pytest.mark.points(0.5)
+@raises_server_errors
+def test_logit_bias_allowed_token_ids_and_streamed_logprobs_are_honoured(course_server, model, tokenizer):
+    """vLLM 0.32 honours these, so the server does (issue 18): a ``logit_bias`` of +100 on one
+    token makes greedy output only that token (completions and chat); -100 on the greedy token
+    makes the runner-up win while the logprobs reported stay the model's (vLLM's default
+    ``logprobs_mode``, raw: before any bias); ``allowed_token_ids`` restricts every sampled token;
+    streamed ``logprobs`` (completion and chat) arrive per chunk and join to the non-streamed ones."""
+    name = model_name(course_server)
+    url = course_server.base_url
+    greedy = {"model": name, "temperature": 0}
+
+    def post(route: str, body: dict) -> dict:
+        response = httpx.post(f"{url}/{route}", json={**greedy, **body}, timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    favourite = tokenizer(" Lima", add_special_tokens=False).input_ids[-1]
+    forced = post("completions", {"prompt": "The cat", "max_tokens": 4, "logit_bias": {str(favourite): 100}})
+    assert forced["choices"][0]["text"] == tokenizer.decode([favourite] * 4, skip_special_tokens=True)
+    chat = post("chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
+                                     "logit_bias": {str(favourite): 100}})
+    assert chat["choices"][0]["message"]["content"] == tokenizer.decode([favourite] * 3, skip_special_tokens=True)
+
+    with torch.no_grad():
+        raw = torch.log_softmax(model(torch.tensor([tokenizer("The cat").input_ids])).logits[0, -1].float(), -1)
+    best, runner_up = torch.topk(raw, 2).indices.tolist()
+    biased = post("completions", {"prompt": "The cat", "max_tokens": 1, "logprobs": 1,
+                                  "logit_bias": {str(best): -100}})["choices"][0]["logprobs"]
+    assert biased["tokens"][0] == tokenizer.decode([runner_up]), "a -100 bias on the greedy token: the runner-up wins"
+    assert biased["token_logprobs"][0] == pytest.approx(float(raw[runner_up]), abs=1e-3), \
+        "the reported logprob is the model's (raw, vLLM's default), not the biased one"
+    assert max(biased["top_logprobs"][0].values()) == pytest.approx(float(raw[best]), abs=1e-3)
+
+    allowed = tokenizer(" one two three", add_special_tokens=False).input_ids[-3:]
+    restricted = post("completions", {"prompt": "The cat", "max_tokens": 12, "temperature": 1.0, "seed": 7,
+                                      "logprobs": 0, "allowed_token_ids": allowed})
+    texts = {tokenizer.decode([t]) for t in allowed}
+    assert set(restricted["choices"][0]["logprobs"]["tokens"]) <= texts, "a token outside allowed_token_ids"
+    assert restricted["usage"]["completion_tokens"] == 12, "eos is not allowed: nothing can stop it early"
+
+    prompt = PROMPTS[2]
+    whole = post("completions", {"prompt": prompt, "max_tokens": 16, "logprobs": 2})["choices"][0]["logprobs"]
+    chunks = raw_sse(url + "/completions", {**greedy, "prompt": prompt, "max_tokens": 16, "logprobs": 2,
+                                            "stream": True})
+    scored = [c["choices"][0]["logprobs"] for c in chunks]
+    assert len(scored) > 3 and all(s is not None for s in scored), "each chunk carries its tokens' logprobs"
+    for key in ("tokens", "text_offset", "top_logprobs"):
+        assert [v for s in scored for v in s[key]] == whole[key], key
+    assert [v for s in scored for v in s["token_logprobs"]] == pytest.approx(whole["token_logprobs"], abs=1e-5)
+
+    messages = [{"role": "user", "content": "Where does Ana live?"}]
+    body = {"messages": messages, "max_tokens": 12, "logprobs": True, "top_logprobs": 2}
+    content = post("chat/completions", body)["choices"][0]["logprobs"]["content"]
+    chunks = raw_sse(url + "/chat/completions", {**greedy, **body, "stream": True})
+    assert chunks[0]["choices"][0]["delta"].get("role") == "assistant"
+    streamed = [e for c in chunks[1:] for e in c["choices"][0]["logprobs"]["content"]]
+    assert [e["token"] for e in streamed] == [e["token"] for e in content]
+    assert [e["logprob"] for e in streamed] == pytest.approx([e["logprob"] for e in content], abs=1e-5)
+    assert [[t["token"] for t in e["top_logprobs"]] for e in streamed] == \
+        [[t["token"] for t in e["top_logprobs"]] for e in content]
+
+
+def raw_sse(url: str, body: dict) -> list[dict]:
+    """The JSON chunks of a server-sent-event stream (the usage chunk and [DONE] left out)."""
+    chunks = []
+    with httpx.stream("POST", url, json=body, timeout=120) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunk = json.loads(line[len("data: "):])
+                if chunk["choices"]:
+                    chunks.append(chunk)
+    return chunks
