@@ -152,12 +152,13 @@ def test_metric_names_are_vllms(course_server, vllm_server):
 
 @pytest.mark.points(0.5)
 @raises_server_errors
-def test_same_answers_to_requests_nobody_here_wrote(course_server, vllm_server):
+def test_same_answers_to_requests_nobody_here_wrote(course_server, vllm_server, model, tokenizer):
     """The hostile requests of ``test_task8_serving_holds`` that vLLM refuses (NaN, infinities, a
     seed past 64 bits, ``max_tokens`` past ``max_model_len``, ``n`` > 1 greedy, an empty prompt,
     token ids past the vocabulary, ``stream_options`` without ``stream``, a lone surrogate, a body
     that is not JSON) get vLLM's status from both servers, and ours names vLLM's field where vLLM
-    names one. Chat content as text parts and vLLM's ``/version`` and ``/ping`` answer on both."""
+    names one. Chat content as text parts and vLLM's ``/version`` and ``/ping`` answer on both; a
+    ``logit_bias`` with ``allowed_token_ids`` gives the same text and raw logprobs, streamed too."""
     from .test_task8_serving_holds import HOSTILE, post
 
     honoured_by_vllm = {"presence_penalty", "response_format json_object", "response_format json_schema"}
@@ -189,6 +190,22 @@ def test_same_answers_to_requests_nobody_here_wrote(course_server, vllm_server):
     assert [e["token"] for e in ours] == [e["token"] for e in theirs]
     assert [e["logprob"] for e in ours] == pytest.approx([e["logprob"] for e in theirs], abs=1e-3)
     assert [len(e["top_logprobs"]) for e in ours] == [len(e["top_logprobs"]) for e in theirs]
+    # Honoured by both: a logit_bias that bans the greedy token, raw logprobs, streamed per chunk.
+    import torch
+
+    with torch.no_grad():
+        greedy_id = int(model(torch.tensor([tokenizer("The cat").input_ids])).logits[0, -1].argmax())
+    biased = {"model": name, "prompt": "The cat", "max_tokens": 6, "temperature": 0, "logprobs": 1,
+              "logit_bias": {str(greedy_id): -100}, "allowed_token_ids": list(range(200))}
+    a, b = (post(server, "/v1/completions", biased).json() for server in (course_server, vllm_server))
+    assert a["choices"][0]["text"] == b["choices"][0]["text"], (a, b)
+    assert a["choices"][0]["logprobs"]["token_logprobs"] == pytest.approx(
+        b["choices"][0]["logprobs"]["token_logprobs"], abs=1e-3), "both report the raw logprobs"
+    streamed = {**biased, "stream": True}
+    chunks = [[c["choices"][0]["logprobs"] for c in raw_stream(server.base_url + "/completions", streamed)
+               if isinstance(c, dict) and c["choices"]] for server in (course_server, vllm_server)]
+    for key in ("tokens", "text_offset"):
+        assert [v for s in chunks[0] for v in s[key]] == [v for s in chunks[1] for v in s[key]], key
     no_max = {"model": name, "temperature": 0, "ignore_eos": True, "messages": [{"role": "user", "content": "Hi"}]}
     a, b = (post(server, "/v1/chat/completions", no_max).json() for server in (course_server, vllm_server))
     assert counts(a["usage"]) == counts(b["usage"]), "a chat without max_tokens: vLLM's default"
