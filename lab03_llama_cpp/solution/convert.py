@@ -277,8 +277,8 @@ def tokenizer_metadata(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     """The ``tokenizer.ggml.*`` keys for a byte-level BPE tokenizer (``tokenizer.json``).
 
     Returns keys: ``model`` ("gpt2"), ``pre`` (:func:`bpe_pre_tokenizer`'s name), ``tokens``
-    (every id below ``vocab_size`` in order, ``[PAD<id>]`` for holes), ``token_type`` (NORMAL, or
-    CONTROL for special added tokens, UNUSED for holes), ``merges`` (``"a b"`` strings),
+    (every id below ``vocab_size`` in order, ``[PAD<id>]`` for holes), ``token_type`` (NORMAL;
+    CONTROL for special added tokens, USER_DEFINED for other added tokens, UNUSED for holes), ``merges`` (``"a b"`` strings),
     ``bos_token_id`` / ``eos_token_id`` / ``padding_token_id`` (from ``tokenizer_config.json``'s
     tokens), ``add_bos_token`` (a bool: does the HF tokenizer put bos first? its config's
     ``add_bos_token``, else its ``post_processor`` template), and ``chat_template`` (from

@@ -119,7 +119,8 @@ def layers_that_fit(gguf_path: str | Path, free_bytes: int, n_ctx: int) -> int:
     """How many transformer blocks fit in ``free_bytes`` of GPU memory: the ``-ngl`` to pass.
 
     A block costs its tensors' bytes (every ``blk.N.*`` tensor) plus its KV cache for ``n_ctx``
-    tokens: n_ctx x head_count_kv x (key_length + value_length) values, float16. The head
+    tokens: n_ctx x head_count_kv (head_count where the file has none) x (key_length +
+    value_length) values, float16. The head
     dimensions are ``{arch}.attention.key_length`` and ``value_length`` where the file has them
     (a model's head_dim need not be embedding_length / head_count), else embedding_length /
     head_count. Blocks are equal in a Llama, so this is ``free_bytes // bytes_per_block``, at most
@@ -140,7 +141,8 @@ def layers_that_fit(gguf_path: str | Path, free_bytes: int, n_ctx: int) -> int:
     arch = reader.fields["general.architecture"].contents()
     n_layer = reader.fields[f"{arch}.block_count"].contents()
     n_head = reader.fields[f"{arch}.attention.head_count"].contents()
-    n_kv = reader.fields[f"{arch}.attention.head_count_kv"].contents()
+    kv_key = f"{arch}.attention.head_count_kv"
+    n_kv = reader.fields[kv_key].contents() if kv_key in reader.fields else n_head  # llama.cpp's default
     default_head_dim = reader.fields[f"{arch}.embedding_length"].contents() // n_head
     key_length, value_length = (reader.fields[f"{arch}.attention.{name}"].contents()
                                 if f"{arch}.attention.{name}" in reader.fields else default_head_dim
@@ -162,8 +164,8 @@ def _render(template: str, messages: list[dict[str, str]], add_generation_prompt
 
 
 def go_template(chat_template: str, bos: str, eos: str) -> str:
-    """An Ollama (Go) TEMPLATE equivalent to ``chat_template`` for templates that format every role
-    the same way (Zephyr, ChatML, the fixture's).
+    """An Ollama (Go) TEMPLATE equivalent to ``chat_template`` for templates that format every
+    message the same way whatever its role and its position (Zephyr, ChatML, the fixture's).
 
     Render the Jinja template with one placeholder message (role ``ROLE``, content ``CONTENT``):
     the text before the message is the prefix, the message itself, with ``{{ .Role }}`` and
@@ -171,8 +173,8 @@ def go_template(chat_template: str, bos: str, eos: str) -> str:
     ``add_generation_prompt=True`` adds comes last.
 
     Raises:
-        ValueError: the template formats roles differently (two messages do not render as two
-            copies of one), naming ``chat_template``.
+        ValueError: the template formats roles or positions differently (two messages do not
+            render as two copies of one, as with a ``loop.first`` branch), naming ``chat_template``.
     """
     # BEGIN SOLUTION task 6: an Ollama TEMPLATE that renders every conversation exactly as the Jinja chat template does, or a ValueError for a template that formats roles differently (README task 6; the docstring).
     # HINT task 6 level 2: the given _render renders as transformers does; ROLE and CONTENT are

@@ -45,7 +45,8 @@ def complete(llm: Any, prompt: str | list[int], max_tokens: int = 32) -> str:
     """Greedy completion of ``prompt`` (text, or token ids), at most ``max_tokens`` new tokens.
 
     Greedy means ``temperature=0``; pass ``repeat_penalty=1.0`` too, so nothing but the logits
-    decides (llama.cpp's CLI penalizes repeats by default).
+    decides: it is the default of llama-cpp-python's methods and of llama.cpp's own tools, but not
+    of ``llama_cpp.server`` (1.1), so say it rather than rely on a default.
     """
     # TODO(lab03 task 5): the greedy completion of a prompt as llama-completion --temp 0 --repeat-penalty 1 gives it, equal to transformers' greedy generate (README task 5).
     raise NotImplementedError("lab03 task 5: complete is not written yet (see lab03_llama_cpp/README.md, task 5)")
