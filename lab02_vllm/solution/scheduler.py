@@ -58,10 +58,12 @@ class Scheduler:
         """Pick the sequences of the next step.
 
         Prefill first: take waiting sequences from the front while ``len(running) <
-        max_num_seqs``, the step's tokens (counting ``len(seq)`` for each: an upper bound, since a
-        prefix-cache hit computes fewer) stay within ``max_num_batched_tokens``, and
+        max_num_seqs``, the step's tokens stay within ``max_num_batched_tokens`` and
         ``block_manager.can_allocate(seq)``; stop at the first that does not fit (first come,
-        first served: no overtaking). Admitted ones become RUNNING and join ``running``.
+        first served: no overtaking). A candidate fits the budget when the tokens counted so far
+        plus ``len(seq)`` (an upper bound: it is not yet known how much of it the prefix cache
+        holds) are within it; once allocated, it adds the tokens the step will really compute,
+        ``len(seq) - seq.num_computed_tokens``. Admitted ones become RUNNING and join ``running``.
 
         If none was admitted, decode: for each running sequence, oldest first, make room for its
         next token (``can_append`` / ``append_slot``, collecting copy-on-write pairs in
