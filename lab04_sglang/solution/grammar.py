@@ -256,9 +256,10 @@ class _RegexParser:
         # BEGIN SOLUTION task 1: the atom repeated as the quantifier after it says (*, +, ?, {n,m}), or unchanged when none follows; bounds checked (README task 1; Python's re syntax).
         # HINT task 1 level 2: self.bound() reads a '{...}' and returns None when Python would read
         #   the brace as a literal. A lazy '?' after a quantifier changes which match re.search finds, never
-        #   whether a full match exists, so it adds nothing here. A second quantifier right after the first
-        #   ('a**') is an error in Python: refuse it too. A maximum below the minimum, or a bound over
-        #   MAX_REPEAT, is an error naming the bound.
+        #   whether a full match exists, so it adds nothing here. Any other quantifier right after the first
+        #   is refused: 'a**' is an error in Python, and a '+' there is Python 3.11's possessive form ('a*+'
+        #   never gives back what it took, so 'a*+a' matches nothing), which changes the full matches. A
+        #   maximum below the minimum, or a bound over MAX_REPEAT, is an error naming the bound.
         # HINT task 1 level 3: map '*', '+', '?' to (low, high) = (0, None), (1, None), (0, 1), or
         #   take the bound; no quantifier -> return the node; skip one lazy '?'; refuse a following quantifier;
         #   the result is a Repeat of the node between those bounds.
@@ -277,7 +278,8 @@ class _RegexParser:
         if self.peek() == "?":
             self.pos += 1  # lazy: the same set of full matches
         if self.peek() in ("*", "+", "?") or (self.peek() == "{" and self.bound() is not None):
-            raise self.error("a multiple repeat (a quantifier right after another)")
+            raise self.error("a multiple repeat (a quantifier right after another; a possessive '*+', '++', "
+                             "'?+' or '{n}+' is not supported either)")
         return Repeat(node, low, high)
         # END SOLUTION
 
