@@ -238,8 +238,9 @@ def tokenizer_metadata(model_dir: Path, vocab_size: int) -> dict[str, Any]:
     CONTROL for special added tokens, USER_DEFINED for other added tokens, UNUSED for holes), ``merges`` (``"a b"`` strings),
     ``bos_token_id`` / ``eos_token_id`` / ``padding_token_id`` (from ``tokenizer_config.json``'s
     tokens), ``add_bos_token`` (a bool: does the HF tokenizer put bos first? its config's
-    ``add_bos_token``, else its ``post_processor`` template), and ``chat_template`` (from
-    tokenizer_config.json or chat_template.jinja) when there is one; each prefixed
+    ``add_bos_token``, else its ``post_processor`` template), ``add_space_prefix`` (a bool, only
+    where tokenizer_config.json sets ``add_prefix_space``, as llama.cpp's converter writes it for a
+    Llama), and ``chat_template`` (from tokenizer_config.json or chat_template.jinja) when there is one; each prefixed
     ``tokenizer.ggml.`` except ``tokenizer.chat_template``.
 
     Raises:

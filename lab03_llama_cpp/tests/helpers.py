@@ -118,14 +118,23 @@ def load_llama(path: Path, **kwargs: Any) -> Any:
 
 
 def hf_greedy_text(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int) -> str:
-    """The oracle for greedy completions: transformers' generate, new tokens decoded without specials."""
+    """The oracle for greedy completions: transformers' generate, new tokens decoded without specials,
+    and without U+FFFD: bytes that are not UTF-8 (a random model's stray byte tokens) are U+FFFD in
+    transformers' text and dropped from llama-cpp-python's (``errors="ignore"``); compare with
+    :func:`llama_text`."""
     import torch
 
     inputs = torch.tensor([ids], device=model.device)
     with torch.no_grad():
         out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    return llama_text(tokenizer.decode(out[0, len(ids):], skip_special_tokens=True))
+
+
+def llama_text(text: str) -> str:
+    """``text`` without U+FFFD, as :func:`hf_greedy_text` writes it (llama-cpp-python drops bytes
+    that are not UTF-8; transformers writes U+FFFD for them)."""
+    return text.replace("\ufffd", "")
 
 
 def llama_logits(llm: Any, ids: list[int]) -> np.ndarray:

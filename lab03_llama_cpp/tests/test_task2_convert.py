@@ -140,8 +140,9 @@ def test_tensors_equal_llama_cpps_converter(model_dir, converted):
 @pytest.mark.points(3)
 def test_llama_cpp_logits_equal_transformers(model, tokenizer, converted):
     """Fed the same token ids, llama.cpp's logits on your F32 file equal transformers' (max abs
-    difference <= 1e-2, or 1e-3 of the largest logit where logits are large) at every position, and
-    the F16 file's stay within 5e-2 (or 5e-3 of the largest logit); the top tokens agree."""
+    difference <= 1e-2, or 1/300 of the largest logit where logits are large) at every position, and
+    the F16 file's stay within 5e-2 (or 1/60 of the largest logit); the top tokens agree. (llama.cpp's
+    own converter is 1.45e-2 off on a random Llama whose largest logit is 6.3.)"""
     prompts = ["The cat sat on the mat", '{"name": "Ana", "age": 31, "city": "Lima"}', "Café 🍕 " * 5]
     for outtype, absolute in (("f32", 1e-2), ("f16", 5e-2)):
         llm = load_llama(converted[outtype], logits_all=True)
@@ -151,7 +152,7 @@ def test_llama_cpp_logits_equal_transformers(model, tokenizer, converted):
                 with torch.no_grad():
                     expected = model(torch.tensor([ids], device=model.device)).logits[0].float().cpu().numpy()
                 assert_logits_agree(llama_logits(llm, ids), expected, f"{outtype} {prompt!r}",
-                                    relative=absolute / 10, absolute=absolute)
+                                    relative=absolute / 3, absolute=absolute)
         finally:
             llm.close()
 
@@ -297,11 +298,18 @@ def test_bad_input_is_a_clear_error(converted, tmp_path):
     assert not (tmp_path / "out.gguf").exists()
 
 
+def added_name(vocab) -> str:
+    """The text of the variant's non-special added token: ``foo``, or ``<foo>`` where the BPE
+    vocabulary has ``foo`` already (GPT-2's)."""
+    return next(name for name in ("foo", "<foo>", "<foo-added>") if name not in vocab)
+
+
 def tokenizer_variant(model_dir, out):
     """``model_dir`` copied to ``out`` (weights linked) with a tokenizer shaped unlike the fixture's: an added
     token 'foo' that is not special and an eos '<|endoftext|>' only in added_tokens (in place of the BPE
     vocabulary's last two tokens and their merges), bos_token written as an AddedToken dict in tokenizer_config.json
-    (no add_bos_token there), and a post-processor that appends eos and puts nothing first."""
+    (no add_bos_token there), and a post-processor that appends eos and puts nothing first. Returns
+    ``(folder, foo's id, foo's text)``."""
     out.mkdir()
     for item in model_dir.iterdir():
         if item.name not in ("tokenizer.json", "tokenizer_config.json"):
@@ -313,7 +321,10 @@ def tokenizer_variant(model_dir, out):
     spec["model"]["merges"] = [m for m, pair in zip(merges, pairs, strict=True)
                                if "".join(pair) not in freed and not set(pair) & set(freed)]
     foo_id, eos_id = (vocab.pop(token) for token in freed)
-    for content, index, special in (("foo", foo_id, False), ("<|endoftext|>", eos_id, True)):
+    if "<|endoftext|>" in vocab or not ({"<s>"} & ({*vocab} | {t["content"] for t in spec["added_tokens"]})):
+        pytest.skip(f"{model_dir}: this tokenizer variant needs a '<s>' token (its bos) and no '<|endoftext|>' "
+                    "below the vocabulary's last two ids (GPT-2's tokenizer has no '<s>')")
+    for content, index, special in ((added_name(vocab), foo_id, False), ("<|endoftext|>", eos_id, True)):
         spec["added_tokens"].append({"id": index, "content": content, "single_word": False, "lstrip": False,
                                      "rstrip": False, "normalized": False, "special": special})
     spec["post_processor"] = {"type": "TemplateProcessing",
@@ -330,7 +341,7 @@ def tokenizer_variant(model_dir, out):
     settings["bos_token"] = {"__type": "AddedToken", "content": "<s>", "lstrip": False, "normalized": False,
                              "rstrip": False, "single_word": False, "special": True}
     (out / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
-    return out, foo_id
+    return out, foo_id, added_name(vocab)
 
 
 @pytest.mark.llama_cpp
@@ -344,9 +355,9 @@ def test_another_tokenizer_shape_equals_llama_cpps_converter(model_dir, llama_sh
     from transformers import AutoTokenizer
 
     require_llama_folder(model_dir)
-    folder, foo_id = tokenizer_variant(model_dir, tmp_path / "variant")
+    folder, foo_id, foo = tokenizer_variant(model_dir, tmp_path / "variant")
     hf = AutoTokenizer.from_pretrained(folder)
-    assert hf.convert_tokens_to_ids("foo") == foo_id and hf.eos_token == "<|endoftext|>" and hf.bos_token == "<s>"
+    assert hf.convert_tokens_to_ids(foo) == foo_id and hf.eos_token == "<|endoftext|>" and hf.bos_token == "<s>"
     hf_ids = hf("Hello").input_ids
     ours = gguf.GGUFReader(convert.convert(folder, tmp_path / "variant.gguf", "f32"))
     reference = gguf.GGUFReader(reference_gguf(folder, "f32"))

@@ -85,20 +85,23 @@ def test_q8_0_file_equals_llama_cpps(files, llama_cpp_files):
 def test_q4_0_file_against_llama_cpps(files, llama_cpp_files, f32_file):
     """In Q4_0, llama.cpp keeps the same tensors in F32 as you do; every tensor it writes as Q4_0 has
     your bytes; it gives the output projection more bits (Q6_K) than you, so your file is a little
-    smaller. Both are under 0.2x the F32 file, and the metadata is copied."""
+    smaller. Your tensors take under 0.2x the F32 tensors' bytes, and the metadata is copied."""
     path, _ = files["Q4_0"]
     ours, theirs = tensors(path), tensors(llama_cpp_files["Q4_0"])
     assert {n for n, t in ours.items() if t.tensor_type.name == "F32"} == \
         {n for n, t in theirs.items() if t.tensor_type.name == "F32"}
     same_type = [n for n, t in theirs.items() if t.tensor_type.name == "Q4_0"]
     other = {n for n, t in theirs.items() if t.tensor_type.name not in ("F32", "Q4_0")}
-    assert other <= {"output.weight"}, f"llama.cpp wrote these in other types: {other}"
+    # the output projection: output.weight, or token_embd.weight where the model ties the two
+    projection = "output.weight" if "output.weight" in theirs else "token_embd.weight"
+    assert other <= {projection}, f"llama.cpp wrote these in other types: {other}"
     for name in same_type:
         assert ours[name].tensor_type.name == "Q4_0", name
         assert np.array_equal(np.asarray(ours[name].data).view(np.uint8),
                               np.asarray(theirs[name].data).view(np.uint8)), name
     assert path.stat().st_size <= llama_cpp_files["Q4_0"].stat().st_size
-    assert path.stat().st_size <= 0.2 * f32_file.stat().st_size + 200_000  # + the vocabulary, which stays
+    # the tensors' bytes: the vocabulary in the metadata stays as it is (GPT-2's is 1.5 MB)
+    assert sum(int(t.n_bytes) for t in ours.values()) <= 0.2 * sum(int(t.n_bytes) for t in tensors(f32_file).values())
     source = gguf.GGUFReader(f32_file).fields
     copied = gguf.GGUFReader(path).fields
     for key in ("tokenizer.ggml.tokens", "tokenizer.chat_template", "llama.rope.freq_base"):
@@ -109,23 +112,32 @@ def test_q4_0_file_against_llama_cpps(files, llama_cpp_files, f32_file):
 
 @pytest.mark.llama_cpp
 @pytest.mark.points(2)
-def test_quantized_files_run_in_llama_cpp(files, f32_file, tokenizer):
+def test_quantized_files_run_in_llama_cpp(files, llama_cpp_files, f32_file, tokenizer):
     """llama.cpp loads your Q8_0 and Q4_0 files; Q8_0's logits stay close to F32's (the greedy next
-    token agrees almost everywhere) and Q4_0's further off but correlated."""
+    token agrees almost everywhere) and Q4_0's further off but correlated: the greedy token agrees at
+    half the positions and the logits correlate above 0.9, or, where llama.cpp's own Q4_0 file does
+    not reach that either (random weights: flat logits, and a tied output projection that yours
+    keeps in Q4_0 where llama.cpp's gets Q6_K), within 0.25 and 0.06 of what llama.cpp's does."""
     ids = tokenizer('{"name": "Ana", "age": 31, "city": "Lima"} The cat sat on the mat.').input_ids
-    llm = load_llama(f32_file, logits_all=True)
-    reference = llama_logits(llm, ids)
-    llm.close()
-    for type_name, agreement in (("Q8_0", 0.9), ("Q4_0", 0.5)):
-        llm = load_llama(files[type_name][0], logits_all=True)
+
+    def logits_of(path):
+        llm = load_llama(path, logits_all=True)
         try:
-            logits = llama_logits(llm, ids)
+            return llama_logits(llm, ids)
         finally:
             llm.close()
-        same = np.mean(logits.argmax(axis=1) == reference.argmax(axis=1))
+
+    def agreement_and_correlation(logits):
+        return (float(np.mean(logits.argmax(axis=1) == reference.argmax(axis=1))),
+                float(np.corrcoef(logits.ravel(), reference.ravel())[0, 1]))
+
+    reference = logits_of(f32_file)
+    theirs = agreement_and_correlation(logits_of(llama_cpp_files["Q4_0"]))
+    bounds = {"Q8_0": (0.9, 0.9), "Q4_0": (min(0.5, theirs[0] - 0.25), min(0.9, theirs[1] - 0.06))}
+    for type_name, (agreement, least_correlation) in bounds.items():
+        same, correlation = agreement_and_correlation(logits_of(files[type_name][0]))
         assert same >= agreement, f"{type_name}: the greedy token agrees with F32 at {same:.0%} of positions"
-        correlation = np.corrcoef(logits.ravel(), reference.ravel())[0, 1]
-        assert correlation > 0.9, f"{type_name}: logits correlate with F32's at {correlation:.3f}"
+        assert correlation > least_correlation, f"{type_name}: logits correlate with F32's at {correlation:.3f}"
 
 
 @pytest.mark.points(1)
