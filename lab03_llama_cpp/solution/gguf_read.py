@@ -136,8 +136,8 @@ class ByteReader:
         """The next ``n`` bytes; ``what`` names what they are, for the error message.
 
         Raises:
-            GGUFError: fewer than ``n`` bytes are left; the message says at which offset, what was
-                being read, and how many bytes were needed and left.
+            GGUFError: ``n`` is negative or fewer than ``n`` bytes are left; the message says at
+                which offset, what was being read, and how many bytes were needed and left.
         """
         # BEGIN SOLUTION task 1: the next n bytes, or a GGUFError saying where, what and how much when fewer are left (README task 1, the rule in bold).
         # HINT task 1 level 1: a reader of untrusted files: every count and length is compared with the bytes

@@ -138,8 +138,8 @@ class ByteReader:
         """The next ``n`` bytes; ``what`` names what they are, for the error message.
 
         Raises:
-            GGUFError: fewer than ``n`` bytes are left; the message says at which offset, what was
-                being read, and how many bytes were needed and left.
+            GGUFError: ``n`` is negative or fewer than ``n`` bytes are left; the message says at
+                which offset, what was being read, and how many bytes were needed and left.
         """
         # TODO(lab03 task 1): the next n bytes, or a GGUFError saying where, what and how much when fewer are left (README task 1, the rule in bold).
         raise NotImplementedError("lab03 task 1: take is not written yet (see lab03_llama_cpp/README.md, task 1)")

@@ -100,6 +100,10 @@ def test_take_stops_at_the_end():
         reader.take(1, "the next thing")
     assert error.value.offset == 6 and isinstance(error.value, ValueError)
     assert "the next thing" in str(error.value)
+    at_start = gguf_read.ByteReader(b"abcd")
+    with pytest.raises(gguf_read.GGUFError):  # a length gone negative through a corrupt count
+        at_start.take(-1, "a negative length")
+    assert at_start.offset == 0, "a refused read must not move the cursor"
 
 
 @pytest.mark.points(2)

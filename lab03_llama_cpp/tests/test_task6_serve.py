@@ -36,7 +36,7 @@ def server(f32_file):
 
 @pytest.mark.llama_cpp
 @pytest.mark.points(2)
-def test_server_command_parses_as_llama_cpp_server_flags(f32_file):
+def test_server_command_parses_as_llama_cpp_server_flags(f32_file, monkeypatch):
     """llama_cpp.server's own argument parser reads your command as: this model, loopback, the port,
     the context, threads and GPU layers; bad ports and contexts are refused naming the argument."""
     from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
@@ -51,6 +51,9 @@ def test_server_command_parses_as_llama_cpp_server_flags(f32_file):
     model_settings = parse_model_from_args(ModelSettings, args)
     assert server_settings.host == "127.0.0.1" and server_settings.port == 8123
     assert model_settings.model == str(f32_file.resolve())
+    monkeypatch.chdir(f32_file.parent)  # a relative path: the server may start in another directory
+    relative = serve.server_command(f32_file.name, 8123)
+    assert relative[relative.index("--model") + 1] == str(f32_file.resolve()), "--model must be an absolute path"
     assert (model_settings.n_ctx, model_settings.n_threads, model_settings.n_gpu_layers) == (1024, 3, 7)
     highest = serve.server_command(f32_file, 65535)
     assert highest[highest.index("--port") + 1] == "65535"
