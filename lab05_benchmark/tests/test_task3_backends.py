@@ -315,7 +315,11 @@ def test_http_backend_fails_a_stream_that_errors_or_stalls():
             events = drive(backend, [request("s2", max_tokens=7)], seconds=30)["s2"]
         finally:
             backend.close()
-    assert events[-1].finished and events[-1].error and "timed out" in events[-1].error, events
+    assert events[-1].finished and events[-1].error, events
+    # httpx's own message for a ReadTimeout is "timed out" too: the backend's must be its own
+    assert events[-1].error.startswith("timed out after"), (
+        f"a stalled stream is a timeout ('timed out after ...'), not an unreachable server: {events[-1].error!r}"
+    )
 
 
 @pytest.mark.points(1)
@@ -324,6 +328,12 @@ def test_llama_cpp_backend_matches_transformers(gguf_path, model, tokenizer):
     """llama.cpp on the F32 GGUF: exactly max_tokens tokens, one per step, equal to transformers'
     greedy tokens for the first 6 (F32 logits agree to about 1e-3)."""
     backend = backends.LlamaCppBackend(gguf_path, name="llama.cpp:F32", n_threads=2)
+    for prompt in PROMPTS[:2]:  # llama.cpp tokenizes the text itself: the same ids, or nothing to compare
+        if backend.llm.tokenize(prompt.encode()) != tokenizer(prompt).input_ids:
+            backend.close()
+            pytest.skip(f"llama.cpp tokenizes {prompt!r} otherwise than transformers on this folder (as for "
+                        "a Llama-2 SentencePiece tokenizer whose HF config puts no bos first): greedy tokens "
+                        "after other prompt ids cannot be compared")
     backend.llm = slow = SlowLlama(backend.llm)
     try:
         events = drive(backend, [request("l0", 6, PROMPTS[0]), request("l1", 6, PROMPTS[1])])
