@@ -174,8 +174,10 @@ def _request(tokenizer: Any, index: int, prompt: str, max_tokens: int, after: st
 
 
 def fixed_workload(tokenizer: Any, n: int, input_len: int, output_len: int, seed: int = 0) -> Workload:
-    """``n`` requests, each ``input_len`` prompt tokens (without special tokens) and
-    ``output_len`` output tokens, prompts drawn from the corpus with ``random.Random(seed)``."""
+    """``n`` requests, each of ``input_len`` prompt tokens (without special tokens; the given
+    ``text_of_tokens`` may come a token or two short, and each request's ``prompt_len`` counts
+    what the tokenizer really gives) and ``output_len`` output tokens, prompts drawn from the
+    corpus with ``random.Random(seed)``."""
     # BEGIN SOLUTION task 1: n requests of exactly input_len prompt tokens and output_len output tokens, reproducible from seed (README task 1).
     # HINT task 1 level 2: the workload builders: the given text_of_tokens makes a prompt of a token count and
     #   the given _request counts it and names the request r0, r1, ...; a Workload records its name, kind, seed

@@ -106,7 +106,8 @@ def summarize(results: list[RequestResult], duration_s: float, goodput_ms: dict[
 
     Args:
         results: every request of the run, failed ones included.
-        duration_s: the run's wall-clock duration (first send to last arrival), > 0.
+        duration_s: the run's wall-clock duration (``run_once``'s: first send to the run's last
+            event, a token, a failure or a timeout), > 0.
         goodput_ms: latency targets in milliseconds, keys among ``ttft``, ``tpot``, ``e2el``
             (a request is good when each of its figures is <= its target); None: no goodput.
         percentiles: which percentiles to report.
