@@ -27,9 +27,10 @@ def test_regex_matches_what_python_matches(pattern):
     automaton = grammar.compile_regex(pattern)
     good, bad = REGEXES[pattern]
     for text in good:
-        assert re.fullmatch(pattern, text, re.ASCII) and automaton.matches(text), text
+        assert re.fullmatch(pattern, text, re.ASCII) and automaton.matches(text), f"{pattern!r} must match {text!r}"
     for text in bad:
-        assert not re.fullmatch(pattern, text, re.ASCII) and not automaton.matches(text), text
+        assert not re.fullmatch(pattern, text, re.ASCII) and not automaton.matches(text), \
+            f"{pattern!r} must not match {text!r}"
 
 
 REGEX_PARTS = st.sampled_from(["a", "b", "[a-c]", "[^b]", r"\d", r"\w", ".", "é", "(a|bc)", "(?:ab)", "x{2}",

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tokenizers import AddedToken
 from transformers import LogitsProcessorList
 
 from .helpers import (
@@ -140,7 +141,7 @@ def test_masks_are_cached_per_state(fixture_model, monkeypatch):
 @pytest.mark.points(1)
 def test_tokens_with_the_same_bytes_and_lists_of_eos_ids(fixture_dir_tokenizer):
     """Two ids with the same bytes (an added token repeating a BPE piece) are both allowed; every id of a
-    list of eos ids is allowed where the output is complete."""
+    list of eos ids is allowed where the output is complete; an added token marked special has no bytes."""
     tokenizer = fixture_dir_tokenizer
     pieces = masks.token_bytes(tokenizer)
     word = next(p.decode() for p in pieces if p and len(p) >= 4 and p[:1] == b" " and p[1:].isalpha() and p.isascii())
@@ -157,6 +158,10 @@ def test_tokens_with_the_same_bytes_and_lists_of_eos_ids(fixture_dir_tokenizer):
     assert done[2], "every listed EOS id is allowed once the word is complete (id 2)"
     assert done[5], "every listed EOS id is allowed once the word is complete (id 5)"
     assert done.sum() == 2, "only the EOS ids are allowed once the word is complete"
+    tokenizer.add_tokens([AddedToken("<|tool|>", special=True)])  # special, yet not in all_special_ids (Qwen's kind)
+    tool_id = tokenizer.convert_tokens_to_ids("<|tool|>")
+    assert masks.token_bytes(tokenizer)[tool_id] is None, \
+        "an added token marked special (added_tokens_decoder) is None even when all_special_ids does not list it"
 
 
 @pytest.mark.points(2)

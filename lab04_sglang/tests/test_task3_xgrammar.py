@@ -114,7 +114,8 @@ def test_compare_checks_lengths():
 
 @pytest.mark.points(1)
 def test_xgrammar_stops_at_a_refused_token(fixture_model):
-    """A completion xgrammar refuses ends the list at the refused step (with the set it allowed there)."""
+    """A completion xgrammar refuses ends the list at the refused step (with the set it allowed there); logits
+    wider than the tokenizer (vocab_size past it) change no allowed set."""
     model, tokenizer = fixture_model
     compiled = xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, regex=r"(yes|no) sir")
     good = tokenizer("no", add_special_tokens=False).input_ids
@@ -122,3 +123,7 @@ def test_xgrammar_stops_at_a_refused_token(fixture_model):
     steps = xgrammar_check.xgrammar_allowed(compiled, bad, model.config.vocab_size)
     assert len(steps) == len(good) + 1
     assert tokenizer(" sir", add_special_tokens=False).input_ids[0] in steps[-1]
+    wide = model.config.vocab_size + 88  # logits wider than the tokenizer (padded embeddings, as many models have)
+    wide_compiled = xgrammar_check.xgrammar_compiled(tokenizer, wide, regex=r"(yes|no) sir")
+    assert xgrammar_check.xgrammar_allowed(wide_compiled, good, wide) == steps, \
+        "with logits wider than the tokenizer xgrammar allows the same tokens at each step (none past the tokenizer)"

@@ -113,14 +113,36 @@ def test_locks_survive_splits_and_protect_inner_nodes():
 
 @pytest.mark.points(1)
 def test_reinsert_marks_used_and_locks_cover_the_path():
-    """insert marks its whole path as used (re-inserting a key makes it recent); inc_lock_ref protects the
-    node and every ancestor; dec_lock_ref on a node that is not locked is a RuntimeError (the docstrings)."""
+    """insert marks its whole path as used, the new leaf included (re-inserting a key makes it recent);
+    inc_lock_ref protects the node and every ancestor, once however many locks it holds; dec_lock_ref on a node
+    that is not locked is a RuntimeError (the docstrings)."""
     tree = radix.RadixCache()
     for key in ([1], [2], [1]):
         tree.insert(key, value_of(key))
     assert tree.evict(1) == 1, "evict(1) frees the least recently used leaf (1 token)"
     assert tree.match_prefix([2])[0] is None, "[2] is the least recently used: it goes first"
     assert tree.match_prefix([1])[0] is not None, "re-inserting [1] made it recent: it stays"
+    tree = radix.RadixCache()
+    for key in ([1], [2]):
+        tree.insert(key, value_of(key))
+    tree.match_prefix([1])
+    tree.match_prefix([2])
+    tree.insert([3], value_of([3]))  # a new leaf: the most recently used of the three
+    assert tree.evict(1) == 1, "evict(1) frees one 1-token leaf"
+    assert tree.match_prefix([3])[0] is not None, "a newly inserted leaf is marked as just used: it stays"
+    assert tree.match_prefix([1])[0] is None, "[1] is the least recently used (before [2] and the new [3]): it goes"
+    tree = radix.RadixCache()
+    tree.insert([1, 2, 3], value_of([1, 2, 3]))
+    _, shared = tree.match_prefix([1, 2, 3])
+    tree.inc_lock_ref(shared)
+    tree.inc_lock_ref(shared)  # two requests use the same prefix
+    assert tree.protected_size() == 3, "a node locked twice counts its 3 tokens as protected once"
+    assert tree.evictable_size() == 0, "a node locked twice has no evictable tokens"
+    tree.dec_lock_ref(shared)
+    assert tree.protected_size() == 3, "the node stays protected while one lock is left"
+    tree.dec_lock_ref(shared)
+    assert tree.evictable_size() == 3, "the node's 3 tokens are evictable once both locks are released"
+    assert tree.protected_size() == 0, "nothing is protected once both locks are released"
     tree = radix.RadixCache()
     for key in ([1, 2, 3, 4], [1, 2, 5]):
         tree.insert(key, value_of(key))

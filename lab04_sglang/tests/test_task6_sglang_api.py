@@ -119,7 +119,10 @@ def test_launch_server_command_line():
     assert config.command() == ["python", "-m", "sglang.launch_server", "--model-path", str(fixture_dir()),
                                 "--host", "127.0.0.1", "--port", "30001", "--tp", "2", "--mem-fraction-static", "0.8",
                                 "--context-length", "2048", "--grammar-backend", "xgrammar"]
-    assert "--mem-fraction-static" not in sglang_api.LaunchConfig(model_path="m").command()
+    defaults = sglang_api.LaunchConfig(model_path="m").command()
+    assert "--mem-fraction-static" not in defaults, "an unset mem_fraction_static is left out of the command"
+    assert "--context-length" not in defaults, "an unset context_length is left out of the command (not 'None')"
+    assert "None" not in defaults, "no unset setting may be written as the text 'None'"
     for field, value in [("tp", 0), ("mem_fraction_static", 1.5), ("context_length", 0), ("grammar_backend", "regex"),
                          ("port", 70000), ("model_path", "")]:
         with pytest.raises(ValueError, match=field):
