@@ -288,3 +288,13 @@ def test_can_allocate_counts_parked_cached_blocks_as_free():
     assert not bm.can_allocate(make_seq(13)), "4 blocks needed, 3 free"
     bm.free(holder)
     assert bm.can_allocate(make_seq(16)), "nothing in use: a sequence the size of the pool is admitted"
+    kept = block_manager.BlockManager(num_blocks=4, block_size=4, watermark=0.5)
+    whole = make_seq(16)
+    kept.allocate(whole)
+    kept.prefix_cache = ParkEveryBlock()
+    kept.free(whole)
+    assert kept.num_free_blocks == kept.num_blocks, "every block is parked: the whole pool counts as free"
+    assert kept.can_allocate(make_seq(16)), (
+        "every block parked is a pool with nothing in use (num_free_blocks == num_blocks, not the free "
+        "list alone): the watermark is waived and a sequence the size of the pool is admitted"
+    )

@@ -59,7 +59,8 @@ def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompt
 @pytest.mark.points(1.5)
 def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_dir, device, prompts32, hf_outputs):
     """With a pool holding a fraction of the peak need, sequences are preempted and recomputed,
-    and every output is still transformers' token for token."""
+    and every output is still transformers' token for token. A request whose ``max_tokens`` runs
+    past ``max_model_len`` stops with "length" when prompt + output reach ``max_model_len``."""
     small = engine.LLM(model_dir, block_size=4, num_kv_blocks=30, max_model_len=96, max_num_seqs=32,
                        device=device, dtype="float32")
     outs = small.generate(prompts32, greedy())
@@ -69,6 +70,12 @@ def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_di
     assert stats.kv_cache_usage == 0.0, "the KV cache must be empty once every request finished"
     assert stats.num_running == 0, "no request may stay running"
     assert stats.num_waiting == 0, "no request may stay waiting"
+    long_prompt = (prompts32[0] * 96)[:90]
+    capped = small.generate([long_prompt], greedy(max_tokens=24, ignore_eos=True))[0].outputs[0]
+    assert len(capped.token_ids) == 96 - 90, (
+        f"max_model_len=96 counts prompt + output: a 90-token prompt gets 6 tokens, got {len(capped.token_ids)}"
+    )
+    assert capped.finish_reason == "length", "a sequence that reaches max_model_len tokens stops with 'length'"
 
 
 @pytest.mark.points(1.5)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import torch
 
+from .helpers import sampling_params, sequence
 from .serving_fixtures import (
     API_KEY,
     MAX_MODEL_LEN,
@@ -321,7 +322,8 @@ def scrape(server) -> dict[str, float]:
 @pytest.mark.points(1)
 @raises_server_errors
 def test_metrics_count_tokens_and_latencies(course_server, tokenizer):
-    """vLLM's metric names; token counters grow by exactly one request's counts; histograms count it."""
+    """vLLM's metric names; token counters grow by exactly one request's counts; histograms count it;
+    ``vllm:kv_cache_usage_perc`` is the share of KV blocks held, a fraction from 0 to 1 (as vLLM's)."""
     before = scrape(course_server)
     for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
                  "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
@@ -342,6 +344,19 @@ def test_metrics_count_tokens_and_latencies(course_server, tokenizer):
     assert counts == sorted(counts), "histogram buckets are cumulative"
     assert buckets[-1][0] == float("inf") and counts[-1] == after["vllm:time_to_first_token_seconds_count"]
     assert 0 <= after["vllm:kv_cache_usage_perc"] <= 1
+    assert wait_until(lambda: blocks_all_free(course_server)), "the request's blocks must come back"
+    pool = course_server.llm.engine.block_manager  # idle: nothing else takes or frees blocks now
+    probe = sequence.Sequence("metrics-probe", list(range(3, 3 + 3 * pool.block_size)),
+                              sampling_params.SamplingParams())
+    pool.allocate(probe)  # 3 blocks held
+    try:
+        usage = scrape(course_server)["vllm:kv_cache_usage_perc"]
+    finally:
+        pool.free(probe)
+    assert usage == pytest.approx(3 / pool.num_blocks), (
+        f"vllm:kv_cache_usage_perc is a fraction (vLLM: 1 means 100 percent): 3 of {pool.num_blocks} blocks "
+        f"held must read {3 / pool.num_blocks:.6g}, got {usage}"
+    )
 
 
 @pytest.mark.points(1)

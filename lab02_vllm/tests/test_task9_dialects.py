@@ -121,9 +121,10 @@ def test_vllm_demo_api_with_requests(course_server, model, tokenizer):
 
 @pytest.mark.points(1)
 @raises_server_errors
-def test_dialects_are_told_apart_and_bad_bodies_refused(course_server):
+def test_dialects_are_told_apart_and_bad_bodies_refused(course_server, tokenizer):
     """One route, two dialects; an unknown shape is a 400 naming both; bad values name their field, in each
-    dialect's own error shape (TGI's 422 validation error, vLLM's 400)."""
+    dialect's own error shape (TGI's 422 validation error, vLLM's 400); the demo server's context check
+    counts the default ``max_tokens`` (16) when the body names none."""
     assert dialects.detect_dialect({"inputs": "x", "parameters": {}}) == "tgi"
     assert dialects.detect_dialect({"inputs": "x"}) == "tgi"  # TGI's parameters are optional
     assert dialects.detect_dialect({"prompt": "x", "max_tokens": 3}) == "vllm"
@@ -150,4 +151,14 @@ def test_dialects_are_told_apart_and_bad_bodies_refused(course_server):
         else:  # vLLM's: 400 and an OpenAI-style error object
             assert response.status_code == 400, body
             assert response.json()["error"]["param"] == param, body
+    words = (" ".join(["cat"] * n) for n in range(1, MAX_MODEL_LEN))
+    # shorter than the context, but without room for the default 16 tokens
+    near_the_end = next(text for text in words if len(tokenizer(text).input_ids) > MAX_MODEL_LEN - 16)
+    assert len(tokenizer(near_the_end).input_ids) < MAX_MODEL_LEN, "the prompt itself must fit the context"
+    no_room = httpx.post(url, json={"prompt": near_the_end, "temperature": 0}, timeout=60)
+    assert no_room.status_code == 400, (
+        "a demo body without max_tokens asks for SamplingParams' default 16 tokens: a prompt that leaves "
+        f"fewer than 16 of the {MAX_MODEL_LEN} is a 400"
+    )
+    assert no_room.json()["error"]["param"] == "max_tokens", "the context refusal names max_tokens"
     assert httpx.get(course_server.url + "/health").status_code == 200
