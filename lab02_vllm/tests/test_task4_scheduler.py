@@ -99,7 +99,33 @@ def test_aborting_a_waiting_request_takes_it_out_of_line():
     assert sched.block_manager.num_free_blocks == 4
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(0.5)
+def test_copy_on_write_pairs_are_those_of_the_step_just_scheduled():
+    """A forked sequence shares its parent's last, partly filled block: the first decode step that
+    writes into it asks for one copy-on-write pair; the next step, which writes into fresh blocks,
+    asks for none (an old pair repeated would copy over KV already written)."""
+    sched = new_scheduler(block_size=4)
+    parent = sequence.Sequence("p", [1, 2, 3], make_seq(1).params)
+    sched.add(parent)
+    sched.schedule()
+    parent.num_computed_tokens = len(parent)
+    parent.append_token(7)
+    child = sequence.Sequence("c", list(parent.token_ids), parent.params)
+    sched.block_manager.fork(parent, child)
+    child.status = parent.status
+    sched.running.append(child)
+    batch, is_prefill = sched.schedule()
+    assert not is_prefill and batch == [parent, child]
+    assert len(sched.copies) == 1, f"the shared block is written by both: one copy-on-write pair, got {sched.copies}"
+    for s in batch:
+        s.num_computed_tokens = len(s)
+        s.append_token(8)
+    batch, _ = sched.schedule()
+    assert batch == [parent, child]
+    assert sched.copies == [], f"this step writes into fresh blocks: no copy-on-write pair, got {sched.copies}"
+
+
+@pytest.mark.points(1.5)
 def test_preemption_takes_the_newest_and_puts_it_first_in_line():
     """When a running sequence needs a block and none is free, the newest running sequence is
     preempted: blocks freed, back to the front of the waiting queue, counted."""
