@@ -298,8 +298,10 @@ class LLMEngine:
         """Queue a request: a prompt (text, or token ids) and its sampling settings.
 
         Raises:
-            ValueError: a duplicate ``request_id``; an empty prompt; token ids outside the
-                vocabulary; a prompt of ``max_model_len`` tokens or more (argument ``prompt``).
+            ValueError: a duplicate ``request_id``; a prompt of no token ids (``[]``; the text
+                ``""`` still gets the tokenizer's bos, and is accepted, as vLLM's ``LLM`` accepts
+                it); token ids outside the vocabulary; a prompt of ``max_model_len`` tokens or
+                more (argument ``prompt``).
         """
         params = params or SamplingParams()
         if not isinstance(params, SamplingParams):
