@@ -80,9 +80,9 @@ def xgrammar_compiled(tokenizer: Any, vocab_size: int, json_schema: Any = None, 
 def bitmask_to_set(bitmask: torch.Tensor, vocab_size: int) -> set[int]:
     """The token ids whose bit is set in xgrammar's ``(1, words)`` int32 bitmask."""
     # BEGIN SOLUTION task 3: the token ids whose bit is set in xgrammar's int32 bitmask (README task 3; xgrammar's bitmask layout).
-    # HINT task 3 level 2: token i is bit i % 32 of word i // 32. The words are signed int32, so
-    #   bit 31 makes a word negative: widen before shifting and keep only the low bit of each shift (an
-    #   arithmetic shift copies the sign bit in from the left). Ids at or past vocab_size are padding bits.
+    # HINT task 3 level 2: token i is bit i % 32 of word i // 32, counted from the least significant
+    #   bit. The words are signed int32 (bit 31 makes a word negative): shift right by i % 32 and keep the
+    #   low bit (& 1), which reads bit i % 32 whatever the sign. Ids at or past vocab_size are padding bits.
     words = bitmask[0].to(torch.int64) & 0xFFFFFFFF
     bits = (words[:, None] >> torch.arange(32)) & 1
     ids = torch.nonzero(bits.flatten()).flatten()
