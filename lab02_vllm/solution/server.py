@@ -423,12 +423,15 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
     #   leave the request holding KV blocks. Reading: README task 8, OpenAI's streaming reference (chunk
     #   objects, stream_options.include_usage), MDN on server-sent events, and Python's async generator close.
     # HINT task 8 level 2: the engine reports each completion's whole text so far, not a delta: remember per
-    #   index what was sent (its text, its number of tokens and, for logprobs, the next text offset). A step may bring no new text for an index (skip it unless it just finished). Chat
+    #   index what was sent (its text, its number of tokens and, for logprobs, the next text offset). A step may bring no new text for an index (skip it unless it just finished). A
+    #   text that ends in U+FFFD may be a character cut between tokens (its next byte can turn it into 'ן'): send
+    #   it only once the next token or the finish settles it. Chat
     #   streams first send the role delta for every choice. The usage chunk has an empty choices list. An async
     #   generator that is closed early runs its finally block: that is where the abort belongs, and only when
     #   the request had not finished. Record the finished request (state.observe) when it ends normally.
     # HINT task 8 level 3: one id and created for the stream; sent = [""] * n; try: chat role chunks; for each
-    #   output: for each completion: delta = text minus sent; skip if empty and unfinished; update sent; yield
+    #   output: for each completion: text (unfinished: without trailing U+FFFD, the bytes of a character still
+    #   to come); delta = text minus sent; skip if empty and unfinished; update sent; yield
     #   its chunk (logprobs of the tokens since the last chunk, when asked); note whether the output finished; after the loop observe, optional usage chunk, [DONE];
     #   finally: abort when not finished.
     stream_id = random_id("chatcmpl" if chat else "cmpl")
@@ -448,11 +451,14 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
         async for output in state.engine.generate(prompt_ids, params, request_id):
             last = output
             for completion in output.outputs:
-                delta = completion.text[len(sent[completion.index]):]
+                # an unfinished text that ends in U+FFFD may end in a character whose bytes are still
+                # coming: hold those back, as vLLM's incremental detokenizer does
+                text = completion.text if completion.finish_reason else completion.text.rstrip("\ufffd")
+                delta = text[len(sent[completion.index]):]
                 if not delta and completion.finish_reason is None:
                     continue
                 index = completion.index
-                sent[index] = completion.text
+                sent[index] = text
                 new_ids = completion.token_ids[sent_tokens[index]:]
                 new_logprobs = (completion.logprobs or [])[sent_tokens[index]:]
                 sent_tokens[index] = len(completion.token_ids)

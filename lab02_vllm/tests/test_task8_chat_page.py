@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from .serving_fixtures import course_server_fixture, free_port, raises_server_errors  # noqa: F401
+from .serving_fixtures import course_server_fixture, free_port, raises_server_errors, require_chat_template  # noqa: F401
 
 pytestmark = [pytest.mark.task(8), pytest.mark.scaffold]
 
@@ -33,6 +33,7 @@ def test_the_chat_page_is_served(course_server):
 
 @raises_server_errors
 def test_typing_a_message_streams_an_answer_in_chromium(course_server):
+    require_chat_template()
     browser = next((path for name in BROWSERS if (path := shutil.which(name))), None)
     if browser is None:
         pytest.skip("needs headless Chromium (Debian: apt-get install chromium); none found on PATH")

@@ -22,6 +22,7 @@ from .serving_fixtures import (
     course_server_fixture,  # noqa: F401  (the fixture course_server)
     course_server_with_key_fixture,  # noqa: F401
     hf_greedy_text,
+    require_chat_template,
     wait_until,
 )
 
@@ -134,6 +135,8 @@ def test_an_abandoned_request_stops(course_server, course_server_with_key, monke
     """A client that leaves, streamed or not, on every route (and behind ``--api-key``), stops its
     request within a step or two: within 2 s nothing runs any more, and the engine's
     generation-token counter stops growing, long before the request's ``max_tokens``."""
+    if route.startswith("chat"):
+        require_chat_template()
     server = course_server_with_key if route.endswith("with-key") else course_server
     headers = {"Authorization": f"Bearer {API_KEY}"} if route.endswith("with-key") else None
     # No eos for the test's duration: every request would run to its full length (TGI's dialect
@@ -259,6 +262,7 @@ def test_content_parts_roles_types_and_vllms_other_routes(course_server):
     answered (or refused with a 400 naming ``messages``, never a 500); a body that is not
     ``application/json`` is a 400 saying so; ``/version`` and ``/ping`` answer; ``/metrics`` has
     vLLM's preemption and prefix-cache counters; a chat choice carries ``"logprobs": null``."""
+    require_chat_template()
     chat = {"max_tokens": 6, "temperature": 0}
     parts = post(course_server, "/v1/chat/completions", {**chat, "messages": [
         {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]}]})
@@ -289,6 +293,7 @@ def test_content_parts_roles_types_and_vllms_other_routes(course_server):
 def test_chat_logprobs_are_the_models(course_server, model, tokenizer):
     """Chat ``logprobs`` with ``top_logprobs``: OpenAI's shape, each chosen token's logprob and
     the top ones equal to transformers' log-softmax over the rendered chat."""
+    require_chat_template()
     import torch
 
     messages = [{"role": "user", "content": "Where does Ana live?"}]
