@@ -467,8 +467,9 @@ class LLMEngine:
         """Whether ``seq`` is done after its newest token, and why.
 
         From ``min_tokens`` outputs on, in this order (as vLLM): a ``stop_token_ids`` token ->
-        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop"; a stop
-        string in the text added since the previous step (it may straddle the old end) ->
+        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop". Past
+        ``min_tokens`` outputs (vLLM searches only the text after the first ``min_tokens`` tokens):
+        a stop string in the text added since the previous step (it may straddle the old end) ->
         "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,
         ``max_tokens`` outputs or ``max_model_len`` tokens -> "length"; else None. Keep
         ``seq.text`` up to date (``self._detokenize``) when ``self.incremental_text`` is on or the
@@ -479,14 +480,15 @@ class LLMEngine:
         #   and its finish_reason ("stop" or "length") and stop_reason are what an OpenAI client reads back. A
         #   stop string never appears in the returned text. Reading: README task 5 and vLLM's SamplingParams
         #   documentation for stop, stop_token_ids, ignore_eos, min_tokens and include_stop_str_in_output.
-        # HINT task 5 level 2: below min_tokens only the length limits can stop a sequence. A stop string may
+        # HINT task 5 level 2: below min_tokens only the length limits can stop a sequence, and a stop string
+        #   counts only once a token past the first min_tokens has come. A stop string may
         #   begin in text produced by an earlier step and end in this one: search from a little before the old
         #   end of the text, not only the new part. Decode the text only when it is needed (stop strings, or
         #   incremental_text on). max_tokens counts outputs; max_model_len counts prompt + outputs.
         # HINT task 5 level 3: remember the old text length; detokenize when needed; from min_tokens on: a
-        #   stop_token_ids hit -> stop_reason the id, "stop"; an eos hit unless ignore_eos -> "stop"; each stop
-        #   string found from old length minus its length + 1 -> cut the text there, stop_reason the string,
-        #   "stop"; then "length" at either limit; else None.
+        #   stop_token_ids hit -> stop_reason the id, "stop"; an eos hit unless ignore_eos -> "stop"; past
+        #   min_tokens, each stop string found from old length minus its length + 1 -> cut the text there,
+        #   stop_reason the string, "stop"; then "length" at either limit; else None.
         params, token = seq.params, seq.last_token_id
         old_length = len(seq.text)
         if params.stop_strings or self.incremental_text:
@@ -497,6 +499,7 @@ class LLMEngine:
                 return "stop"
             if not params.ignore_eos and token in self.eos_token_ids:
                 return "stop"
+        if seq.num_output_tokens > params.min_tokens:  # vLLM: only text after the first min_tokens tokens
             for stop in params.stop_strings:
                 at = seq.text.find(stop, max(0, old_length - len(stop) + 1))
                 if at >= 0:

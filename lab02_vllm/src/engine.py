@@ -381,8 +381,9 @@ class LLMEngine:
         """Whether ``seq`` is done after its newest token, and why.
 
         From ``min_tokens`` outputs on, in this order (as vLLM): a ``stop_token_ids`` token ->
-        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop"; a stop
-        string in the text added since the previous step (it may straddle the old end) ->
+        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop". Past
+        ``min_tokens`` outputs (vLLM searches only the text after the first ``min_tokens`` tokens):
+        a stop string in the text added since the previous step (it may straddle the old end) ->
         "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,
         ``max_tokens`` outputs or ``max_model_len`` tokens -> "length"; else None. Keep
         ``seq.text`` up to date (``self._detokenize``) when ``self.incremental_text`` is on or the

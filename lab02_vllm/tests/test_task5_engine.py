@@ -78,7 +78,7 @@ def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_di
     assert capped.finish_reason == "length", "a sequence that reaches max_model_len tokens stops with 'length'"
 
 
-@pytest.mark.points(1.5)
+@pytest.mark.points(1)
 def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, model, tokenizer):
     """eos ends with "stop" (unless ignore_eos); a stop token id ends right after it; a stop
     string cuts the text before it; min_tokens suppresses eos like transformers' min_new_tokens."""
@@ -282,6 +282,26 @@ def test_min_tokens_bans_the_stop_token_ids_as_well_as_eos():
     assert tokens[0] == expected, f"greedy with min_tokens picked {tokens[0]}, transformers {expected}"
     drawn = set(tokens)
     assert not drawn & {eos, stop_id}, f"drew {sorted(drawn & {eos, stop_id})} before min_tokens outputs"
+
+
+@pytest.mark.vllm
+@pytest.mark.points(0.5)
+def test_stop_strings_under_min_tokens_as_real_vllm(vllm_worker, llm, tokenizer):
+    """Stop strings against real vLLM's offline ``LLM.generate``, greedy, with min_tokens 0 to 3:
+    the same tokens, text, finish reason and stop reason. vLLM searches for a stop string only in
+    the text that comes after the first ``min_tokens`` tokens (a stop string completed by one of
+    those is not a stop)."""
+    prompts = [tokenizer(p).input_ids for p in ("The cat", "Once upon a time", "A language model")]
+    for min_tokens in range(4):
+        for stop in ([" "], ["e", "a"]):
+            theirs = vllm_worker.generate(prompts, max_tokens=12, stop=stop, min_tokens=min_tokens)
+            ours = llm.generate(prompts, greedy(max_tokens=12, stop=stop, min_tokens=min_tokens))
+            for index, out in enumerate(o.outputs[0] for o in ours):
+                case = f"prompt {index}, stop={stop}, min_tokens={min_tokens}"
+                assert out.token_ids == theirs["token_ids"][index], f"{case}: vLLM's tokens differ"
+                assert out.text == theirs["texts"][index], f"{case}: vLLM's text differs"
+                assert out.finish_reason == theirs["finish_reasons"][index], f"{case}: vLLM's finish reason differs"
+                assert out.stop_reason == theirs["stop_reasons"][index], f"{case}: vLLM's stop reason differs"
 
 
 @pytest.mark.points(0.5)

@@ -4,8 +4,10 @@ vLLM takes 20-30 s to start here, spawns processes of its own (a script that bui
 needs the ``if __name__ == "__main__"`` guard) and keeps a KV cache in memory, so the tests and
 ``bench.py`` run it in one child process that answers JSON lines on stdin / stdout:
 
-    {"op": "generate", "prompts": [[ids], ...], "max_tokens": 24, "ignore_eos": false}
-      -> {"token_ids": [[...], ...], "seconds": 0.8}
+    {"op": "generate", "prompts": [[ids], ...], "max_tokens": 24, "ignore_eos": false,
+     "params": {"stop": [...], "min_tokens": 2}}       (params: more SamplingParams fields, optional)
+      -> {"token_ids": [[...], ...], "texts": [...], "finish_reasons": [...], "stop_reasons": [...],
+          "seconds": 0.8}
     {"op": "quit"}
 
 The first line it prints is ``READY {"num_blocks": ..., "block_size": ..., "kv_cache_bytes": ...}``.
@@ -44,14 +46,19 @@ def serve(model_dir: str, max_model_len: int) -> None:
             break
         ignore_eos = request.get("ignore_eos", False)
         lengths = request["max_tokens"]
-        params: Any = ([SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=ignore_eos) for n in lengths]
+        more = request.get("params") or {}
+        params: Any = ([SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=ignore_eos, **more) for n in lengths]
                        if isinstance(lengths, list) else
-                       SamplingParams(temperature=0.0, max_tokens=lengths, ignore_eos=ignore_eos))
+                       SamplingParams(temperature=0.0, max_tokens=lengths, ignore_eos=ignore_eos, **more))
         prompts: Any = [{"prompt_token_ids": ids} for ids in request["prompts"]]
         start = time.perf_counter()
         outputs = llm.generate(prompts, params, use_tqdm=False)
         seconds = time.perf_counter() - start
-        print("RESULT " + json.dumps({"token_ids": [list(o.outputs[0].token_ids) for o in outputs],
+        completions = [o.outputs[0] for o in outputs]
+        print("RESULT " + json.dumps({"token_ids": [list(c.token_ids) for c in completions],
+                                      "texts": [c.text for c in completions],
+                                      "finish_reasons": [c.finish_reason for c in completions],
+                                      "stop_reasons": [c.stop_reason for c in completions],
                                       "seconds": seconds}), flush=True)
 
 
@@ -80,11 +87,12 @@ class VllmWorker:
         raise TimeoutError(f"vLLM worker did not answer in {timeout} s")
 
     def generate(self, prompts: list[list[int]], max_tokens: int | list[int], ignore_eos: bool = False,
-                 timeout: float = 300.0) -> dict[str, Any]:
-        """Greedy outputs of real vLLM: ``{"token_ids": [[...], ...], "seconds": float}``."""
+                 timeout: float = 300.0, **params: Any) -> dict[str, Any]:
+        """Greedy outputs of real vLLM: ``{"token_ids": [[...], ...], "texts": [...], "finish_reasons":
+        [...], "stop_reasons": [...], "seconds": float}``; ``params``: more ``SamplingParams`` fields."""
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({"op": "generate", "prompts": prompts, "max_tokens": max_tokens,
-                                             "ignore_eos": ignore_eos}) + "\n")
+                                             "ignore_eos": ignore_eos, "params": params}) + "\n")
         self.process.stdin.flush()
         return json.loads(self._read("RESULT", timeout))
 
