@@ -130,6 +130,10 @@ def test_pydantic_model_with_refs_and_optional():
     assert automaton.matches(json_text(person.model_dump()))
     assert automaton.matches(json_text({**person.model_dump(), "nickname": "Ani", "tags": []}))
     assert not automaton.matches(json_text({**person.model_dump(), "home": {"street": "Main"}}))
+    cities = grammar.compile_json_schema({"enum": ["café", "Zürich", 3]})
+    assert cities.matches('"café"'), "enum strings are written as canonical JSON, raw UTF-8 (not \\u00e9)"
+    assert not cities.matches('"caf\\u00e9"'), "canonical JSON writes 'é' itself, never an escape"
+    assert cities.matches("3")
 
 
 @pytest.mark.points(3)

@@ -192,6 +192,11 @@ def test_processor_handles_a_padded_batch(fixture_model):
     masker = masks.TokenMasker(FiniteLanguage(YES_NO), vocabulary_of(model, tokenizer))
     batch = tokenizer(["Is it", "The capital of Japan is Tokyo. True?"], return_tensors="pt", padding=True)
     processor = masks.ConstrainedLogitsProcessor(masker, batch.input_ids.shape[1])
+    scores = torch.zeros(2, model.config.vocab_size)
+    masked = processor(batch.input_ids, scores)
+    assert bool(torch.isinf(masked).any()), "the first step must forbid the tokens no word starts with"
+    assert bool((scores == 0).all()), "the processor must return new scores, not write -inf into the caller's"
+    processor = masks.ConstrainedLogitsProcessor(masker, batch.input_ids.shape[1])
     torch.manual_seed(0)
     out = model.generate(**batch, max_new_tokens=8, do_sample=True, logits_processor=LogitsProcessorList([processor]),
                          pad_token_id=tokenizer.pad_token_id)
