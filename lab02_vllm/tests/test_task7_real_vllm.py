@@ -13,7 +13,8 @@ def test_bytes_per_block_equal_what_transformers_cache_holds(model_dir, model, t
     """transformers' own KV cache after 16 tokens holds exactly one 16-token block's bytes;
     bfloat16 halves it; the number of blocks is the budget's whole quotient."""
     config = model_runner.ModelConfig.from_folder(model_dir)
-    ids = torch.tensor([tokenizer("A language model predicts the next token from the tokens").input_ids[:16]])
+    # twice the sentence: a large vocabulary (GPT-2's, Llama 3's) spells it in fewer than 16 tokens
+    ids = torch.tensor([tokenizer("A language model predicts the next token from the tokens " * 2).input_ids[:16]])
     assert ids.shape[1] == 16
     with torch.no_grad():
         cache = model(ids, use_cache=True).past_key_values
