@@ -342,6 +342,9 @@ def test_llama_cpp_backend_matches_transformers(gguf_path, model, tokenizer):
     for rid, prompt in (("l0", PROMPTS[0]), ("l1", PROMPTS[1])):
         got = [t for e in events[rid] for t in e.token_ids]
         assert got == hf_greedy_forced(model, tokenizer, prompt, 6)
+    assert slow.prompts == [tokenizer(p).input_ids for p in PROMPTS[:2]], (
+        "llama.cpp must be given the prompt as the model sees it, bos first (as transformers tokenizes it)"
+    )
     assert events["l1"][0].time_s > events["l0"][-1].time_s, "one request at a time"
     # a token's event is stamped once llama.cpp has produced it, not when the step began
     stamps = [e.time_s for rid in ("l0", "l1") for e in events[rid]]
@@ -354,10 +357,11 @@ class SlowLlama:
     machine) and notes when it hands each token over; everything else is the real ``Llama``."""
 
     def __init__(self, llm):
-        self._llm, self.produced_at = llm, []
+        self._llm, self.produced_at, self.prompts = llm, [], []
 
-    def generate(self, *args, **kwargs):
-        for token in self._llm.generate(*args, **kwargs):
+    def generate(self, tokens, *args, **kwargs):
+        self.prompts.append(list(tokens))
+        for token in self._llm.generate(tokens, *args, **kwargs):
             time.sleep(0.03)
             self.produced_at.append(time.perf_counter())
             yield token

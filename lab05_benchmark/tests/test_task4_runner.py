@@ -80,6 +80,11 @@ def test_arrivals_out_of_order_and_the_runs_wall_clock_duration():
     results, duration, _ = runner.run_once(slow, [request("p", 5), request("q", 5)])
     span = max(r.chunk_times_s[-1] for r in results) - min(r.start_s for r in results)
     assert span - 1e-6 <= duration < span + 0.2 < sum(r.chunk_times_s[-1] - r.start_s for r in results)
+    before = time.perf_counter()
+    results, _, _ = runner.run_once(ScriptedBackend(), [request("c", 2)], clock=lambda: time.perf_counter() + 1000.0)
+    assert results[0].start_s >= before + 1000.0, (
+        f"sends are stamped with the clock given to run_once (here 1000 s ahead), got start_s {results[0].start_s}"
+    )
 
 
 @pytest.mark.points(1.5)
