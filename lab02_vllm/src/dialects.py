@@ -308,6 +308,12 @@ def check_openai_request(request: CompletionRequest | ChatCompletionRequest, *, 
     for name, (neutral, why) in UNSERVED_FIELDS.items():
         if body.get(name, neutral) != neutral:
             raise APIError(400, f"{name} is not supported by course serve: {why}", name)
+    if not is_chat and request.echo and request.logprobs is not None:
+        raise APIError(400, "echo with logprobs is not supported by course serve: vLLM then returns the prompt's "
+                            "logprobs too, and this engine does not score the prompt", "echo")
+    if not is_chat and request.echo and request.stream:
+        raise APIError(400, "echo is not supported on a streamed completion by course serve: ask without stream",
+                       "echo")
     if is_chat:
         if request.top_logprobs and not request.logprobs:
             raise APIError(400, "when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs")

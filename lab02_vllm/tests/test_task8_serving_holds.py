@@ -220,6 +220,9 @@ HOSTILE = [
      {"messages": [{"role": "user", "content": "Hi"}], "allowed_token_ids": [5, 10**8]}, 400, "allowed_token_ids"),
     # Fields vLLM honours and this engine cannot: refused, naming the field, never ignored.
     ("presence_penalty", "/v1/completions", {"prompt": "Hi", "presence_penalty": 1.0}, 400, "presence_penalty"),
+    ("echo with logprobs (vLLM adds the prompt's)", "/v1/completions",
+     {"prompt": "Hi", "echo": True, "logprobs": 1}, 400, "echo"),
+    ("echo with stream", "/v1/completions", {"prompt": "Hi", "echo": True, "stream": True}, 400, "echo"),
     ("top_logprobs past vLLM's 20", "/v1/chat/completions",
      {"messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
     ("response_format json_object", "/v1/chat/completions",
