@@ -281,6 +281,38 @@ def chat_prompt_ids(tokenizer: Any, messages: list[ChatMessage]) -> list[int]:
     raise NotImplementedError("lab02 task 8: chat_prompt_ids is not written yet (see lab02_vllm/README.md, task 8)")
 
 
+def token_text(tokenizer: Any, token: int) -> str:
+    """Given: one token's text as vLLM reports it in logprobs: ``decode([token])``, with the leading
+    spaces that decoding a SentencePiece piece alone drops put back (``▁The`` is ``" The"``, not
+    ``"The"``), as vLLM's ``convert_ids_list_to_tokens`` does for a ``Metaspace`` tokenizer."""
+    text = tokenizer.decode([token]) or ""
+    marker = _space_marker(tokenizer)
+    if marker is None:
+        return text
+    raw = tokenizer.convert_ids_to_tokens(token) or ""
+    wanted = len(raw) - len(raw.lstrip(marker))
+    missing = wanted - (len(text) - len(text.lstrip(" ")))
+    return " " * missing + text if missing > 0 else text
+
+
+def _space_marker(tokenizer: Any) -> str | None:
+    """The ``Metaspace`` pre-tokenizer's space marker (SentencePiece's ``▁``), or None; read once
+    per tokenizer (kept on it, as vLLM does)."""
+    cached = getattr(tokenizer, "_course_space_marker", False)
+    if cached is not False:
+        return cached
+    marker = None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        pre = json.loads(backend.to_str()).get("pre_tokenizer") or {}
+        for part in [pre, *pre.get("pretokenizers", [])]:
+            if part.get("type") == "Metaspace":
+                marker = part.get("replacement", "\u2581")
+    with contextlib.suppress(AttributeError):
+        tokenizer._course_space_marker = marker
+    return marker
+
+
 def completion_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dict[int, float]],
                         text_offset: int = 0) -> CompletionLogprobs:
     """OpenAI's ``logprobs`` object for a completion's tokens.
@@ -292,7 +324,7 @@ def completion_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dic
         text_offset: where the first token's text starts in the completion's text.
 
     Returns:
-        ``tokens`` (each token decoded alone), ``token_logprobs`` (the chosen token's),
+        ``tokens`` (each token's :func:`token_text`), ``token_logprobs`` (the chosen token's),
         ``top_logprobs`` (each step's dict, keyed by decoded token) and ``text_offset`` (the
         running character offset of each token).
     """
@@ -409,7 +441,7 @@ def chat_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dict[int,
     the engine's per-token ``{token_id: logprob}`` dicts (the chosen token and the most likely ones)."""
 
     def entry(token: int, value: float) -> dict[str, Any]:
-        text = tokenizer.decode([token])
+        text = token_text(tokenizer, token)
         return {"token": text, "logprob": value, "bytes": list(text.encode("utf-8"))}
 
     content = []
