@@ -87,6 +87,12 @@ def test_chat_renders_the_template(course_server, model, tokenizer):
     assert reply.choices[0].message.content == expected
     assert reply.usage.prompt_tokens == len(ids)
     assert reply.usage.completion_tokens == len(new_ids)
+    both = client(course_server).chat.completions.create(
+        model=model_name(course_server), messages=messages, temperature=0, max_tokens=24, max_completion_tokens=3,
+        extra_body={"ignore_eos": True})
+    assert both.usage.completion_tokens == 3, (
+        "max_completion_tokens wins over the deprecated max_tokens when a chat gives both (as vLLM: 3 tokens)"
+    )
 
 
 @pytest.mark.points(1)
