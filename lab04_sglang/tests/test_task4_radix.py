@@ -206,6 +206,10 @@ def test_cached_generation_equals_uncached(model, tokenizer):
     finally:
         hook.remove()
     assert out.prefilled_tokens == 1, "the same prompt again: all but its last token come from the cache"
+    baseline = prefix_cache.PrefixCachingGenerator(model, use_cache=False)
+    again = [baseline.generate(tokenizer(PROMPTS[0]).input_ids, 4) for _ in range(2)]
+    assert again[1].cached_tokens == 0, "use_cache=False computes every prompt in full"
+    assert baseline.radix.total_size() == 0, "use_cache=False stores nothing in the tree (the no-cache baseline)"
 
 
 @pytest.mark.points(1)

@@ -80,6 +80,11 @@ def test_generate_answers_like_transformers(backend, fixture_model):
     assert isinstance(both, list) and both[0].output_ids == expected[:3] and both[0].meta_info.cached_tokens > 0
     assert both[1].output_ids == hf_greedy(model, ids[:5], 3)
     assert both[0].meta_info.finish_reason == {"type": "length", "length": 3}
+    forced = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": prompt, "sampling_params": {"max_new_tokens": len(expected) + 4, "temperature": 0,
+                                             "ignore_eos": True}}))
+    assert forced.meta_info.completion_tokens == len(expected) + 4, "ignore_eos: past eos to max_new_tokens"
+    assert forced.meta_info.finish_reason == {"type": "length", "length": len(expected) + 4}
     record = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
         {"text": "Give me a user record as JSON: ", "sampling_params": {"max_new_tokens": 60, "temperature": 1.0,
                                                                         "json_schema": json.dumps(RECORD)}}))
@@ -96,6 +101,9 @@ def test_prefill_only_logprobs_match_transformers(backend, fixture_model):
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0]
     expected = torch.log_softmax(logits[:-1], dim=-1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0].tolist()
+    none = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True, "logprob_start_len": -1}))
+    assert none.meta_info.input_token_logprobs == [], "logprob_start_len -1 (SGLang's default): no prompt token"
     for start in (0, 3):
         answer = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
             {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True,
