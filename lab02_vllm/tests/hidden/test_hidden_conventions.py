@@ -15,7 +15,7 @@ PROMPTS = ["x", "The cat sat on the mat", "Grüße 👋🏽 naïve"]
 
 
 @pytest.mark.task(5)
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.parametrize("convention", [name for name in CONVENTIONS if name != "mixtral"])
 @pytest.mark.timeout(600)  # the first run builds the folders (Llama 3's tokenizer: ~25 s idle)
 def test_generate_on_any_tokenizer_convention(convention):

@@ -136,7 +136,7 @@ def other_model(tmp_path_factory, model_dir):
 
 
 @pytest.mark.task(5)
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_another_model_with_a_list_of_eos_ids_and_n_completions(other_model, tokenizer):
     """A random Llama whose generation config lists two eos ids: greedy outputs equal transformers'
     (which stops at either); n=2 greedy completions are both that output."""

@@ -22,7 +22,7 @@ TEXTS = ["Hello world", "  two  spaces\tand a tab\n", "Grüße 👋🏽 naïve",
 REFUSED = {"spm-byte-fallback": "SentencePiece", "llama-spm": "SentencePiece", "llama-bpe": "ignore_merges"}
 
 
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.parametrize("convention", [name for name in CONVENTIONS if name != "mixtral"])
 @pytest.mark.timeout(600)  # the first run builds the folders (Llama 3's tokenizer: ~25 s idle)
 def test_convention_folder_converts_or_is_refused(convention, tmp_path):

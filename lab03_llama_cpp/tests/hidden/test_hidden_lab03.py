@@ -143,7 +143,7 @@ def test_other_llama_shape_logits(other_llama, tmp_path):
 
 
 @pytest.mark.task(2)
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 @pytest.mark.parametrize("shape", ["other", "head_dim", "llama3_rope", "linear_rope"])
 def test_other_llama_shape_equals_llama_cpps_converter(other_llama, llama_shape, shape, tmp_path):
     """On other shapes, your file's metadata and tensors equal those llama.cpp's converter writes:

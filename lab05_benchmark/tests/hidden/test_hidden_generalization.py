@@ -31,7 +31,7 @@ from ..test_task3_backends import drive
 
 
 @pytest.mark.task(1)
-@pytest.mark.points(1)
+@pytest.mark.points(0.5)
 def test_poisson_at_a_high_rate_and_lengths_with_a_thin_tail():
     times = workloads.poisson_arrivals(3000, 80.0, random.Random(77))
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -91,7 +91,7 @@ def gpt2_dir(tmp_path_factory, model_dir):
 
 
 @pytest.mark.task(3)
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_static_batches_on_a_model_with_absolute_positions(gpt2_dir):
     """GPT-2 adds a learned embedding per position: left padding must give real tokens positions
     0, 1, 2 ... or every padded row changes."""
