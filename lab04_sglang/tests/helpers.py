@@ -45,6 +45,7 @@ REGEXES = {
     r"[^,\n]{0,8},?": (["héllo,", "🍕🍕", ","], ["a\nb", "123456789"]),
     r"\d+ \$": (["5 $", "12 $"], ["5", "5 ", "5 $$", "$"]),  # an escaped '$' at the end is a literal dollar
     r"(?P<code>[A-Z]{2})-(?:\d)+": (["AB-1", "XY-123"], ["AB-", "ab-1", "AB>-1", "AB1"]),  # a named group
+    r"^[a-c]+x": (["ax", "abcx"], ["x", "axx", "^ax"]),  # a leading '^' anchors what fullmatch anchors anyway
 }
 
 

@@ -178,6 +178,7 @@ def _instances(schema):
                     "$ref": "#/$defs/N"}, "recursive"), ({"type": "strin"}, "not a valid JSON Schema"),
     ('{"type": "object"', "not valid JSON"), ({"type": "object", "properties": {}, "required": ["a"]}, "'a'"),
     ({"type": "object", "additionalProperties": True}, "additionalProperties"),
+    ({"type": "object", "properties": {}, "additionalProperties": {"type": "string"}}, "additionalProperties"),
     ({"type": "string", "format": "date"}, "format"), ({"oneOf": [{"type": "null"}]}, "oneOf"),
     ({"$schema": "https://example.com/my-meta-schema", "type": "integer"}, "$schema"),
     ({"$schema": DRAFT_07, "type": "array", "items": [{"type": "integer"}]}, "items"),

@@ -128,13 +128,15 @@ def test_masks_are_cached_per_state(fixture_model, monkeypatch):
     automaton = FiniteLanguage(RECORD_TEXTS)
     masker = masks.TokenMasker(automaton, vocabulary_of(model, tokenizer))
     first = masker.mask(automaton.start).clone()
-    state = masker.advance(automaton.start, tokenizer("{", add_special_tokens=False).input_ids[0])
+    brace = tokenizer("{", add_special_tokens=False).input_ids[0]
+    state = masker.advance(automaton.start, brace)
     second = masker.mask(state).clone()
     calls = []
     monkeypatch.setattr(automaton, "step", lambda *a: calls.append(a) or automaton.DEAD)
     monkeypatch.setattr(automaton, "walk", lambda *a: calls.append(a) or automaton.DEAD)
     assert torch.equal(masker.mask(automaton.start), first) and torch.equal(masker.mask(state), second)
-    assert calls == []
+    assert masker.advance(automaton.start, brace) == state
+    assert calls == [], "after a state's first step, its masks and next states come from the cache"
     assert masker.mask(state) is masker.mask(state), "the same cached tensor, not a new one each step"
 
 

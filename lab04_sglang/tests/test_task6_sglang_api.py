@@ -104,6 +104,9 @@ def test_prefill_only_logprobs_match_transformers(backend, fixture_model):
     none = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
         {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True, "logprob_start_len": -1}))
     assert none.meta_info.input_token_logprobs == [], "logprob_start_len -1 (SGLang's default): no prompt token"
+    default = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True}))
+    assert default.meta_info.input_token_logprobs == [], "logprob_start_len defaults to -1 (SGLang): no prompt token"
     for start in (0, 3):
         answer = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
             {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True,
@@ -131,6 +134,8 @@ def test_launch_server_command_line():
     assert "--mem-fraction-static" not in defaults, "an unset mem_fraction_static is left out of the command"
     assert "--context-length" not in defaults, "an unset context_length is left out of the command (not 'None')"
     assert "None" not in defaults, "no unset setting may be written as the text 'None'"
+    whole = sglang_api.LaunchConfig(model_path="m", mem_fraction_static=1.0).command()
+    assert whole[whole.index("--mem-fraction-static") + 1] == "1.0", "mem_fraction_static is in (0, 1]: 1.0 is allowed"
     for field, value in [("tp", 0), ("mem_fraction_static", 1.5), ("context_length", 0), ("grammar_backend", "regex"),
                          ("port", 70000), ("model_path", "")]:
         with pytest.raises(ValueError, match=field):
