@@ -136,8 +136,8 @@ def test_launch_server_command_line():
     assert "None" not in defaults, "no unset setting may be written as the text 'None'"
     whole = sglang_api.LaunchConfig(model_path="m", mem_fraction_static=1.0).command()
     assert whole[whole.index("--mem-fraction-static") + 1] == "1.0", "mem_fraction_static is in (0, 1]: 1.0 is allowed"
-    for field, value in [("tp", 0), ("mem_fraction_static", 1.5), ("context_length", 0), ("grammar_backend", "regex"),
-                         ("port", 70000), ("model_path", "")]:
+    for field, value in [("tp", 0), ("mem_fraction_static", 1.5), ("mem_fraction_static", 0), ("context_length", 0),
+                         ("grammar_backend", "regex"), ("port", 70000), ("model_path", "")]:
         with pytest.raises(ValueError, match=field):
             sglang_api.LaunchConfig(**{"model_path": "m", field: value}).command()
 

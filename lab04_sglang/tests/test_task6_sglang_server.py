@@ -165,11 +165,17 @@ def test_chat_to_generate_batches_and_stream_chunks(local, fixture_model):
     assert params.max_new_tokens == 7, "max_tokens becomes max_new_tokens (7)"
     with pytest.raises(sglang_server.BadRequest, match=re.escape("sampling_params.regex")):
         sglang_server.parse_generate({"text": ["a", "b"], "sampling_params": [{}, {"regex": "(ab"}]})
+    for off in (-1, 0):  # SGLang's top_k off: -1, and 0 too
+        sglang_server.parse_generate({"text": "a", "sampling_params": {"top_k": off}})
+    with pytest.raises(sglang_server.BadRequest, match="top_k"):
+        sglang_server.parse_generate({"text": "a", "sampling_params": {"top_k": 5}})
     answer = sglang_api.generate_one(local, "<|user|>\nWhat is the capital of Japan?</s>\n<|assistant|>\n",
                                      sglang_api.SamplingParams(max_new_tokens=12, temperature=0))
     chunks = list(sglang_server.stream_chunks(tokenizer, answer))
     assert len(chunks) > 1 and chunks[-1]["text"] == answer.text
     assert all(answer.text.startswith(c["text"]) for c in chunks)
+    assert [c["meta_info"]["completion_tokens"] for c in chunks] == [len(c["output_ids"]) for c in chunks], (
+        "each chunk's completion_tokens counts the tokens so far (its output_ids), not the final answer's")
     assert [c["meta_info"]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + [
         answer.meta_info.finish_reason]
 
