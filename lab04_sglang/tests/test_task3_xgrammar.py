@@ -84,7 +84,8 @@ def test_regex_masks_equal_xgrammar(fixture_model, pattern):
 
 @pytest.mark.points(1)
 def test_any_whitespace_differences_are_whitespace(fixture_model):
-    """With xgrammar's default any_whitespace=True the extra tokens it allows are whitespace, and only those."""
+    """With xgrammar's default any_whitespace=True the extra tokens it allows are whitespace, and only those
+    (a newline after ':' among them); inside a string a raw newline is a control character, a space is not."""
     model, tokenizer = fixture_model
     schema = SCHEMAS["flags"]
     vocabulary = masks.Vocabulary(tokenizer, model.config.vocab_size)
@@ -101,6 +102,16 @@ def test_any_whitespace_differences_are_whitespace(fixture_model):
             so_far = _text(vocabulary, tokens[:difference.step])
             why = xgrammar_check.explain(token_id, vocabulary, _special_ids(tokenizer), so_far)
             assert why == xgrammar_check.WHITESPACE, (difference.step, vocabulary.pieces[token_id])
+    after_colon = tokenizer('{"ok":', add_special_tokens=False).input_ids
+    newline = vocabulary.pieces.index(b"\n")
+    assert newline in xgrammar_check.xgrammar_allowed(compiled, after_colon, model.config.vocab_size)[-1], (
+        "with any_whitespace=True xgrammar must allow a newline after ':' (its separators left free, not ', ' / ': ')")
+    in_string = b'{"text": "'
+    assert xgrammar_check.explain(newline, vocabulary, set(), in_string) == xgrammar_check.CONTROL_CHARACTER, (
+        "a raw newline inside a JSON string is a control character")
+    space = vocabulary.pieces.index(b" ")
+    assert xgrammar_check.explain(space, vocabulary, set(), in_string) == xgrammar_check.UNEXPLAINED, (
+        "a space inside a JSON string is an ordinary character (below 0x20 is control): unexplained")
 
 
 @pytest.mark.points(0.5)

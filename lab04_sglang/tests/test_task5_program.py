@@ -176,7 +176,12 @@ def test_gen_temperature_zero_stop_order_and_roles_that_nest(backend, fixture_mo
 
     for seed in (0, 1, 2):
         assert ask.run(stop=None, temperature=1.0, seed=seed, backend=backend)["answer"] == greedy
-    assert ask.run(stop=stops, temperature=1.0, seed=0, backend=backend)["answer"] == earliest
+    state = ask.run(stop=stops, temperature=1.0, seed=0, backend=backend)
+    assert state["answer"] == earliest
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": question},
+                                              {"role": "assistant", "content": earliest}], tokenize=False)
+    assert tokenizer.bos_token + state.text() == rendered, (
+        "the program's text holds the answer cut at the stop string, nothing generated past it")
 
     inside = []
 
