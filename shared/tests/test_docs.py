@@ -66,9 +66,13 @@ def test_references_exist(name: str) -> None:
     assert not problems, f"{name}:\n" + "\n".join(problems)
 
 
+#: The names of the developers' notes, spelled in parts so that this file does not cite them itself.
+NOTES_NAMES = ("FIELD" + "_NOTES", "COURSE" + "_DESIGN")
+
+
 def test_nothing_cites_notes_the_course_does_not_ship() -> None:
-    """Developers' notes beside a checkout (``../shared/FIELD_NOTES.md``, ``COURSE_DESIGN.md``) are not
-    part of the course: what it needs from them is written in its own docs, with its own measurements."""
+    """The developers' notes kept beside a checkout (the field notes and the design notes) are not part
+    of the course: what it needs from them is written in its own docs, with its own measurements."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout (a grading copy): the release check covers the edition")
@@ -80,7 +84,7 @@ def test_nothing_cites_notes_the_course_does_not_ship() -> None:
                 or not path.is_file():
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        found += [f"{name}: {word}" for word in ("FIELD_NOTES", "COURSE_DESIGN") if word in text]
+        found += [f"{name}: {word}" for word in NOTES_NAMES if word in text]
     assert not found, "files cite notes the course does not ship:\n" + "\n".join(found)
 
 
