@@ -348,10 +348,12 @@ def completion_logprobs(tokenizer: Any, token_ids: list[int], logprobs: list[dic
     # HINT task 8 level 1: four parallel lists, one entry per generated token, as OpenAI's completions API
     #   returns them; text_offset lets a client find each token in the text. Reading: README task 8, OpenAI's
     #   API reference for /v1/completions (logprobs), and CompletionLogprobs' fields in this file.
-    # HINT task 8 level 2: each token's text is token_text's (decoded alone, SentencePiece's leading space kept); the engine's dicts are keyed by token id and hold
+    # HINT task 8 level 2: each token's text is token_text's (decoded alone, SentencePiece's leading space
+    #   kept); the engine's dicts are keyed by token id and hold
     #   the chosen token and the top ones, but OpenAI keys top_logprobs by text. Offsets are characters and
     #   start at text_offset (the echoed prompt's length when echo is on), growing by each token's text.
-    # HINT task 8 level 3: for each (token, step dict): text = token_text(tokenizer, token); append text, the dict's value
+    # HINT task 8 level 3: for each (token, step dict): text = token_text(tokenizer, token); append text, the
+    #   dict's value
     #   for the token, the dict re-keyed by decoded text, and the running offset; then advance the offset.
     result = CompletionLogprobs()
     offset = text_offset
@@ -455,16 +457,18 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
     #   leave the request holding KV blocks. Reading: README task 8, OpenAI's streaming reference (chunk
     #   objects, stream_options.include_usage), MDN on server-sent events, and Python's async generator close.
     # HINT task 8 level 2: the engine reports each completion's whole text so far, not a delta: remember per
-    #   index what was sent (its text, its number of tokens and, for logprobs, the next text offset). A step may bring no new text for an index (skip it unless it just finished). A
-    #   text that ends in U+FFFD may be a character cut between tokens (its next byte can turn it into 'ן'): send
-    #   it only once the next token or the finish settles it. Chat
+    #   index what was sent (its text, its number of tokens and, for logprobs, the next text offset). A step
+    #   may bring no new text for an index (skip it unless it just finished). A text that ends in U+FFFD may be
+    #   a character cut between tokens (the next token may bring its other bytes): send it only once the next
+    #   token or the finish settles it. Chat
     #   streams first send the role delta for every choice. The usage chunk has an empty choices list. An async
     #   generator that is closed early runs its finally block: that is where the abort belongs, and only when
     #   the request had not finished. Record the finished request (state.observe) when it ends normally.
     # HINT task 8 level 3: one id and created for the stream; sent = [""] * n; try: chat role chunks; for each
     #   output: for each completion: text (unfinished: without trailing U+FFFD, the bytes of a character still
-    #   to come); delta = text minus sent; skip if empty and unfinished; update sent; yield
-    #   its chunk (logprobs of the tokens since the last chunk, when asked); note whether the output finished; after the loop observe, optional usage chunk, [DONE];
+    #   to come); delta = text minus sent; skip if empty and unfinished; update sent; yield its chunk
+    #   (logprobs of the tokens since the last chunk, when asked); note whether the output finished; after the
+    #   loop observe, optional usage chunk, [DONE];
     #   finally: abort when not finished.
     stream_id = random_id("chatcmpl" if chat else "cmpl")
     created = int(time.time())
