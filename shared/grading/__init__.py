@@ -8,6 +8,7 @@
 ``sandbox.py``     where and as whom the tests run: under bubblewrap (only the copy and the
                    interpreter visible, read-only; own PID and network namespaces), as a user
                    of its own when the grader is root, memory and process limits
+``limits.py``      the cgroup that bounds the memory and processes of a child's whole tree
 ``run.py``         the child pytest processes: records through the parent's pipe, signed; a
                    hard per-test limit, only expected records counted, crash recovery, a time
                    budget, a reason for every "not run"
@@ -81,7 +82,8 @@ def grade(*, impl: str = "student", submission: Path | None = None, labs: list[s
     report = GradeReport(impl=impl, labs=[], notes=notes, submission=str(submission))
     with open_sandbox(root) as box:
         # 2. The grading copy, and what the course expects (no student code in it yet).
-        report.warnings += box.warnings
+        report.warnings += box.warnings + ([box.limits_warning] if box.limits_warning else [])
+        report.sandbox = box.describe()
         copy = prepare.build_copy(root, box.course)
         for lab in chosen:
             if on_progress:

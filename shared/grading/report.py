@@ -33,6 +33,7 @@ def to_json(report: GradeReport) -> dict[str, Any]:
         "score": report.score, "max_score": report.max_score, "impl": report.impl,
         "not_gradable_points": report.not_gradable_points, "seconds": round(report.seconds, 1),
         "submission": report.submission, "problem": report.problem, "notes": report.notes, "warnings": report.warnings,
+        "sandbox": report.sandbox,
         "integrity": [asdict(f) | {"lab": lab.lab} for lab in report.labs for f in lab.integrity],
         "labs": [{
             "lab": lab.lab, "score": lab.score, "earned": lab.earned, "max_score": lab.max_score,
@@ -91,6 +92,8 @@ def print_report(report: GradeReport, console: Any) -> None:
         for finding in findings:
             colour = "red" if finding.kind == "runtime" else "yellow"
             console.print(f"  [{colour}]{finding.kind}[/] {escape(str(finding))}", highlight=False)
+    if report.sandbox:
+        console.print(f"[dim]sandbox: {escape(report.sandbox)}[/dim]", highlight=False)
     for warning in report.warnings:
         console.print(f"[red]warning:[/red] {escape(warning)}", highlight=False)
     console.print(f"[bold]Total: {report.score:g} / {report.max_score:g} points[/bold]"

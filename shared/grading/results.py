@@ -104,6 +104,7 @@ class GradeReport:
     submission: str = ""  # the folder graded; "" for the course's own code
     notes: list[str] = field(default_factory=list)  # what the grader did with the submission
     warnings: list[str] = field(default_factory=list)  # for the instructor only (the sandbox's setup)
+    sandbox: str = ""  # what the graded code ran in, and the limits that held (for the instructor)
     secrets: list[str] = field(default_factory=list, repr=False)  # lines no visible output may show
 
     @property

@@ -21,7 +21,10 @@ parent reads the records while the child runs, and:
   limit), that test fails with the reason and a new child runs the rest; after
   ``CRASHES_BEFORE_SPLIT`` crashes the rest runs one test file per child, so a module that kills
   every test importing it costs those tests, not the lab;
-- **keeps to a budget**: when the lab's time budget runs out, every test not run says so.
+- **keeps to a budget**: when the lab's time budget runs out, every test not run says so;
+- **says when memory ran out**: where a cgroup bounds the child's tree (``limits.py``), a test
+  that fails or crashes while the kernel ended one of its processes for want of memory says
+  that the tree's memory limit was hit.
 A test skipped by the course's requirement markers at collection is not run at all (it is *not
 gradable here*); any other skip or xfail met while grading is a failure.
 """
@@ -79,6 +82,8 @@ class Records:
     since: float = field(default_factory=time.monotonic)  # last start or result
     key: bytes = b""  # the current child's signing key (b"": records unsigned, the course's own tests)
     seq: int = 0  # the number the plugin's next record must carry
+    oom_kills: Callable[[], int] = lambda: 0  # processes the kernel ended for want of memory, so far
+    oom_at_start: int = 0  # that count when the running test started
 
     def new_child(self, ids: list[str], key: bytes) -> None:
         """A child starts: it is asked to run ``ids`` and signs with ``key``."""
@@ -132,6 +137,7 @@ class Records:
             else:
                 self.started.add(nodeid)
                 self.running, self.since = nodeid, time.monotonic()
+                self.oom_at_start = self.oom_kills()
         elif event == "result":
             if nodeid in self.results:
                 self.anomalies.append(f"a second result for {nodeid} ({record.get('outcome')!r})")
@@ -140,6 +146,9 @@ class Records:
             else:
                 self.results[nodeid] = record
                 self.running, self.since = None, time.monotonic()
+                killed = self.oom_kills() - self.oom_at_start
+                if killed > 0:  # the parent's own note, never the child's
+                    self.results[nodeid] = dict(record, memory_limit_hit=killed)
         else:
             self.anomalies.append(f"an unknown {event!r} record")
 
@@ -194,6 +203,8 @@ class ChildEnd:
     code: int | None
     why: str  # "" (it exited), "hard limit", "start limit", "budget"
     output: str
+    oom_kills: int = 0  # processes of its tree the kernel ended for want of memory
+    memory_bytes: int = 0  # the tree's memory limit
 
 
 def run_child(course: Path, box: Sandbox, ids: list[str], expected: dict[str, TestResult], records: Records,
@@ -211,6 +222,9 @@ def run_child(course: Path, box: Sandbox, ids: list[str], expected: dict[str, Te
     env = box.env(child_env(course, impl)) | {RESULTS_KEY_FD_ENV: str(read_key)}
     reader = PipeReader(read_records)
     records.new_child(ids, key)
+    if box.tree is not None:
+        records.oom_kills = box.tree.oom_kills
+    oom_before = records.oom_kills()
     try:
         process = box.start(command, cwd=course, env=env, output=output, pass_fds=(write_records, read_key))
     finally:
@@ -245,7 +259,14 @@ def run_child(course: Path, box: Sandbox, ids: list[str], expected: dict[str, Te
         os.close(read_records)
         tail = read_tail(output, OUTPUT_TAIL)
         os.close(output)
-    return ChildEnd(code=process.returncode, why=why, output=tail)
+    return ChildEnd(code=process.returncode, why=why, output=tail, oom_kills=records.oom_kills() - oom_before,
+                    memory_bytes=box.memory_bytes)
+
+
+def memory_limit_hit(killed: int, memory_bytes: int) -> str:
+    """What a test's message says when the kernel ended ``killed`` processes of the tree."""
+    return (f"the memory limit of the whole test process tree ({memory_bytes / (1 << 30):.1f} GiB for every process "
+            f"together) was hit: the kernel ended {killed} of its processes")
 
 
 def _ended(end: ChildEnd, test: TestResult | None) -> str:
@@ -256,6 +277,8 @@ def _ended(end: ChildEnd, test: TestResult | None) -> str:
         return "the lab's time budget ran out while it ran"
     if end.why == "start limit":
         return f"the test process ran no test for {START_LIMIT_S:.0f} s, so the grader stopped it"
+    if end.oom_kills:
+        return f"the test process exited with code {end.code}; {memory_limit_hit(end.oom_kills, end.memory_bytes)}"
     return f"the test process exited with code {end.code}"
 
 
@@ -288,7 +311,7 @@ def run_tests(course: Path, lab: str, tests: list[TestResult], box: Sandbox, *, 
                         box.records / f"{lab}-{attempt}.jsonl", deadline, extra_args or [])
         for nodeid in batch:
             if nodeid in records.results:
-                _apply(expected[nodeid], records.results[nodeid])
+                _apply(expected[nodeid], records.results[nodeid], box.memory_bytes)
         remaining = [n for n in batch if n not in records.results]
         for error in records.collect_errors:  # a test file this child could not import: no rerun helps
             where, _, message = error.partition(": ")
@@ -340,8 +363,10 @@ def run_tests(course: Path, lab: str, tests: list[TestResult], box: Sandbox, *, 
     return records, notes
 
 
-def _apply(test: TestResult, record: dict) -> None:
+def _apply(test: TestResult, record: dict, memory_bytes: int = 0) -> None:
     outcome, message = record.get("outcome"), str(record.get("message", ""))
+    if record.get("memory_limit_hit") and outcome != "passed":
+        message = f"{memory_limit_hit(record['memory_limit_hit'], memory_bytes)}.\n{message}"
     test.duration = float(record.get("duration") or 0.0)
     if outcome in {"passed", "failed", "error"}:
         test.outcome, test.message = outcome, message

@@ -19,12 +19,18 @@
 - **As whom.** ``$COURSE_GRADE_UID`` picks the child's user id; by default an id that no account
   and no process uses is chosen, so ending "every process of that user" ends only what the
   submission started.
-- **Limits.** Its own session and process group; ``RLIMIT_DATA`` (heap and anonymous memory, so a
-  runaway allocation fails with MemoryError instead of taking the machine; unlike ``RLIMIT_AS`` it
-  leaves CUDA's address-space reservations alone), ``RLIMIT_FSIZE`` and no core files, per
-  process; ``RLIMIT_NPROC`` for the child's user id, which bounds its whole tree (no fork bomb).
+- **Limits.** Its own session and process group. For the whole tree, where the machine allows
+  it: a cgroup of its own (``limits.py``: memory, no swap, processes), which the child joins
+  before it execs; where none can be created, the report says so and memory is bounded per
+  process only. Per process: ``RLIMIT_DATA`` (heap and anonymous memory, so a runaway allocation
+  fails with MemoryError instead of taking the machine; unlike ``RLIMIT_AS`` it leaves CUDA's
+  address-space reservations alone), ``RLIMIT_FSIZE`` and no core files; ``RLIMIT_NPROC`` for the
+  child's user id, which bounds its whole tree too (no fork bomb). Under bubblewrap, everything
+  the child can write (``/tmp``, ``/dev/shm``, its home, the fixture models' folder) is a tmpfs
+  of ``SCRATCH_BYTES`` each, charged to the cgroup's memory: no disk is written at all.
 - **The end.** After each child: SIGKILL to its process group (``bwrap``'s PID namespace takes
-  every process in it along), then, for a user id of its own, to every process of that user.
+  every process in it along), to every process left in its cgroup, then, for a user id of its
+  own, to every process of that user; the cgroup is removed with the sandbox.
 """
 
 from __future__ import annotations
@@ -43,12 +49,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .limits import TreeLimit, open_tree_limit
+
 GiB = 1 << 30
 UID_ENV = "COURSE_GRADE_UID"
 MEMORY_ENV = "COURSE_GRADE_MEMORY_GB"
 FREE_UIDS = range(61000, 61999)  # below 65534 (nobody): mapped in a container's user namespace
 MAX_PROCESSES = 1024  # threads count too: torch and tokenizers start one per core
 MAX_FILE_BYTES = 4 * GiB
+SCRATCH_BYTES = 4 * GiB  # each tmpfs the child may write under bubblewrap (with a cgroup: within its memory)
 
 
 def default_memory_bytes() -> int:
@@ -83,7 +92,7 @@ BWRAP = "bwrap"
 SANDBOX_ENV = "COURSE_GRADE_SANDBOX"  # "user": skip bubblewrap (the fallback, for a broken bwrap)
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 #: Variables that would move a grade or tell the graded code it is graded: never passed on.
-DROPPED_ENV = ("COURSE_MODEL", "COURSE_DRAFT_MODEL", "COURSE_GRADE_UID", SANDBOX_ENV)
+DROPPED_ENV = ("COURSE_MODEL", "COURSE_DRAFT_MODEL", UID_ENV, SANDBOX_ENV, MEMORY_ENV)
 
 
 def interpreter_folders() -> list[Path]:
@@ -117,6 +126,37 @@ class Sandbox:
     #: own ``$HOME`` and cache folder, so that its environment is the grader's (None: their paths).
     seen_home: Path | None = None
     seen_cache: Path | None = None
+    tree: TreeLimit | None = None  # the cgroup that bounds the whole tree (None: per-process limits only)
+    tree_problem: str = ""  # why there is none
+
+    @property
+    def limits_warning(self) -> str:
+        """For the instructor, once: the memory limit holds per process only ("" when a cgroup holds it)."""
+        if self.tree is not None or not self.tree_problem:
+            return ""
+        return (f"memory is limited per process only (RLIMIT_DATA, {self.memory_bytes / GiB:.1f} GiB each), not for "
+                f"the graded code's whole process tree: no cgroup could be created ({self.tree_problem}), so N "
+                "processes can together take N times that; run the grader as root where a cgroup memory controller "
+                "is writable (cgroup v1, or v2 with the memory controller delegated; see the README)")
+
+    def describe(self) -> str:
+        """One line for the report: the sandbox and the limits that hold."""
+        kind = {"bubblewrap": "bubblewrap (its own PID, network and IPC namespaces, read-only but for its tmpfs "
+                              "scratch)",
+                "user": "a user id of its own, without bubblewrap"}.get(self.kind, "the grader's own user, no sandbox")
+        memory = (f"{self.tree.describe()}, and {self.memory_bytes / GiB:.1f} GiB per process"
+                  if self.tree is not None else
+                  f"memory {self.memory_bytes / GiB:.1f} GiB per process only (no cgroup)")
+        if self.tree is not None and self.tree.max_processes:
+            processes = ""
+        elif self.uid is not None:
+            processes = f"; {MAX_PROCESSES} processes and threads for its user id"
+        else:
+            processes = "; no process limit"
+        disk = (f"; disk: none written, {SCRATCH_BYTES / GiB:.0f} GiB per tmpfs" + (" within that memory"
+                                                                                      if self.tree else "")
+                if self.kind == "bubblewrap" else f"; disk: {MAX_FILE_BYTES / GiB:.0f} GiB per file, no total")
+        return f"{kind}; {memory}{processes}{disk}"
 
     @property
     def course(self) -> Path:
@@ -144,12 +184,20 @@ class Sandbox:
                    COURSE_CACHE_DIR=str(self.fixture_cache))
         return env
 
-    def _limits(self) -> None:  # runs in the child between fork and exec
+    def _limits(self) -> None:
+        """Runs in the child between fork and exec: into the cgroup, the limits, then (without
+        bubblewrap) the user id of its own, last, as joining the cgroup needs the grader's rights."""
+        if self.tree is not None:
+            self.tree.enter()
         resource.setrlimit(resource.RLIMIT_DATA, (self.memory_bytes, self.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if self.uid is not None:  # per user: only meaningful for a user id of its own
             resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
+            if self.kind != "bubblewrap":  # (bubblewrap's setpriv drops it inside the sandbox)
+                os.setgroups([])
+                os.setresgid(self.uid, self.uid, self.uid)
+                os.setresuid(self.uid, self.uid, self.uid)
 
     def wrap(self, command: list[str], cwd: Path) -> list[str]:
         """``command`` as this sandbox runs it (under ``bwrap`` and ``setpriv`` where it uses them)."""
@@ -168,16 +216,22 @@ class Sandbox:
                 args += ["--symlink", os.readlink(top), top]
             elif os.path.isdir(top):
                 args += ["--ro-bind", top, top]
+        scratch = ["--size", str(SCRATCH_BYTES), "--perms", "1777", "--tmpfs"]  # what the child may write
         args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind-try", "/sys", "/sys",
-                 "--perms", "1777", "--tmpfs", "/tmp"]
+                 *scratch, "/tmp", *scratch, "/dev/shm"]
         for device in sorted(Path("/dev").glob("nvidia*")):  # the GPU, where there is one
             args += ["--dev-bind", str(device), str(device)]
         home, cache = self.seen_home or self.home, self.seen_cache or self.fixture_cache
-        mounts = [*(("--ro-bind", folder, folder) for folder in interpreter_folders()),
-                  ("--ro-bind", self.course, self.course), ("--bind", self.home, home)]
+        # (option, source, target); a tmpfs has no source. The scratch home and the fixture models'
+        # folder are tmpfs (the child can still build a missing model there): no disk is written.
+        mounts: list[tuple[str, Path | None, Path]] = [
+            *(("--ro-bind", folder, folder) for folder in interpreter_folders()),
+            ("--ro-bind", self.course, self.course), ("--tmpfs", None, home)]
+        if self.seen_home is None:  # $TMPDIR names it
+            mounts.append(("--dir", None, self.home / "tmp"))
         if self.fixture_cache.is_relative_to(self.home) and self.fixture_cache.is_dir():
-            if cache != self.fixture_cache:
-                mounts.append(("--bind", self.fixture_cache, cache))
+            if cache != home:
+                mounts.append(("--tmpfs", None, cache))
             mounts += [("--ro-bind", entry, cache / entry.name)  # hard links of the grader's: read-only
                        for entry in sorted(self.fixture_cache.iterdir())]
         made = {Path("/"), Path("/tmp")}
@@ -185,10 +239,15 @@ class Sandbox:
             if not any(target.is_relative_to(top) for top in SYSTEM_FOLDERS):
                 for parent in reversed(target.parents):  # bwrap would make them 0700, as root
                     if parent not in made:
-                        made.add(parent)
-                        args += ["--perms", "0755", "--dir", str(parent)]
+                        made.add(parent)  # in the home, the child's to write; elsewhere not
+                        args += ["--perms", "1777" if parent.is_relative_to(home) else "0755", "--dir", str(parent)]
             made.add(target)
-            args += [option, str(source), str(target)]
+            if option == "--tmpfs":
+                args += [*scratch, str(target)]
+            elif option == "--dir":
+                args += ["--perms", "1777", "--dir", str(target)]
+            else:
+                args += [option, str(source), str(target)]
         args += ["--chdir", str(cwd), "--"]
         if os.geteuid() == 0 and self.uid is not None:
             args += [shutil.which("setpriv") or "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}",
@@ -199,11 +258,9 @@ class Sandbox:
               pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
         """Start ``command`` in the sandbox; its stdout and stderr go to the descriptor ``output``
         (a file the grader opened: the child never learns its path), ``pass_fds`` are inherited."""
-        as_user = {} if self.uid is None or self.kind == "bubblewrap" else {
-            "user": self.uid, "group": self.uid, "extra_groups": []}
         return subprocess.Popen(self.wrap(command, cwd), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=self._limits,
-                                pass_fds=pass_fds, **as_user)
+                                pass_fds=pass_fds)
 
     def stop(self, process: subprocess.Popen) -> None:
         """End ``process``, its group, and (for a user id of its own) every process of that user."""
@@ -211,12 +268,19 @@ class Sandbox:
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
+        if self.tree is not None:  # whatever left the process group (setsid) is still in the cgroup
+            self.tree.kill_all()
         if self.uid is not None:
             # kill(-1) as that user reaches every process it owns, and on Linux not the caller.
             _kill_every_process_of(self.uid)
 
     def runs(self, code: str, *args: str, cwd: Path | None = None) -> bool:
         """Does ``python -c code ARGS`` exit 0 in this sandbox (as the child would run)?"""
+        return self.try_python(code, *args, cwd=cwd)[0]
+
+    def try_python(self, code: str, *args: str, cwd: Path | None = None) -> tuple[bool, str]:
+        """Run ``python -c code ARGS`` in this sandbox: did it exit 0, and the end of what it
+        (or ``bwrap``, when the sandbox could not start) printed."""
         cwd = cwd or self.course
         as_user = {} if self.uid is None or self.kind == "bubblewrap" else {
             "user": self.uid, "group": self.uid, "extra_groups": []}
@@ -224,9 +288,10 @@ class Sandbox:
             check = subprocess.run(self.wrap([sys.executable, "-c", code, *args], cwd), cwd=cwd,
                                    stdin=subprocess.DEVNULL, capture_output=True, timeout=120, check=False,
                                    env=self.env(dict(os.environ)), **as_user)
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return check.returncode == 0
+        except (OSError, subprocess.SubprocessError) as error:
+            return False, str(error)
+        said = (check.stderr or check.stdout).decode("utf-8", errors="replace").strip().splitlines()
+        return check.returncode == 0, " ".join(said[-3:])[-400:]
 
     def readable_by_child(self, path: Path) -> bool:
         """Can the child read ``path``? (Always true for the grader's own user without bubblewrap.)"""
@@ -354,22 +419,33 @@ def open_sandbox(course_root: Path, *, other_user: bool = True, memory_bytes: in
                 _see_the_graders_home(box, cache_dir())
             _share_fixture_cache(cache_dir(), box.fixture_cache, link=box.kind == "bubblewrap" or box.uid is not None,
                                  owner=box.uid)
+            box.tree, box.tree_problem = open_tree_limit(box.memory_bytes, MAX_PROCESSES)
         yield box
     finally:
+        if box.tree is not None:  # anything still in its cgroup; then the cgroup itself
+            with contextlib.suppress(Exception):
+                box.tree.close()
         if uid is not None:  # anything still running as that user
             with contextlib.suppress(Exception):
                 _kill_every_process_of(uid)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-#: What :func:`_choose_kind` found, per (bubblewrap's problem, running as root): a probe starts
-#: the interpreter in the sandbox, which is worth doing once per grading process only.
-_KINDS: dict[tuple[str, bool], tuple[str, bool, list[str]]] = {}
+#: What :func:`_choose_kind` found, per (``bwrap``'s path, bubblewrap's problem, running as root):
+#: a probe starts the interpreter in the sandbox, which is worth doing once per grading process only.
+_KINDS: dict[tuple[str | None, str, bool], tuple[str, bool, list[str]]] = {}
+
+#: How to let ``bwrap`` create its namespaces, for the warning when it cannot.
+BWRAP_FIX = ("in Docker, run the container with --security-opt seccomp=unconfined --security-opt "
+             "apparmor=unconfined --cap-add SYS_ADMIN (or --privileged), or use a privileged CI runner; as a user "
+             "other than root, allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+             "user.max_user_namespaces > 0, on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0); "
+             "see the README")
 
 
 def _choose_kind(box: Sandbox) -> None:
     """Bubblewrap where it works; else a user id of its own; else none, with a warning."""
-    key = (bubblewrap_problem(), box.uid is not None)
+    key = (shutil.which(BWRAP), bubblewrap_problem(), box.uid is not None)
     if key not in _KINDS:
         _probe_kind(box)
         _KINDS[key] = (box.kind, box.uid is not None, list(box.warnings))
@@ -390,23 +466,28 @@ def grading_sandbox_kind() -> str:
 
 def _probe_kind(box: Sandbox) -> None:
     problem = bubblewrap_problem()
+    fix = ("unset it to use bubblewrap" if problem.startswith(f"${SANDBOX_ENV}") else
+           "install bubblewrap (see the README)")
     if not problem:
-        box.kind = "bubblewrap"
-        if box.runs("import pytest"):
+        box.kind = "bubblewrap"  # the probe: the interpreter started with the very flags a child gets
+        works, said = box.try_python("import pytest")
+        if works:
             return
-        problem = "bwrap could not start this interpreter in a sandbox (are user namespaces disabled?)"
+        problem = ("bwrap is installed but could not start this interpreter in its sandbox; it said: "
+                   + (said or "nothing"))
+        fix = "to fix: " + BWRAP_FIX
     if box.uid is not None:
         box.kind = "user"
         if box.runs("import pytest"):
-            box.warnings.append(f"no bubblewrap sandbox ({problem}): the graded code runs as a user of its own "
-                                "only, and sees every file other users may read (other checkouts of the course "
-                                "included); install bubblewrap (see the README)")
+            box.warnings.append(f"no bubblewrap sandbox ({problem}): falling back to a user id of its own, so the "
+                                "graded code sees every file other users may read (other checkouts of the course "
+                                f"included); {fix}")
             return
         box.warnings.append(f"the graded code runs as root, not as a user of its own: no other user can run "
                             f"this Python ({sys.executable}), and there is no bubblewrap sandbox ({problem}); "
-                            "install bubblewrap, or the course's Python where every user can read it (see the README)")
+                            f"{fix}, or install the course's Python where every user can read it (see the README)")
         box.uid = None
     else:
         box.warnings.append(f"no bubblewrap sandbox ({problem}): the graded code runs as the grader's own user and "
-                            "can read and write whatever it can; install bubblewrap (see the README)")
+                            f"can read and write whatever it can; {fix}")
     box.kind = "none"

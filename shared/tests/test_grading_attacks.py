@@ -20,6 +20,7 @@ import pytest
 from shared.grading import GradeReport, LabResult, grade
 from shared.grading import run as grading_run
 from shared.grading.gradescope import REDACTED, validate
+from shared.grading.limits import tree_limit_problem
 from shared.grading.run import Records
 from shared.grading.sandbox import grading_sandbox_kind, open_sandbox
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.usefixtures("fast_children")
 FULL = 7.0
 SANDBOX = grading_sandbox_kind()  # "bubblewrap", "user" (a user id of its own only) or "none"
 PREVENTED = SANDBOX != "none"  # the graded code cannot write the copy, the course or site-packages
+TREE_PROBLEM = tree_limit_problem()  # why no cgroup bounds the graded code's tree here ("": one does)
 ADD_TEST = f"{DEMO_LAB}/tests/test_calc.py::test_add"
 
 
@@ -714,12 +716,92 @@ def test_grading_runs_under_bubblewrap_where_it_is_installed() -> None:
         assert (box.kind, box.warnings) == ("bubblewrap", [])
 
 
-def test_without_bubblewrap_the_grader_says_so(demo_course: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+#: What Debian's bwrap 0.8.0 prints where it may not create namespaces (Docker without
+#: CAP_SYS_ADMIN, its default seccomp profile).
+BWRAP_REFUSED = "bwrap: Creating new namespace failed: Operation not permitted"
+
+
+def test_without_bubblewrap_the_grader_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$COURSE_GRADE_SANDBOX=user`` forces the fallback (for instructors and tests); the probe
+    test below checks the warning and the grading in that mode."""
+    from shared.grading.sandbox import bubblewrap_problem
+
     monkeypatch.setenv("COURSE_GRADE_SANDBOX", "user")
+    assert bubblewrap_problem() == "$COURSE_GRADE_SANDBOX=user"
+
+
+def test_a_bwrap_that_cannot_create_namespaces_is_probed_and_the_fallback_said(
+        demo_course: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bwrap installed but refused its namespaces (Docker, unprivileged): the probe, run once with
+    the children's own flags, finds it; the grader falls back to a user of its own (as root) and
+    says why and how to fix it; an honest submission still gets full marks, nothing flagged."""
+    import os
+
+    fake = tmp_path / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho '{BWRAP_REFUSED}' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     report, lab = _grade(make_submission(tmp_path / "honest", DEMO_SOLUTION), demo_course)
     assert (report.score, lab.withheld, lab.integrity) == (FULL, "", [])
-    assert any("no bubblewrap sandbox ($COURSE_GRADE_SANDBOX=user)" in warning for warning in report.warnings)
+    [warning] = [w for w in report.warnings if "bubblewrap" in w]
+    assert f"bwrap is installed but could not start this interpreter in its sandbox; it said: {BWRAP_REFUSED}" \
+        in warning and "--cap-add SYS_ADMIN" in warning and "unprivileged_userns_clone" in warning, warning
+    assert not report.sandbox.startswith("bubblewrap")
+    if os.geteuid() == 0 and "as root" not in warning:  # the separate user: the README's Gradescope mode
+        assert "falling back to a user id of its own" in warning
+        assert report.sandbox.startswith("a user id of its own"), report.sandbox
+
+
+def test_without_a_cgroup_memory_is_bounded_per_process_and_the_report_says_so(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "open_tree_limit", lambda memory, processes: (None, "no cgroup v2 hierarchy"))
+    with open_sandbox(MAIN, memory_bytes=3 << 30) as box:
+        assert box.tree is None
+        assert box.limits_warning.startswith("memory is limited per process only (RLIMIT_DATA, 3.0 GiB each), not "
+                                             "for the graded code's whole process tree: no cgroup could be created "
+                                             "(no cgroup v2 hierarchy)")
+        assert "memory 3.0 GiB per process only (no cgroup)" in box.describe()
+
+
+#: A submission whose ``scale`` forks 4 workers for one input (test_scale's), each filling 60 % of
+#: the tree's memory limit (each within RLIMIT_DATA, the limit per process), and fails when one
+#: of them dies.
+FORK_FOUR = """
+def _workers(size):
+    pids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            block = b"\\1" * size  # written, so really resident
+            os._exit(0 if len(block) == size else 1)
+        pids.append(pid)
+    if any(os.waitpid(pid, 0)[1] != 0 for pid in pids):
+        raise RuntimeError("a worker died")
+
+"""
+TREE_MEMORY_GB = 0.5
+
+
+@pytest.mark.skipif(bool(TREE_PROBLEM), reason=f"no cgroup can bound a process tree here: {TREE_PROBLEM}")
+def test_processes_forked_by_the_graded_code_share_one_memory_limit(
+        demo_course: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the cgroup each worker fits its own RLIMIT_DATA and this submission gets 7 / 7."""
+    monkeypatch.setenv("COURSE_GRADE_MEMORY_GB", str(TREE_MEMORY_GB))
+    size = int(0.6 * TREE_MEMORY_GB * (1 << 30))
+    forking = DEMO_SOLUTION.replace("\n\ndef scale(", "\n\n" + FORK_FOUR + "\ndef scale(", 1).replace(
+        "    product = x * factor\n", f"    if x == 3:\n        _workers({size})\n    product = x * factor\n")
+    report, lab = _grade(make_submission(tmp_path / "forks", forking), demo_course)
+    assert f"{TREE_MEMORY_GB:.1f} GiB of memory" in report.sandbox and "for the whole process tree (cgroup v" \
+        in report.sandbox, report.sandbox
+    [forked] = [t for t in lab.graded() if t.outcome != "passed"]  # the others are unaffected
+    assert forked.nodeid.endswith("::test_scale") and forked.outcome == "failed", forked.message
+    assert forked.message.startswith(f"the memory limit of the whole test process tree ({TREE_MEMORY_GB:.1f} GiB "
+                                     "for every process together) was hit: the kernel ended "), forked.message
+    assert "RuntimeError: a worker died" in forked.message
+    assert (report.score, lab.withheld) == (FULL - forked.points, "")
 
 
 @pytest.mark.skipif(SANDBOX != "bubblewrap", reason="only bubblewrap keeps the course out of the graded code's reach")
