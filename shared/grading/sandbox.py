@@ -221,6 +221,7 @@ class Sandbox:
                  *scratch, "/tmp", *scratch, "/dev/shm"]
         for device in sorted(Path("/dev").glob("nvidia*")):  # the GPU, where there is one
             args += ["--dev-bind", str(device), str(device)]
+        args += ["--remount-ro", "/dev"]  # in a user namespace, /dev's own tmpfs is the child's to write
         home, cache = self.seen_home or self.home, self.seen_cache or self.fixture_cache
         # (option, source, target); a tmpfs has no source. The scratch home and the fixture models'
         # folder are tmpfs (the child can still build a missing model there): no disk is written.

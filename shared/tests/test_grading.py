@@ -472,3 +472,43 @@ def test_hypothesis_in_a_graded_run_writes_nothing_into_the_copy(tmp_path: Path,
     report = grade(submission=make_submission(tmp_path / "sub", DEMO_SOLUTION), root=course, labs=[DEMO_LAB])
     [lab] = report.labs
     assert (report.score, lab.withheld, lab.integrity) == (FULL + 1, "", [])
+
+
+def test_the_graders_cgroup_is_found_in_v1_and_v2_layouts(tmp_path: Path) -> None:
+    """``limits.py`` maps ``/proc/self/cgroup`` onto the mounts (a container's cgroup mounted at
+    its own root included) and sets the tree's limits in a child cgroup; a layout that cannot
+    hand the memory controller on says why. (The kernel's side is tested where a cgroup is
+    writable: ``test_processes_forked_by_the_graded_code_share_one_memory_limit``.)"""
+    from shared.grading.limits import _folder, _mounts, _own_cgroups, _try_v1, _try_v2
+
+    own = _own_cgroups("4:memory:/docker/abc\n8:pids:/docker/abc\n1:cpu,cpuacct:/\n0::/docker/abc/init\n")
+    assert own == {"memory": "/docker/abc", "pids": "/docker/abc", "cpu": "/", "cpuacct": "/",
+                   "": "/docker/abc/init"}
+    mounts = _mounts(f"35 31 0:32 /docker/abc {tmp_path}/memory rw,relatime - cgroup cgroup rw,memory\n"
+                     f"39 31 0:36 / {tmp_path}/pids rw - cgroup cgroup rw,pids\n"
+                     f"41 31 0:38 /docker {tmp_path}/unified rw - cgroup2 cgroup2 rw\n"
+                     "22 1 0:21 / /proc rw - proc proc rw\n")
+    assert [(root, kind, "memory" in options) for root, _, kind, options in mounts] == [
+        ("/docker/abc", "cgroup", True), ("/", "cgroup", False), ("/docker", "cgroup2", False)]
+    for folder in ("memory", "pids/docker/abc", "unified/abc/init"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert _folder(mounts, "cgroup", "memory", "/docker/abc") == tmp_path / "memory"  # mounted at its own root
+    assert _folder(mounts, "cgroup2", "", "/docker/abc/init") == tmp_path / "unified" / "abc" / "init"
+    assert _folder(mounts, "cgroup", "memory", "/elsewhere") is None
+
+    v2 = tmp_path / "unified" / "abc" / "init"
+    (v2 / "cgroup.controllers").write_text("cpu io\n")
+    (v2 / "cgroup.subtree_control").write_text("\n")
+    assert _try_v2(own, mounts, 1 << 30, 64) == (None, f"the memory controller is not available in {v2} (cgroup v2)")
+    (v2 / "cgroup.subtree_control").write_text("memory pids\n")
+    limit, why = _try_v2(own, mounts, 1 << 30, 64)
+    assert why == "" and limit is not None and limit.version == 2 and limit.max_processes == 64
+    assert (limit.memory.parent, (limit.memory / "memory.max").read_text()) == (v2, str(1 << 30))
+    assert (limit.memory / "memory.swap.max").read_text() == "0"
+
+    limit, why = _try_v1(own, mounts, 1 << 30, 64)
+    assert why == "" and limit is not None and limit.version == 1 and limit.max_processes == 64
+    assert limit.memory.parent == tmp_path / "memory" and limit.pids is not None
+    assert limit.pids.parent == tmp_path / "pids" / "docker" / "abc"
+    assert (limit.memory / "memory.limit_in_bytes").read_text() == str(1 << 30)
+    assert limit.describe() == "1.0 GiB of memory, 64 processes and threads for the whole process tree (cgroup v1)"
