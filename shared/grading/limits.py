@@ -148,6 +148,13 @@ def _folder(mounts: list[tuple[str, Path, str, set[str]]], kind: str, controller
 
 
 def _new_child(parent: Path) -> Path:
+    """A new cgroup below ``parent``, named for this process; the empty ones of graders that died
+    without removing theirs (SIGKILL) are removed on the way."""
+    for stale in parent.glob("course-grade-*-*"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(stale.name.split("-")[2])
+            if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+                stale.rmdir()  # refused (EBUSY) while a process is still inside: then it stays
     folder = parent / f"course-grade-{os.getpid()}-{secrets.token_hex(4)}"
     folder.mkdir(mode=0o755)
     return folder

@@ -9,9 +9,12 @@
   course, no other submission's copy and no results file is visible to it. As root, ``bwrap``
   runs without a user namespace and ``setpriv`` then drops the child to a user id of its own with
   no capabilities; as any other user, ``bwrap`` uses an unprivileged user namespace.
-- **The fallback, said loudly.** Without a working ``bwrap`` (or with ``$COURSE_GRADE_SANDBOX=user``)
-  the grader falls back to a user id of its own when it is root and the interpreter is readable
-  by other users, else to the grader's own user, and the report carries a warning either way.
+- **The fallback, said loudly.** ``bwrap`` is probed once per grading process, starting the
+  interpreter with the very flags a child gets. Where it is missing or cannot start (installed,
+  but refused its namespaces: Docker without privileges, user namespaces off), or with
+  ``$COURSE_GRADE_SANDBOX=user`` (to force it), the grader falls back to a user id of its own
+  when it is root and the interpreter is readable by other users, else to the grader's own
+  user, and the report carries a warning either way: what ``bwrap`` said and how to fix it.
 - **Where.** A fresh folder under the system temp folder, outside the instructor's checkout,
   holding ``course/`` (the grading copy, see ``prepare.py``), ``home/`` (the child's ``HOME``,
   ``TMPDIR``, caches and a linked copy of the fixture models) and ``records/`` (the children's
