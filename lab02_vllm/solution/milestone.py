@@ -342,7 +342,9 @@ def run(plan: Plan, *, impl: str = "solution", num_requests: int = 64, concurren
         model_dir = resolve_model(None if plan.model == "fixture" else plan.model)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command, env = server_command(plan, model_dir, port, impl, max_model_len=1024)
+    config = json.loads((model_dir / "config.json").read_text())  # a model's own limit, where it is shorter
+    max_model_len = min(1024, config.get("max_position_embeddings") or 1024)
+    command, env = server_command(plan, model_dir, port, impl, max_model_len=max_model_len)
     prompts = make_prompts(num_requests, prompt_words)
     with running_server(command, env, url):
         asyncio.run(stream_load(url + "/v1", str(model_dir), prompts[:2], 4, 2))  # warm up

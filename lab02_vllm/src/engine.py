@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from shared.hardware import resolve_device, resolve_dtype
 from shared.validation import check_at_least
 
 from .block_manager import BlockManager
+from .detokenizer import IncrementalDetokenizer
 from .model_runner import ModelConfig, ModelRunner, kv_cache_num_blocks
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
@@ -396,7 +398,11 @@ class LLMEngine:
     # Bookkeeping (given)
 
     def _detokenize(self, seq: Sequence) -> None:
-        seq.text = self.tokenizer.decode(seq.output_token_ids, skip_special_tokens=True)
+        """Append to ``seq.text`` the text of its tokens not yet decoded (incrementally, as vLLM:
+        see detokenizer.py; a character whose bytes are not all there yet waits)."""
+        if seq.detokenizer is None:
+            seq.detokenizer = IncrementalDetokenizer.after_prompt(self.tokenizer, seq.num_prompt_tokens)
+        seq.text += seq.detokenizer.decode_new(seq.token_ids)
 
     def _record_step(self, seqs: list[Sequence], is_prefill: bool) -> None:
         c = self._counters
@@ -506,6 +512,7 @@ class _SeqState:
     num_tokens: int
     num_logprobs: int
     text: str
+    detokenizer: IncrementalDetokenizer | None
     finish_reason: str | None
     stop_reason: int | str | None
     first_token_time: float | None
@@ -524,7 +531,8 @@ class _StepSnapshot:
 
     @classmethod
     def take(cls, engine: LLMEngine) -> _StepSnapshot:
-        seqs = {seq: _SeqState(seq.status, len(seq.token_ids), len(seq.logprobs), seq.text, seq.finish_reason,
+        seqs = {seq: _SeqState(seq.status, len(seq.token_ids), len(seq.logprobs), seq.text,
+                               copy.copy(seq.detokenizer), seq.finish_reason,
                                seq.stop_reason, seq.first_token_time,
                                None if seq.generator is None else seq.generator.get_state())
                 for request in engine.requests.values() for seq in request.seqs}
@@ -557,6 +565,7 @@ class _StepSnapshot:
             del seq.token_ids[before.num_tokens:]
             del seq.logprobs[before.num_logprobs:]
             seq.text, seq.finish_reason, seq.stop_reason = before.text, before.finish_reason, before.stop_reason
+            seq.detokenizer = before.detokenizer
             seq.first_token_time, seq.num_computed_tokens = before.first_token_time, 0
             seq.status = SequenceStatus.WAITING
             if seq.generator is not None and before.generator_state is not None:

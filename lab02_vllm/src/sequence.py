@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .detokenizer import IncrementalDetokenizer
 from .sampling_params import SamplingParams
 
 _counter = itertools.count()
@@ -57,6 +58,7 @@ class Sequence:
     finish_reason: str | None = None  # "stop", "length" or "abort" once finished
     stop_reason: int | str | None = None  # the stop token id or stop string that ended it
     text: str = ""  # detokenized output so far (the engine keeps it up to date)
+    detokenizer: IncrementalDetokenizer | None = None  # where text stands in token_ids (detokenizer.py)
     logprobs: list[dict[int, float]] = field(default_factory=list)
     generator: torch.Generator | None = None  # the request's own generator when it has a seed
     num_preemptions: int = 0

@@ -56,6 +56,31 @@ def hf_greedy(model: Any, prompt_ids: list[int], max_new_tokens: int, **kwargs: 
     return out[0, len(prompt_ids):].tolist()
 
 
+def detokenized(tokenizer: Any, prompt_ids: list[int], output_ids: list[int]) -> str:
+    """The oracle for an output's text: what vLLM sends for ``output_ids`` after ``prompt_ids``.
+
+    The tokenizers library's own incremental decoder (``DecodeStream``, which vLLM's fast
+    detokenizer runs), primed with the prompt and skipping special tokens, its pieces joined; where
+    it refuses a token (a byte-fallback text that is not a growing prefix) it restarts without
+    context, as vLLM does. Unlike ``tokenizer.decode(output_ids)``, a SentencePiece word-start
+    token keeps its space, byte tokens decode in the window they arrive in, and a character whose
+    bytes are not all there is not sent.
+    """
+    from tokenizers.decoders import DecodeStream
+
+    stream = DecodeStream(ids=list(prompt_ids), skip_special_tokens=True)
+    pieces = []
+    for token in output_ids:
+        try:
+            pieces.append(stream.step(tokenizer.backend_tokenizer, token) or "")
+        except Exception as error:  # vLLM's recovery, vllm/v1/engine/detokenizer.py
+            if not str(error).startswith("Invalid prefix encountered"):
+                raise
+            stream = DecodeStream(skip_special_tokens=True)
+            pieces.append(stream.step(tokenizer.backend_tokenizer, token) or "")
+    return "".join(pieces)
+
+
 def make_seq(tokens: list[int] | int, params: Any = None) -> Any:
     """A ``Sequence`` (given code) with these tokens (or ``tokens`` copies of token 1)."""
     if isinstance(tokens, int):

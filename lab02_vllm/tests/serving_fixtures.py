@@ -33,6 +33,8 @@ import pytest
 
 from shared.impl import lab_module
 
+from .helpers import detokenized
+
 LAB = "lab02_vllm"
 server_module = lab_module(LAB, "server")
 dialects = lab_module(LAB, "dialects")
@@ -175,7 +177,8 @@ def raises_server_errors(test: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def hf_greedy_text(model, tokenizer, ids: list[int], max_new_tokens: int) -> tuple[str, list[int]]:
-    """transformers' greedy continuation of ``ids``: its text (special tokens skipped) and ids."""
+    """transformers' greedy continuation of ``ids``: its text (as vLLM detokenizes it after the
+    prompt: ``helpers.detokenized``) and ids."""
     import torch
 
     inputs = torch.tensor([ids])
@@ -183,7 +186,7 @@ def hf_greedy_text(model, tokenizer, ids: list[int], max_new_tokens: int) -> tup
         out = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
     new = out[0, len(ids):].tolist()
-    return tokenizer.decode(new, skip_special_tokens=True), new
+    return detokenized(tokenizer, ids, new), new
 
 
 @functools.cache

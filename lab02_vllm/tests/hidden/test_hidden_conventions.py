@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from shared.convention_models import CONVENTIONS, ConventionUnavailable, convention_model
 
-from ..helpers import engine, hf_greedy, load_hf, sampling_params
+from ..helpers import detokenized, engine, hf_greedy, load_hf, sampling_params
 
 PROMPTS = ["x", "The cat sat on the mat", "Grüße 👋🏽 naïve"]
 
@@ -20,7 +20,7 @@ PROMPTS = ["x", "The cat sat on the mat", "Grüße 👋🏽 naïve"]
 @pytest.mark.timeout(600)  # the first run builds the folders (Llama 3's tokenizer: ~25 s idle)
 def test_generate_on_any_tokenizer_convention(convention):
     """Text prompts, batched: token ids equal transformers' greedy generate (a list of eos ids, a
-    128k vocabulary, byte-fallback tokens alike) and the text is the tokenizer's decode of them; a
+    128k vocabulary, byte-fallback tokens alike) and the text is what vLLM's detokenizer sends for them; a
     Mixtral is refused with a ValueError that says this engine runs Llama models."""
     try:
         folder = convention_model(convention)
@@ -33,7 +33,8 @@ def test_generate_on_any_tokenizer_convention(convention):
     for out, prompt in zip(outs, PROMPTS, strict=True):
         completion = out.outputs[0]
         assert completion.token_ids == hf_greedy(hf, tokenizer(prompt).input_ids, 8), (convention, prompt)
-        assert completion.text == tokenizer.decode(completion.token_ids, skip_special_tokens=True), (convention, prompt)
+        assert completion.text == detokenized(tokenizer, out.prompt_token_ids, completion.token_ids), (convention,
+                                                                                                   prompt)
     if convention == "no-pad":  # and a Mixtral (router and experts) is refused, saying what runs
         with pytest.raises(ValueError, match="Llama"):
             engine.LLM(convention_model("mixtral"), block_size=16, num_kv_blocks=16, max_model_len=64, device="cpu",

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 
 from shared.impl import current_impl, lab_module
 
-from ..serving_fixtures import course_server_fixture, hf_greedy_text, raises_server_errors  # noqa: F401
+from ..serving_fixtures import (  # noqa: F401
+    course_server_fixture,
+    hf_greedy_text,
+    raises_server_errors,
+    require_chat_template,
+)
 
 deploy = lab_module("lab02_vllm", "deploy")
 milestone = lab_module("lab02_vllm", "milestone")
@@ -39,6 +44,7 @@ def test_token_id_prompts_echo_system_messages_and_stop_lists(course_server, mod
     echoed = client.completions.create(model=name_of(course_server), prompt="The cat", max_tokens=5, temperature=0,
                                        echo=True)
     assert echoed.choices[0].text.startswith("The cat")
+    require_chat_template()  # the rest is chat
     messages = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Who is Ana?"}]
     chat_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     text, _ = hf_greedy_text(model, tokenizer, list(chat_ids), 7)
