@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from .grammar import compile_constraint
 from .prefix_cache import RequestAborted
 from .program import LocalBackend
 from .sglang_api import GenerateRequest, GenerateResponse, SamplingParams, generate_one, model_info
@@ -290,7 +291,8 @@ class SGLangService:
 
         ``max_tokens`` (or ``max_completion_tokens``) is checked as vLLM checks it: at least 1, at
         most ``max_model_len`` (default: the model's context), capped to the room the prompt
-        leaves; a prompt that fills the context is a 400 naming ``input_tokens``."""
+        leaves; a prompt that fills the context is a 400 naming ``input_tokens``, and a schema task 1
+        cannot compile one naming ``response_format.json_schema.schema`` (before any generation)."""
         context = max_model_len or self.max_model_len
         try:
             where = unencodable(body, "")
@@ -309,6 +311,11 @@ class SGLangService:
                 raise BadRequest(f"{name}={asked} cannot be greater than max_model_len={context}. Please request "
                                  "fewer output tokens.", name)
             ids, params = chat_to_generate(self.backend.tokenizer, body)
+            try:  # task 1 compiles the schema before any work: one it cannot compile is a 400, not a 500
+                compile_constraint(json_schema=params.json_schema)
+            except ValueError as error:
+                raise BadRequest(f"response_format.json_schema.schema: {error}",
+                                 "response_format.json_schema.schema") from error
             if len(ids) >= context:
                 raise BadRequest(f"This model's maximum context length is {context} tokens. However, your prompt "
                                  f"contains {len(ids)} input tokens, which leaves no room for output tokens. "

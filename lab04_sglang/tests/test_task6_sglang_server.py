@@ -160,9 +160,26 @@ def test_chat_to_generate_batches_and_stream_chunks(local, fixture_model):
     assert params.temperature == 0, "temperature from the request (0)"
     assert params.max_new_tokens == 5, "max_completion_tokens becomes max_new_tokens (5)"
     assert json.loads(params.json_schema) == RECORD
-    _, params = sglang_server.chat_to_generate(tokenizer, {**structured, "max_tokens": 7})
+    _, params = sglang_server.chat_to_generate(tokenizer, {**structured, "max_tokens": 7, "stop": ["\n"], "n": 1})
     assert params.temperature == 1.0, "temperature defaults to 1.0 like SGLang"
     assert params.max_new_tokens == 7, "max_tokens becomes max_new_tokens (7)"
+    assert params.stop == ["\n"], "OpenAI's stop becomes SGLang's stop"
+    for change, param in [({"messages": []}, "messages"), ({"messages": None}, "messages"), ({"n": 2}, "n"),
+                          ({"response_format": {"type": "json_schema", "json_schema": {"name": "r"}}},
+                           "response_format.json_schema.schema"), ({"temperature": -1}, "temperature")]:
+        with pytest.raises(sglang_server.BadRequest) as error:
+            sglang_server.chat_to_generate(tokenizer, {**structured, **change})
+        assert error.value.param == param, (change, error.value.param)
+    for body, param in [({"text": "x", "sampling_params": {"temprature": 0}}, "sampling_params.temprature"),
+                        ({"text": ["a", "b"], "sampling_params": [{}, {}, {}]}, "sampling_params"),
+                        ({"text": "x", "sampling_params": {"json_schema": '{"type": "intger"}'}},
+                         "sampling_params.json_schema"),
+                        ({"text": ["a", "b"], "stream": True}, "stream"), ({"input_ids": []}, "input_ids")]:
+        with pytest.raises(sglang_server.BadRequest) as error:
+            sglang_server.parse_generate(body)
+        assert error.value.param == param, (body, error.value.param)
+    with pytest.raises(sglang_server.BadRequest):
+        sglang_server.parse_generate(["not", "an", "object"])
     with pytest.raises(sglang_server.BadRequest, match=re.escape("sampling_params.regex")):
         sglang_server.parse_generate({"text": ["a", "b"], "sampling_params": [{}, {"regex": "(ab"}]})
     for off in (-1, 0):  # SGLang's top_k off: -1, and 0 too
@@ -178,6 +195,21 @@ def test_chat_to_generate_batches_and_stream_chunks(local, fixture_model):
         "each chunk's completion_tokens counts the tokens so far (its output_ids), not the final answer's")
     assert [c["meta_info"]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + [
         answer.meta_info.finish_reason]
+    # multi-byte characters split over tokens, and a stop string that cut the text: no chunk shows a broken
+    # character or anything past the cut; each chunk's logprobs cover its own tokens
+    ids = [*tokenizer("Tokyo 🍕 東京. Done", add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+    full = tokenizer.decode(ids, skip_special_tokens=True)
+    cut = full[:full.index(".")]
+    meta = sglang_api.MetaInfo(id="x", prompt_tokens=1, completion_tokens=len(ids), cached_tokens=0,
+                               finish_reason={"type": "stop", "matched": "."},
+                               output_token_logprobs=[(-1.0, i, None) for i in ids])
+    made = sglang_api.GenerateResponse(text=cut, output_ids=ids, meta_info=meta)
+    chunks = list(sglang_server.stream_chunks(tokenizer, made))
+    texts = [c["text"] for c in chunks]
+    assert texts[-1] == cut and all(cut.startswith(t) and "\ufffd" not in t for t in texts), texts
+    assert all(len(a) < len(b) for a, b in itertools.pairwise(texts[:-1])), "a chunk only when the text grew"
+    assert {"Tokyo", "Tokyo 🍕", "Tokyo 🍕 東京"} <= set(texts), texts
+    assert all(len(c["meta_info"]["output_token_logprobs"]) == len(c["output_ids"]) for c in chunks)
 
 
 @pytest.mark.sglang
@@ -321,7 +353,8 @@ def test_streaming_and_openai_response_format(server, endpoint, local, fixture_m
 def test_openai_chat_route_streams_and_checks_like_vllm(server):
     """Given code: the OpenAI chat route streams (OpenAI's chunks, joined into the unstreamed
     answer, then ``[DONE]``), checks ``max_tokens`` and the context as vLLM does (400 naming the
-    field), names a misspelt sampling field by its dotted name, and refuses a lone surrogate."""
+    field) and the schema (a 400 when task 1 cannot compile it), names a misspelt sampling field by
+    its dotted name, and refuses a lone surrogate."""
     import openai
 
     url, _ = server
@@ -343,7 +376,10 @@ def test_openai_chat_route_streams_and_checks_like_vllm(server):
     with httpx.Client(base_url=url, timeout=120) as http:
         cases = [({"max_tokens": 0}, "max_tokens"), ({"max_completion_tokens": 0}, "max_completion_tokens"),
                  ({"max_tokens": context + 1}, "max_tokens"),
-                 ({"messages": [{"role": "user", "content": long}]}, "input_tokens")]
+                 ({"messages": [{"role": "user", "content": long}]}, "input_tokens"),
+                 # a schema task 1 cannot compile is refused before any work (a 400, not a 500 from the worker)
+                 ({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {
+                     "type": "string", "pattern": "a+"}}}}, "response_format.json_schema.schema")]
         for change, param in cases:
             body = {"messages": ask["messages"], "response_format": schema, **change}
             response = http.post("/v1/chat/completions", json=body)
