@@ -46,6 +46,8 @@ REGEXES = {
     r"\d+ \$": (["5 $", "12 $"], ["5", "5 ", "5 $$", "$"]),  # an escaped '$' at the end is a literal dollar
     r"(?P<code>[A-Z]{2})-(?:\d)+": (["AB-1", "XY-123"], ["AB-", "ab-1", "AB>-1", "AB1"]),  # a named group
     r"^[a-c]+x": (["ax", "abcx"], ["x", "axx", "^ax"]),  # a leading '^' anchors what fullmatch anchors anyway
+    r"[a-c]+x$": (["ax", "abcx"], ["x", "axx", "ax$"]),  # and an unescaped trailing '$' means nothing more
+    r"a{1000}": (["a" * 1000], ["a" * 999, "a" * 1001]),  # MAX_REPEAT itself is allowed (the limit is inclusive)
 }
 
 

@@ -59,15 +59,18 @@ def test_regex_accepts_hypothesis_strings_of_the_pattern(data):
     assert grammar.compile_regex(pattern).matches(text), (pattern, text)
 
 
-#: Repeats side by side (a loop must not leak into its neighbour) and lazy quantifiers (the same full matches).
-STARS_AND_LAZY = ["a*b*", "c+b*", "(ab)*c*", "a*(b|c)*a", "(a|bc)*b?", "a+?b", "a??b*?", "a{1,2}?c", "(?:ab)+?c*"]
+#: Repeats side by side (a loop must not leak into its neighbour) and lazy quantifiers (the same full matches);
+#: the bounds `{n,}` and `{0}`, and empty alternatives ('a|' is 'a' or '', the parser's hint).
+STARS_AND_LAZY = ["a*b*", "c+b*", "(ab)*c*", "a*(b|c)*a", "(a|bc)*b?", "a+?b", "a??b*?", "a{1,2}?c", "(?:ab)+?c*",
+                  "a{2,}b?", "a{0}b", "(a|)b|", "a||b", "(|c)a"]
 
 
 @pytest.mark.points(0.5)
 @pytest.mark.parametrize("pattern", STARS_AND_LAZY)
 def test_repeats_agree_with_re_on_every_short_string(pattern):
     """Every string of up to 5 letters over 'abc' is accepted iff re.fullmatch matches it: repeats next to
-    each other stay apart, and a lazy quantifier ('+?', '??', '{m,n}?') has the same full matches as greedy."""
+    each other stay apart, a lazy quantifier ('+?', '??', '{m,n}?') has the same full matches as greedy,
+    `{n,}` has no upper bound, `{0}` matches only the empty string, and an empty alternative matches ''."""
     automaton = grammar.compile_regex(pattern)
     texts = ["".join(chars) for n in range(6) for chars in itertools.product("abc", repeat=n)]
     differ = [t for t in texts if automaton.matches(t) != bool(re.fullmatch(pattern, t, re.ASCII))]
@@ -79,9 +82,17 @@ def test_repeats_agree_with_re_on_every_short_string(pattern):
     (r"(?=a)b", "lookahead"), (r"(a)\1", "backreference"), (r"\bword", "boundary"), (r"(ab", "never closed"),
     (r"ab)", "unbalanced"), (r"*a", "nothing to repeat"), (r"a{3,2}", "below its minimum"),
     ("a$b", "anchor"), (r"[^\x00-\U0010FFFF]", "never match"), ("[abc", "never closed"),
-    pytest.param("(" * 3000 + "a" + ")" * 3000, "nests too deeply", id="groups-3000-deep")])
+    pytest.param("(" * 3000 + "a" + ")" * 3000, "nests too deeply", id="groups-3000-deep"),
+    # Python's re refuses these too ("multiple repeat")
+    ("a**", "repeat"), ("a{2}{3}", "repeat"),
+    # Python 3.11 reads 'a*+' as possessive (re.fullmatch("a*+a", "aa") is None): refused, not read as (a*)+
+    ("a*+a", "possessive|repeat"),
+    ("a^b", r"anchor|\^"), ("(?!a)b", "lookahead"), ("(?<=a)b", "lookbehind"), ("(?P<x>a)(?P=x)", "backreference"),
+    ("(?P<x", "name"), ("a{1001}", "1000"), ("b{2,1001}", "1000")])
 def test_regex_errors_name_the_construct(pattern, named):
-    """Unsupported or impossible regexes fail with a GrammarError (a ValueError) naming what is wrong."""
+    """Unsupported or impossible regexes fail with a GrammarError (a ValueError) naming what is wrong: what a
+    finite automaton cannot do (lookarounds, backreferences, anchors inside), what Python refuses or reads
+    differently (a quantifier after a quantifier, possessive ones), a bound over MAX_REPEAT."""
     with pytest.raises(ValueError, match=named):
         grammar.compile_regex(pattern)
 
@@ -134,6 +145,11 @@ def test_pydantic_model_with_refs_and_optional():
     assert cities.matches('"café"'), "enum strings are written as canonical JSON, raw UTF-8 (not \\u00e9)"
     assert not cities.matches('"caf\\u00e9"'), "canonical JSON writes 'é' itself, never an escape"
     assert cities.matches("3")
+    nullable = {"type": ["integer", "null"]}  # a list of types: any one of them
+    automaton = grammar.compile_json_schema(nullable)
+    for text in ["3", "-40", "null", "true", '"3"', "3.5", "[]"]:
+        valid = jsonschema.Draft202012Validator(nullable).is_valid(json.loads(text))
+        assert automaton.matches(text) == valid, text
 
 
 @pytest.mark.points(3)
@@ -183,10 +199,18 @@ def _instances(schema):
     ({"$schema": "https://example.com/my-meta-schema", "type": "integer"}, "$schema"),
     ({"$schema": DRAFT_07, "type": "array", "items": [{"type": "integer"}]}, "items"),
     pytest.param('{"type": "array", "items": ' * 3000 + '{"type": "null"}' + "}" * 3000, "nests too deeply",
-                 id="arrays-3000-deep")])
+                 id="arrays-3000-deep"),
+    ({"type": "array", "items": True}, "items"), ({}, "type"), ({"$ref": "https://example.com/s.json"}, "$ref"),
+    ({"$defs": {}, "$ref": "#/$defs/Missing"}, "Missing"),
+    ({"type": "array", "items": {"type": "null"}, "minItems": 3, "maxItems": 1}, "minItems"),
+    ({"type": "array", "items": {"type": "null"}, "maxItems": 1001}, "maxItems"),
+    ({"type": "string", "maxLength": 1001}, "maxLength")])
 def test_schema_errors_name_the_keyword(schema, named):
-    """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them."""
+    """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them: `true`
+    (any value) as a subschema, a schema without a type, a $ref that is not local or points at nothing, array
+    bounds that nothing satisfies or that pass MAX_REPEAT (which itself is allowed)."""
     assert grammar.compile_json_schema({"type": "integer"}).matches("-12")
+    assert grammar.nfa_size(grammar.schema_node({"type": "array", "items": {"type": "null"}, "maxItems": 1000}))
     with pytest.raises(ValueError, match=re.escape(named)):
         grammar.compile_json_schema(schema)
 

@@ -59,7 +59,9 @@ def test_token_bytes_join_to_the_text(tokenizer, text):
     assert b"".join(pieces[i] for i in text_ids) == completion_text(tokenizer, prompt, text_ids).encode("utf-8")
     for special in tokenizer.all_special_ids:
         assert pieces[special] is None
-    assert len(masks.token_bytes(tokenizer, len(tokenizer) + 7)) == len(tokenizer) + 7
+    wider = masks.token_bytes(tokenizer, len(tokenizer) + 7)  # logits wider than the tokenizer
+    assert len(wider) == len(tokenizer) + 7 and wider[:len(tokenizer)] == pieces
+    assert wider[len(tokenizer):] == [None] * 7, "ids past the tokenizer have no bytes (None): never generated freely"
 
 
 SENTENCEPIECE_TEXTS = ["The cat sat.", " yes", "Café crème 🍕\n\tx", '{"name": "Zoë"}']
@@ -89,15 +91,22 @@ def test_sentencepiece_pieces_and_completions(sentencepiece_model):
 @pytest.mark.points(0.5)
 def test_token_bytes_equal_xgrammars_vocabulary(sentencepiece_model, tokenizer):
     """Every token's bytes equal xgrammar's own decoding of the vocabulary (TokenizerInfo.decoded_vocab), for
-    a SentencePiece-style tokenizer with byte fallback and for the model's tokenizer; special tokens are None."""
+    a SentencePiece-style tokenizer with byte fallback and for the model's tokenizer, each with added tokens
+    (plain ones are their text; one marked special in added_tokens_decoder has no bytes); special tokens are None."""
     import xgrammar
+    from transformers import AutoTokenizer
 
-    for tok in (sentencepiece_model[1], tokenizer):
+    for original in (sentencepiece_model[1], tokenizer):
+        tok = AutoTokenizer.from_pretrained(original.name_or_path)  # a copy: the session's tokenizers stay as they are
+        tok.add_tokens(["zzword", " two words", AddedToken("<|tool|>", special=True)])
         decoded = xgrammar.TokenizerInfo.from_huggingface(tok).decoded_vocab
         pieces = masks.token_bytes(tok)
         differ = [(i, pieces[i], decoded[i]) for i in range(len(tok))
                   if pieces[i] is not None and pieces[i] != decoded[i]]
         assert differ == [], differ[:5]
+        added = tok.convert_tokens_to_ids(["zzword", " two words", "<|tool|>"])
+        assert [pieces[i] for i in added] == [b"zzword", b" two words", None], type(tok.backend_tokenizer.decoder)
+        assert all(pieces[i] is None for i in tok.all_special_ids)
 
 
 @pytest.mark.points(2)
@@ -198,6 +207,9 @@ def test_processor_handles_a_padded_batch(fixture_model):
     masked = processor(batch.input_ids, scores)
     assert bool(torch.isinf(masked).any()), "the first step must forbid the tokens no word starts with"
     assert bool((scores == 0).all()), "the processor must return new scores, not write -inf into the caller's"
+    narrow = masks.ConstrainedLogitsProcessor(masker, batch.input_ids.shape[1])
+    cut = narrow(batch.input_ids, torch.zeros(2, model.config.vocab_size - 3))  # the hint: scores may be narrower
+    assert cut.shape == (2, model.config.vocab_size - 3) and torch.equal(cut, masked[:, :-3])
     processor = masks.ConstrainedLogitsProcessor(masker, batch.input_ids.shape[1])
     torch.manual_seed(0)
     out = model.generate(**batch, max_new_tokens=8, do_sample=True, logits_processor=LogitsProcessorList([processor]),
@@ -250,8 +262,10 @@ def test_eos_only_where_complete_and_refused_tokens(fixture_model):
         masker.advance(masker.automaton.start, eos)
     refused = tokenizer("b", add_special_tokens=False).input_ids[0]  # 'b' cannot start "a" or "ab"
     assert not masker.mask(masker.automaton.start)[refused]
-    with pytest.raises(ValueError, match="not allowed"):
+    with pytest.raises(ValueError, match="not allowed") as error:
         masker.advance(masker.automaton.start, refused)
+    assert str(refused) in str(error.value) and str(masker.automaton.start) in str(error.value), (
+        "the error names both the token and the state (the docstring)")
     finished = masker.advance(state, eos)
     assert not masker.mask(finished).any()
     with pytest.raises(ValueError, match="not allowed"):

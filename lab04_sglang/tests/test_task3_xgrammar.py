@@ -1,5 +1,7 @@
 """Task 3: the allowed-token sets of task 2, step by step, against xgrammar's."""
 
+import json
+
 import pytest
 import torch
 
@@ -112,13 +114,27 @@ def test_any_whitespace_differences_are_whitespace(fixture_model):
     space = vocabulary.pieces.index(b" ")
     assert xgrammar_check.explain(space, vocabulary, set(), in_string) == xgrammar_check.UNEXPLAINED, (
         "a space inside a JSON string is an ordinary character (below 0x20 is control): unexplained")
+    backslash, letter = vocabulary.pieces.index(b"\\"), vocabulary.pieces.index(b"t")
+    eos = tokenizer.eos_token_id
+    rows = [(backslash, set(), in_string, xgrammar_check.ESCAPE),  # an escape inside a string
+            (eos, {eos}, in_string, xgrammar_check.SPECIAL_TOKEN),  # a special token, inside a string or not
+            (eos, {eos}, b'{"ok": true', xgrammar_check.SPECIAL_TOKEN),
+            (letter, set(), b'{"ok":', xgrammar_check.WHITESPACE),  # no space right after ':' ...
+            (letter, set(), b'{"ok": true,', xgrammar_check.WHITESPACE),  # ... or after ','
+            (newline, set(), b'{"ok": true', xgrammar_check.WHITESPACE),  # whitespace between JSON tokens
+            (vocabulary.pieces.index(b"\t"), set(), b"{", xgrammar_check.WHITESPACE),
+            (letter, set(), b'{"ok": true', xgrammar_check.UNEXPLAINED)]  # outside a string, not whitespace
+    for token_id, special, so_far, category in rows:
+        assert xgrammar_check.explain(token_id, vocabulary, special, so_far) == category, (
+            vocabulary.pieces[token_id], so_far, category)
 
 
 @pytest.mark.points(0.5)
 def test_compare_checks_lengths():
     """Lists of different lengths are a ValueError; equal steps give no difference."""
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(ValueError, match="steps") as error:
         xgrammar_check.compare([{1}], [{1}, {2}])
+    assert "1" in str(error.value) and "2" in str(error.value), "the error gives both lengths"
     found = xgrammar_check.compare([{1, 2}, {3}], [{1}, {3}])
     assert [(d.step, d.only_ours, d.only_xgrammar) for d in found] == [(0, {2}, set())]
 
@@ -138,3 +154,11 @@ def test_xgrammar_stops_at_a_refused_token(fixture_model):
     wide_compiled = xgrammar_check.xgrammar_compiled(tokenizer, wide, regex=r"(yes|no) sir")
     assert xgrammar_check.xgrammar_allowed(wide_compiled, good, wide) == steps, \
         "with logits wider than the tokenizer xgrammar allows the same tokens at each step (none past the tokenizer)"
+    for both_or_neither in ({"regex": "a", "json_schema": {"type": "null"}}, {}):
+        with pytest.raises(ValueError):
+            xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, **both_or_neither)
+    schema, record = SCHEMAS["flags"], tokenizer('{"ok": true, "tags": []}', add_special_tokens=False).input_ids
+    as_text = xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, json_schema=json.dumps(schema))
+    as_dict = xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, json_schema=schema)
+    assert xgrammar_check.xgrammar_allowed(as_text, record, model.config.vocab_size) == \
+        xgrammar_check.xgrammar_allowed(as_dict, record, model.config.vocab_size), "a schema as JSON text or as a dict"

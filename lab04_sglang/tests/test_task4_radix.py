@@ -67,6 +67,15 @@ def test_match_splits_a_node_inside_its_run():
     assert tree.total_size() == 6
     drawing = tree.show()
     assert drawing.splitlines()[0].startswith("root (6 tokens") and "(1 tokens)" in drawing
+    tree = radix.RadixCache()
+    tree.insert([1, 2, 3], value_of([1, 2, 3]))
+    assert tree.insert([1, 2, 3, 4, 5], torch.arange(5) + 1000) == 3  # a different value for the cached part
+    value, node = tree.match_prefix([1, 2, 3, 4, 5])
+    assert torch.equal(value, torch.cat([value_of([1, 2, 3]), torch.tensor([1003, 1004])])), (
+        "the cached part keeps its old value; only the new remainder's rows are stored")
+    assert node.key == (4, 5) and node.parent.key == (1, 2, 3) and not node.children, (
+        "the remainder is one new leaf (one run), under the node of the cached part")
+    assert tree.evict(0) == 0 and tree.total_size() == 5, "evict(0) frees nothing"
 
 
 @pytest.mark.points(3)
@@ -186,16 +195,18 @@ PROMPTS = ["<|user|>\nWhat is the capital of Japan?</s>\n<|assistant|>\n",
 def test_cached_generation_equals_uncached(model, tokenizer):
     """Generation reusing the radix tree's KV equals transformers' greedy generate, and prefills only the new suffix."""
     generator = prefix_cache.PrefixCachingGenerator(model)
-    seen = []
+    seen, locked = [], []
 
     def record_length(module, args, kwargs):  # the ids however they are passed: by keyword or by position
         seen.append((kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]).shape[1])
+        locked.append(generator.radix.protected_size())
 
     hook = model.register_forward_pre_hook(record_length, with_kwargs=True)
     try:
         for prompt in PROMPTS + PROMPTS[:1]:
             ids = tokenizer(prompt).input_ids
             seen.clear()
+            locked.clear()
             out = generator.generate(ids, 20)
             inputs = torch.tensor([ids])
             expected = model.generate(inputs, attention_mask=torch.ones_like(inputs), do_sample=False,
@@ -203,6 +214,7 @@ def test_cached_generation_equals_uncached(model, tokenizer):
             assert out.token_ids == expected
             assert out.cached_tokens + out.prefilled_tokens == len(ids)
             assert seen[0] == out.prefilled_tokens  # the first forward saw only the uncached suffix
+            assert locked[0] == out.cached_tokens, "while the model runs, the matched prefix (and no more) is locked"
     finally:
         hook.remove()
     assert out.prefilled_tokens == 1, "the same prompt again: all but its last token come from the cache"

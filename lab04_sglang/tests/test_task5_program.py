@@ -51,6 +51,8 @@ def test_multi_turn_qa_equals_the_chat_template(backend, fixture_model):
                              pad_token_id=tokenizer.pad_token_id)
         assert state[name] == tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
         assert messages[turn]["content"] == state[name]
+        meta = state.get_meta_info(name)  # SGLang's counts: the whole prompt sent, every new token (eos included)
+        assert (meta["prompt_tokens"], meta["completion_tokens"]) == (len(ids), out.shape[1] - len(ids)), name
     assert state.get_meta_info("answer_2")["cached_tokens"] > 0, "the second turn should reuse the first's KV"
 
 
@@ -108,6 +110,24 @@ def test_select_by_summed_and_normalised_logprob(backend, fixture_model):
         assert got["summed_logprobs"] == pytest.approx([e[0] for e in expected], abs=1e-3)
         assert got["normalized_prompt_logprobs"] == pytest.approx([e[1] for e in expected], abs=1e-3)
 
+    @program.function
+    def tie(s, choices, method):
+        s += "The capital of Japan is "
+        s += program.select("city", choices=choices, choices_method=method)
+
+    def flat(module, args, output):  # every token equally likely: one-token choices tie under both methods
+        output.logits = torch.zeros_like(output.logits)
+        return output
+
+    hook = model.register_forward_hook(flat)
+    try:
+        for method in program.CHOICES_METHODS:
+            for pair in (["a", "x"], ["x", "a"]):
+                assert tie.run(choices=pair, method=method, backend=backend)["city"] == pair[0], (
+                    method, pair, "on a tie the earlier choice wins")
+    finally:
+        hook.remove()
+
 
 @pytest.mark.points(2)
 def test_fork_branches_share_the_prefix(backend):
@@ -132,6 +152,9 @@ def test_fork_branches_share_the_prefix(backend):
         "every fork holds the shared 2 messages plus its own question and answer"
     )
     assert len(state.messages()) == 2, "the forks must not add messages to the parent state"
+    assert "answer" not in state.meta_info, "a fork's meta_info is its own, not the parent's"
+    with pytest.raises(ValueError, match="size"):
+        state.fork(0)
     prefix_tokens = len(backend.encode(state.text()))
     for f in state.forks:
         assert f.get_meta_info("answer")["cached_tokens"] >= prefix_tokens - 2
@@ -192,6 +215,30 @@ def test_gen_temperature_zero_stop_order_and_roles_that_nest(backend, fixture_mo
             with s.assistant():
                 inside.append(s.text())
 
-    with pytest.raises(ValueError, match="assistant"):  # refused where the inner role opens, naming it
+    with pytest.raises(ValueError, match="assistant") as error:  # refused where the inner role opens, naming it
         nested.run(backend=backend)
-    assert inside == []
+    assert inside == [] and "user" in str(error.value), "the message names both roles"
+    state = program.ProgramState(backend, {"max_new_tokens": 4, "temperature": 0.0, "seed": None})
+    with pytest.raises(ValueError):  # no role is open
+        state.role_end("user")
+    state.role_begin("user")
+    with pytest.raises(ValueError):  # not the open role
+        state.role_end("assistant")
+
+    @program.function
+    def ask_default(s):
+        s += program.user(question)
+        s += program.assistant(program.gen("answer"))  # no max_tokens, no temperature: the run's defaults
+
+    state = ask_default.run(max_new_tokens=4, temperature=0, backend=backend)
+    assert state["answer"] == tokenizer.decode(out[0, len(ids):len(ids) + 4], skip_special_tokens=True)
+    assert state.get_meta_info("answer")["completion_tokens"] == 4, (
+        "run(max_new_tokens=4) bounds a gen without max_tokens")
+
+    @program.function
+    def wander(s):
+        s += program.user(question)
+        s += program.assistant(program.gen("answer", max_tokens=8, temperature=5.0))
+
+    first, again = (wander.run(seed=7, backend=backend)["answer"] for _ in range(2))
+    assert first == again, "the run's seed makes a sampled gen reproducible"

@@ -47,12 +47,28 @@ def test_requests_as_runtime_endpoint_sends_them():
            ({"text": "x", "sampling_params": {"temprature": 0}}, "temprature"),
            ({"text": "x", "sampling_params": {"max_new_tokens": -1}}, "max_new_tokens"),
            ({"text": "x", "sampling_params": {"top_p": 0.5}}, "top_p")]
+    # what the course engine cannot honour is refused by name, never ignored (SGLang's "Sampling parameters")
+    bad += [({"text": "x", "sampling_params": {name: value}}, name) for name, value in [
+        ("ebnf", 'root ::= "a"'), ("stop_regex", r"\d"), ("min_p", 0.1), ("frequency_penalty", 0.5),
+        ("presence_penalty", -0.5), ("min_new_tokens", 2), ("top_k", 5)]]
+    bad.append(({"text": "x", "sampling_params": {"regex": "a", "ebnf": 'root ::= "a"'}}, "ebnf"))
     for body, named in bad:
         with pytest.raises(ValidationError, match=named):
             sglang_api.GenerateRequest.model_validate(body)
     batch = sglang_api.GenerateRequest.model_validate({"text": ["a", "b"], "sampling_params": [{}, {}, {}]})
     with pytest.raises(ValueError, match="sampling_params"):
         batch.split()
+    # SGLang's batch: each of sampling_params, return_logprob, logprob_start_len is one value or one per prompt
+    batch = sglang_api.GenerateRequest.model_validate({
+        "text": ["a", "b"], "sampling_params": [{"max_new_tokens": 1}, {"max_new_tokens": 2}],
+        "return_logprob": [True, False], "logprob_start_len": [0, 3]})
+    assert [(p, s.max_new_tokens, lp, start) for p, s, lp, start in batch.split()] == [
+        ("a", 1, True, 0), ("b", 2, False, 3)]
+    for name, value in (("return_logprob", [True]), ("logprob_start_len", [0, 1, 2])):
+        with pytest.raises(ValueError, match=name):
+            sglang_api.GenerateRequest.model_validate({"text": ["a", "b"], name: value}).split()
+    [(prompt, sampling, logprob, start)] = sglang_api.GenerateRequest.model_validate({"input_ids": [5, 6, 7]}).split()
+    assert prompt == [5, 6, 7] and sampling == sglang_api.SamplingParams() and logprob is False and start == -1
 
 
 @pytest.mark.points(2)
@@ -85,6 +101,16 @@ def test_generate_answers_like_transformers(backend, fixture_model):
                                              "ignore_eos": True}}))
     assert forced.meta_info.completion_tokens == len(expected) + 4, "ignore_eos: past eos to max_new_tokens"
     assert forced.meta_info.finish_reason == {"type": "length", "length": len(expected) + 4}
+    stop_id = expected[2]  # a stop token id ends the answer there, kept in it like eos (SGLang's stop_token_ids)
+    stopped = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": prompt, "sampling_params": {"max_new_tokens": 20, "temperature": 0, "stop_token_ids": [stop_id]}}))
+    assert stopped.output_ids == expected[:expected.index(stop_id) + 1]
+    assert stopped.meta_info.finish_reason == {"type": "stop", "matched": stop_id}
+    # SGLang's defaults: 128 new tokens, temperature 1.0 (past eos the greedy and a sampled answer part at once)
+    greedy = sglang_api.generate_one(backend, prompt, sglang_api.SamplingParams(temperature=0, ignore_eos=True))
+    sampled = sglang_api.generate_one(backend, prompt, sglang_api.SamplingParams(ignore_eos=True))
+    assert greedy.meta_info.completion_tokens == sampled.meta_info.completion_tokens == 128
+    assert greedy.output_ids[:len(expected)] == expected and sampled.output_ids != greedy.output_ids
     record = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
         {"text": "Give me a user record as JSON: ", "sampling_params": {"max_new_tokens": 60, "temperature": 1.0,
                                                                         "json_schema": json.dumps(RECORD)}}))
@@ -120,6 +146,21 @@ def test_prefill_only_logprobs_match_transformers(backend, fixture_model):
             assert scores[0] is None
             scores = scores[1:]
         assert scores == pytest.approx(expected[max(start - 1, 0):], abs=1e-4)
+    answer = sglang_api.generate(backend, sglang_api.GenerateRequest.model_validate(
+        {"text": text, "sampling_params": {"max_new_tokens": 4, "temperature": 0, "ignore_eos": True},
+         "return_logprob": True}))
+    full = ids + answer.output_ids  # every new token scored as transformers scores it after the prompt
+    with torch.no_grad():
+        logits = model(torch.tensor([full])).logits[0]
+    scored = torch.log_softmax(logits[len(ids) - 1:-1], dim=-1).gather(1, torch.tensor(answer.output_ids)[:, None])
+    triples = answer.meta_info.output_token_logprobs
+    assert [t[1] for t in triples] == answer.output_ids and len(answer.output_ids) == 4
+    assert [t[0] for t in triples] == pytest.approx(scored[:, 0].tolist(), abs=1e-4)
+    assert [t[2] for t in triples] == [None] * 4, "the text of each entry only with return_text_in_logprobs"
+    fresh = "Name a city. Name a city."  # max_new_tokens 0 prefills: the next request finds the prompt cached
+    sglang_api.generate_one(backend, fresh, sglang_api.SamplingParams(max_new_tokens=0))
+    again = sglang_api.generate_one(backend, fresh, sglang_api.SamplingParams(max_new_tokens=1, temperature=0))
+    assert again.meta_info.cached_tokens == len(tokenizer(fresh).input_ids) - 1
 
 
 @pytest.mark.points(1)
@@ -136,8 +177,10 @@ def test_launch_server_command_line():
     assert "None" not in defaults, "no unset setting may be written as the text 'None'"
     whole = sglang_api.LaunchConfig(model_path="m", mem_fraction_static=1.0).command()
     assert whole[whole.index("--mem-fraction-static") + 1] == "1.0", "mem_fraction_static is in (0, 1]: 1.0 is allowed"
+    edges = sglang_api.LaunchConfig(model_path="m", port=65535, context_length=1).command()
+    assert edges[edges.index("--port") + 1] == "65535" and edges[edges.index("--context-length") + 1] == "1"
     for field, value in [("tp", 0), ("mem_fraction_static", 1.5), ("mem_fraction_static", 0), ("context_length", 0),
-                         ("grammar_backend", "regex"), ("port", 70000), ("model_path", "")]:
+                         ("grammar_backend", "regex"), ("port", 70000), ("port", 0), ("model_path", "")]:
         with pytest.raises(ValueError, match=field):
             sglang_api.LaunchConfig(**{"model_path": "m", field: value}).command()
 
