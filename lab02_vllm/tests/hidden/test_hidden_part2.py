@@ -135,9 +135,9 @@ def test_planner_on_other_shapes():
 @pytest.mark.task(12)
 @pytest.mark.points(1)
 @pytest.mark.timeout(600)
-def test_the_milestone_command_end_to_end(tmp_path):
-    """``course milestone --backend course`` on the fixture: a server starts, is loaded, stops; the
-    report is complete."""
+def test_the_milestone_command_end_to_end(tmp_path, model_dir):
+    """``course milestone --backend course`` on the fixture (or ``--model``, if the engine runs it:
+    ``model_dir`` skips otherwise): a server starts, is loaded, stops; the report is complete."""
     out = tmp_path / "report.json"
     code = milestone.main(["--backend", "course", "--impl", current_impl(), "--requests", "6", "--concurrency", "3",
                            "--max-tokens", "6", "--json", str(out)])
