@@ -135,7 +135,8 @@ class Person(BaseModel):
 
 @pytest.mark.points(2)
 def test_pydantic_model_with_refs_and_optional():
-    """A pydantic model ($defs/$ref, anyOf with null, float, list) compiles; its JSON is accepted."""
+    """A pydantic model ($defs/$ref, anyOf with null, float, list) compiles; its JSON is accepted. A list of
+    types, `const` / `enum` null and `maxItems` 0 accept exactly what jsonschema finds valid."""
     automaton = grammar.compile_json_schema(Person)
     person = Person(name="Ana", score=-1.5e3, tags=["a", "b"], home=Address(street="Main", number=4))
     assert automaton.matches(json_text(person.model_dump()))
@@ -145,11 +146,13 @@ def test_pydantic_model_with_refs_and_optional():
     assert cities.matches('"café"'), "enum strings are written as canonical JSON, raw UTF-8 (not \\u00e9)"
     assert not cities.matches('"caf\\u00e9"'), "canonical JSON writes 'é' itself, never an escape"
     assert cities.matches("3")
-    nullable = {"type": ["integer", "null"]}  # a list of types: any one of them
-    automaton = grammar.compile_json_schema(nullable)
-    for text in ["3", "-40", "null", "true", '"3"', "3.5", "[]"]:
-        valid = jsonschema.Draft202012Validator(nullable).is_valid(json.loads(text))
-        assert automaton.matches(text) == valid, text
+    # a list of types is any one of them; null is a value of const / enum, not 'no const'; maxItems 0 is only []
+    for schema in ({"type": ["integer", "null"]}, {"const": None}, {"enum": [None]},
+                   {"type": "array", "items": {"type": "integer"}, "maxItems": 0}):
+        automaton = grammar.compile_json_schema(schema)
+        for text in ["3", "-40", "null", "true", '"3"', "3.5", "[]", "[1]", "[null]"]:
+            valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+            assert automaton.matches(text) == valid, (schema, text)
 
 
 @pytest.mark.points(3)
@@ -196,6 +199,7 @@ def _instances(schema):
     ({"type": "object", "additionalProperties": True}, "additionalProperties"),
     ({"type": "object", "properties": {}, "additionalProperties": {"type": "string"}}, "additionalProperties"),
     ({"type": "string", "format": "date"}, "format"), ({"oneOf": [{"type": "null"}]}, "oneOf"),
+    ({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "a+"}]}, "'pattern' at #/anyOf/1"),
     ({"$schema": "https://example.com/my-meta-schema", "type": "integer"}, "$schema"),
     ({"$schema": DRAFT_07, "type": "array", "items": [{"type": "integer"}]}, "items"),
     pytest.param('{"type": "array", "items": ' * 3000 + '{"type": "null"}' + "}" * 3000, "nests too deeply",
@@ -206,9 +210,10 @@ def _instances(schema):
     ({"type": "array", "items": {"type": "null"}, "maxItems": 1001}, "maxItems"),
     ({"type": "string", "maxLength": 1001}, "maxLength")])
 def test_schema_errors_name_the_keyword(schema, named):
-    """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them: `true`
-    (any value) as a subschema, a schema without a type, a $ref that is not local or points at nothing, array
-    bounds that nothing satisfies or that pass MAX_REPEAT (which itself is allowed)."""
+    """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them (an
+    unsupported keyword with its JSON pointer, into anyOf's options too): `true` (any value) as a subschema, a
+    schema without a type, a $ref that is not local or points at nothing, array bounds that nothing satisfies
+    or that pass MAX_REPEAT (which itself is allowed)."""
     assert grammar.compile_json_schema({"type": "integer"}).matches("-12")
     assert grammar.nfa_size(grammar.schema_node({"type": "array", "items": {"type": "null"}, "maxItems": 1000}))
     with pytest.raises(ValueError, match=re.escape(named)):

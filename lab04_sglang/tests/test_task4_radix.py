@@ -244,7 +244,8 @@ def test_kv_round_trip_and_logprobs(model, tokenizer):
 @pytest.mark.points(1)
 def test_capacity_evicts_and_locks_are_released(model, tokenizer):
     """With max_cached_tokens the tree never stays above it, and no node stays locked after a request; only the
-    excess is evicted (least recently used first), so the last request, when it fits, stays cached whole."""
+    excess is evicted (least recently used first), so the last request, when it fits, stays cached whole; a
+    shared tree over the cap is brought within it, the prefix the request reused included once it is unlocked."""
     generator = prefix_cache.PrefixCachingGenerator(model, max_cached_tokens=30)
     for prompt in PROMPTS:
         generator.generate(tokenizer(prompt).input_ids, 5)
@@ -261,3 +262,11 @@ def test_capacity_evicts_and_locks_are_released(model, tokenizer):
     generator.generate(last, 5)
     assert generator.radix.total_size() <= 30
     assert generator.generate(last, 1).cached_tokens == len(last) - 1  # the older request made room, not this one
+    # a tree shared with an uncapped generator (the radix argument) holds more than the cap: the prefix this
+    # request reused is unlocked first, then evicted like any other leaf, so the cap holds after generate
+    uncapped = prefix_cache.PrefixCachingGenerator(model)
+    uncapped.generate(older, 2)
+    tight = prefix_cache.PrefixCachingGenerator(model, radix=uncapped.radix, max_cached_tokens=4)
+    assert tight.generate(older, 1).cached_tokens == len(older) - 1 > 4
+    assert tight.radix.total_size() <= 4 and tight.radix.protected_size() == 0, (
+        f"after generate the shared tree must be within max_cached_tokens=4, holds {tight.radix.total_size()}")

@@ -130,8 +130,10 @@ def test_select_by_summed_and_normalised_logprob(backend, fixture_model):
 
 
 @pytest.mark.points(2)
-def test_fork_branches_share_the_prefix(backend):
-    """fork(n) gives independent states with the same prefix; their requests reuse its KV from the radix cache."""
+def test_fork_branches_share_the_prefix(backend, fixture_model):
+    """fork(n) gives independent states with the same prefix; their requests reuse its KV from the radix cache.
+    A fork made inside an open role is inside it too (SGLang copies the open role): each branch closes the turn,
+    and its text is the chat template's rendering of its messages."""
 
     @program.function
     def branches(s):
@@ -158,6 +160,24 @@ def test_fork_branches_share_the_prefix(backend):
     prefix_tokens = len(backend.encode(state.text()))
     for f in state.forks:
         assert f.get_meta_info("answer")["cached_tokens"] >= prefix_tokens - 2
+
+    @program.function
+    def inside_a_role(s):  # SGLang's StreamExecutor.fork copies cur_role (sglang/lang/interpreter.py); no gen
+        s += program.user("Give me a user record as JSON.")
+        with s.assistant():
+            s += "Sure:"
+            s.forks = s.fork(2)
+            for i, f in enumerate(s.forks):
+                f += f" record {i}"
+                f.role_end("assistant")
+
+    tokenizer = fixture_model[1]
+    state = inside_a_role.run(backend=backend)
+    for i, f in enumerate(state.forks):
+        assert f.messages() == [{"role": "user", "content": "Give me a user record as JSON."},
+                                {"role": "assistant", "content": f"Sure: record {i}"}]
+        assert tokenizer.bos_token + f.text() == tokenizer.apply_chat_template(f.messages(), tokenize=False)
+    assert state.messages()[1] == {"role": "assistant", "content": "Sure:"}, "the parent closes its own turn"
 
 
 @pytest.mark.points(2)
