@@ -158,7 +158,8 @@ def test_xgrammar_stops_at_a_refused_token(fixture_model):
         with pytest.raises(ValueError):
             xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, **both_or_neither)
     schema, record = SCHEMAS["flags"], tokenizer('{"ok": true, "tags": []}', add_special_tokens=False).input_ids
-    as_text = xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, json_schema=json.dumps(schema))
+    schema_text = json.dumps(schema)
+    as_text = xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, json_schema=schema_text)
     as_dict = xgrammar_check.xgrammar_compiled(tokenizer, model.config.vocab_size, json_schema=schema)
     assert xgrammar_check.xgrammar_allowed(as_text, record, model.config.vocab_size) == \
         xgrammar_check.xgrammar_allowed(as_dict, record, model.config.vocab_size), "a schema as JSON text or as a dict"
