@@ -278,9 +278,9 @@ class BlockManager:
         """
         if seq.block_table:
             raise ValueError(f"sequence {seq.seq_id} already has blocks: free it first")
-        reused = self._reuse_cached_prefix(seq)
-        seq.num_computed_tokens = seq.num_cached_tokens = reused * self.block_size
-        return seq.num_computed_tokens
+        cached = self._reuse_cached_prefix(seq) * self.block_size
+        seq.num_computed_tokens = seq.num_cached_tokens = cached
+        return cached
 
     def _num_blocks_to_grow(self, seq: Sequence, num_new_tokens: int) -> tuple[int, bool]:
         """Blocks ``seq`` lacks to hold its first ``num_computed_tokens + num_new_tokens`` tokens,
@@ -311,7 +311,7 @@ class BlockManager:
         needed = missing + int(shared)
         if not new or self.num_used_blocks == len(seq.block_table):
             return needed <= self.num_free_blocks
-        return self.num_free_blocks - needed >= self.watermark_blocks
+        return needed <= self.num_free_blocks - self.watermark_blocks
         # END SOLUTION
 
     def allocate_slots(self, seq: Sequence, num_new_tokens: int) -> tuple[int, int] | None:

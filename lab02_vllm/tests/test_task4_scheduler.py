@@ -125,7 +125,8 @@ def test_aborting_a_waiting_request_takes_it_out_of_line():
 def test_copy_on_write_pairs_are_those_of_the_step_just_scheduled():
     """A forked sequence shares its parent's last, partly filled block: the first step that
     writes into it asks for one copy-on-write pair; the next step, which writes into fresh blocks,
-    asks for none (an old pair repeated would copy over KV already written)."""
+    asks for none (an old pair repeated would copy over KV already written). The copy needs a block
+    of its own: with none free, the newest sequence is preempted first."""
     sched = new_scheduler(block_size=4)
     parent = sequence.Sequence("p", [1, 2, 3], make_seq(1).params)
     sched.add(parent)
@@ -142,6 +143,20 @@ def test_copy_on_write_pairs_are_those_of_the_step_just_scheduled():
     out = sched.schedule()
     assert out.seqs == [parent, child]
     assert out.copies == [], f"this step writes into fresh blocks: no copy-on-write pair, got {out.copies}"
+
+    full = new_scheduler(num_blocks=2, block_size=4)  # the copy needs a block: none is free
+    parent, other = sequence.Sequence("p", [1, 2, 3], parent.params), sequence.Sequence("o", [4, 5], parent.params)
+    full.add(parent)
+    full.add(other)
+    compute_step(full.schedule())
+    child = sequence.Sequence("c", list(parent.token_ids), parent.params)
+    full.block_manager.fork(parent, child)
+    child.status = parent.status
+    full.running.append(child)
+    out = full.schedule()
+    assert out.preempted == [child] and scheduled(out) == [(parent, 1), (other, 1)], (
+        "the copy needs a free block: the newest (the child) is preempted, and the parent's block is its own again")
+    assert out.copies == []
 
 
 @pytest.mark.points(1)
