@@ -299,14 +299,15 @@ class LLMEngine:
         if max_num_batched_tokens is None:
             max_num_batched_tokens = 2048 if enable_chunked_prefill else max(2048, max_model_len)
         check_at_least("max_num_batched_tokens", max_num_batched_tokens, 1)
-        if max_num_batched_tokens < max_num_seqs:  # vLLM's SchedulerConfig refuses it too
-            raise ValueError(f"max_num_batched_tokens ({max_num_batched_tokens}) must be greater than or "
-                             f"equal to max_num_seqs ({max_num_seqs})")
+        # vLLM's SchedulerConfig checks, in its words: a longer prompt could never be scheduled whole
         if not enable_chunked_prefill and max_num_batched_tokens < max_model_len:
             raise ValueError(f"max_num_batched_tokens ({max_num_batched_tokens}) is smaller than max_model_len "
-                             f"({max_model_len}): with chunked prefill disabled a longer prompt could never be "
-                             "scheduled; increase max_num_batched_tokens, decrease max_model_len, or enable "
-                             "chunked prefill")
+                             f"({max_model_len}). This effectively limits the maximum sequence length to "
+                             "max_num_batched_tokens and makes vLLM reject longer sequences. Please increase "
+                             "max_num_batched_tokens or decrease max_model_len.")
+        if max_num_batched_tokens < max_num_seqs:  # every running sequence may need a token in one step
+            raise ValueError(f"max_num_batched_tokens ({max_num_batched_tokens}) must be greater than or "
+                             f"equal to max_num_seqs ({max_num_seqs}).")
         check_at_least("long_prefill_token_threshold", long_prefill_token_threshold, 0)
         check_at_least("tensor_parallel_size", tensor_parallel_size, 1)
         if tensor_parallel_size > 1:  # refused before the tokenizer and the weights load, as vLLM does

@@ -203,9 +203,9 @@ class BlockManager:
         """
         if seq.block_table:
             raise ValueError(f"sequence {seq.seq_id} already has blocks: free it first")
-        reused = self._reuse_cached_prefix(seq)
-        seq.num_computed_tokens = seq.num_cached_tokens = reused * self.block_size
-        return seq.num_computed_tokens
+        cached = self._reuse_cached_prefix(seq) * self.block_size
+        seq.num_computed_tokens = seq.num_cached_tokens = cached
+        return cached
 
     def _num_blocks_to_grow(self, seq: Sequence, num_new_tokens: int) -> tuple[int, bool]:
         """Blocks ``seq`` lacks to hold its first ``num_computed_tokens + num_new_tokens`` tokens,
