@@ -147,9 +147,9 @@ class Scheduler:
         #   had to preempt itself, scheduling of running ones ends. Waiting: look only at waiting[0]; a
         #   preempted or new sequence has no blocks, so it gets its cached prefix first; when its chunk does not
         #   fit the pool, free it (it keeps waiting, at the front) and stop. Keep the copy-on-write pairs.
-        # HINT task 4 level 3: out = SchedulerOutput(); budget = max_num_batched_tokens; i = 0; while i <
+        # HINT task 4 level 3: an empty SchedulerOutput; budget = max_num_batched_tokens; i = 0; while i <
         #   len(running) and budget > 0: seq = running[i]; n = _cap(len - computed, budget); while not
-        #   can_allocate_slots(seq, n): victim = running.pop(); preempt(victim); record it; if victim is seq:
+        #   can_allocate_slots(seq, n): pop running's last, preempt it, record it; when that was seq itself,
         #   break out of both loops. Otherwise allocate_slots (keep a pair), out.add(seq, n), budget -= n,
         #   i += 1. If nothing was preempted: while waiting and budget > 0 and len(running) < max_num_seqs:
         #   seq = waiting[0]; allocate_cached_prefix; left = len - computed; apply the threshold; if chunking is

@@ -128,13 +128,13 @@ def compute_step(out: Any, token: Any = None) -> list[Any]:
     Returns:
         The sequences that got a token, in the step's order.
     """
-    sampled = []
-    for seq, num_new in zip(out.seqs, out.num_new_tokens, strict=True):
-        seq.num_computed_tokens += num_new
-        if seq.num_computed_tokens == len(seq):
+    got_one = []
+    for seq, count in zip(out.seqs, out.num_new_tokens, strict=True):
+        seq.num_computed_tokens = seq.num_computed_tokens + count
+        if len(seq) == seq.num_computed_tokens:
             seq.append_token(len(seq) if token is None else token(seq))
-            sampled.append(seq)
-    return sampled
+            got_one.append(seq)
+    return got_one
 
 
 # leak-check: allowed, the test's stand-in for the engine
