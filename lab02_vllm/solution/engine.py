@@ -110,7 +110,7 @@ class EngineStats:
     num_free_kv_blocks: int
     num_preemptions: int
     prompt_tokens: int  # prompt tokens of admitted sequences (re-admissions after preemption included)
-    prefill_tokens_computed: int  # tokens actually run through the model in prefill steps
+    prefill_tokens_computed: int  # of those, tokens run through the model (prompt chunks, not decodes)
     prefill_tokens_saved: int  # prompt tokens found in the prefix cache instead
     prefix_cache_queries: int  # tokens looked up in the prefix cache
     prefix_cache_hits: int  # tokens found there
