@@ -59,11 +59,11 @@ def timed_decode(runner, prompts: list[list[int]], steps: int, block_size: int,
             seq.num_computed_tokens = len(seq)
             seq.append_token(token)
 
-    advance(runner.run(seqs, True))
+    advance(runner.run(seqs, [len(s) for s in seqs]))
     after_prefill()
     start = time.perf_counter()
     for _step in range(steps):
-        advance(runner.run(seqs, False))
+        advance(runner.run(seqs, [1] * len(seqs)))
     return (time.perf_counter() - start) / steps, len(seqs)
 
 

@@ -262,6 +262,98 @@ class BlockManager:
         # END SOLUTION
 
     # ---------------------------------------------------------------------------------------
+    # Task 4: growing a table chunk by chunk, as the token-budget scheduler hands out tokens
+
+    def allocate_cached_prefix(self, seq: Sequence) -> int:
+        """Admission's first half (given): put the blocks of ``seq``'s cached prefix in its empty
+        table (task 6's hook; none without prefix caching) and count their tokens as computed,
+        as vLLM's ``get_computed_blocks``. The scheduler then grows the table for the first chunk
+        (``allocate_slots``), or gives the blocks back (``free``) when the chunk does not fit.
+
+        Returns:
+            The tokens found in the cache (``seq.num_computed_tokens``).
+
+        Raises:
+            ValueError: when ``seq`` already has blocks.
+        """
+        if seq.block_table:
+            raise ValueError(f"sequence {seq.seq_id} already has blocks: free it first")
+        cached = self._reuse_cached_prefix(seq) * self.block_size
+        seq.num_computed_tokens = seq.num_cached_tokens = cached
+        return cached
+
+    def _num_blocks_to_grow(self, seq: Sequence, num_new_tokens: int) -> tuple[int, bool]:
+        """Blocks ``seq`` lacks to hold its first ``num_computed_tokens + num_new_tokens`` tokens,
+        and whether its first new token goes into a last block other sequences share (given)."""
+        needed = -(-(seq.num_computed_tokens + num_new_tokens) // self.block_size) - len(seq.block_table)
+        first = seq.num_computed_tokens // self.block_size  # the block the first new token goes to
+        shared = first < len(seq.block_table) and self.blocks[seq.block_table[first]].ref_count > 1
+        return max(needed, 0), shared
+
+    def can_allocate_slots(self, seq: Sequence, num_new_tokens: int, new: bool = False) -> bool:
+        """Whether ``seq``'s table can grow to hold its next ``num_new_tokens`` tokens: the blocks it
+        lacks, plus one for a copy when the first new token goes into a shared last block.
+
+        A running sequence (``new=False``) may take every free block. A sequence being admitted
+        (``new=True``) must leave ``watermark_blocks`` free, so that the running ones can still
+        grow, unless it is the only sequence holding blocks (its own cached prefix at most): a
+        lone sequence is admitted whenever its blocks fit in the pool.
+        """
+        # BEGIN SOLUTION task 4: whether a sequence's table can grow by one step's chunk, a shared last block counting one copy, a new sequence leaving the watermark free unless it is alone (README task 4; vLLM's KVCacheManager.allocate_slots).
+        # HINT task 4 level 2: _num_blocks_to_grow (given) says how many blocks are missing and whether a
+        #   copy-on-write is due; a copy takes one block too. Count free blocks with num_free_blocks (parked
+        #   prefix-cache blocks count as free). For a new sequence, 'alone' means every used block is in its
+        #   own table (num_used_blocks against its table's length).
+        # HINT task 4 level 3: needed = missing + (1 if shared); if not new, answer needed <= free; if new and
+        #   num_used_blocks == len(block_table), answer needed <= free; else answer free - needed >=
+        #   watermark_blocks.
+        missing, shared = self._num_blocks_to_grow(seq, num_new_tokens)
+        needed = missing + int(shared)
+        if not new or self.num_used_blocks == len(seq.block_table):
+            return needed <= self.num_free_blocks
+        return needed <= self.num_free_blocks - self.watermark_blocks
+        # END SOLUTION
+
+    def allocate_slots(self, seq: Sequence, num_new_tokens: int) -> tuple[int, int] | None:
+        """Grow ``seq``'s table to hold its first ``num_computed_tokens + num_new_tokens`` tokens,
+        before the step that computes them (vLLM's ``allocate_slots``; the scheduler has checked
+        ``can_allocate_slots``).
+
+        When the first new token goes into a last block other sequences share (after ``fork``),
+        copy-on-write first: take a block, release the shared one, put the new one in its place.
+        Then append new blocks until the table is long enough. Report with
+        ``self._on_block_full(seq, i)`` every block ``i`` that the new tokens fill up (its last
+        slot is among them), so that the prefix cache (task 6) can find it.
+
+        Returns:
+            The ``(source, destination)`` pair to copy when copy-on-write happened, else None.
+        """
+        # BEGIN SOLUTION task 4: grow a sequence's table for one step's chunk: a private copy of a shared block it writes into, new blocks to the end of the chunk, each block the chunk fills reported (README task 4; vLLM's KVCacheManager.allocate_slots).
+        # HINT task 4 level 2: task 1's append_slot is the one-token case of this method; here the chunk
+        #   runs from num_computed_tokens to num_computed_tokens + num_new_tokens - 1. Only the block the first
+        #   new token goes to can be shared and already in the table (blocks after it are new). The blocks the
+        #   chunk fills are those whose last slot, (i + 1) x block_size - 1, lies in the chunk; report them
+        #   after the table holds them.
+        # HINT task 4 level 3: missing, shared = _num_blocks_to_grow; if shared: swap in a taken block for the
+        #   one at index num_computed // block_size (release the old) and keep the pair; append missing taken
+        #   blocks; for i from num_computed // block_size up to (num_computed + n) // block_size - 1:
+        #   _on_block_full(seq, i); return the pair or None.
+        missing, shared = self._num_blocks_to_grow(seq, num_new_tokens)
+        copy = None
+        if shared:
+            index = seq.num_computed_tokens // self.block_size
+            old, seq.block_table[index] = seq.block_table[index], self._take_free_block()
+            self._release_block(old)
+            copy = (old, seq.block_table[index])
+        for _ in range(missing):
+            seq.block_table.append(self._take_free_block())
+        end = seq.num_computed_tokens + num_new_tokens
+        for index in range(seq.num_computed_tokens // self.block_size, end // self.block_size):
+            self._on_block_full(seq, index)
+        return copy
+        # END SOLUTION
+
+    # ---------------------------------------------------------------------------------------
     # Task 6: the prefix cache's side of allocation
 
     def _reuse_cached_prefix(self, seq: Sequence) -> int:

@@ -1,8 +1,9 @@
 """Task 5: the engine: requests in, tokens out, one scheduled step at a time.
 
 ``LLMEngine`` ties the parts together. ``add_request`` turns a prompt into sequences queued in
-the scheduler; each ``step()`` asks the scheduler for a batch, runs the model once on it, samples
-one token per sequence, checks whether each is finished, and returns what changed. ``LLM`` is the
+the scheduler; each ``step()`` asks the scheduler for the step's tokens (decodes and prompt
+chunks under one budget), runs the model once on them, samples one token for each sequence whose
+tokens are now all computed, checks whether each is finished, and returns what changed. ``LLM`` is the
 offline front door (``generate`` loops ``step()`` until every prompt is done), and
 ``AsyncLLMEngine`` drives the same engine from an asyncio loop for the HTTP server (part 2):
 each request's outputs arrive through an async iterator as they are produced.
@@ -36,7 +37,7 @@ from .block_manager import BlockManager
 from .detokenizer import IncrementalDetokenizer
 from .model_runner import ModelConfig, ModelRunner, kv_cache_num_blocks
 from .sampling_params import SamplingParams
-from .scheduler import Scheduler
+from .scheduler import Scheduler, SchedulerOutput
 from .sequence import Sequence, SequenceStatus
 
 #: The default pool when neither ``num_kv_blocks`` nor ``kv_cache_bytes`` is given holds
@@ -109,7 +110,7 @@ class EngineStats:
     num_free_kv_blocks: int
     num_preemptions: int
     prompt_tokens: int  # prompt tokens of admitted sequences (re-admissions after preemption included)
-    prefill_tokens_computed: int  # tokens actually run through the model in prefill steps
+    prefill_tokens_computed: int  # of those, tokens run through the model (prompt chunks, not decodes)
     prefill_tokens_saved: int  # prompt tokens found in the prefix cache instead
     prefix_cache_queries: int  # tokens looked up in the prefix cache
     prefix_cache_hits: int  # tokens found there
@@ -253,8 +254,12 @@ class LLMEngine:
             ``DEFAULT_MAX_KV_BLOCKS``.
         kv_cache_bytes: the KV pool's budget in bytes (as vLLM's ``VLLM_CPU_KVCACHE_SPACE``).
         max_num_seqs: the most sequences running at once.
-        max_num_batched_tokens: the most tokens one prefill step computes (at least
-            ``max_model_len``: prompts are not chunked); default ``max(2048, max_model_len)``.
+        max_num_batched_tokens: the most tokens one step computes, decodes and prompt chunks
+            together (at least ``max_num_seqs``, as vLLM requires; with chunked prefill off, at least
+            ``max_model_len``); default 2048 (``max(2048, max_model_len)`` with chunking off).
+        long_prefill_token_threshold: when > 0, the most tokens one prompt computes in a step.
+        enable_chunked_prefill: chunk prompts longer than the budget left (vLLM v1's default);
+            False admits a prompt only whole.
         max_model_len: the longest sequence (prompt + output); default the model's
             ``max_position_embeddings``.
         enable_prefix_caching: reuse the KV blocks of prompt prefixes seen before (task 6).
@@ -274,6 +279,7 @@ class LLMEngine:
     def __init__(self, model: str | Path, *, block_size: int = 16, num_kv_blocks: int | None = None,
                  kv_cache_bytes: int | None = None, max_num_seqs: int = 256,
                  max_num_batched_tokens: int | None = None, max_model_len: int | None = None,
+                 long_prefill_token_threshold: int = 0, enable_chunked_prefill: bool = True,
                  enable_prefix_caching: bool = False, device: str = "auto", dtype: str | torch.dtype = "auto",
                  seed: int = 0, load_format: str = "auto", tensor_parallel_size: int = 1) -> None:
         self.model_dir = Path(model)
@@ -291,11 +297,18 @@ class LLMEngine:
             raise ValueError(f"max_model_len must be at most the model's max_position_embeddings="
                              f"{self.config.max_position_embeddings}, got {max_model_len}")
         if max_num_batched_tokens is None:
-            max_num_batched_tokens = max(2048, max_model_len)
+            max_num_batched_tokens = 2048 if enable_chunked_prefill else max(2048, max_model_len)
         check_at_least("max_num_batched_tokens", max_num_batched_tokens, 1)
-        if max_num_batched_tokens < max_model_len:
-            raise ValueError(f"max_num_batched_tokens must be at least max_model_len={max_model_len} "
-                             f"(prompts are not chunked), got {max_num_batched_tokens}")
+        # vLLM's SchedulerConfig checks, in its words: a longer prompt could never be scheduled whole
+        if not enable_chunked_prefill and max_num_batched_tokens < max_model_len:
+            raise ValueError(f"max_num_batched_tokens ({max_num_batched_tokens}) is smaller than max_model_len "
+                             f"({max_model_len}). This effectively limits the maximum sequence length to "
+                             "max_num_batched_tokens and makes vLLM reject longer sequences. Please increase "
+                             "max_num_batched_tokens or decrease max_model_len.")
+        if max_num_batched_tokens < max_num_seqs:  # every running sequence may need a token in one step
+            raise ValueError(f"max_num_batched_tokens ({max_num_batched_tokens}) must be greater than or "
+                             f"equal to max_num_seqs ({max_num_seqs}).")
+        check_at_least("long_prefill_token_threshold", long_prefill_token_threshold, 0)
         check_at_least("tensor_parallel_size", tensor_parallel_size, 1)
         if tensor_parallel_size > 1:  # refused before the tokenizer and the weights load, as vLLM does
             from .parallel import check_tensor_parallel_size
@@ -331,7 +344,8 @@ class LLMEngine:
             self.runner = ModelRunner(self.model_dir, block_size=block_size, num_kv_blocks=num_kv_blocks,
                                       device=self.device, dtype=self.dtype, load_format=load_format)
         self.block_manager = BlockManager(num_kv_blocks, block_size, enable_prefix_caching=enable_prefix_caching)
-        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens)
+        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max_num_batched_tokens,
+                                   long_prefill_token_threshold, enable_chunked_prefill)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.requests: dict[str, _Request] = {}
         self.incremental_text = True  # detokenize every step (streaming); LLM.generate turns it off
@@ -411,43 +425,54 @@ class LLMEngine:
     def step(self) -> list[RequestOutput]:
         """Run one scheduled step.
 
-        Schedule; copy any copy-on-write blocks; record the step (``self._record_step``, given);
-        run the model on the batch; sample a token per sequence (``sample_tokens`` with
-        ``self.eos_token_ids`` and ``self.generator``); for each sequence: all its tokens so far are
-        now computed, append the token, set ``first_token_time`` on the first one, and finish it
-        through the scheduler when ``self._check_stop(seq)`` says so.
+        Schedule (a ``SchedulerOutput``); copy any copy-on-write blocks; record the step
+        (``self._record_step``, given); run the model on the batch (``runner.run(seqs,
+        num_new_tokens)``: logits only for the sequences whose chunk reaches their last token);
+        advance every scheduled sequence's ``num_computed_tokens`` by its tokens; sample a token
+        for each sequence that now has all its tokens computed (``sample_tokens`` with
+        ``self.eos_token_ids`` and ``self.generator``): append it, set ``first_token_time`` on the
+        first one, and finish it through the scheduler when ``self._check_stop(seq)`` says so. A
+        sequence in the middle of its prompt gets no token this step.
 
         Returns:
             One ``RequestOutput`` (built by ``self._output``) for each request that got a token in
             this step, in the order of the step's sequences; finished requests are then forgotten.
-            An empty list (and nothing recorded) when the scheduler has nothing to run.
+            An empty list (and nothing recorded) when the scheduler has nothing to run; an empty
+            list too when the step only computed prompt chunks.
         """
-        # BEGIN SOLUTION task 5: one engine iteration: the scheduler's batch runs once, each sequence gets one token, and the requests it touched report back (README task 5; the vLLM paper §4 on the scheduler and engine loop).
-        # HINT task 5 level 1: the engine only orchestrates: the scheduler decides who runs (tasks 3-4), the
-        #   runner computes logits (task 2), sample_tokens picks the tokens. After a step every sequence that ran
-        #   has all its tokens but the new one computed, the stop rules of _check_stop have been applied, and a
-        #   request whose sequences are all finished is reported finished once and then forgotten.
+        # BEGIN SOLUTION task 5: one engine iteration: the scheduler's tokens run once, the sequences that completed their tokens get one more, and the requests it touched report back (README task 5; vLLM v1's EngineCore.step).
+        # HINT task 5 level 1: the engine only orchestrates: the scheduler decides who computes how many
+        #   tokens (task 4), the runner computes logits for those that sample (task 3), sample_tokens picks the
+        #   tokens. After a step every scheduled sequence has num_computed_tokens advanced by its tokens; those
+        #   that reached their end got a new token, and the stop rules of _check_stop have been applied to them;
+        #   a request whose sequences are all finished is reported finished once and then forgotten.
         #   Reading: README task 5, the docstring above, and vLLM's LLMEngine.step.
         # HINT task 5 level 2: a step with nothing scheduled returns an empty list. Copy-on-write copies the
-        #   scheduler asks for must reach the runner before the model runs. first_token_time is set only on a
-        #   sequence's first token. A request with several sequences (n > 1) gives one output per step, not one
-        #   per sequence, in the order its first sequence appeared in the batch.
-        # HINT task 5 level 3: seqs, is_prefill = schedule(); return [] if none; copy blocks; record the step;
-        #   logits = run; tokens = sample_tokens; for each (seq, token): mark the old length computed, append,
-        #   stamp the first token time, finish through the scheduler when _check_stop gives a reason; collect the
-        #   requests touched; for each: when all its seqs are finished, stamp, count and forget it; output it.
-        seqs, is_prefill = self.scheduler.schedule()
-        if not seqs:
+        #   scheduler asks for must reach the runner before the model runs. The runner returns one logits row per
+        #   sampling sequence, in the batch's order: a sequence samples when its computed tokens reach len(seq).
+        #   first_token_time is set only on a sequence's first token. A request with several sequences (n > 1)
+        #   gives one output per step, not one per sequence, in the order its first sequence appeared.
+        # HINT task 5 level 3: out = schedule(); return [] if no seqs; copy blocks; record the step; logits =
+        #   run(out.seqs, out.num_new_tokens); for each (seq, n): computed += n, collect it when computed ==
+        #   len; tokens = sample_tokens over the collected; for each (seq, token): append, stamp the first token
+        #   time, finish through the scheduler when _check_stop gives a reason; collect the requests touched; for
+        #   each: when all its seqs are finished, stamp, count and forget it; output it.
+        out = self.scheduler.schedule()
+        if not out.seqs:
             return []
-        if self.scheduler.copies:
-            self.runner.copy_blocks(self.scheduler.copies)
-        self._record_step(seqs, is_prefill)
-        logits = self.runner.run(seqs, is_prefill)
-        tokens = sample_tokens(logits, seqs, self.eos_token_ids, self.generator)
+        if out.copies:
+            self.runner.copy_blocks(out.copies)
+        self._record_step(out)
+        logits = self.runner.run(out.seqs, out.num_new_tokens)
+        sampled = []
+        for seq, num_new in zip(out.seqs, out.num_new_tokens, strict=True):
+            seq.num_computed_tokens += num_new
+            if seq.num_computed_tokens == len(seq):
+                sampled.append(seq)
+        tokens = sample_tokens(logits, sampled, self.eos_token_ids, self.generator) if sampled else []
         now = time.monotonic()
         touched: dict[str, _Request] = {}
-        for seq, token in zip(seqs, tokens, strict=True):
-            seq.num_computed_tokens = len(seq)
+        for seq, token in zip(sampled, tokens, strict=True):
             seq.append_token(token)
             if seq.first_token_time is None:
                 seq.first_token_time = now
@@ -522,18 +547,24 @@ class LLMEngine:
             seq.detokenizer = IncrementalDetokenizer.after_prompt(self.tokenizer, seq.num_prompt_tokens)
         seq.text += seq.detokenizer.decode_new(seq.token_ids)
 
-    def _record_step(self, seqs: list[Sequence], is_prefill: bool) -> None:
+    def _record_step(self, out: SchedulerOutput) -> None:
+        """Count a step before it runs: an admitted sequence's tokens (prompt, or all so far after a
+        preemption) are prefill tokens, computed chunk by chunk or found in the prefix cache;
+        every token computed at or past that length is a decode (given)."""
         c = self._counters
         c["num_steps"] += 1
-        if is_prefill:
-            for seq in seqs:
-                c["prompt_tokens"] += len(seq)
-                c["prefill_tokens_computed"] += len(seq) - seq.num_computed_tokens
-                c["prefill_tokens_saved"] += seq.num_computed_tokens
-                if self.block_manager.prefix_cache is not None:
-                    c["prefix_cache_queries"] += len(seq)
-                    c["prefix_cache_hits"] += seq.num_computed_tokens
-        c["generation_tokens"] += len(seqs)
+        for seq in out.new_seqs:
+            seq.num_prefill_tokens = len(seq)
+            c["prompt_tokens"] += len(seq)
+            c["prefill_tokens_saved"] += seq.num_computed_tokens
+            if self.block_manager.prefix_cache is not None:
+                c["prefix_cache_queries"] += len(seq)
+                c["prefix_cache_hits"] += seq.num_computed_tokens
+        for seq, num_new in zip(out.seqs, out.num_new_tokens, strict=True):
+            prefill = max(0, min(seq.num_computed_tokens + num_new, seq.num_prefill_tokens) - seq.num_computed_tokens)
+            c["prefill_tokens_computed"] += prefill
+            if seq.num_computed_tokens + num_new == len(seq):
+                c["generation_tokens"] += 1
 
     def _output(self, request: _Request) -> RequestOutput:
         completions = []
@@ -688,6 +719,7 @@ class _StepSnapshot:
     counters: dict[str, int]
     num_preemptions: int
     generator_state: torch.Tensor
+    running: list[Sequence]  # the scheduler's running queue (any of them may be in the step)
 
     @classmethod
     def take(cls, engine: LLMEngine) -> _StepSnapshot:
@@ -697,23 +729,18 @@ class _StepSnapshot:
                                None if seq.generator is None else seq.generator.get_state())
                 for request in engine.requests.values() for seq in request.seqs}
         return cls(dict(engine.requests), seqs, dict(engine._counters), engine.scheduler.num_preemptions,
-                   engine.generator.get_state())
+                   engine.generator.get_state(), list(engine.scheduler.running))
 
     def undo(self, engine: LLMEngine) -> list[str]:
         """Put every sequence the failed step touched back as it was before it, without KV blocks
         (waiting to be recomputed, as after a preemption), and out of the scheduler's queues.
 
         Returns:
-            The ids of the step's requests, in their order. A prefill step's are the sequences it
-            admitted; a decode step's, every running one; plus any it finished.
+            The ids of the step's requests, in their order: every sequence in the running queue
+            before it (a step may compute any of them), and any it admitted, preempted or finished.
         """
-        admitted = [seq for seq, before in self.seqs.items()
-                    if before.status is SequenceStatus.WAITING and seq.status is not SequenceStatus.WAITING]
-        if admitted:
-            touched = admitted
-        else:
-            touched = [seq for seq, before in self.seqs.items()
-                       if before.status is SequenceStatus.RUNNING or seq.status is not before.status]
+        running = set(self.running)
+        touched = [seq for seq, before in self.seqs.items() if seq in running or seq.status is not before.status]
         scheduler = engine.scheduler
         batch: list[str] = []
         for seq in touched:
@@ -844,7 +871,7 @@ class AsyncLLMEngine:
                 if not self._pending_adds and not self._pending_aborts:
                     await self._wake.wait()
                 continue
-            held = self._start_trial()
+            held_waiting, held_running = self._start_trial()
             snapshot = _StepSnapshot.take(self.engine)
             try:
                 outputs = await asyncio.to_thread(self.engine.step)
@@ -852,7 +879,10 @@ class AsyncLLMEngine:
                 self._after_failed_step(error, snapshot)
                 outputs = []
             finally:
-                self.engine.scheduler.waiting.extend(held)
+                self.engine.scheduler.waiting.extend(held_waiting)
+                self.engine.scheduler.running.extendleft(reversed(held_running))
+            if self._trial is not None and self.engine._counters["num_steps"] == snapshot.counters["num_steps"]:
+                self._trial = None  # nothing could run alone (the held ones fill the pool): no trial then
             for output in outputs:
                 if output.request_id == self._trial:
                     self._trial = None  # it got a token: it was not what failed
@@ -865,10 +895,12 @@ class AsyncLLMEngine:
     # ---------------------------------------------------------------------------------------
     # Fault isolation (given): one request whose step raises fails alone
 
-    def _start_trial(self) -> list[Sequence]:
+    def _start_trial(self) -> tuple[list[Sequence], list[Sequence]]:
         """Put the next suspect (a request of a failed step) back in the queue, *alone* in its
-        prefill step: the other waiting sequences are held aside for that step and returned
-        (the caller puts them back behind it), so that a failure now can only be this request's."""
+        steps until it has its first token (its prompt may take several chunks): the other
+        waiting sequences and the running ones are held aside for those steps and returned (the
+        caller puts the waiting ones back behind it and the running ones before it, with their
+        blocks), so that a failure now can only be this request's."""
         if self._trial is None:
             while self._suspects and self._trial is None:
                 request_id = self._suspects.pop(0)
@@ -877,14 +909,15 @@ class AsyncLLMEngine:
                     self._trial = request_id
                     self.engine.scheduler.waiting.extendleft(reversed(_unfinished(request)))
         if self._trial is None:
-            return []
-        waiting = self.engine.scheduler.waiting
-        if not any(s.request_id == self._trial for s in waiting):
-            return []  # admitted already: its first step is done or running
-        held = [s for s in waiting if s.request_id != self._trial]
-        for seq in held:
-            waiting.remove(seq)
-        return held
+            return [], []
+        scheduler = self.engine.scheduler
+        held_waiting = [s for s in scheduler.waiting if s.request_id != self._trial]
+        held_running = [s for s in scheduler.running if s.request_id != self._trial]
+        for seq in held_waiting:
+            scheduler.waiting.remove(seq)
+        for seq in held_running:
+            scheduler.running.remove(seq)
+        return held_waiting, held_running
 
     def _after_failed_step(self, error: Exception, snapshot: _StepSnapshot) -> None:
         """A step raised. Undo it (every sequence of the step back to where it was, its blocks

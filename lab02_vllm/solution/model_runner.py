@@ -4,16 +4,18 @@ The Llama forward itself is given (RMSNorm, rotary embeddings with the config's 
 query attention, SwiGLU), loaded straight from a Hugging Face folder's safetensors. Your part is
 what makes it *paged*:
 
-- ``prepare_prefill`` / ``prepare_decode`` turn the scheduled sequences into one flat batch of
-  new tokens: their ids, their positions, the cache slot each one's key and value go to, and the
-  block tables and context lengths that attention reads through;
+- ``prepare`` turns the scheduled sequences into one flat batch of new tokens, decode tokens and
+  prefill chunks together (vLLM v1 has no prefill or decode step): their ids, their positions,
+  the cache slot each one's key and value go to, the block tables and context lengths that
+  attention reads through, and the rows whose logits are sampled (each decode's token and the
+  last token of a prompt's final chunk);
 - ``LlamaAttention.forward``'s last lines write the new keys/values into the cache and attend
   through it (task 2's functions).
 
 Task 7 adds ``kv_cache_num_blocks``: how many blocks a KV-cache budget in bytes holds.
 
-Readings: nano-vllm's ``engine/model_runner.py`` and ``models/qwen3.py``; transformers'
-``models/llama/modeling_llama.py``.
+Readings: vLLM v1's ``vllm/v1/worker/gpu_model_runner.py`` (``_prepare_inputs``); nano-vllm's
+``engine/model_runner.py`` and ``models/qwen3.py``; transformers' ``models/llama/modeling_llama.py``.
 """
 
 from __future__ import annotations
@@ -355,84 +357,81 @@ class ModelRunner:
         width = max(len(s.block_table) for s in seqs)
         return self._tensor([s.block_table + [0] * (width - len(s.block_table)) for s in seqs], torch.int32)
 
-    def prepare_prefill(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
-        """The flat batch of a prefill step: every sequence's tokens that are not in the cache yet.
+    def prepare(self, seqs: list[Sequence],
+                num_new_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
+        """One step's flat batch: each sequence's next ``num_new_tokens`` tokens, decodes and prefill
+        chunks alike (vLLM v1's ``_prepare_inputs``).
 
-        Sequence ``s`` feeds ``token_ids[num_computed_tokens:]`` (its cached prefix is skipped) at
-        positions ``num_computed_tokens .. len(s) - 1``; token ``i`` goes to slot
-        ``block_table[i // block_size] * block_size + i % block_size``.
+        Sequence ``s`` with ``c = s.num_computed_tokens`` feeds ``token_ids[c:c + n]`` at positions
+        ``c .. c + n - 1`` (a decode: ``n = 1``, its newest token; a prefill chunk: the next ``n``
+        prompt tokens, after a cached prefix or the chunks before); token ``i`` goes to slot
+        ``block_table[i // block_size] * block_size + i % block_size``; after the step the cache holds
+        its first ``c + n`` tokens (its context length). Only a sequence whose chunk reaches its
+        last token (``c + n == len(s)``) samples: its logits are those of the chunk's last row.
+
+        Args:
+            seqs: the step's sequences, in the scheduler's order.
+            num_new_tokens: how many tokens each computes this step (at least 1).
 
         Returns:
-            ``input_ids`` ``(num_tokens,)``, ``positions`` ``(num_tokens,)`` and the metadata
-            (``is_prefill=True``, ``query_start_loc``, ``context_lens`` = ``len(s)``, ...).
+            ``input_ids`` ``(num_tokens,)``, ``positions`` ``(num_tokens,)``, the metadata
+            (``is_prefill`` when any sequence has more than one new token), and ``logits_indices``:
+            the flat-batch rows of the sampling sequences' last tokens, in the sequences' order.
         """
-        # BEGIN SOLUTION task 3: the flat batch of a prefill step: each sequence's tokens not yet in the cache, their positions and slots, and the metadata (README task 3; the docstring).
-        # HINT task 3 level 2: a sequence's new tokens start at num_computed_tokens (0, or
-        #   after a cached prefix) and end at len(seq); the query length is their count, the context length
-        #   len(seq). query_start_loc has one more entry than sequences, starting at 0. Fill every
-        #   AttentionMetadata field (the list forms too); integer tensors on the runner's device (the given
-        #   _tensor and _block_tables help).
-        # HINT task 3 level 3: for each sequence, for i from num_computed_tokens to len - 1:
-        #   the token id, position i and slot block_table[i // block_size] x block_size + i % block_size; append
-        #   q and len(seq); the running sum of the q's gives query_start_loc; build the metadata with is_prefill
-        #   True.
+        # BEGIN SOLUTION task 3: one flat batch of decode tokens and prefill chunks together: their ids, positions and slots, the metadata attention reads, and the rows that are sampled (README task 3; the docstring).
+        # HINT task 3 level 1: a step no longer is a prefill or a decode: each sequence brings the tokens
+        #   the scheduler gave it, one for a decode, a chunk of its prompt otherwise, and the chunk starts where
+        #   its cache ends (num_computed_tokens). Reading: README task 3, AttentionMetadata's docstring in
+        #   paged_attention.py, docs/02 §4 ('The model runner'), vLLM v1's gpu_model_runner._prepare_inputs and
+        #   nano-vllm's prepare_prefill / prepare_decode. The logits must equal transformers' within 1e-4 for
+        #   any split of a prompt into chunks.
+        # HINT task 3 level 2: a sequence's new tokens are token_ids[c : c + n] with c = num_computed_tokens,
+        #   at positions c .. c + n - 1; its query length is n and its context length c + n (not len(seq): a
+        #   chunk stops before the end). query_start_loc has one more entry than sequences, starting at 0.
+        #   Only a chunk that reaches the sequence's end (c + n == len) gives a token to sample: its row is
+        #   query_start_loc[s + 1] - 1. Fill every AttentionMetadata field (the list forms too); integer
+        #   tensors on the runner's device (the given _tensor and _block_tables help).
+        # HINT task 3 level 3: for each (seq, n): c = num_computed_tokens; extend the ids with token_ids[c:c + n],
+        #   the positions with c .. c + n - 1, the slots with block_table[i // block_size] x block_size +
+        #   i % block_size; append n and c + n; when c + n == len(seq), append the running total + n - 1 to the
+        #   sampled rows; the running sum of the n's gives query_start_loc; is_prefill = any n > 1.
         bs = self.block_size
         input_ids: list[int] = []
         positions: list[int] = []
         slots: list[int] = []
-        query_lens: list[int] = []
         context_lens: list[int] = []
-        for seq in seqs:
-            start, end = seq.num_computed_tokens, len(seq)
+        logits_indices: list[int] = []
+        starts = [0]
+        for seq, n in zip(seqs, num_new_tokens, strict=True):
+            start, end = seq.num_computed_tokens, seq.num_computed_tokens + n
             input_ids.extend(seq.token_ids[start:end])
             positions.extend(range(start, end))
             slots.extend(seq.block_table[i // bs] * bs + i % bs for i in range(start, end))
-            query_lens.append(end - start)
             context_lens.append(end)
-        starts = [0]
-        for q in query_lens:
-            starts.append(starts[-1] + q)
+            starts.append(starts[-1] + n)
+            if end == len(seq):
+                logits_indices.append(starts[-1] - 1)
         meta = AttentionMetadata(
-            is_prefill=True, slot_mapping=self._tensor(slots), block_tables=self._block_tables(seqs),
-            context_lens=self._tensor(context_lens), query_start_loc=self._tensor(starts),
-            max_context_len=max(context_lens), context_lens_list=context_lens, query_lens_list=query_lens)
-        return self._tensor(input_ids), self._tensor(positions), meta
-        # END SOLUTION
-
-    def prepare_decode(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
-        """The flat batch of a decode step: each sequence's newest token, at position ``len(s) - 1``.
-
-        Returns:
-            ``input_ids`` ``(num_seqs,)``, ``positions`` ``(num_seqs,)`` and the metadata
-            (``is_prefill=False``, ``context_lens`` = ``len(s)``, one query per sequence).
-        """
-        # BEGIN SOLUTION task 3: the flat batch of a decode step: each sequence's newest token at its position and slot, and the metadata (README task 3; the docstring).
-        # HINT task 3 level 2: one query per sequence, so query_start_loc is 0, 1, ...,
-        #   num_seqs. The newest token (already appended to the sequence) sits at position len - 1, in the
-        #   block append_slot made room in; its slot follows the same formula as in prefill.
-        bs = self.block_size
-        positions = [len(s) - 1 for s in seqs]
-        slots = [s.block_table[p // bs] * bs + p % bs for s, p in zip(seqs, positions, strict=True)]
-        context_lens = [len(s) for s in seqs]
-        meta = AttentionMetadata(
-            is_prefill=False, slot_mapping=self._tensor(slots), block_tables=self._block_tables(seqs),
-            context_lens=self._tensor(context_lens), query_start_loc=torch.arange(len(seqs) + 1, device=self.device),
-            max_context_len=max(context_lens), context_lens_list=context_lens, query_lens_list=[1] * len(seqs))
-        return self._tensor([s.last_token_id for s in seqs]), self._tensor(positions), meta
+            is_prefill=any(n > 1 for n in num_new_tokens), slot_mapping=self._tensor(slots),
+            block_tables=self._block_tables(seqs), context_lens=self._tensor(context_lens),
+            query_start_loc=self._tensor(starts), max_context_len=max(context_lens),
+            context_lens_list=context_lens, query_lens_list=list(num_new_tokens))
+        return self._tensor(input_ids), self._tensor(positions), meta, self._tensor(logits_indices)
         # END SOLUTION
 
     @torch.inference_mode()
-    def run(self, seqs: list[Sequence], is_prefill: bool) -> torch.Tensor:
-        """One forward step over ``seqs`` (given).
+    def run(self, seqs: list[Sequence], num_new_tokens: list[int]) -> torch.Tensor:
+        """One forward step over ``seqs``, each computing its next ``num_new_tokens`` tokens (given).
 
         Returns:
-            ``(num_seqs, vocab_size)`` float32 logits of each sequence's last token.
+            ``(num_sampled, vocab_size)`` float32 logits, one row per sequence whose chunk reaches
+            its last token (``num_computed_tokens + n == len(seq)``), in the sequences' order; the
+            sequences in the middle of their prompt get none (the lm head runs only where a token
+            is sampled).
         """
-        prepare = self.prepare_prefill if is_prefill else self.prepare_decode
-        input_ids, positions, meta = prepare(seqs)
+        input_ids, positions, meta, logits_indices = self.prepare(seqs, num_new_tokens)
         hidden = self.model(input_ids, positions, self.kv_cache, meta)
-        last = meta.query_start_loc[1:] - 1
-        return self.model.lm_head(hidden[last]).float()
+        return self.model.lm_head(hidden[logits_indices]).float()
 
     @torch.inference_mode()
     def copy_blocks(self, pairs: list[tuple[int, int]]) -> None:

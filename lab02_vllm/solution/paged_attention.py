@@ -35,13 +35,14 @@ class AttentionMetadata:
     The step holds ``num_seqs`` sequences and ``num_tokens`` new tokens, sequence after sequence.
 
     Attributes:
-        is_prefill: True for a prefill step (several new tokens per sequence), False for decode (one).
+        is_prefill: True when some sequence has several new tokens (a prefill chunk), False when
+            every sequence has one (a decode step).
         slot_mapping: ``(num_tokens,)`` int64, the cache slot each new token's key/value goes to.
         block_tables: ``(num_seqs, max_blocks)`` int32/int64 block ids, each row padded with 0.
         context_lens: ``(num_seqs,)`` int, tokens of each sequence in the cache after this step
             (cached prefix + new tokens).
         query_start_loc: ``(num_seqs + 1,)`` int, where each sequence's new tokens start in the
-            flat batch (``[0, q0, q0 + q1, ...]``); for decode, ``arange(num_seqs + 1)``.
+            flat batch (``[0, q0, q0 + q1, ...]``); ``arange(num_seqs + 1)`` when each has one.
         max_context_len: ``max(context_lens)`` as a Python int.
         context_lens_list / query_lens_list: the same as Python lists (no device round trips).
     """
@@ -54,6 +55,21 @@ class AttentionMetadata:
     max_context_len: int
     context_lens_list: list[int]
     query_lens_list: list[int]
+
+    def select(self, seqs: list[int]) -> AttentionMetadata:
+        """The metadata of the sequences at indices ``seqs`` only, as if they were the whole batch
+        (given; ``slot_mapping`` is left empty: the keys and values are already written)."""
+        rows = torch.tensor(seqs, device=self.block_tables.device)
+        query_lens = [self.query_lens_list[s] for s in seqs]
+        context_lens = [self.context_lens_list[s] for s in seqs]
+        starts = [0]
+        for q in query_lens:
+            starts.append(starts[-1] + q)
+        return AttentionMetadata(
+            is_prefill=any(q > 1 for q in query_lens), slot_mapping=self.slot_mapping[:0],
+            block_tables=self.block_tables[rows], context_lens=self.context_lens[rows.to(self.context_lens.device)],
+            query_start_loc=torch.tensor(starts, device=self.query_start_loc.device),
+            max_context_len=max(context_lens), context_lens_list=context_lens, query_lens_list=query_lens)
 
 
 def write_kv_cache(key: torch.Tensor, value: torch.Tensor, k_cache: torch.Tensor,
@@ -196,7 +212,12 @@ def decode_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.
 
 def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                     meta: AttentionMetadata, scale: float) -> torch.Tensor:
-    """Prefill or decode attention, as the step asks (given).
+    """Attention for a step's flat batch, whatever it mixes (given).
+
+    A step may hold decode tokens (one query per sequence) and prefill chunks (several) together.
+    Sequences with one query, a decode or a one-token chunk alike, go through the batched
+    ``decode_attention``; the others through ``prefill_attention``; the rows are put back in
+    the batch's order.
 
     Args:
         query: ``(num_tokens, num_heads, head_dim)``.
@@ -204,6 +225,16 @@ def paged_attention(query: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.T
     Returns:
         ``(num_tokens, num_heads, head_dim)``.
     """
-    if meta.is_prefill:
+    if not meta.is_prefill:
+        return decode_attention(query, k_cache, v_cache, meta, scale)
+    single = [s for s, q in enumerate(meta.query_lens_list) if q == 1]
+    if not single:
         return prefill_attention(query, k_cache, v_cache, meta, scale)
-    return decode_attention(query, k_cache, v_cache, meta, scale)
+    several = [s for s, q in enumerate(meta.query_lens_list) if q != 1]
+    starts = meta.query_start_loc.tolist()
+    single_rows = torch.tensor([starts[s] for s in single], device=query.device)
+    several_rows = torch.tensor([t for s in several for t in range(starts[s], starts[s + 1])], device=query.device)
+    out = torch.empty_like(query)
+    out[single_rows] = decode_attention(query[single_rows], k_cache, v_cache, meta.select(single), scale)
+    out[several_rows] = prefill_attention(query[several_rows], k_cache, v_cache, meta.select(several), scale)
+    return out

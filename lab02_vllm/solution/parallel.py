@@ -475,12 +475,10 @@ class TensorParallelRunner(ModelRunner):
             conn.send(message)
 
     @torch.inference_mode()
-    def run(self, seqs: list[Sequence], is_prefill: bool) -> torch.Tensor:
-        """One step on every rank. Returns rank 0's ``(num_seqs, vocab_size)`` float32 logits,
-        on the engine's device."""
-        prepare = self.prepare_prefill if is_prefill else self.prepare_decode
-        input_ids, positions, meta = prepare(seqs)
-        last = meta.query_start_loc[1:] - 1
+    def run(self, seqs: list[Sequence], num_new_tokens: list[int]) -> torch.Tensor:
+        """One step on every rank. Returns rank 0's ``(num_sampled, vocab_size)`` float32 logits
+        (the rows ``ModelRunner.run`` returns), on the engine's device."""
+        input_ids, positions, meta, last = self.prepare(seqs, num_new_tokens)
         self._send(("run", input_ids, positions, meta, last))
         logits = self._gather(WORKER_STEP_TIMEOUT_S)[0][1]
         return logits.to(self.worker_device)
@@ -534,12 +532,10 @@ def greedy_generate(runner: ModelRunner, prompts: list[list[int]], max_tokens: i
     if next_block > runner.num_kv_blocks:
         raise ValueError(f"greedy_generate needs {next_block} KV blocks, the runner has {runner.num_kv_blocks}")
     outputs: list[list[int]] = [[] for _ in prompts]
-    is_prefill = True
     for _ in range(max_tokens):
-        tokens = runner.run(seqs, is_prefill).argmax(dim=-1).tolist()
+        tokens = runner.run(seqs, [len(s) - s.num_computed_tokens for s in seqs]).argmax(dim=-1).tolist()
         for seq, token, out in zip(seqs, tokens, outputs, strict=True):
             seq.num_computed_tokens = len(seq)
             seq.append_token(token)
             out.append(token)
-        is_prefill = False
     return outputs

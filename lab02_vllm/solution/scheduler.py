@@ -1,24 +1,37 @@
-"""Task 4: the scheduler: continuous (iteration-level) batching with preemption.
+"""Task 4: the scheduler: vLLM v1's token budget, with chunked prefill and preemption.
 
 Static batching runs a batch until its *longest* request is done, while finished rows idle and
 new requests wait. Continuous batching decides again at *every step*: finished sequences leave at
-once and waiting ones join as soon as there is room. Each step is either
+once and waiting ones join as soon as there is room. vLLM v1's scheduler has no prefill or decode
+*phase*: each sequence has ``num_computed_tokens``, the tokens whose keys and values are in the
+cache, and each step hands out at most ``max_num_batched_tokens`` tokens so that the sequences
+catch up with their ``len``:
 
-- a **prefill** step: admit waiting sequences, first come first served, while the step's token
-  budget (``max_num_batched_tokens``), the sequence limit (``max_num_seqs``) and the free KV
-  blocks allow; or, when none can be admitted,
-- a **decode** step: every running sequence gets one more token. When the pool has no block for
-  a sequence's next token, the *newest* running sequence is preempted: its blocks are freed and
-  it goes back to the front of the waiting queue, to be recomputed (prefilled again, prompt and
-  output so far) when there is room. Nothing it generated is lost.
+- first the **running** sequences, oldest first: one token for a decoding one (its newest), the
+  next chunk of the prompt for one that is partly prefilled. When the pool has no block for a
+  sequence's tokens, the *newest* running sequence is preempted: its blocks are freed, its
+  ``num_computed_tokens`` reset, and it goes back to the front of the waiting queue, to be
+  recomputed (prompt and output so far) when there is room; nothing it generated is lost;
+- then, if no one was preempted, the **waiting** sequences, first come first served, each with as
+  many of its tokens as the budget leaves: a long prompt is *chunked* over several steps, and a
+  prefix-cache hit counts as computed. ``long_prefill_token_threshold`` caps one sequence's chunk,
+  so that several prompts can share a step; with ``enable_chunked_prefill=False`` a prompt that
+  does not fit whole waits for a later step.
 
-Readings: the Orca paper (Yu et al., OSDI 2022) on iteration-level scheduling; the vLLM paper,
-section 4.5 (preemption by recomputation or swapping); nano-vllm's ``engine/scheduler.py``.
+    one step, max_num_batched_tokens = 16:   [A][B][C] [D D D D D D] [E E E E E E E]
+                                              decodes   D's last     E's first chunk
+                                              (1 each)  chunk (6)    (7 of its 20)
+
+Readings: vLLM v1's ``vllm/v1/core/sched/scheduler.py`` (``schedule``); the Orca paper (Yu et al.,
+OSDI 2022) on iteration-level scheduling; Sarathi-Serve (Agrawal et al., OSDI 2024) on chunked
+prefill; the vLLM paper, section 4.5 (preemption by recomputation); nano-vllm's
+``engine/scheduler.py``.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 
 from shared.validation import check_at_least
 
@@ -26,25 +39,62 @@ from .block_manager import BlockManager
 from .sequence import Sequence, SequenceStatus
 
 
+@dataclass
+class SchedulerOutput:
+    """What one step computes (vLLM v1's ``SchedulerOutput``, reduced).
+
+    Attributes:
+        seqs: the step's sequences: the running ones scheduled, oldest first, then the ones
+            admitted from the waiting queue, in their order.
+        num_new_tokens: for each of ``seqs``, how many tokens it computes this step, from its
+            ``num_computed_tokens`` on (1 for a decode; a prompt chunk otherwise).
+        new_seqs: the sequences of ``seqs`` admitted at this step (new, or back after a preemption).
+        copies: copy-on-write ``(source, destination)`` block pairs to copy before the step runs.
+        preempted: the sequences preempted while scheduling this step.
+    """
+
+    seqs: list[Sequence] = field(default_factory=list)
+    num_new_tokens: list[int] = field(default_factory=list)
+    new_seqs: list[Sequence] = field(default_factory=list)
+    copies: list[tuple[int, int]] = field(default_factory=list)
+    preempted: list[Sequence] = field(default_factory=list)
+
+    @property
+    def num_batched_tokens(self) -> int:
+        """Tokens the step computes in all."""
+        return sum(self.num_new_tokens)
+
+    def add(self, seq: Sequence, num_new_tokens: int) -> None:
+        self.seqs.append(seq)
+        self.num_new_tokens.append(num_new_tokens)
+
+
 class Scheduler:
-    """Decides which sequences run at each step.
+    """Decides which sequences run at each step, and how many tokens each computes.
 
     Args:
         block_manager: the KV block pool.
         max_num_seqs: the most sequences running at once.
-        max_num_batched_tokens: the most new tokens a prefill step may compute.
+        max_num_batched_tokens: the most tokens one step computes (the token budget).
+        long_prefill_token_threshold: when > 0, the most tokens one sequence computes in a step
+            (vLLM's option of that name; 0: no cap but the budget).
+        enable_chunked_prefill: when False, a waiting sequence is admitted only with all its
+            tokens at once (admission stops at the first that does not fit the budget left).
     """
 
-    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int) -> None:
+    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
+                 long_prefill_token_threshold: int = 0, enable_chunked_prefill: bool = True) -> None:
         check_at_least("max_num_seqs", max_num_seqs, 1)
         check_at_least("max_num_batched_tokens", max_num_batched_tokens, 1)
+        check_at_least("long_prefill_token_threshold", long_prefill_token_threshold, 0)
         self.block_manager = block_manager
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
+        self.long_prefill_token_threshold = long_prefill_token_threshold
+        self.enable_chunked_prefill = enable_chunked_prefill
         self.waiting: deque[Sequence] = deque()
         self.running: deque[Sequence] = deque()  # oldest admitted first
         self.num_preemptions = 0
-        self.copies: list[tuple[int, int]] = []  # copy-on-write pairs for the step just scheduled
 
     def add(self, seq: Sequence) -> None:
         """Queue a new sequence (given)."""
@@ -54,75 +104,105 @@ class Scheduler:
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
 
-    def schedule(self) -> tuple[list[Sequence], bool]:
-        """Pick the sequences of the next step.
+    def _cap(self, num_new_tokens: int, token_budget: int) -> int:
+        """A sequence's tokens this step: ``long_prefill_token_threshold`` (when > 0) and the budget
+        left cap what it still has to compute (given)."""
+        if 0 < self.long_prefill_token_threshold < num_new_tokens:
+            num_new_tokens = self.long_prefill_token_threshold
+        return min(num_new_tokens, token_budget)
 
-        Prefill first: take waiting sequences from the front while ``len(running) <
-        max_num_seqs``, the step's tokens stay within ``max_num_batched_tokens`` and
-        ``block_manager.can_allocate(seq)``; stop at the first that does not fit (first come,
-        first served: no overtaking). A candidate fits the budget when the tokens counted so far
-        plus ``len(seq)`` (an upper bound: it is not yet known how much of it the prefix cache
-        holds) are within it; once allocated, it adds the tokens the step will really compute,
-        ``len(seq) - seq.num_computed_tokens``. Admitted ones become RUNNING and join ``running``.
+    def schedule(self) -> SchedulerOutput:
+        """Hand out the next step's tokens, as vLLM v1's ``Scheduler.schedule``.
 
-        If none was admitted, decode: for each running sequence, oldest first, make room for its
-        next token (``can_append`` / ``append_slot``, collecting copy-on-write pairs in
-        ``self.copies``); while there is no room, preempt the newest running sequence (or this
-        one, when it is the newest).
+        Running sequences first, oldest first, while the budget lasts: each gets ``_cap(len(seq) -
+        num_computed_tokens, budget left)`` tokens; its table grows for them
+        (``block_manager.can_allocate_slots`` / ``allocate_slots``, copy-on-write pairs collected);
+        while it cannot grow, preempt the newest running sequence (``running.pop()``); when that is
+        the sequence itself, stop scheduling running ones.
+
+        Then, only if no one was preempted in this step: waiting sequences from the front, while
+        the budget lasts and ``len(running) < max_num_seqs``. Each first gets its cached prefix
+        (``block_manager.allocate_cached_prefix``, counted as computed), then its ``len(seq) -
+        num_computed_tokens`` tokens, capped by ``long_prefill_token_threshold`` (when > 0); with
+        chunked prefill disabled, a sequence whose tokens exceed the budget left stops admission
+        (its blocks given back); otherwise the budget left caps them. When its table cannot
+        grow for them (``can_allocate_slots(..., new=True)``), give its blocks back
+        (``block_manager.free``) and stop (first come, first served: no overtaking). Admitted ones
+        become RUNNING and join ``running``.
 
         Returns:
-            ``(sequences, is_prefill)``; ``([], False)`` when nothing can run (nothing admitted,
-            nothing running).
+            The step's ``SchedulerOutput``; empty (no ``seqs``) when nothing can run.
         """
-        # BEGIN SOLUTION task 4: the next step's sequences: a prefill of waiting sequences, first come first served within the limits, or else a decode of every running one, preempting the newest when blocks run out (README task 4).
-        # HINT task 4 level 1: continuous batching decides at every step; a step is all-prefill or all-decode.
-        #   Reading: README task 4, the module docstring, docs/02 §2, the Orca paper (iteration-level
-        #   scheduling), the vLLM paper §4.5 (preemption by recomputation). Hypothesis checks that the pool is
-        #   never over-committed, that no request starves and that each gets exactly its tokens across
-        #   preemptions.
-        # HINT task 4 level 2: schedule, prefill: look only at the front of waiting and stop at the first
-        #   sequence that does not fit (no overtaking); three limits: running count < max_num_seqs, the step's
-        #   tokens (len(seq) each) within max_num_batched_tokens inclusive, and can_allocate. Admitted ones are
-        #   allocated, RUNNING, appended to running. Decode: oldest first; while a sequence cannot append,
-        #   preempt the newest running one (which may be itself: then it does not decode this step); collect
-        #   copy-on-write pairs in self.copies (reset each step).
-        # HINT task 4 level 3: prefill loop over waiting[0] while the limits hold: allocate, count its
-        #   tokens, move it to running. If any were admitted, return them and True. Otherwise take running
-        #   sequences from the front one by one: while can_append fails, preempt running's last one (or this
-        #   one, when running is empty, and go on to the next); when it can, append_slot and keep a returned
-        #   pair; put the decoding ones back in running and return them and False.
-        self.copies = []
-        scheduled: list[Sequence] = []
-        num_tokens = 0
-        while self.waiting and len(self.running) < self.max_num_seqs:
+        # BEGIN SOLUTION task 4: the next step's tokens under one budget: every running sequence's next tokens first, preempting the newest when blocks run out, then waiting sequences first come first served, chunked to the budget left (README task 4; vLLM v1's Scheduler.schedule).
+        # HINT task 4 level 1: there are no prefill or decode steps: each sequence catches up from
+        #   num_computed_tokens to len(seq), as many tokens per step as the budget gives it. Reading: README
+        #   task 4, the module docstring and its picture, vLLM v1's vllm/v1/core/sched/scheduler.py (schedule,
+        #   _preempt_request), and the vLLM paper §4.5 (preemption by recomputation). Hypothesis checks that
+        #   the budget is never exceeded, that no waiting sequence joins before every running one is served,
+        #   that nobody overtakes, that the pool is never over-committed and that each request gets exactly its
+        #   tokens across chunks and preemptions.
+        # HINT task 4 level 2: one token_budget for the whole step, decreased by each sequence's tokens.
+        #   Running: walk the running queue by index (preemption pops from its end, so the sequence at the
+        #   index never moves); a sequence that cannot grow preempts running's last one and tries again; if it
+        #   had to preempt itself, scheduling of running ones ends. Waiting: look only at waiting[0]; a
+        #   preempted or new sequence has no blocks, so it gets its cached prefix first; when its chunk does not
+        #   fit the pool, free it (it keeps waiting, at the front) and stop. Keep the copy-on-write pairs.
+        # HINT task 4 level 3: an empty SchedulerOutput; budget = max_num_batched_tokens; i = 0; while i <
+        #   len(running) and budget > 0: seq = running[i]; n = _cap(len - computed, budget); while not
+        #   can_allocate_slots(seq, n): pop running's last, preempt it, record it; when that was seq itself,
+        #   break out of both loops. Otherwise allocate_slots (keep a pair), out.add(seq, n), budget -= n,
+        #   i += 1. If nothing was preempted: while waiting and budget > 0 and len(running) < max_num_seqs:
+        #   seq = waiting[0]; allocate_cached_prefix; left = len - computed; apply the threshold; if chunking is
+        #   off and left > budget: free, break; n = min(left, budget); if not can_allocate_slots(seq, n,
+        #   new=True): free, break; allocate_slots, popleft, RUNNING, append to running, out.add, new_seqs,
+        #   budget -= n.
+        out = SchedulerOutput()
+        bm = self.block_manager
+        token_budget = self.max_num_batched_tokens
+        index = 0
+        while index < len(self.running) and token_budget > 0:
+            seq = self.running[index]
+            num_new = self._cap(len(seq) - seq.num_computed_tokens, token_budget)
+            while not bm.can_allocate_slots(seq, num_new):
+                victim = self.running.pop()  # the newest
+                self.preempt(victim)
+                out.preempted.append(victim)
+                if victim is seq:
+                    break
+            else:
+                copy = bm.allocate_slots(seq, num_new)
+                if copy is not None:
+                    out.copies.append(copy)
+                out.add(seq, num_new)
+                token_budget -= num_new
+                index += 1
+                continue
+            break
+        if out.preempted:
+            return out
+        while self.waiting and token_budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            if (num_tokens + len(seq) > self.max_num_batched_tokens
-                    or not self.block_manager.can_allocate(seq)):
+            computed = bm.allocate_cached_prefix(seq)
+            num_new = len(seq) - computed
+            if 0 < self.long_prefill_token_threshold < num_new:
+                num_new = self.long_prefill_token_threshold
+            if not self.enable_chunked_prefill and num_new > token_budget:
+                bm.free(seq)
                 break
-            self.block_manager.allocate(seq)
-            num_tokens += len(seq) - seq.num_computed_tokens
+            num_new = min(num_new, token_budget)
+            if not bm.can_allocate_slots(seq, num_new, new=True):
+                bm.free(seq)
+                break
+            copy = bm.allocate_slots(seq, num_new)
+            if copy is not None:
+                out.copies.append(copy)
             self.waiting.popleft()
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
-            scheduled.append(seq)
-        if scheduled:
-            return scheduled, True
-        decoding: list[Sequence] = []
-        while self.running:
-            seq = self.running.popleft()
-            while not self.block_manager.can_append(seq):
-                if self.running:
-                    self.preempt(self.running.pop())
-                else:
-                    self.preempt(seq)
-                    break
-            else:
-                copy = self.block_manager.append_slot(seq)
-                if copy is not None:
-                    self.copies.append(copy)
-                decoding.append(seq)
-        self.running.extend(decoding)
-        return decoding, False
+            out.add(seq, num_new)
+            out.new_seqs.append(seq)
+            token_budget -= num_new
+        return out
         # END SOLUTION
 
     def preempt(self, seq: Sequence) -> None:

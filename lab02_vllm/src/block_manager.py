@@ -187,6 +187,64 @@ class BlockManager:
         raise NotImplementedError("lab02 task 1: free is not written yet (see lab02_vllm/README.md, task 1)")
 
     # ---------------------------------------------------------------------------------------
+    # Task 4: growing a table chunk by chunk, as the token-budget scheduler hands out tokens
+
+    def allocate_cached_prefix(self, seq: Sequence) -> int:
+        """Admission's first half (given): put the blocks of ``seq``'s cached prefix in its empty
+        table (task 6's hook; none without prefix caching) and count their tokens as computed,
+        as vLLM's ``get_computed_blocks``. The scheduler then grows the table for the first chunk
+        (``allocate_slots``), or gives the blocks back (``free``) when the chunk does not fit.
+
+        Returns:
+            The tokens found in the cache (``seq.num_computed_tokens``).
+
+        Raises:
+            ValueError: when ``seq`` already has blocks.
+        """
+        if seq.block_table:
+            raise ValueError(f"sequence {seq.seq_id} already has blocks: free it first")
+        cached = self._reuse_cached_prefix(seq) * self.block_size
+        seq.num_computed_tokens = seq.num_cached_tokens = cached
+        return cached
+
+    def _num_blocks_to_grow(self, seq: Sequence, num_new_tokens: int) -> tuple[int, bool]:
+        """Blocks ``seq`` lacks to hold its first ``num_computed_tokens + num_new_tokens`` tokens,
+        and whether its first new token goes into a last block other sequences share (given)."""
+        needed = -(-(seq.num_computed_tokens + num_new_tokens) // self.block_size) - len(seq.block_table)
+        first = seq.num_computed_tokens // self.block_size  # the block the first new token goes to
+        shared = first < len(seq.block_table) and self.blocks[seq.block_table[first]].ref_count > 1
+        return max(needed, 0), shared
+
+    def can_allocate_slots(self, seq: Sequence, num_new_tokens: int, new: bool = False) -> bool:
+        """Whether ``seq``'s table can grow to hold its next ``num_new_tokens`` tokens: the blocks it
+        lacks, plus one for a copy when the first new token goes into a shared last block.
+
+        A running sequence (``new=False``) may take every free block. A sequence being admitted
+        (``new=True``) must leave ``watermark_blocks`` free, so that the running ones can still
+        grow, unless it is the only sequence holding blocks (its own cached prefix at most): a
+        lone sequence is admitted whenever its blocks fit in the pool.
+        """
+        # TODO(lab02 task 4): whether a sequence's table can grow by one step's chunk, a shared last block counting one copy, a new sequence leaving the watermark free unless it is alone (README task 4; vLLM's KVCacheManager.allocate_slots).
+        raise NotImplementedError("lab02 task 4: can_allocate_slots is not written yet (see lab02_vllm/README.md, task 4)")
+
+    def allocate_slots(self, seq: Sequence, num_new_tokens: int) -> tuple[int, int] | None:
+        """Grow ``seq``'s table to hold its first ``num_computed_tokens + num_new_tokens`` tokens,
+        before the step that computes them (vLLM's ``allocate_slots``; the scheduler has checked
+        ``can_allocate_slots``).
+
+        When the first new token goes into a last block other sequences share (after ``fork``),
+        copy-on-write first: take a block, release the shared one, put the new one in its place.
+        Then append new blocks until the table is long enough. Report with
+        ``self._on_block_full(seq, i)`` every block ``i`` that the new tokens fill up (its last
+        slot is among them), so that the prefix cache (task 6) can find it.
+
+        Returns:
+            The ``(source, destination)`` pair to copy when copy-on-write happened, else None.
+        """
+        # TODO(lab02 task 4): grow a sequence's table for one step's chunk: a private copy of a shared block it writes into, new blocks to the end of the chunk, each block the chunk fills reported (README task 4; vLLM's KVCacheManager.allocate_slots).
+        raise NotImplementedError("lab02 task 4: allocate_slots is not written yet (see lab02_vllm/README.md, task 4)")
+
+    # ---------------------------------------------------------------------------------------
     # Task 6: the prefix cache's side of allocation
 
     def _reuse_cached_prefix(self, seq: Sequence) -> int:

@@ -6,16 +6,18 @@ The Llama forward itself is given (RMSNorm, rotary embeddings with the config's 
 query attention, SwiGLU), loaded straight from a Hugging Face folder's safetensors. Your part is
 what makes it *paged*:
 
-- ``prepare_prefill`` / ``prepare_decode`` turn the scheduled sequences into one flat batch of
-  new tokens: their ids, their positions, the cache slot each one's key and value go to, and the
-  block tables and context lengths that attention reads through;
+- ``prepare`` turns the scheduled sequences into one flat batch of new tokens, decode tokens and
+  prefill chunks together (vLLM v1 has no prefill or decode step): their ids, their positions,
+  the cache slot each one's key and value go to, the block tables and context lengths that
+  attention reads through, and the rows whose logits are sampled (each decode's token and the
+  last token of a prompt's final chunk);
 - ``LlamaAttention.forward``'s last lines write the new keys/values into the cache and attend
   through it (task 2's functions).
 
 Task 7 adds ``kv_cache_num_blocks``: how many blocks a KV-cache budget in bytes holds.
 
-Readings: nano-vllm's ``engine/model_runner.py`` and ``models/qwen3.py``; transformers'
-``models/llama/modeling_llama.py``.
+Readings: vLLM v1's ``vllm/v1/worker/gpu_model_runner.py`` (``_prepare_inputs``); nano-vllm's
+``engine/model_runner.py`` and ``models/qwen3.py``; transformers' ``models/llama/modeling_llama.py``.
 """
 
 from __future__ import annotations
@@ -336,42 +338,43 @@ class ModelRunner:
         width = max(len(s.block_table) for s in seqs)
         return self._tensor([s.block_table + [0] * (width - len(s.block_table)) for s in seqs], torch.int32)
 
-    def prepare_prefill(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
-        """The flat batch of a prefill step: every sequence's tokens that are not in the cache yet.
+    def prepare(self, seqs: list[Sequence],
+                num_new_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
+        """One step's flat batch: each sequence's next ``num_new_tokens`` tokens, decodes and prefill
+        chunks alike (vLLM v1's ``_prepare_inputs``).
 
-        Sequence ``s`` feeds ``token_ids[num_computed_tokens:]`` (its cached prefix is skipped) at
-        positions ``num_computed_tokens .. len(s) - 1``; token ``i`` goes to slot
-        ``block_table[i // block_size] * block_size + i % block_size``.
+        Sequence ``s`` with ``c = s.num_computed_tokens`` feeds ``token_ids[c:c + n]`` at positions
+        ``c .. c + n - 1`` (a decode: ``n = 1``, its newest token; a prefill chunk: the next ``n``
+        prompt tokens, after a cached prefix or the chunks before); token ``i`` goes to slot
+        ``block_table[i // block_size] * block_size + i % block_size``; after the step the cache holds
+        its first ``c + n`` tokens (its context length). Only a sequence whose chunk reaches its
+        last token (``c + n == len(s)``) samples: its logits are those of the chunk's last row.
+
+        Args:
+            seqs: the step's sequences, in the scheduler's order.
+            num_new_tokens: how many tokens each computes this step (at least 1).
 
         Returns:
-            ``input_ids`` ``(num_tokens,)``, ``positions`` ``(num_tokens,)`` and the metadata
-            (``is_prefill=True``, ``query_start_loc``, ``context_lens`` = ``len(s)``, ...).
+            ``input_ids`` ``(num_tokens,)``, ``positions`` ``(num_tokens,)``, the metadata
+            (``is_prefill`` when any sequence has more than one new token), and ``logits_indices``:
+            the flat-batch rows of the sampling sequences' last tokens, in the sequences' order.
         """
-        # TODO(lab02 task 3): the flat batch of a prefill step: each sequence's tokens not yet in the cache, their positions and slots, and the metadata (README task 3; the docstring).
-        raise NotImplementedError("lab02 task 3: prepare_prefill is not written yet (see lab02_vllm/README.md, task 3)")
-
-    def prepare_decode(self, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
-        """The flat batch of a decode step: each sequence's newest token, at position ``len(s) - 1``.
-
-        Returns:
-            ``input_ids`` ``(num_seqs,)``, ``positions`` ``(num_seqs,)`` and the metadata
-            (``is_prefill=False``, ``context_lens`` = ``len(s)``, one query per sequence).
-        """
-        # TODO(lab02 task 3): the flat batch of a decode step: each sequence's newest token at its position and slot, and the metadata (README task 3; the docstring).
-        raise NotImplementedError("lab02 task 3: prepare_decode is not written yet (see lab02_vllm/README.md, task 3)")
+        # TODO(lab02 task 3): one flat batch of decode tokens and prefill chunks together: their ids, positions and slots, the metadata attention reads, and the rows that are sampled (README task 3; the docstring).
+        raise NotImplementedError("lab02 task 3: prepare is not written yet (see lab02_vllm/README.md, task 3)")
 
     @torch.inference_mode()
-    def run(self, seqs: list[Sequence], is_prefill: bool) -> torch.Tensor:
-        """One forward step over ``seqs`` (given).
+    def run(self, seqs: list[Sequence], num_new_tokens: list[int]) -> torch.Tensor:
+        """One forward step over ``seqs``, each computing its next ``num_new_tokens`` tokens (given).
 
         Returns:
-            ``(num_seqs, vocab_size)`` float32 logits of each sequence's last token.
+            ``(num_sampled, vocab_size)`` float32 logits, one row per sequence whose chunk reaches
+            its last token (``num_computed_tokens + n == len(seq)``), in the sequences' order; the
+            sequences in the middle of their prompt get none (the lm head runs only where a token
+            is sampled).
         """
-        prepare = self.prepare_prefill if is_prefill else self.prepare_decode
-        input_ids, positions, meta = prepare(seqs)
+        input_ids, positions, meta, logits_indices = self.prepare(seqs, num_new_tokens)
         hidden = self.model(input_ids, positions, self.kv_cache, meta)
-        last = meta.query_start_loc[1:] - 1
-        return self.model.lm_head(hidden[last]).float()
+        return self.model.lm_head(hidden[logits_indices]).float()
 
     @torch.inference_mode()
     def copy_blocks(self, pairs: list[tuple[int, int]]) -> None:

@@ -5,7 +5,8 @@ parts only read and update these fields:
 
 - ``token_ids``: prompt then generated tokens; ``num_prompt_tokens`` says where the prompt ends;
 - ``num_computed_tokens``: how many leading tokens already have their keys and values in the
-  KV cache (0 while waiting; after a prefill, all but the newest sampled token);
+  KV cache (0 while waiting; a prompt's chunks advance it step by step; once a token is sampled,
+  all but that newest token);
 - ``block_table``: the ids of the KV-cache blocks holding this sequence, in order: token ``i``
   lives in block ``block_table[i // block_size]`` at offset ``i % block_size``.
 
@@ -29,7 +30,7 @@ _counter = itertools.count()
 
 class SequenceStatus(enum.Enum):
     WAITING = "waiting"  # queued: no KV blocks (new, or preempted)
-    RUNNING = "running"  # holds KV blocks, decodes one token per step
+    RUNNING = "running"  # holds KV blocks, computes its next chunk or token when scheduled
     FINISHED = "finished"  # done: stopped, hit its length limit, or aborted; blocks freed
 
 
@@ -53,6 +54,7 @@ class Sequence:
     num_prompt_tokens: int = field(init=False)
     num_computed_tokens: int = 0
     num_cached_tokens: int = 0  # of the prompt, found in the prefix cache at the last admission
+    num_prefill_tokens: int = 0  # len(self) at the last admission: the tokens to compute before sampling
     block_table: list[int] = field(default_factory=list)
     status: SequenceStatus = SequenceStatus.WAITING
     finish_reason: str | None = None  # "stop", "length" or "abort" once finished

@@ -119,34 +119,72 @@ def load_hf(folder: Path) -> Any:
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
 
-def drive(sched: Any, outputs: dict[int, int], max_steps: int = 10_000) -> dict[str, Any]:
-    """Run a scheduler to the end without a model, as the engine would: every scheduled sequence
-    gets one more token (token = its position, so a lost or repeated token shows), and finishes
-    once it has ``outputs[seq.seq_id]`` output tokens. Checks the pool is never over-committed.
+# leak-check: allowed, the test's stand-in for the engine
+def compute_step(out: Any, token: Any = None) -> list[Any]:
+    """What the engine does with a ``SchedulerOutput``, without a model: every scheduled sequence
+    computes its tokens (``num_computed_tokens`` advances); one whose tokens are now all computed
+    gets one more token (``token(seq)``, default its position, so a lost or repeated token shows).
 
     Returns:
-        ``{"steps": ..., "preemptions": ..., "max_running": ..., "finished_order": [...]}``.
+        The sequences that got a token, in the step's order.
+    """
+    got_one = []
+    for seq, count in zip(out.seqs, out.num_new_tokens, strict=True):
+        seq.num_computed_tokens = seq.num_computed_tokens + count
+        if len(seq) == seq.num_computed_tokens:
+            seq.append_token(len(seq) if token is None else token(seq))
+            got_one.append(seq)
+    return got_one
+
+
+# leak-check: allowed, the test's stand-in for the engine
+def drive(sched: Any, outputs: dict[int, int], max_steps: int = 10_000) -> dict[str, Any]:
+    """Run a scheduler to the end without a model, as the engine would (``compute_step``); a
+    sequence finishes once it has ``outputs[seq.seq_id]`` output tokens. Checks at every step
+    vLLM v1's rules: the token budget is never exceeded; the pool is never over-committed and
+    every scheduled token has a slot; each sequence computes at least one token and at most what
+    it lacks (and at most ``long_prefill_token_threshold``); waiting sequences join only when
+    every running one was scheduled and no one was preempted, from the front of the queue in its
+    order (no overtaking), at most ``max_num_seqs`` running.
+
+    Returns:
+        ``{"steps", "preemptions", "max_running", "finished_order", "chunked"}`` (``chunked``: how
+        many times a sequence computed only part of what it lacked).
     """
     bm = sched.block_manager
     finished_order = []
-    max_running = 0
+    max_running = chunked = 0
+    threshold = getattr(sched, "long_prefill_token_threshold", 0)
     for step in range(max_steps):
         if not sched.has_unfinished():
             return {"steps": step, "preemptions": sched.num_preemptions, "max_running": max_running,
-                    "finished_order": finished_order}
-        seqs, _ = sched.schedule()
-        held = {b for s in seqs for b in s.block_table}
+                    "finished_order": finished_order, "chunked": chunked}
+        running_before, waiting_before = list(sched.running), list(sched.waiting)
+        out = sched.schedule()
+        assert len(out.seqs) == len(out.num_new_tokens) == len(set(out.seqs)), "one entry per scheduled sequence"
+        assert sum(out.num_new_tokens) <= sched.max_num_batched_tokens, (
+            f"{sum(out.num_new_tokens)} tokens scheduled over a budget of {sched.max_num_batched_tokens}")
         assert bm.num_used_blocks <= bm.num_blocks, (
-            f"the block manager uses more blocks than its pool holds: {bm.num_used_blocks} of {bm.num_blocks}"
-        )
+            f"the block manager uses more blocks than its pool holds: {bm.num_used_blocks} of {bm.num_blocks}")
+        held = {b for s in sched.running for b in s.block_table}
         assert len(held) <= bm.num_blocks, "the sequences hold more blocks than the pool has"
-        for seq in seqs:
-            assert len(seq.block_table) * bm.block_size >= len(seq), "a scheduled sequence has no slot for its token"
+        for seq, num_new in zip(out.seqs, out.num_new_tokens, strict=True):
+            lacking = len(seq) - seq.num_computed_tokens
+            assert 1 <= num_new <= lacking, f"a sequence lacking {lacking} tokens was given {num_new}"
+            assert threshold <= 0 or num_new <= threshold, f"{num_new} tokens over the threshold {threshold}"
+            assert len(seq.block_table) * bm.block_size >= seq.num_computed_tokens + num_new, (
+                "a scheduled token has no slot")
+            assert seq.status.value == "running", "a scheduled sequence must be RUNNING"
+            chunked += num_new < lacking
+        if out.new_seqs:
+            assert not out.preempted, "no sequence may join in a step that preempted one"
+            assert set(running_before) <= set(out.seqs), "waiting sequences join only once every running one is served"
+            assert out.new_seqs == waiting_before[:len(out.new_seqs)], "waiting sequences join from the front, in order"
+            assert out.seqs[len(out.seqs) - len(out.new_seqs):] == out.new_seqs, "running sequences come first"
+        for seq in sched.waiting:
+            assert not seq.block_table, "a waiting sequence holds no blocks"
         max_running = max(max_running, len(sched.running))
-        for seq in seqs:
-            # leak-check: allowed, bookkeeping the test sets up itself, not the engine's step logic
-            seq.num_computed_tokens = len(seq)
-            seq.append_token(len(seq))
+        for seq in compute_step(out):
             if seq.num_output_tokens >= outputs[seq.seq_id]:
                 sched.finish(seq, "length")
                 finished_order.append(seq.seq_id)

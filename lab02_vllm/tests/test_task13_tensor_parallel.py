@@ -145,9 +145,9 @@ def test_two_all_reduces_per_layer_of_hidden_size_per_token(fixture_pair, model_
     seq, ref = make_seq([1, 42, 7, 9, 30]), make_seq([1, 42, 7, 9, 30])
     seq.block_table, ref.block_table = [0], [0]  # the engines are idle: their blocks are free
     fed = 0
-    for step in range(4):
-        logits = runner.run([seq], step == 0)
-        expected = tp1.engine.runner.run([ref], step == 0)
+    for _ in range(4):
+        logits = runner.run([seq], [len(seq) - seq.num_computed_tokens])
+        expected = tp1.engine.runner.run([ref], [len(ref) - ref.num_computed_tokens])
         torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
         fed += len(seq) - seq.num_computed_tokens
         for s in (seq, ref):
@@ -170,7 +170,7 @@ def test_other_shapes_equal_transformers_logits(shape_pair):
     seqs = [make_seq(p) for p in prompts]
     for i, seq in enumerate(seqs):
         seq.block_table = [4 * i + j for j in range(4)]
-    logits = runner.run(seqs, True)
+    logits = runner.run(seqs, [len(s) for s in seqs])
     with torch.no_grad():
         expected = torch.stack([hf(torch.tensor([p])).logits[0, -1] for p in prompts])
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)

@@ -1,80 +1,104 @@
-"""Task 4: the scheduler: continuous batching, token budget, FCFS, preemption by recomputation.
+"""Task 4: the scheduler: vLLM v1's token budget, chunked prefill, FCFS, preemption by recomputation.
 
-These tests drive the scheduler without a model (``helpers.drive``): each scheduled sequence gets
-one token per step, as the engine would give it. They use your block manager (task 1).
+Most tests drive the scheduler without a model (``helpers.compute_step`` / ``helpers.drive``): each
+scheduled sequence computes its tokens and, once it has computed them all, gets one more, as the
+engine would give it. They use your block manager (task 1). The last test runs the fixture model
+through your scheduler with a tiny budget and compares with transformers' greedy generate.
 """
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .helpers import block_manager, drive, make_seq, scheduler, sequence
+from .helpers import (
+    block_manager,
+    compute_step,
+    drive,
+    hf_greedy,
+    make_seq,
+    mixed_prompts,
+    model_runner,
+    scheduler,
+    sequence,
+)
 
 pytestmark = pytest.mark.task(4)
 
 RUNNING, WAITING = "running", "waiting"
 
 
-def new_scheduler(num_blocks=64, block_size=4, max_num_seqs=8, max_num_batched_tokens=64, watermark=0.0):
+def new_scheduler(num_blocks=64, block_size=4, max_num_seqs=8, max_num_batched_tokens=64, watermark=0.0, **options):
     bm = block_manager.BlockManager(num_blocks, block_size, watermark=watermark)
-    return scheduler.Scheduler(bm, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens)
+    return scheduler.Scheduler(bm, max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                               **options)
 
 
-@pytest.mark.points(2)
-def test_prefill_admits_first_come_first_served_within_the_budgets():
-    """Admission stops at the first waiting sequence that does not fit (token budget, sequence
-    limit): a later, smaller one does not overtake it."""
-    sched = new_scheduler(max_num_seqs=3, max_num_batched_tokens=20)
-    seqs = [make_seq(n) for n in (8, 10, 5, 1, 1)]
-    for s in seqs:
-        sched.add(s)
-    batch, is_prefill = sched.schedule()
-    assert is_prefill and batch == seqs[:2], "8 + 10 fit in 20 tokens; 8 + 10 + 5 do not, and 1 must not overtake 5"
-    assert all(s.status.value == RUNNING for s in batch), "admitted sequences must be RUNNING"
-    assert list(sched.waiting) == seqs[2:], "requests that do not fit wait in arrival order"
-    assert all(s.block_table for s in batch), "admitted sequences must have blocks"
-    assert not seqs[2].block_table, "a waiting sequence holds no blocks"
-    for s in batch:  # the engine computes them and samples one token each
-        s.num_computed_tokens = len(s)
-        s.append_token(0)
-    batch, is_prefill = sched.schedule()
-    assert is_prefill and batch == [seqs[2]], "max_num_seqs=3: only one more may join"
-    seqs[2].num_computed_tokens = len(seqs[2])
-    seqs[2].append_token(0)
-    batch, is_prefill = sched.schedule()
-    assert not is_prefill and batch == seqs[:3], "nothing can be admitted: every running sequence decodes"
+def scheduled(out):
+    return list(zip(out.seqs, out.num_new_tokens, strict=True))
 
 
 @pytest.mark.points(1.5)
-def test_new_prefills_join_while_others_decode_and_finished_ones_leave_at_once():
-    """Continuous batching: a request arriving mid-way is prefilled at the next step and then
-    decodes alongside the others; a finished sequence frees its blocks immediately."""
-    sched = new_scheduler()
-    a = make_seq(6)
+def test_running_sequences_first_then_waiting_ones_chunked_to_the_budget_left():
+    """One budget per step: every running sequence's next token first, then waiting prompts first
+    come first served with the tokens left, a long one chunked over several steps (its table grows
+    chunk by chunk, and it gets no token before its last chunk); max_num_seqs bounds the running."""
+    sched = new_scheduler(max_num_seqs=3, max_num_batched_tokens=10)
+    a, b, c, d = make_seq(6), make_seq(3), make_seq(25), make_seq(2)
     sched.add(a)
-    drive_one = lambda seqs: [(setattr(s, "num_computed_tokens", len(s)), s.append_token(0)) for s in seqs]  # noqa: E731
-    drive_one(sched.schedule()[0])
-    drive_one(sched.schedule()[0])  # a decodes
-    b = make_seq(9)
     sched.add(b)
-    batch, is_prefill = sched.schedule()
-    assert is_prefill, "a step with a new request must be a prefill"
-    assert batch == [b], "the prefill batch holds only the new request"
-    drive_one(batch)
-    batch, is_prefill = sched.schedule()
-    assert not is_prefill and batch == [a, b]
-    drive_one(batch)
-    batch, _ = sched.schedule()
-    assert batch == [a, b], "running stays oldest first, step after step (preemption takes the last)"
-    drive_one(batch)
-    used, held = sched.block_manager.num_used_blocks, len(a.block_table)
+    out = sched.schedule()
+    assert scheduled(out) == [(a, 6), (b, 3)] and out.new_seqs == [a, b], "6 + 3 prompt tokens fit a budget of 10"
+    assert all(s.status.value == RUNNING for s in (a, b)) and list(sched.running) == [a, b]
+    assert compute_step(out) == [a, b]
+    sched.add(c)
+    sched.add(d)
+    out = sched.schedule()
+    assert scheduled(out) == [(a, 1), (b, 1), (c, 8)], (
+        "the decodes first (1 token each), then c's first chunk: the 8 tokens the budget leaves; d may "
+        "not join, max_num_seqs=3")
+    assert out.new_seqs == [c] and list(sched.waiting) == [d] and not d.block_table
+    assert len(c.block_table) == 2, "c's table holds its first chunk (8 tokens, 2 blocks), not its whole prompt"
+    assert compute_step(out) == [a, b], "c is in the middle of its prompt: no token for it yet"
+    assert c.num_computed_tokens == 8
+    for chunk in (8, 8):
+        out = sched.schedule()
+        assert scheduled(out) == [(a, 1), (b, 1), (c, chunk)] and out.new_seqs == []
+        compute_step(out)
+    out = sched.schedule()
+    assert scheduled(out) == [(a, 1), (b, 1), (c, 1)], "c's last chunk is the one token it still lacks"
+    assert compute_step(out) == [a, b, c] and len(c) == 26 and len(c.block_table) == 7
     sched.finish(a, "stop")
-    assert a.status.value == "finished" and a.finish_reason == "stop" and a.block_table == []
-    assert sched.block_manager.num_used_blocks == used - held == used - 3, "a's 3 blocks come back at once"
-    batch, _ = sched.schedule()
-    assert batch == [b]
-    assert sched.abort("r") == [b] and not sched.has_unfinished()
-    assert sched.block_manager.num_used_blocks == 0
+    assert a.block_table == [] and a.status.value == "finished"
+    out = sched.schedule()
+    assert scheduled(out) == [(b, 1), (c, 1), (d, 2)], "a left: d joins behind the running ones"
+
+
+@pytest.mark.points(1)
+def test_long_prefill_token_threshold_and_chunked_prefill_off():
+    """long_prefill_token_threshold caps one sequence's tokens in a step (two long prompts share
+    the step, a short one still joins); with chunked prefill off, a prompt that does not fit the
+    budget left waits whole for a later step, and nobody overtakes it."""
+    sched = new_scheduler(max_num_batched_tokens=16, long_prefill_token_threshold=6)
+    p, q, r = make_seq(20), make_seq(20), make_seq(3)
+    for s in (p, q, r):
+        sched.add(s)
+    out = sched.schedule()
+    assert scheduled(out) == [(p, 6), (q, 6), (r, 3)]
+    compute_step(out)
+    out = sched.schedule()
+    assert scheduled(out) == [(p, 6), (q, 6), (r, 1)], "the threshold applies to running chunks too"
+
+    whole = new_scheduler(max_num_batched_tokens=16, enable_chunked_prefill=False)
+    x, y, z = make_seq(10), make_seq(10), make_seq(2)
+    for s in (x, y, z):
+        whole.add(s)
+    out = whole.schedule()
+    assert scheduled(out) == [(x, 10)], "y (10 tokens) does not fit the 6 left and is not chunked; z may not pass it"
+    assert not y.block_table and list(whole.waiting) == [y, z]
+    compute_step(out)
+    out = whole.schedule()
+    assert scheduled(out) == [(x, 1), (y, 10), (z, 2)]
 
 
 @pytest.mark.points(0.5)
@@ -86,85 +110,101 @@ def test_aborting_a_waiting_request_takes_it_out_of_line():
     a, b, c = (sequence.Sequence(name, [1, 2, 3, 4, 5], params) for name in ("a", "b", "c"))
     for s in (a, b, c):
         sched.add(s)
-    batch, _ = sched.schedule()
-    assert batch == [a] and list(sched.waiting) == [b, c]
+    assert sched.schedule().seqs == [a] and list(sched.waiting) == [b, c]
     assert sched.abort("b") == [b] and b.status.value == "finished" and b.finish_reason == "abort"
     assert list(sched.waiting) == [c], "an aborted request must leave the waiting queue"
     sched.finish(a, "stop")
-    batch, _ = sched.schedule()
-    assert batch == [c]
+    assert sched.schedule().seqs == [c]
     sched.finish(c, "length")
     assert not sched.has_unfinished(), "an aborted waiting request must leave the scheduler"
-    assert sched.schedule()[0] == [], "nothing is left to schedule after the abort"
+    assert sched.schedule().seqs == [], "nothing is left to schedule after the abort"
     assert sched.block_manager.num_free_blocks == 4
 
 
 @pytest.mark.points(0.5)
 def test_copy_on_write_pairs_are_those_of_the_step_just_scheduled():
-    """A forked sequence shares its parent's last, partly filled block: the first decode step that
+    """A forked sequence shares its parent's last, partly filled block: the first step that
     writes into it asks for one copy-on-write pair; the next step, which writes into fresh blocks,
-    asks for none (an old pair repeated would copy over KV already written)."""
+    asks for none (an old pair repeated would copy over KV already written). The copy needs a block
+    of its own: with none free, the newest sequence is preempted first."""
     sched = new_scheduler(block_size=4)
     parent = sequence.Sequence("p", [1, 2, 3], make_seq(1).params)
     sched.add(parent)
-    sched.schedule()
-    parent.num_computed_tokens = len(parent)
-    parent.append_token(7)
+    compute_step(sched.schedule(), token=lambda s: 7)
     child = sequence.Sequence("c", list(parent.token_ids), parent.params)
     sched.block_manager.fork(parent, child)
     child.status = parent.status
     sched.running.append(child)
-    batch, is_prefill = sched.schedule()
-    assert not is_prefill and batch == [parent, child]
-    assert len(sched.copies) == 1, f"the shared block is written by both: one copy-on-write pair, got {sched.copies}"
-    for s in batch:
-        s.num_computed_tokens = len(s)
-        s.append_token(8)
-    batch, _ = sched.schedule()
-    assert batch == [parent, child]
-    assert sched.copies == [], f"this step writes into fresh blocks: no copy-on-write pair, got {sched.copies}"
+    out = sched.schedule()
+    assert scheduled(out) == [(parent, 1), (child, 1)]
+    assert len(out.copies) == 1, f"the shared block is written by both: one copy-on-write pair, got {out.copies}"
+    assert parent.block_table != child.block_table
+    compute_step(out, token=lambda s: 8)
+    out = sched.schedule()
+    assert out.seqs == [parent, child]
+    assert out.copies == [], f"this step writes into fresh blocks: no copy-on-write pair, got {out.copies}"
+
+    full = new_scheduler(num_blocks=2, block_size=4)  # the copy needs a block: none is free
+    parent, other = sequence.Sequence("p", [1, 2, 3], parent.params), sequence.Sequence("o", [4, 5], parent.params)
+    full.add(parent)
+    full.add(other)
+    compute_step(full.schedule())
+    child = sequence.Sequence("c", list(parent.token_ids), parent.params)
+    full.block_manager.fork(parent, child)
+    child.status = parent.status
+    full.running.append(child)
+    out = full.schedule()
+    assert out.preempted == [child] and scheduled(out) == [(parent, 1), (other, 1)], (
+        "the copy needs a free block: the newest (the child) is preempted, and the parent's block is its own again")
+    assert out.copies == []
 
 
-@pytest.mark.points(1.5)
+@pytest.mark.points(1)
 def test_preemption_takes_the_newest_and_puts_it_first_in_line():
     """When a running sequence needs a block and none is free, the newest running sequence is
-    preempted: blocks freed, back to the front of the waiting queue, counted."""
+    preempted: blocks freed, num_computed_tokens reset, back to the front of the waiting queue,
+    counted; no one joins in that step; later it is recomputed, all its tokens at once."""
     sched = new_scheduler(num_blocks=6, block_size=4)
     a, b, c = make_seq(8), make_seq(8), make_seq(7)  # 2 + 2 + 2 blocks: the pool is full
     late = make_seq(3)
     for s in (a, b, c):
         sched.add(s)
-    batch, _ = sched.schedule()
-    assert batch == [a, b, c] and sched.block_manager.num_free_blocks == 0
+    out = sched.schedule()
+    assert out.seqs == [a, b, c] and sched.block_manager.num_free_blocks == 0
     sched.add(late)
-    for s in batch:
-        s.num_computed_tokens = len(s)
-        s.append_token(0)  # a and b need a third block (token 9); c's 8th token still fits
-    batch, is_prefill = sched.schedule()
-    assert not is_prefill
+    compute_step(out)  # a and b need a third block (token 9); c's 8th token still fits
+    out = sched.schedule()
     assert c.status.value == WAITING, "a preempted sequence goes back to WAITING"
     assert c.block_table == [], "preemption must free the sequence's blocks"
     assert c.num_computed_tokens == 0, "preemption (recompute) resets num_computed_tokens to 0"
     assert list(sched.waiting) == [c, late], "the preempted one goes before requests that came later"
-    assert batch == [a, b] and sched.num_preemptions == 1
+    assert scheduled(out) == [(a, 1), (b, 1)] and out.preempted == [c] and sched.num_preemptions == 1
     assert [s.num_preemptions for s in (a, b, c)] == [0, 0, 1], "each sequence counts its own preemptions too"
     assert len(c) == 8, "its generated token is kept, to be recomputed"
+    compute_step(out)
+    sched.finish(a, "stop")
+    out = sched.schedule()
+    assert scheduled(out) == [(b, 1), (c, 8), (late, 3)], "c is recomputed, prompt and generated token, first in line"
 
 
 @settings(max_examples=40, deadline=None)
-@given(requests=st.lists(st.tuples(st.integers(1, 30), st.integers(1, 30)), min_size=1, max_size=12),
-       num_blocks=st.integers(15, 40), block_size=st.sampled_from([1, 4, 16]),
-       max_num_seqs=st.integers(1, 8), watermark=st.sampled_from([0.0, 0.05]))
+@given(requests=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 20)), min_size=1, max_size=10),
+       num_blocks=st.integers(12, 40), block_size=st.sampled_from([1, 4, 16]), max_num_seqs=st.integers(1, 8),
+       budget=st.integers(1, 48), threshold=st.sampled_from([0, 0, 5]), watermark=st.sampled_from([0.0, 0.05]),
+       prefix_caching=st.booleans())
 @pytest.mark.points(2)
-def test_every_request_finishes_with_exactly_its_tokens_whatever_the_pool(requests, num_blocks, block_size,
-                                                                         max_num_seqs, watermark):
-    """Hypothesis: random prompts and output lengths, pools from tight to roomy: the pool is never
-    over-committed, every request finishes (none starves), and each gets exactly its tokens, in
-    order, none lost or repeated across preemptions."""
+def test_every_request_finishes_with_exactly_its_tokens_whatever_the_budget_and_pool(
+        requests, num_blocks, block_size, max_num_seqs, budget, threshold, watermark, prefix_caching):
+    """Hypothesis: random prompts and output lengths, budgets from 1 token up, pools from tight to
+    roomy, prefix caching on or off (the prompts share prefixes): at every step the budget is
+    respected, running sequences are served before waiting ones join, nobody overtakes, the pool
+    is never over-committed; every request finishes (none starves) with exactly its tokens, in
+    order, none lost or repeated across chunks and preemptions."""
     max_len = 60
-    if -(-max_len // block_size) > num_blocks:
-        num_blocks = -(-max_len // block_size)  # the engine guarantees one sequence always fits
-    sched = new_scheduler(num_blocks, block_size, max_num_seqs, max_num_batched_tokens=max_len, watermark=watermark)
+    num_blocks = max(num_blocks, -(-max_len // block_size))  # the engine guarantees one sequence always fits
+    bm = block_manager.BlockManager(num_blocks, block_size, watermark=watermark, enable_prefix_caching=prefix_caching)
+    sched = scheduler.Scheduler(bm, max_num_seqs=max_num_seqs, max_num_batched_tokens=budget,
+                                long_prefill_token_threshold=threshold)
     seqs, outputs = [], {}
     for prompt_len, output_len in requests:
         seq = sequence.Sequence("r", list(range(prompt_len)), make_seq(1).params)
@@ -179,3 +219,44 @@ def test_every_request_finishes_with_exactly_its_tokens_whatever_the_pool(reques
         assert seq.num_output_tokens == outputs[seq.seq_id]
     assert sched.block_manager.num_free_blocks == sched.block_manager.num_blocks
     assert result["max_running"] <= max_num_seqs
+    if not prefix_caching and threshold == 0 and max(p for p, _ in requests) > budget:
+        assert result["chunked"] > 0, "a prompt longer than the budget must be chunked"
+
+
+# leak-check: allowed, the test's stand-in for the engine
+def greedy_through_the_scheduler(runner, sched, prompts, max_tokens, eos_ids):
+    """Generate greedily with the real model through ``sched``: logits only where a sequence
+    samples; a sequence stops at an eos token or after ``max_tokens`` outputs."""
+    seqs = [make_seq(p) for p in prompts]
+    for seq in seqs:
+        sched.add(seq)
+    for _ in range(2000):
+        if not sched.has_unfinished():
+            return [s.output_token_ids for s in seqs], sched.num_preemptions
+        out = sched.schedule()
+        assert sum(out.num_new_tokens) <= sched.max_num_batched_tokens
+        if out.copies:
+            runner.copy_blocks(out.copies)
+        logits = runner.run(out.seqs, out.num_new_tokens)
+        tokens = iter(logits.argmax(dim=-1).tolist())
+        for seq in compute_step(out, token=lambda _seq, rows=tokens: next(rows)):
+            if seq.num_output_tokens >= max_tokens or seq.last_token_id in eos_ids:
+                sched.finish(seq, "stop")
+    raise AssertionError("the requests did not finish in 2000 steps")
+
+
+@pytest.mark.points(1.5)
+def test_greedy_with_a_7_token_budget_equals_transformers(model_dir, model, tokenizer):
+    """The fixture model through your scheduler and the model runner with max_num_batched_tokens=7:
+    30-token prompts computed in chunks of at most 7 beside decoding ones, a pool small enough to
+    preempt; every output equals transformers' greedy generate."""
+    runner = model_runner.ModelRunner(model_dir, block_size=4, num_kv_blocks=14, device="cpu", dtype=torch.float32)
+    sched = scheduler.Scheduler(block_manager.BlockManager(14, 4, watermark=0.0), max_num_seqs=4,
+                                max_num_batched_tokens=7)
+    prompts = mixed_prompts(tokenizer, 3, seed=4, low=30, high=30) + mixed_prompts(tokenizer, 2, seed=5, low=3, high=9)
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos) if isinstance(eos, list) else {eos}
+    outputs, preemptions = greedy_through_the_scheduler(runner, sched, prompts, 10, eos_ids)
+    for prompt, output in zip(prompts, outputs, strict=True):
+        assert output == hf_greedy(model, prompt, 10), f"a {len(prompt)}-token prompt"
+    assert preemptions > 0, "the test's pool was meant to be small enough to preempt"

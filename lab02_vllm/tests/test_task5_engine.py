@@ -58,11 +58,12 @@ def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompt
 
 @pytest.mark.points(1.5)
 def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_dir, device, prompts32, hf_outputs):
-    """With a pool holding a fraction of the peak need, sequences are preempted and recomputed,
-    and every output is still transformers' token for token. A request whose ``max_tokens`` runs
-    past ``max_model_len`` stops with "length" when prompt + output reach ``max_model_len``."""
+    """With a pool holding a fraction of the peak need and a 32-token budget (prompts chunked
+    beside the decodes), sequences are preempted and recomputed, and every output is still
+    transformers' token for token. A request whose ``max_tokens`` runs past ``max_model_len``
+    stops with "length" when prompt + output reach ``max_model_len``."""
     small = engine.LLM(model_dir, block_size=4, num_kv_blocks=30, max_model_len=96, max_num_seqs=32,
-                       device=device, dtype="float32")
+                       max_num_batched_tokens=32, device=device, dtype="float32")
     outs = small.generate(prompts32, greedy())
     assert [o.outputs[0].token_ids for o in outs] == hf_outputs
     stats = small.engine.stats
@@ -251,7 +252,9 @@ def test_async_engine_streams_two_requests_at_once(llm, tokenizer):
 @pytest.mark.scaffold
 def test_bad_input_is_refused_before_any_work(model_dir, tmp_path):
     """Given code: a pool too small for one sequence, a prompt as long as max_model_len, an unknown
-    or bad SamplingParams field, a folder that is not a model: ValueError naming the argument."""
+    or bad SamplingParams field, a folder that is not a model, a token budget below max_num_seqs
+    (or, with chunked prefill off, below max_model_len; with it on a longer prompt is chunked):
+    ValueError naming the argument, in vLLM's words."""
     with pytest.raises(ValueError, match="num_kv_blocks"):
         engine.LLM(model_dir, block_size=16, num_kv_blocks=3, max_model_len=128, device="cpu")
     with pytest.raises(ValueError, match="max_tokens"):
@@ -260,6 +263,11 @@ def test_bad_input_is_refused_before_any_work(model_dir, tmp_path):
         sampling_params.SamplingParams(max_token=5)
     with pytest.raises(ValueError, match="model"):
         engine.LLM(tmp_path / "missing", device="cpu")
+    with pytest.raises(ValueError, match=r"max_num_batched_tokens \(8\) must be greater than or equal to max_num_seqs"):
+        engine.LLM(model_dir, max_num_batched_tokens=8, max_num_seqs=16, device="cpu")
+    with pytest.raises(ValueError, match=r"max_num_batched_tokens \(64\) is smaller than max_model_len \(128\)"):
+        engine.LLM(model_dir, max_num_batched_tokens=64, max_num_seqs=4, max_model_len=128,
+                   enable_chunked_prefill=False, device="cpu")
 
 
 @pytest.mark.points(0.5)

@@ -62,13 +62,13 @@ def test_a_request_whose_step_raises_fails_alone(course_server, model, tokenizer
     real_run = runner.run
     calls = {0: 0, 1: 0}
 
-    def run(seqs, is_prefill):  # a step with a poisoned sequence raises on its fail_at-th step
+    def run(seqs, num_new_tokens):  # a step with a poisoned sequence raises on its fail_at-th step
         for i, ids in enumerate(poison_ids):
             if any(seq.prompt_token_ids == ids for seq in seqs):
                 calls[i] += 1
                 if calls[i] >= fail_at:
                     raise RuntimeError(f"injected fault in poisoned request {i}")
-        return real_run(seqs, is_prefill)
+        return real_run(seqs, num_new_tokens)
 
     monkeypatch.setattr(runner, "run", run)
     name, url = model_name(course_server), course_server.base_url + "/completions"

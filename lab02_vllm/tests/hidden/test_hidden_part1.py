@@ -8,6 +8,7 @@ from shared.impl import import_lab_module
 
 from ..helpers import (
     block_manager,
+    compute_step,
     drive,
     engine,
     hf_greedy,
@@ -119,11 +120,10 @@ def test_token_budget_is_inclusive_and_one_sequence_at_a_time_still_finishes():
     seqs = [sequence.Sequence("r", list(range(n)), sampling_params.SamplingParams()) for n in (12, 3, 7)]
     for s in seqs:
         sched.add(s)
-    batch, is_prefill = sched.schedule()
-    assert is_prefill, "a new request must be scheduled as a prefill"
-    assert batch == [seqs[0]], "the token budget is inclusive: the first request alone fits"
-    batch[0].num_computed_tokens = 12
-    batch[0].append_token(12)
+    out = sched.schedule()
+    assert out.seqs == [seqs[0]] and out.num_new_tokens == [12], (
+        "the token budget is inclusive: the first request fits whole")
+    compute_step(out)
     result = drive(sched, {seqs[0].seq_id: 4, seqs[1].seq_id: 3, seqs[2].seq_id: 5})
     assert result["finished_order"] == [s.seq_id for s in seqs] and result["max_running"] == 1
 
