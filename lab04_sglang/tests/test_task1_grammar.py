@@ -88,7 +88,9 @@ def test_repeats_agree_with_re_on_every_short_string(pattern):
     # Python 3.11 reads 'a*+' as possessive (re.fullmatch("a*+a", "aa") is None): refused, not read as (a*)+
     ("a*+a", "possessive|repeat"),
     ("a^b", r"anchor|\^"), ("(?!a)b", "lookahead"), ("(?<=a)b", "lookbehind"), ("(?P<x>a)(?P=x)", "backreference"),
-    ("(?P<x", "name"), ("a{1001}", "1000"), ("b{2,1001}", "1000")])
+    ("(?P<x", "name"), ("a{1001}", "1000"), ("b{2,1001}", "1000"),
+    # re compiles it (no limit of 1000): an open bound whose minimum alone is over MAX_REPEAT
+    ("a{1001,}", "1000")])
 def test_regex_errors_name_the_construct(pattern, named):
     """Unsupported or impossible regexes fail with a GrammarError (a ValueError) naming what is wrong: what a
     finite automaton cannot do (lookarounds, backreferences, anchors inside), what Python refuses or reads
@@ -146,11 +148,12 @@ def test_pydantic_model_with_refs_and_optional():
     assert cities.matches('"café"'), "enum strings are written as canonical JSON, raw UTF-8 (not \\u00e9)"
     assert not cities.matches('"caf\\u00e9"'), "canonical JSON writes 'é' itself, never an escape"
     assert cities.matches("3")
-    # a list of types is any one of them; null is a value of const / enum, not 'no const'; maxItems 0 is only []
+    # a list of types is any one of them; null is a value of const / enum, not 'no const'; maxItems 0 is only [];
+    # a const string is written as canonical JSON too (raw UTF-8, as enum)
     for schema in ({"type": ["integer", "null"]}, {"const": None}, {"enum": [None]},
-                   {"type": "array", "items": {"type": "integer"}, "maxItems": 0}):
+                   {"type": "array", "items": {"type": "integer"}, "maxItems": 0}, {"const": "café"}):
         automaton = grammar.compile_json_schema(schema)
-        for text in ["3", "-40", "null", "true", '"3"', "3.5", "[]", "[1]", "[null]"]:
+        for text in ["3", "-40", "null", "true", '"3"', "3.5", "[]", "[1]", "[null]", '"café"', '"cafe"']:
             valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
             assert automaton.matches(text) == valid, (schema, text)
 
@@ -208,7 +211,9 @@ def _instances(schema):
     ({"$defs": {}, "$ref": "#/$defs/Missing"}, "Missing"),
     ({"type": "array", "items": {"type": "null"}, "minItems": 3, "maxItems": 1}, "minItems"),
     ({"type": "array", "items": {"type": "null"}, "maxItems": 1001}, "maxItems"),
-    ({"type": "string", "maxLength": 1001}, "maxLength")])
+    ({"type": "string", "maxLength": 1001}, "maxLength"),
+    # maxLength 0 is a bound like any other (a falsy one): below minLength 1 nothing can match
+    ({"type": "string", "minLength": 1, "maxLength": 0}, "minLength")])
 def test_schema_errors_name_the_keyword(schema, named):
     """Unsupported keywords, invalid schemas and impossible bounds fail with a ValueError naming them (an
     unsupported keyword with its JSON pointer, into anyOf's options too): `true` (any value) as a subschema, a
