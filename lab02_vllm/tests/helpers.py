@@ -143,7 +143,8 @@ def drive(sched: Any, outputs: dict[int, int], max_steps: int = 10_000) -> dict[
     sequence finishes once it has ``outputs[seq.seq_id]`` output tokens. Checks at every step
     vLLM v1's rules: the token budget is never exceeded; the pool is never over-committed and
     every scheduled token has a slot; each sequence computes at least one token and at most what
-    it lacks (and at most ``long_prefill_token_threshold``); waiting sequences join only when
+    it lacks (and at most ``long_prefill_token_threshold``), a running one exactly that capped by the
+    budget left (a recomputed one past its prompt too); waiting sequences join only when
     every running one was scheduled and no one was preempted, from the front of the queue in its
     order (no overtaking), at most ``max_num_seqs`` running.
 
@@ -168,8 +169,13 @@ def drive(sched: Any, outputs: dict[int, int], max_steps: int = 10_000) -> dict[
             f"the block manager uses more blocks than its pool holds: {bm.num_used_blocks} of {bm.num_blocks}")
         held = {b for s in sched.running for b in s.block_table}
         assert len(held) <= bm.num_blocks, "the sequences hold more blocks than the pool has"
+        budget_left = sched.max_num_batched_tokens
         for seq, num_new in zip(out.seqs, out.num_new_tokens, strict=True):
             lacking = len(seq) - seq.num_computed_tokens
+            if seq in running_before:  # vLLM v1: a running sequence gets all it lacks, capped only
+                want = min(lacking, threshold if threshold > 0 else lacking, budget_left)
+                assert num_new == want, f"a running sequence lacking {lacking} tokens was given {num_new}, not {want}"
+            budget_left -= num_new
             assert 1 <= num_new <= lacking, f"a sequence lacking {lacking} tokens was given {num_new}"
             assert threshold <= 0 or num_new <= threshold, f"{num_new} tokens over the threshold {threshold}"
             assert len(seq.block_table) * bm.block_size >= seq.num_computed_tokens + num_new, (

@@ -100,6 +100,28 @@ def test_long_prefill_token_threshold_and_chunked_prefill_off():
     out = whole.schedule()
     assert scheduled(out) == [(x, 1), (y, 10), (z, 2)]
 
+    capped = new_scheduler(max_num_batched_tokens=16, long_prefill_token_threshold=6, enable_chunked_prefill=False)
+    u, v = make_seq(20), make_seq(3)
+    capped.add(u)
+    capped.add(v)
+    assert scheduled(capped.schedule()) == [(u, 6), (v, 3)], (
+        "the threshold caps u's 20 tokens to 6 first, as in vLLM v1; only then is the budget compared")
+
+    bm = block_manager.BlockManager(16, 4, watermark=0.0, enable_prefix_caching=True)
+    cached = scheduler.Scheduler(bm, max_num_seqs=8, max_num_batched_tokens=16, enable_chunked_prefill=False)
+    x = make_seq(list(range(1, 13)))
+    cached.add(x)
+    compute_step(cached.schedule())  # x's 12 tokens fill blocks 0-2, the last one by the step's last token
+    y = make_seq(list(range(1, 13)) + [50] * 16)  # x's 3 blocks cached, 16 tokens to compute
+    cached.add(y)
+    out = cached.schedule()
+    assert scheduled(out) == [(x, 1)], "y's 16 uncached tokens do not fit the 15 left"
+    assert not y.block_table and bm.num_free_blocks == 12, "the refused y must give its cached prefix back"
+    compute_step(out)
+    cached.finish(x, "stop")
+    assert scheduled(cached.schedule()) == [(y, 16)] and y.num_cached_tokens == 12, (
+        "y finds x's 3 full blocks in the prefix cache (12 tokens): the 16 others fit the budget")
+
 
 @pytest.mark.points(0.5)
 def test_aborting_a_waiting_request_takes_it_out_of_line():
@@ -186,13 +208,61 @@ def test_preemption_takes_the_newest_and_puts_it_first_in_line():
     out = sched.schedule()
     assert scheduled(out) == [(b, 1), (c, 8), (late, 3)], "c is recomputed, prompt and generated token, first in line"
 
+    capped = new_scheduler(num_blocks=3, block_size=4, long_prefill_token_threshold=3)
+    a, c = make_seq(3), make_seq(1)
+    capped.add(a)
+    capped.add(c)
+    for _ in range(4):  # a's prompt, then both decode until the 3 blocks are full
+        compute_step(capped.schedule())
+    out = capped.schedule()
+    assert out.preempted == [c] and scheduled(out) == [(a, 1)] and len(c) == 5, "a's growth preempts c"
+    compute_step(out)
+    capped.finish(a, "stop")
+    out = capped.schedule()
+    assert scheduled(out) == [(c, 3)], "c is readmitted with the 3 tokens the threshold allows"
+    compute_step(out)
+    assert scheduled(capped.schedule()) == [(c, 2)], (
+        "c still lacks 2 of its 5 tokens (its generated ones included): a running sequence past its prompt "
+        "gets all it lacks, not one token as if it decoded")
+
+
+@pytest.mark.points(0.5)
+def test_the_watermark_is_kept_for_running_sequences_and_waived_for_a_lone_one():
+    """A sequence being admitted leaves the watermark's blocks free for the running ones to grow,
+    unless it would be the only sequence holding blocks (its own cached prefix at most), as vLLM
+    v1 applies its watermark only when another request is scheduled: a prompt that needs the whole
+    pool is then still admitted."""
+    sched = scheduler.Scheduler(block_manager.BlockManager(10, 4, watermark=0.2), max_num_seqs=8,
+                                max_num_batched_tokens=64)
+    a, b = make_seq(8), make_seq(24)
+    sched.add(a)
+    compute_step(sched.schedule())
+    sched.add(b)
+    out = sched.schedule()
+    assert scheduled(out) == [(a, 1)] and list(sched.waiting) == [b] and not b.block_table, (
+        "b's 6 blocks of the 7 free would leave 1, under the watermark of 2 kept for a's growth")
+
+    bm = block_manager.BlockManager(4, 4, watermark=0.5, enable_prefix_caching=True)
+    lone = scheduler.Scheduler(bm, max_num_seqs=8, max_num_batched_tokens=64)
+    c = make_seq(list(range(1, 17)))
+    lone.add(c)
+    out = lone.schedule()
+    assert scheduled(out) == [(c, 16)], "alone, c may take the whole pool, the watermark's blocks included"
+    compute_step(out)
+    lone.finish(c, "stop")
+    d = make_seq(list(range(1, 14)))
+    lone.add(d)
+    assert scheduled(lone.schedule()) == [(d, 1)], (
+        "d holds its cached prefix (3 of c's blocks) and needs 1 block more: it holds every used block, "
+        "so it is alone and the watermark is waived")
+
 
 @settings(max_examples=40, deadline=None)
 @given(requests=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 20)), min_size=1, max_size=10),
        num_blocks=st.integers(12, 40), block_size=st.sampled_from([1, 4, 16]), max_num_seqs=st.integers(1, 8),
        budget=st.integers(1, 48), threshold=st.sampled_from([0, 0, 5]), watermark=st.sampled_from([0.0, 0.05]),
        prefix_caching=st.booleans())
-@pytest.mark.points(2)
+@pytest.mark.points(1.5)
 def test_every_request_finishes_with_exactly_its_tokens_whatever_the_budget_and_pool(
         requests, num_blocks, block_size, max_num_seqs, budget, threshold, watermark, prefix_caching):
     """Hypothesis: random prompts and output lengths, budgets from 1 token up, pools from tight to
