@@ -49,6 +49,12 @@ def split_server(model_dir):
     aengine = server_module.load_engine(str(model_dir), max_model_len=MAX_MODEL_LEN, device="cpu")
     core = psutil.Process(aengine.core.core_pid)
     running = start_in_thread(server_module.build_app(aengine), aengine)
+    probe = httpx.post(running.base_url + "/completions", timeout=60,
+                       json={"model": running.app.state.course.model_name, "prompt": "Hi", "max_tokens": 2})
+    if probe.status_code == 500 and "NotImplementedError" in probe.text:  # an unwritten task, named at once
+        running.stop()
+        asyncio.run(aengine.shutdown())
+        raise NotImplementedError(probe.json()["error"]["message"])
     yield running
     running.stop()  # the app's shutdown stops the core (if it is still alive)
     asyncio.run(aengine.shutdown())
