@@ -118,6 +118,10 @@ def _parent_alive(parent_pid: int) -> bool:
     return True
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)  # unwinds through run_engine_core's ``finally``: the engine's workers stop too
+
+
 def run_engine_core(model: str, engine_args: dict[str, Any], edition: str, input_address: str,
                     output_address: str, parent_pid: int) -> None:
     """The core process' body: load the engine, say ready, then serve until told to stop.
@@ -135,7 +139,7 @@ def run_engine_core(model: str, engine_args: dict[str, Any], edition: str, input
 
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the API server handles it
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # terminate(): still stop tensor-parallel workers
     context = zmq.Context()
     inbox = context.socket(zmq.PULL)
     inbox.connect(input_address)
@@ -235,8 +239,12 @@ class EngineCore(AsyncLLMEngine):
 
         def receive() -> None:  # vLLM's input thread: the socket is read while the model runs
             while not stopped.is_set():
-                if inbox.poll(int(POLL_S * 1000)):
-                    loop.call_soon_threadsafe(self.on_message, inbox.recv_pyobj())
+                try:
+                    message = inbox.recv_pyobj() if inbox.poll(int(POLL_S * 1000)) else None
+                except Exception:  # the socket closed under us (SIGTERM): the process is ending
+                    return
+                if message is not None:
+                    loop.call_soon_threadsafe(self.on_message, message)
                 elif not _parent_alive(parent_pid):
                     os._exit(0)  # the API server is gone: nobody to serve
 
