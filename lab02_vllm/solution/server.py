@@ -1,7 +1,8 @@
 """Tasks 8 and 9: an OpenAI-compatible HTTP server on the engine, the way vLLM serves.
 
-``course serve`` runs this file. One :class:`AsyncLLMEngine` steps the engine in a background
-task; every HTTP request becomes one engine request whose outputs stream back as they are made.
+``course serve`` runs this file. One :class:`AsyncLLMEngine` steps the engine, by default in an
+engine core process of its own (``core.py``, as vLLM v1 serves); every HTTP request becomes one
+engine request whose outputs stream back as they are made.
 The routes:
 
 - ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions`` (task 8): OpenAI's
@@ -39,6 +40,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .core import EngineDeadError
 from .dialects import (
     APIError,
     ChatCompletionRequest,
@@ -219,8 +221,8 @@ class ServerState:
         self.tokenizer = engine.tokenizer
         self.model_name = model_name
         self.max_model_len = max_model_len
-        self.vocab_size = engine.engine.config.vocab_size
-        self.defaults = generation_defaults(Path(engine.engine.model_dir))
+        self.vocab_size = engine.vocab_size
+        self.defaults = generation_defaults(Path(engine.model_dir))
         self.ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token in seconds.", TTFT_BUCKETS)
         self.tpot = Histogram("vllm:request_time_per_output_token_seconds",
                               "Histogram of time_per_output_token_seconds per request.", TPOT_BUCKETS)
@@ -239,6 +241,11 @@ class ServerState:
         for completion in output.outputs:
             reason = completion.finish_reason or "abort"
             self.finished[reason] = self.finished.get(reason, 0) + 1
+
+    def check_engine(self) -> None:
+        """A server whose engine core process is gone answers 503 saying so (as vLLM does)."""
+        if self.engine.dead_error is not None:
+            raise APIError(503, f"{type(self.engine.dead_error).__name__}: {self.engine.dead_error}")
 
     def check_model(self, model: str | None) -> None:
         """An unknown model is a 404, as in vLLM (None means the served one)."""
@@ -529,6 +536,7 @@ async def stream_events(state: ServerState, prompt_ids: list[int], params: Sampl
 async def openai_route(state: ServerState, raw: Request, request: CompletionRequest | ChatCompletionRequest,
                        chat: bool) -> Response:
     """Given: check the model and the request, build the prompt and the params, then answer or stream."""
+    state.check_engine()
     state.check_model(request.model)
     check_openai_request(request, vocab_size=state.vocab_size, max_model_len=state.max_model_len,
                          structured_output=getattr(raw.app.state, "sglang", None) is not None)
@@ -726,6 +734,7 @@ async def tgi_stream(state: ServerState, prompt_ids: list[int], params: Sampling
 
 async def generate_route(state: ServerState, raw: Request, body: Any, force_stream: bool | None) -> Response:
     """Given: ``POST /generate`` (both dialects), ``/generate_stream`` and ``POST /`` (TGI)."""
+    state.check_engine()
     dialect = detect_dialect(body)
     request_id = random_id("generate")
     if dialect == "tgi":
@@ -796,17 +805,20 @@ def parse(model: type[Any], body: Any) -> Any:
         raise APIError(400, f"{param}: {first['msg']}", param) from error
 
 
-def load_engine(model: str, max_model_len: int | None = None, **engine_args: Any) -> AsyncLLMEngine:
-    """The engine behind the server (float32 on a CPU, the model's context unless capped)."""
-    return AsyncLLMEngine(model, max_model_len=max_model_len, **engine_args)
+def load_engine(model: str, max_model_len: int | None = None, engine_core_process: bool = True,
+                **engine_args: Any) -> AsyncLLMEngine:
+    """The engine behind the server (float32 on a CPU, the model's context unless capped): by
+    default in an engine core process of its own (``core.py``), as vLLM serves; in this process
+    with ``engine_core_process=False`` (tests that reach into the engine use that)."""
+    return AsyncLLMEngine(model, max_model_len=max_model_len, engine_core_process=engine_core_process,
+                          **engine_args)
 
 
 def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key: str | None = None) -> FastAPI:
     """The FastAPI app serving ``engine``. ``model_name`` defaults to the model folder's path,
     as vLLM names a model by its ``--model`` argument. With ``api_key``, every route but
     ``/health``, ``/metrics`` and the chat page needs ``Authorization: Bearer <api_key>``."""
-    inner = engine.engine
-    state = ServerState(engine, model_name or str(inner.model_dir), inner.max_model_len)
+    state = ServerState(engine, model_name or str(engine.model_dir), engine.max_model_len)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -832,6 +844,10 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(APIError(error.status_code, str(error.detail)).body(), status_code=error.status_code)
 
+    @app.exception_handler(EngineDeadError)
+    async def engine_dead(request: Request, error: EngineDeadError) -> JSONResponse:
+        return JSONResponse(APIError(503, f"EngineDeadError: {error}").body(), status_code=503)
+
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse(APIError(500, f"{type(error).__name__}: {error}").body(), status_code=500)
@@ -840,13 +856,15 @@ def build_app(engine: AsyncLLMEngine, *, model_name: str | None = None, api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
 
     @app.get("/health")
-    async def health() -> Response:
+    async def health() -> Response:  # vLLM's /health is a 503 once its engine core is dead
+        if engine.dead_error is not None:
+            return JSONResponse(APIError(503, f"EngineDeadError: {engine.dead_error}").body(), status_code=503)
         return Response(status_code=200)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         card = {"id": state.model_name, "object": "model", "created": int(time.time()), "owned_by": "course",
-                "root": str(inner.model_dir), "max_model_len": state.max_model_len}
+                "root": str(engine.model_dir), "max_model_len": state.max_model_len}
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/completions", dependencies=[Depends(require_json)])
@@ -958,6 +976,7 @@ def main(argv: list[str] | None = None) -> int:
         edition = "solution" if Path(__file__).parent.name == "solution" else "student"
         sglang_server = import_lab_module("lab04_sglang", "sglang_server", edition)
         sglang_server.add_sglang_routes(app, model_dir=Path(model), model_path=str(model), generate=False, chat=False)
-    print(f"course serve: {model} on http://{args.host}:{args.port} (chat page at /, API at /v1)", flush=True)
+    core = f", engine core in process {engine.core.core_pid}" if engine.core is not None else ""
+    print(f"course serve: {model} on http://{args.host}:{args.port} (chat page at /, API at /v1{core})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

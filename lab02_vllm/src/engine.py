@@ -303,6 +303,7 @@ class LLMEngine:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.requests: dict[str, _Request] = {}
         self.incremental_text = True  # detokenize every step (streaming); LLM.generate turns it off
+        self.detokenize_outputs = True  # False in an engine core process: its client makes the text
         self._counters = dict.fromkeys(
             ("prompt_tokens", "prefill_tokens_computed", "prefill_tokens_saved", "prefix_cache_queries",
              "prefix_cache_hits", "generation_tokens", "num_steps", "num_requests_finished"), 0)
@@ -444,7 +445,7 @@ class LLMEngine:
     def _output(self, request: _Request) -> RequestOutput:
         completions = []
         for seq in request.seqs:
-            if seq.is_finished and not isinstance(seq.stop_reason, str):  # a stop string already cut it
+            if self.detokenize_outputs and seq.is_finished and not isinstance(seq.stop_reason, str):
                 self._detokenize(seq)
             completions.append(CompletionOutput(
                 index=seq.index, text=seq.text, token_ids=seq.output_token_ids,
@@ -616,16 +617,36 @@ class AsyncLLMEngine:
     Use ``AsyncLLMEngine(model, **engine_args)`` or ``AsyncLLMEngine.from_engine(engine)``; then
     ``async for out in engine.generate(prompt, params, request_id): ...``. The engine itself is
     only touched between steps, by the background task.
+
+    With ``engine_core_process=True`` (what ``course serve`` runs) the engine and this loop run in
+    an engine core process of their own (``core.py``, as vLLM v1 runs them); this object is then
+    its client: ``self.engine`` is None, ``self.core`` the client, and the text is made here.
+    ``shutdown()`` (or the server's exit) stops the process.
     """
 
     def __init__(self, model: str | Path | None = None, *, engine: LLMEngine | None = None,
-                 **engine_args: Any) -> None:
+                 engine_core_process: bool = False, **engine_args: Any) -> None:
+        self.core: Any = None
+        if engine_core_process:
+            if engine is not None or model is None:
+                raise ValueError("engine_core_process=True needs a model folder (argument model), not an engine")
+            from .core import EngineCoreClient
+
+            # The engine's own checks (arguments, the folder) run first, in the core, as in-process.
+            self.core = EngineCoreClient(model, engine_args, __package__ or "lab02_vllm.solution")
+            self.tokenizer = self.core.tokenizer = load_tokenizer(Path(model))
+            self.engine: LLMEngine = None  # type: ignore[assignment]  # it lives in the core process
+            self.model_dir = Path(model)
+            self.max_model_len, self.vocab_size = self.core.max_model_len, self.core.vocab_size
+            return
         if engine is None:
             if model is None:
                 raise ValueError("AsyncLLMEngine needs a model folder (argument model) or an engine")
             engine = LLMEngine(model, **engine_args)
         self.engine = engine
         self.tokenizer = engine.tokenizer
+        self.model_dir, self.max_model_len = engine.model_dir, engine.max_model_len
+        self.vocab_size = engine.config.vocab_size
         self._queues: dict[str, asyncio.Queue[RequestOutput | BaseException]] = {}
         self._pending_adds: list[tuple[str, str | list[int], SamplingParams]] = []
         self._pending_aborts: list[str] = []
@@ -652,6 +673,10 @@ class AsyncLLMEngine:
         Leaving the loop early (a client that disconnects) aborts the request.
         """
         params = params or SamplingParams()
+        if self.core is not None:  # the engine core process does the work
+            async for output in self.core.generate(prompt, params, request_id):
+                yield output
+            return
         if request_id in self._queues:
             raise ValueError(f"request_id {request_id!r} is already running")
         queue: asyncio.Queue[RequestOutput | BaseException] = asyncio.Queue()
@@ -675,13 +700,25 @@ class AsyncLLMEngine:
 
     def abort(self, request_id: str) -> None:
         """Abort a request at the next step boundary (its stream ends with finish reason "abort")."""
+        if self.core is not None:
+            self.core.abort(request_id)
+            return
         self._pending_aborts.append(request_id)
         if self._wake is not None:
             self._wake.set()
 
     @property
     def stats(self) -> EngineStats:
-        return self.engine.stats
+        return self.core.stats if self.core is not None else self.engine.stats
+
+    @property
+    def dead_error(self) -> Exception | None:
+        """Why this engine cannot serve any more (its core process died), or None."""
+        return self.core.dead_error if self.core is not None else None
+
+    def _publish(self) -> None:
+        """Called between steps, where the engine is consistent: the engine core process sends
+        its outputs and counters here (``core.EngineCore``); nothing to do in-process."""
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -702,10 +739,12 @@ class AsyncLLMEngine:
                 self._suspects, self._trial = [], None
                 self._wake.clear()
                 if not self._pending_adds and not self._pending_aborts:
+                    self._publish()
                     await self._wake.wait()
                 continue
             held_waiting, held_running = self._start_trial()
             snapshot = _StepSnapshot.take(self.engine)
+            self._publish()
             try:
                 outputs = await asyncio.to_thread(self.engine.step)
             except Exception as error:
@@ -790,11 +829,14 @@ class AsyncLLMEngine:
                 self.engine.abort(request_id)
             self._fail(request_id, error)
         self._suspects, self._trial = [], None
-        for queue in self._queues.values():
+        for queue in list(self._queues.values()):
             queue.put_nowait(error)
 
     async def shutdown(self) -> None:
-        """Stop the background task (pending streams are aborted)."""
+        """Stop the background task (pending streams are aborted), or the engine core process."""
+        if self.core is not None:
+            await asyncio.to_thread(self.core.close)
+            return
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

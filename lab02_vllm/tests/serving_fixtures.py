@@ -119,7 +119,11 @@ def get_course_server(api_key: str | None = None) -> RunningServer:
 
         model_dir = resolve_model(None, "main")
         try:
-            llm = server_module.load_engine(str(model_dir), max_model_len=MAX_MODEL_LEN)
+            # In this process (the tests read its block pool and inject faults into its runner);
+            # test_task8_engine_core.py serves through the engine core process, `course serve`'s default.
+            # COURSE_TEST_ENGINE_CORE=1 runs every serving test through the core process instead.
+            llm = server_module.load_engine(str(model_dir), max_model_len=MAX_MODEL_LEN,
+                                            engine_core_process=os.environ.get("COURSE_TEST_ENGINE_CORE") == "1")
         except ValueError as error:  # --model names a folder the course engine cannot serve
             pytest.skip(f"the course engine cannot serve {model_dir}: {error}")
         app = server_module.build_app(llm, api_key=api_key)

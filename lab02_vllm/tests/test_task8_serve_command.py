@@ -1,8 +1,10 @@
 """``course serve`` as a command (given, not graded): it starts on loopback, answers /health,
-refuses a bad argument with a message, and Ctrl-C stops it cleanly (exit status 0)."""
+refuses a bad argument with a message, and Ctrl-C stops it cleanly (exit status 0), even
+mid-stream, leaving no process behind (its engine core process included)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import time
 
 import httpx
+import psutil
 import pytest
 
 from shared.impl import IMPLS, current_impl
@@ -44,8 +47,18 @@ def test_ctrl_c_stops_the_server_cleanly(model_dir):
             time.sleep(0.5)
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
         assert models["data"][0]["id"] == str(model_dir)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        family = psutil.Process(process.pid).children(recursive=True)  # the engine core (and its fork server)
+        body = {"model": str(model_dir), "prompt": "The cat", "max_tokens": 200, "temperature": 0,
+                "ignore_eos": True, "stream": True}
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=60) as response:
+            with contextlib.suppress(httpx.HTTPError, StopIteration):  # the skeleton has no stream to give
+                lines = response.iter_lines()
+                for _ in range(4):
+                    next(lines)
+            process.send_signal(signal.SIGINT)  # mid-stream (with the reference's engine)
+            assert process.wait(timeout=30) == 0
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], f"left behind: {alive}"
     finally:
         if process.poll() is None:
             process.kill()
