@@ -31,36 +31,12 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.impl import import_lab_module
+from shared.vllm_cli import BENCH_ENDPOINTS, bench_serve, bench_serve_args
 
 console = Console(width=170)
 
 #: The figures kept from each run of vLLM's client (its result JSON's names).
 FIGURES = ("output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms")
-ENDPOINTS = {"openai": "/v1/completions", "openai-chat": "/v1/chat/completions"}
-
-
-def bench_args(url: str, model: str, backend: str, concurrency: int, seed: int) -> argparse.Namespace:
-    """``vllm bench serve``'s arguments for one run (parsed by its own parser, so every default is vLLM's)."""
-    from vllm.benchmarks.serve import add_cli_args
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-
-    parser = FlexibleArgumentParser()
-    add_cli_args(parser)
-    return parser.parse_args([
-        "--backend", backend, "--base-url", url, "--endpoint", ENDPOINTS[backend], "--model", model,
-        "--tokenizer", model, "--dataset-name", "random", "--random-input-len", "64", "--random-output-len", "64",
-        "--num-prompts", "64", "--ignore-eos", "--max-concurrency", str(concurrency), "--seed", str(seed),
-        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99", "--disable-tqdm",
-        "--num-warmups", "2",
-    ])
-
-
-def run_once(url: str, model: str, backend: str, concurrency: int, seed: int) -> dict[str, Any]:
-    """One run of vLLM's client; its result JSON (figures, ``completed``, ``failed``)."""
-    from vllm.benchmarks.serve import main as bench_main
-
-    with contextlib.redirect_stdout(open(os.devnull, "w")):  # vLLM prints its own table per run
-        return bench_main(bench_args(url, model, backend, concurrency, seed))
 
 
 def spread(values: list[float]) -> str:
@@ -72,7 +48,7 @@ def main() -> None:
     parser.add_argument("--impl", choices=["student", "solution"], default="student")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--backends", nargs="+", choices=sorted(ENDPOINTS), default=["openai", "openai-chat"])
+    parser.add_argument("--backends", nargs="+", choices=sorted(BENCH_ENDPOINTS), default=["openai", "openai-chat"])
     parser.add_argument("--json", default=None, help="also write every run's figures here")
     parser.add_argument("--no-vllm", action="store_true", help="measure course serve only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the course server (default 1)")
@@ -112,7 +88,8 @@ def main() -> None:
                 for backend in args.backends:
                     order = names if rep % 2 == 0 else names[::-1]
                     for name in order:
-                        result = run_once(urls[name], model, backend, concurrency, seed=rep)
+                        result = bench_serve(bench_serve_args(urls[name], model, backend=backend,
+                                                             concurrency=concurrency, seed=rep, warmups=2))
                         row = {"server": name, "backend": backend, "concurrency": concurrency, "rep": rep,
                                "completed": result["completed"], "failed": result.get("failed", 0),
                                "load_average": os.getloadavg()[0], **{f: result.get(f) for f in FIGURES}}

@@ -17,7 +17,6 @@ definitions explain (README, "Cross-checked with vLLM's client").
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -31,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.impl import import_lab_module
+from shared.vllm_cli import bench_serve, bench_serve_args
 
 console = Console(width=150)
 
@@ -47,36 +47,12 @@ FIGURES = (
 )
 
 
-def vllm_args(url: str, model: str, concurrency: int) -> Any:
-    """``vllm bench serve``'s arguments (parsed by its own parser, so every default is vLLM's)."""
-    from vllm.benchmarks.serve import add_cli_args
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-
-    parser = FlexibleArgumentParser()
-    add_cli_args(parser)
-    return parser.parse_args([
-        "--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions", "--model", model,
-        "--tokenizer", model, "--dataset-name", "random", "--random-input-len", "64", "--random-output-len", "64",
-        "--num-prompts", "64", "--seed", "0", "--ignore-eos", "--max-concurrency", str(concurrency),
-        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99", "--disable-tqdm",
-        "--num-warmups", "0",
-    ])
-
-
-def vllm_run(url: str, model: str, concurrency: int) -> dict[str, Any]:
-    """One run of ``vllm bench serve``; its result JSON."""
-    from vllm.benchmarks.serve import main as bench_main
-
-    with contextlib.redirect_stdout(open(os.devnull, "w")):  # vLLM prints its own table
-        return bench_main(vllm_args(url, model, concurrency))
-
-
 def vllm_requests(model: str, workloads: Any) -> list[Any]:
     """The prompts ``vllm bench serve`` sends (its ``get_samples``, same seed), as lab 05 requests."""
     from vllm.benchmarks.datasets import get_samples
     from vllm.tokenizers import get_tokenizer
 
-    samples = get_samples(vllm_args("http://unused", model, 1), get_tokenizer(model))
+    samples = get_samples(bench_serve_args("http://unused", model, concurrency=1), get_tokenizer(model))
     return [workloads.Request(id=f"r{i}", prompt=s.prompt, prompt_len=s.prompt_len, max_tokens=s.expected_output_len)
             for i, s in enumerate(samples)]
 
@@ -118,7 +94,7 @@ def main() -> None:
                         summary = metrics.summarize(results, duration, percentiles=(50.0, 99.0))
                         figures = {label: float(get(summary)) for label, get, _ in FIGURES}
                     else:
-                        result = vllm_run(url, model, concurrency)
+                        result = bench_serve(bench_serve_args(url, model, concurrency=concurrency))
                         figures = {label: float(result[key]) for label, _, key in FIGURES}
                     rows.append({"client": client, "concurrency": concurrency, "rep": rep,
                                  "load_average": os.getloadavg()[0], **figures})
