@@ -85,6 +85,14 @@ def test_prepare_lays_out_decodes_and_prefill_chunks_in_one_flat_batch(runner):
     assert meta.query_lens_list == [1, 6, 2] and meta.context_lens_list == [9, 10, 7]
     assert meta.block_tables.tolist() == [[6, 1, 3], [7, 2, 9], [5, 11, 0]]
     assert logits_indices.tolist() == [0, 8], "b is in the middle of its prompt: no row of it is sampled"
+    d = make_seq([5, 6, 7, 8])  # preempted after 2 outputs: it recomputes prompt + outputs, 6 tokens
+    d.append_token(9)
+    d.append_token(10)
+    d.block_table = [1, 2]
+    assert runner.prepare([d], [4])[3].tolist() == [], (
+        "recomputing after a preemption: a chunk that covers only the prompt samples nothing (len(seq) is 6)")
+    d.num_computed_tokens = 4
+    assert runner.prepare([d], [2])[3].tolist() == [1], "the chunk that reaches len(seq) samples its last row"
 
 
 @pytest.mark.points(1)
