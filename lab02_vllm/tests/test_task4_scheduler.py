@@ -157,10 +157,14 @@ def test_copy_on_write_pairs_are_those_of_the_step_just_scheduled():
     sched.block_manager.fork(parent, child)
     child.status = parent.status
     sched.running.append(child)
+    shared = parent.block_table[-1]
     out = sched.schedule()
     assert scheduled(out) == [(parent, 1), (child, 1)]
     assert len(out.copies) == 1, f"the shared block is written by both: one copy-on-write pair, got {out.copies}"
     assert parent.block_table != child.block_table
+    src, dst = out.copies[0]
+    assert src == shared and dst in (parent.block_table[-1], child.block_table[-1]) and dst != shared, (
+        f"a pair is (source, destination): the shared block {shared} is copied into the new one, got {(src, dst)}")
     compute_step(out, token=lambda s: 8)
     out = sched.schedule()
     assert out.seqs == [parent, child]
@@ -241,6 +245,28 @@ def test_the_watermark_is_kept_for_running_sequences_and_waived_for_a_lone_one()
     out = sched.schedule()
     assert scheduled(out) == [(a, 1)] and list(sched.waiting) == [b] and not b.block_table, (
         "b's 6 blocks of the 7 free would leave 1, under the watermark of 2 kept for a's growth")
+
+    grow = scheduler.Scheduler(block_manager.BlockManager(4, 4, watermark=0.5), max_num_seqs=8,
+                               max_num_batched_tokens=64)
+    e, f = make_seq(4), make_seq(4)
+    grow.add(e)
+    grow.add(f)
+    compute_step(grow.schedule())
+    out = grow.schedule()
+    assert scheduled(out) == [(e, 1), (f, 1)] and out.preempted == [], (
+        "running sequences may grow into the watermark's blocks: 2 free blocks, one each, nobody preempted")
+
+    half = block_manager.BlockManager(8, 4, watermark=0.0, enable_prefix_caching=True)
+    g = make_seq(list(range(1, 9)))  # 8 tokens in chunks of 6 and 2: block 1 is full only after the second
+    half.allocate_cached_prefix(g)
+    half.allocate_slots(g, 6)
+    g.num_computed_tokens = 6
+    assert half.allocate_cached_prefix(make_seq(list(range(1, 10)))) == 4, (
+        "after the chunk of 6 only g's block 0 holds its KV: block 1 (2 of its 4 tokens computed) must not "
+        "be found in the prefix cache yet")
+    half.allocate_slots(g, 2)
+    g.num_computed_tokens = 8
+    assert half.allocate_cached_prefix(make_seq(list(range(1, 10)))) == 8, "now both blocks are full and cached"
 
     bm = block_manager.BlockManager(4, 4, watermark=0.5, enable_prefix_caching=True)
     lone = scheduler.Scheduler(bm, max_num_seqs=8, max_num_batched_tokens=64)
