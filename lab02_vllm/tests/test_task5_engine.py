@@ -1,6 +1,7 @@
 """Task 5: the engine: generate, step, sampling and stopping, against transformers."""
 
 import asyncio
+import time
 
 import pytest
 import torch
@@ -200,13 +201,18 @@ def test_step_streams_incremental_outputs_and_abort_frees_blocks_at_once(llm, to
     eng = llm.engine
     eng.add_request("a", "The cat", greedy(max_tokens=6, ignore_eos=True))
     eng.add_request("b", '{"name": "', greedy(max_tokens=30, ignore_eos=True))
-    outputs_a = []
+    outputs_a, first_arrived = [], None
     for _ in range(100):
         outputs_a += [o for o in eng.step() if o.request_id == "a"]
+        if outputs_a and first_arrived is None:
+            first_arrived = time.monotonic()
         if outputs_a and outputs_a[-1].finished:
             break
     assert [len(o.outputs[0].token_ids) for o in outputs_a] == [1, 2, 3, 4, 5, 6]
     assert [o.finished for o in outputs_a] == [False] * 5 + [True]
+    first_times = {o.metrics.first_token_time for o in outputs_a}
+    assert len(first_times) == 1 and min(first_times) <= first_arrived, (
+        f"first_token_time is the time of the first token, set once: got {sorted(first_times)}")
     for o in outputs_a:
         assert o.outputs[0].text == detokenized(tokenizer, o.prompt_token_ids, o.outputs[0].token_ids)
     assert eng.has_unfinished_requests(), "the request is still running"
