@@ -494,8 +494,12 @@ class LLMEngine:
     def _check_stop(self, seq: Sequence) -> str | None:
         """Whether ``seq`` is done after its newest token, and why.
 
-        From ``min_tokens`` outputs on, in this order (as vLLM): a ``stop_token_ids`` token ->
-        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop". Past
+        From ``min_tokens`` outputs on, in this order (as vLLM 0.32's ``check_stop``), unless
+        ``ignore_eos``: the tokenizer's eos id (``self.tokenizer.eos_token_id``, vLLM's
+        ``eos_token_id``) -> "stop" with ``stop_reason`` None, even when it is also listed in
+        ``stop_token_ids``; then a ``stop_token_ids`` token -> "stop" (``stop_reason`` = the id, also
+        for the tokenizer's eos id under ``ignore_eos``); then the model's other eos ids
+        (``self.eos_token_ids``, from its generation config), unless ``ignore_eos`` -> "stop". Past
         ``min_tokens`` outputs (vLLM searches only the text after the first ``min_tokens`` tokens):
         a stop string in the text added since the previous step (it may straddle the old end) ->
         "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,
@@ -513,14 +517,18 @@ class LLMEngine:
         #   begin in text produced by an earlier step and end in this one: search from a little before the old
         #   end of the text, not only the new part. Decode the text only when it is needed (stop strings, or
         #   incremental_text on). max_tokens counts outputs; max_model_len counts prompt + outputs.
-        # HINT task 5 level 3: remember the old text length; detokenize when needed; from min_tokens on: a
-        #   stop_token_ids hit -> stop_reason the id, "stop"; an eos hit unless ignore_eos -> "stop"; past
+        # HINT task 5 level 3: remember the old text length; detokenize when needed; from min_tokens on:
+        #   the tokenizer's eos unless ignore_eos -> "stop" (no stop_reason); a stop_token_ids hit ->
+        #   stop_reason the id, "stop"; another eos id unless ignore_eos -> "stop"; past
         #   min_tokens, each stop string found from old length minus its length + 1 -> cut the text there,
         #   stop_reason the string, "stop"; then "length" at either limit; else None.
         params, token = seq.params, seq.last_token_id
         old_length = len(seq.text)
         if params.stop_strings or self.incremental_text:
             self._detokenize(seq)
+        eos = None if params.ignore_eos else self.tokenizer.eos_token_id  # vLLM's eos_token_id
+        if seq.num_output_tokens >= params.min_tokens and token == eos:
+            return "stop"  # vLLM checks it before stop_token_ids: stop_reason None even when listed there
         if seq.num_output_tokens >= params.min_tokens:
             if token in params.stop_token_ids:
                 seq.stop_reason = token

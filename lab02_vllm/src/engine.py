@@ -401,8 +401,12 @@ class LLMEngine:
     def _check_stop(self, seq: Sequence) -> str | None:
         """Whether ``seq`` is done after its newest token, and why.
 
-        From ``min_tokens`` outputs on, in this order (as vLLM): a ``stop_token_ids`` token ->
-        "stop" (``stop_reason`` = the id); an eos token, unless ``ignore_eos`` -> "stop". Past
+        From ``min_tokens`` outputs on, in this order (as vLLM 0.32's ``check_stop``), unless
+        ``ignore_eos``: the tokenizer's eos id (``self.tokenizer.eos_token_id``, vLLM's
+        ``eos_token_id``) -> "stop" with ``stop_reason`` None, even when it is also listed in
+        ``stop_token_ids``; then a ``stop_token_ids`` token -> "stop" (``stop_reason`` = the id, also
+        for the tokenizer's eos id under ``ignore_eos``); then the model's other eos ids
+        (``self.eos_token_ids``, from its generation config), unless ``ignore_eos`` -> "stop". Past
         ``min_tokens`` outputs (vLLM searches only the text after the first ``min_tokens`` tokens):
         a stop string in the text added since the previous step (it may straddle the old end) ->
         "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,

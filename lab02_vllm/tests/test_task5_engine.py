@@ -82,7 +82,8 @@ def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_di
 
 @pytest.mark.points(1)
 def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, model, tokenizer):
-    """eos ends with "stop" (unless ignore_eos); a stop token id ends right after it; a stop
+    """eos ends with "stop" (unless ignore_eos), stop_reason None even when stop_token_ids lists it
+    (vLLM checks its eos_token_id first); a stop token id ends right after it; a stop
     string cuts the text before it; min_tokens suppresses eos like transformers' min_new_tokens."""
     ids = tokenizer("The cat").input_ids
     free = hf_greedy(model, ids, 60)
@@ -90,7 +91,14 @@ def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, mo
     if free[-1] != eos or len(free) <= 6:
         pytest.skip("needs the trained fixture (it ends this sentence with eos after a few words)")
     out = llm.generate([ids], greedy(max_tokens=60))[0].outputs[0]
-    assert out.token_ids == free and out.finish_reason == "stop"
+    assert out.token_ids == free and out.finish_reason == "stop" and out.stop_reason is None
+    listed = llm.generate([ids], greedy(max_tokens=60, stop_token_ids=[eos]))[0].outputs[0]
+    assert listed.token_ids == free and (listed.finish_reason, listed.stop_reason) == ("stop", None), (
+        "vLLM's check_stop tests the tokenizer's eos before stop_token_ids: stop_reason None even when listed, "
+        f"got {listed.stop_reason}")
+    listed = llm.generate([ids], greedy(max_tokens=60, stop_token_ids=[eos], ignore_eos=True))[0].outputs[0]
+    assert listed.token_ids == free and (listed.finish_reason, listed.stop_reason) == ("stop", eos), (
+        "under ignore_eos vLLM has no eos_token_id: eos listed in stop_token_ids stops as a stop token, its id kept")
     forced = llm.generate([ids], greedy(max_tokens=len(free) + 5, ignore_eos=True))[0].outputs[0]
     assert forced.finish_reason == "length" and len(forced.token_ids) == len(free) + 5
     assert forced.token_ids[:len(free)] == free, "ignore_eos keeps going after eos (eos stays in the output)"
