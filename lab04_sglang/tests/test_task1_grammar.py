@@ -90,7 +90,9 @@ def test_repeats_agree_with_re_on_every_short_string(pattern):
     ("a^b", r"anchor|\^"), ("(?!a)b", "lookahead"), ("(?<=a)b", "lookbehind"), ("(?P<x>a)(?P=x)", "backreference"),
     ("(?P<x", "name"), ("a{1001}", "1000"), ("b{2,1001}", "1000"),
     # re compiles it (no limit of 1000): an open bound whose minimum alone is over MAX_REPEAT
-    ("a{1001,}", "1000")])
+    ("a{1001,}", "1000"),
+    # a counted bound with nothing before it: Python's re refuses it ("nothing to repeat"), it is no literal text
+    ("{2}a", "nothing to repeat"), ("(|{3})", "nothing to repeat")])
 def test_regex_errors_name_the_construct(pattern, named):
     """Unsupported or impossible regexes fail with a GrammarError (a ValueError) naming what is wrong: what a
     finite automaton cannot do (lookarounds, backreferences, anchors inside), what Python refuses or reads
@@ -156,6 +158,11 @@ def test_pydantic_model_with_refs_and_optional():
         for text in ["3", "-40", "null", "true", '"3"', "3.5", "[]", "[1]", "[null]", '"café"', '"cafe"']:
             valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
             assert automaton.matches(text) == valid, (schema, text)
+    # property names are JSON strings: a quote, a backslash or a control character in one is escaped as json.dumps does
+    odd = {"type": "object", "properties": {'say "hi"': {"type": "integer"}, "a\\b\n": {"type": "integer"}},
+           "required": ['say "hi"', "a\\b\n"]}
+    assert grammar.compile_json_schema(odd).matches(json_text({'say "hi"': 1, "a\\b\n": 2}))
+    assert jsonschema.Draft202012Validator(odd).is_valid(json.loads(json_text({'say "hi"': 1, "a\\b\n": 2})))
 
 
 @pytest.mark.points(3)
