@@ -109,6 +109,10 @@ def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, mo
     first = free.index(stop_id)
     by_id = llm.generate([ids], greedy(max_tokens=60, stop_token_ids=[stop_id]))[0].outputs[0]
     assert by_id.token_ids == free[:first + 1] and by_id.finish_reason == "stop" and by_id.stop_reason == stop_id
+    last = llm.generate([ids], greedy(max_tokens=first + 1, stop_token_ids=[stop_id]))[0].outputs[0]
+    assert (last.finish_reason, last.stop_reason) == ("stop", stop_id), (
+        f"a stop token that is also the last allowed one ends with 'stop' (vLLM checks max_tokens after), got "
+        f"{(last.finish_reason, last.stop_reason)}")
     text = detokenized(tokenizer, ids, free)
     stop = text[len(text) // 2:len(text) // 2 + 3]
     by_text = llm.generate([ids], greedy(max_tokens=60, stop=[stop, "\x00never"]))[0].outputs[0]
