@@ -278,7 +278,8 @@ def test_checker_pairs_blocks_and_tolerates_marked_lines(tmp_path: Path) -> None
     ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 1.2x faster", True),
     ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 0.6x faster", False),
     ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 0.1x faster", False),
-    ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 70.0x faster", False),
+    # ... whatever its size (a loaded machine moves a ratio of timings further than any factor)
+    ("~ wall clock: the cached loop was 5.9x faster", "wall clock: the cached loop was 92.6x faster", True),
     # a number that is not a timing is exact, or within the tolerance its line states
     ("~ 48 tokens in 0.5 s", "48 tokens in 2.0 s", True),
     ("~ 48 tokens in 0.5 s", "49 tokens in 0.5 s", False),
