@@ -291,8 +291,9 @@ def test_bad_input_is_refused_before_any_work(model_dir, tmp_path):
 @pytest.mark.points(0.5)
 def test_min_tokens_bans_the_stop_token_ids_as_well_as_eos():
     """Before ``min_tokens`` outputs neither eos nor a ``stop_token_ids`` entry can be picked (vLLM
-    bans ``SamplingParams.all_stop_token_ids``: the stop ids plus eos), greedy and sampled rows
-    alike; the oracle is transformers' ``MinNewTokensLengthLogitsProcessor`` given all of them."""
+    bans ``SamplingParams.all_stop_token_ids``: the stop ids plus eos, eos even under
+    ``ignore_eos``), greedy and sampled rows alike; the oracle is transformers'
+    ``MinNewTokensLengthLogitsProcessor`` given all of them."""
     from transformers import MinNewTokensLengthLogitsProcessor
 
     eos, stop_id = 3, 5
@@ -301,13 +302,19 @@ def test_min_tokens_bans_the_stop_token_ids_as_well_as_eos():
     allowed = oracle(torch.zeros(1, 0, dtype=torch.long), logits[None].clone())[0]
     expected = int(allowed.argmax())
     rows = [sampling_params.SamplingParams(temperature=0.0, min_tokens=2, stop_token_ids=[stop_id]),
-            sampling_params.SamplingParams(temperature=1.0, min_tokens=2, stop_token_ids=[stop_id], seed=0)]
+            sampling_params.SamplingParams(temperature=1.0, min_tokens=2, stop_token_ids=[stop_id], seed=0),
+            sampling_params.SamplingParams(temperature=0.0, min_tokens=2, ignore_eos=True),
+            sampling_params.SamplingParams(temperature=1.0, min_tokens=2, ignore_eos=True, seed=0)]
     seqs = [sequence.Sequence("r", [1], params) for params in rows * 200]
     tokens = engine.sample_tokens(logits.expand(len(seqs), -1).clone(), seqs, {eos},
                                   torch.Generator().manual_seed(0))
     assert tokens[0] == expected, f"greedy with min_tokens picked {tokens[0]}, transformers {expected}"
-    drawn = set(tokens)
+    assert tokens[2] == stop_id, f"greedy under ignore_eos picked {tokens[2]}: only eos is banned there, not id 5"
+    drawn = set(tokens[0::4]) | set(tokens[1::4])
     assert not drawn & {eos, stop_id}, f"drew {sorted(drawn & {eos, stop_id})} before min_tokens outputs"
+    assert eos not in set(tokens[2::4]) | set(tokens[3::4]), (
+        "drew eos before min_tokens outputs under ignore_eos: vLLM bans it there too (its all_stop_token_ids "
+        "holds eos whatever ignore_eos says)")
 
 
 @pytest.mark.vllm
@@ -328,6 +335,13 @@ def test_stop_strings_under_min_tokens_as_real_vllm(vllm_worker, llm, tokenizer)
                 assert out.text == theirs["texts"][index], f"{case}: vLLM's text differs"
                 assert out.finish_reason == theirs["finish_reasons"][index], f"{case}: vLLM's finish reason differs"
                 assert out.stop_reason == theirs["stop_reasons"][index], f"{case}: vLLM's stop reason differs"
+    # The fixture ends "The cat ..." with eos: under ignore_eos and a min_tokens past it, vLLM bans eos there.
+    ids = prompts[0]
+    theirs = vllm_worker.generate([ids], max_tokens=40, ignore_eos=True, min_tokens=39)
+    ours = llm.generate([ids], greedy(max_tokens=40, ignore_eos=True, min_tokens=39))[0].outputs[0]
+    assert ours.token_ids == theirs["token_ids"][0], (
+        "ignore_eos with min_tokens: vLLM still bans eos before min_tokens outputs (its all_stop_token_ids holds "
+        "eos whatever ignore_eos says), so its tokens differ from an ignore_eos run where eos came out")
 
 
 @pytest.mark.points(0.5)

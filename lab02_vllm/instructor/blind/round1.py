@@ -224,7 +224,7 @@ MUTANTS = [
      "check": "SamplingParams(temperature=1, seed=7) alone and then beside other sampled requests: the same tokens in "
               "the reference, different ones here"},
     {"task": 5, "file": "engine.py",
-     "find": "            banned = set(params.stop_token_ids) | (set() if params.ignore_eos else stop_ids)\n",
+     "find": "            banned = set(params.stop_token_ids) | stop_ids  # eos too under ignore_eos, as vLLM\n",
      "replace": "            banned = set(params.stop_token_ids)\n",
      "why": "the min_tokens mask bans only the request's stop_token_ids; I forgot the model's eos ids",
      "check": "logits whose argmax is eos, min_tokens 3, temperature 0: the first output token is not eos in the "

@@ -202,8 +202,8 @@ MUTANTS = [
      "check": "two requests with seed=7 in one batch (temperature 1): they must get the same tokens, and the same as "
               "alone; the mutant draws both from the engine's generator and they differ"},
     {"task": 5, "file": "engine.py",
-     "find": "            banned = set(params.stop_token_ids) | (set() if params.ignore_eos else stop_ids)\n",
-     "replace": "            banned = set() if params.ignore_eos else set(stop_ids)\n",
+     "find": "            banned = set(params.stop_token_ids) | stop_ids  # eos too under ignore_eos, as vLLM\n",
+     "replace": "            banned = set(stop_ids)\n",
      "why": "min_tokens: eos cannot be picked before min_tokens",
      "check": "min_tokens=2, stop_token_ids=[5], greedy logits peaked at 5: first token must not be 5; the mutant picks 5 "
               "(and the stop check, after min_tokens, would then not even stop on it)"},
