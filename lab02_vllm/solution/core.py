@@ -202,6 +202,8 @@ class EngineCore(AsyncLLMEngine):
         outbox: the ZeroMQ socket to the client.
     """
 
+    step_in_thread = False  # vLLM's busy loop: the step runs on the loop's own thread
+
     def __init__(self, engine: Any, outbox: Any) -> None:
         super().__init__(engine=engine)
         self.outbox = outbox
@@ -382,6 +384,10 @@ class EngineCoreClient:
         try:
             while not view.finished:
                 item = await queue.get()
+                # vLLM's RequestOutputCollector: a stream that fell behind gets one output for all
+                # that arrived meanwhile (the view holds it all), not one stale output per step
+                while not isinstance(item, BaseException) and not queue.empty():
+                    item = queue.get_nowait()
                 if isinstance(item, BaseException):
                     raise item
                 outputs = [CompletionOutput(index=i, text=s.text, token_ids=s.token_ids[s.num_prompt_tokens:],

@@ -724,9 +724,15 @@ class AsyncLLMEngine:
         """Called between steps, where the engine is consistent: the engine core process sends
         its outputs and counters here (``core.EngineCore``); nothing to do in-process."""
 
+    #: Step in a worker thread, so that this process's event loop (the HTTP server's) keeps
+    #: serving during a step; the engine core process, whose loop serves nobody, steps inline.
+    step_in_thread = True
+
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
+            if not self.step_in_thread:
+                await asyncio.sleep(0)  # let the messages that arrived during the step in
             adds, self._pending_adds = self._pending_adds, []
             for request_id, prompt, params in adds:
                 try:
@@ -750,7 +756,7 @@ class AsyncLLMEngine:
             snapshot = _StepSnapshot.take(self.engine)
             self._publish()
             try:
-                outputs = await asyncio.to_thread(self.engine.step)
+                outputs = await asyncio.to_thread(self.engine.step) if self.step_in_thread else self.engine.step()
             except Exception as error:
                 self._after_failed_step(error, snapshot)
                 outputs = []
