@@ -1,8 +1,9 @@
 """Chunked prefill, measured: 16 requests decode, then one long prompt arrives.
 
     python lab02_vllm/bench_chunked.py [--impl solution] [--prompt-tokens 1500] [--running 16]
+                                       [--budgets 64 256 1024 0]
 
-For each token budget (64, 256, 1,024, and chunking off: the whole prompt in one step), the
+For each token budget (64, 256, 1,024, and 0 for chunking off: the whole prompt in one step), the
 engine first runs ``--running`` requests alone for ``--steady`` steps, then the long prompt is
 added. Printed per budget: the running requests' inter-token latency (p50, p99, max) from the
 long prompt's arrival until its first token (and one step after), their steady p99 before it,
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.impl import import_lab_module
 from shared.models import resolve_model
 
-BUDGETS: list[int | None] = [64, 256, 1024, None]  # None: chunked prefill off
+BUDGETS = [64, 256, 1024, 0]  # 0: chunked prefill off
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--running", type=int, default=16)
     parser.add_argument("--steady", type=int, default=20, help="steps before the long prompt arrives")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--budgets", type=int, nargs="+", default=BUDGETS, help="token budgets; 0: chunking off")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = resolve_model(args.model, "main")
@@ -95,9 +97,9 @@ def main() -> None:
           f"(fixture model, float32, {args.threads} torch thread(s)); milliseconds\n")
     print("| budget | running ITL p50 | p99 | max | steady p99 before | newcomer's TTFT |")
     print("|---|---|---|---|---|---|")
-    for budget in BUDGETS:
-        r = measure(model, budget, args)
-        name = f"{budget:,}" if budget is not None else "chunking off"
+    for budget in args.budgets:
+        r = measure(model, budget or None, args)
+        name = f"{budget:,}" if budget else "chunking off"
         print(f"| {name} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {r['steady_p99']:.1f} | "
               f"{r['ttft']:.1f} |")
 

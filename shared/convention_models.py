@@ -118,12 +118,22 @@ def _tokenizer_for(convention: str, out: Path) -> Any:
     return AutoTokenizer.from_pretrained(vocab.parent, gguf_file=vocab.name)
 
 
-def _build(convention: str, out: Path, seed: int) -> None:
+#: A Llama where the model, not the Python around it, dominates an engine step on a CPU (about
+#: 150 M parameters, 0.6 GB in float32), with Llama 2's 32,000-token vocabulary (``llama-spm``):
+#: what lab 02's ``bench.py --larger`` measures the engine and vLLM on. Default initializer range.
+LARGER_LLAMA: dict[str, Any] = {
+    "model_type": "llama", "hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 8,
+    "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 64, "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+}
+
+
+def _build(convention: str, out: Path, seed: int, shape: dict[str, Any] | None = None) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     tokenizer = _tokenizer_for(convention, out)
-    spec = dict(TINY_MIXTRAL if convention == "mixtral" else TINY_LLAMA)
+    spec = dict(shape or (TINY_MIXTRAL if convention == "mixtral" else TINY_LLAMA))
     eos: int | list[int] | None = tokenizer.eos_token_id
     if convention == "llama-bpe":  # Llama 3 stops at end of text and at end of turn
         eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
@@ -158,6 +168,19 @@ def convention_model(convention: str, *, seed: int = 0) -> Path:
               "mixtral": TINY_MIXTRAL, "format": FORMAT_VERSION, "fixture_tokenizer": recipe_hash(FIXTURE.tokenizer)}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     return _cached_build(f"convention-{convention}-{key}", lambda folder: _build(convention, folder, seed))
+
+
+def larger_llama(*, seed: int = 0) -> Path:
+    """The cached folder of :data:`LARGER_LLAMA` with random weights and Llama 2's tokenizer (built
+    once, about 0.6 GB; needs llama.cpp's source, as ``llama-spm`` does).
+
+    Raises:
+        ConventionUnavailable: llama.cpp's source is not here.
+    """
+    recipe = {"shape": LARGER_LLAMA, "seed": seed, "source": str(_gguf_vocab("llama-spm").stat().st_size),
+              "format": FORMAT_VERSION}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return _cached_build(f"larger-llama-{key}", lambda folder: _build("llama-spm", folder, seed, LARGER_LLAMA))
 
 
 def available_conventions() -> list[str]:
