@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budgets", type=int, nargs="+", default=BUDGETS, help="token budgets; 0: chunking off")
     args = parser.parse_args()
+    if any(0 < budget <= args.running for budget in args.budgets):
+        parser.error(f"a budget must exceed --running ({args.running}): the engine needs max_num_batched_tokens "
+                     "of at least max_num_seqs, and the prompt a token beside the decodes")
     torch.set_num_threads(args.threads)
     model = resolve_model(args.model, "main")
     print(f"{args.running} requests decoding, then one {args.prompt_tokens}-token prompt arrives "
