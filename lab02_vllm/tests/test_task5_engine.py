@@ -55,6 +55,19 @@ def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompt
         ended_on_eos = expected[-1] == tokenizer.eos_token_id
         assert completion.finish_reason == ("stop" if ended_on_eos else "length")
         assert completion.text == detokenized(tokenizer, prompt, expected)
+    # The other shapes generate takes: one list of token ids is one prompt (not a list of prompts),
+    # one string is one prompt; an empty list, or settings of another length, are refused.
+    single = llm.generate(prompts32[0], greedy())
+    assert len(single) == 1 and single[0].prompt_token_ids == prompts32[0], (
+        f"one list of token ids is one prompt: expected 1 output for it, got {len(single)}")
+    assert single[0].outputs[0].token_ids == hf_outputs[0]
+    text_prompt = tokenizer.decode(prompts32[1], skip_special_tokens=True)
+    assert len(llm.generate(text_prompt, greedy(max_tokens=2))) == 1, "one string is one prompt"
+    with pytest.raises(ValueError, match="prompts"):
+        llm.generate([], greedy())
+    with pytest.raises(ValueError, match="sampling_params"):
+        llm.generate(prompts32[:3], [greedy(), greedy()])
+    assert not llm.engine.has_unfinished_requests(), "a refused call must leave nothing queued"
 
 
 @pytest.mark.points(1.5)
@@ -78,6 +91,17 @@ def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_di
         f"max_model_len=96 counts prompt + output: a 90-token prompt gets 6 tokens, got {len(capped.token_ids)}"
     )
     assert capped.finish_reason == "length", "a sequence that reaches max_model_len tokens stops with 'length'"
+    # An 8-token budget: a preempted sequence's recomputation (prompt and outputs so far) takes
+    # several chunks, and only the chunk that reaches its last token may sample.
+    tiny = engine.LLM(model_dir, block_size=4, num_kv_blocks=12, max_model_len=48, max_num_seqs=8,
+                      max_num_batched_tokens=8, device=device, dtype="float32")
+    short = [i for i, p in enumerate(prompts32) if len(p) <= 16]
+    outs = tiny.generate([prompts32[i] for i in short], greedy())
+    assert tiny.engine.stats.num_preemptions > 0, f"a 12-block pool cannot hold {len(short)} growing sequences"
+    for i, out in zip(short, outs, strict=True):
+        assert out.outputs[0].token_ids == hf_outputs[i], (
+            "recomputed in 8-token chunks after a preemption, a sequence must sample only once all its tokens "
+            "(prompt and earlier outputs) are computed again: its tokens must still be transformers'")
 
 
 @pytest.mark.points(1)
@@ -151,6 +175,18 @@ def test_seeded_sampling_is_reproducible_whatever_else_is_in_the_batch(llm, toke
     assert other_seed != alone
     top1 = llm.generate([ids], params.clone(top_k=1))[0].outputs[0].token_ids
     assert top1 == llm.generate([ids], greedy(max_tokens=20, ignore_eos=True))[0].outputs[0].token_ids
+    # Requests without a seed draw from the engine's generator: LLM(seed=...) makes them repeatable,
+    # whatever torch's global generator has done meanwhile.
+    unseeded = sampling_params.SamplingParams(temperature=1.0, max_tokens=20, ignore_eos=True)
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        fresh = engine.LLM(llm.engine.model_dir, block_size=16, num_kv_blocks=8, max_model_len=64, seed=7,
+                           device=llm.engine.device, dtype="float32")
+        runs.append(fresh.generate([ids], unseeded)[0].outputs[0].token_ids)
+    assert runs[0] == runs[1], (
+        "two engines made with seed=7 must give an unseeded request the same tokens: sample_tokens must draw "
+        "from the engine's generator, not torch's global one")
 
 
 @pytest.mark.points(1)
@@ -315,6 +351,16 @@ def test_min_tokens_bans_the_stop_token_ids_as_well_as_eos():
     assert eos not in set(tokens[2::4]) | set(tokens[3::4]), (
         "drew eos before min_tokens outputs under ignore_eos: vLLM bans it there too (its all_stop_token_ids "
         "holds eos whatever ignore_eos says)")
+    # Once a sequence has min_tokens outputs the ban is lifted: eos, now the most likely, is drawn.
+    peaked = torch.tensor([0.0, 1.0, 0.5, 9.0, -1.0, 4.0, 2.0, -0.5])
+    done = [sequence.Sequence("r", [1], sampling_params.SamplingParams(temperature=1.0, min_tokens=2, seed=s))
+            for s in range(50)]
+    for seq in done:
+        seq.append_token(6), seq.append_token(6)
+    tokens = engine.sample_tokens(peaked.expand(len(done), -1).clone(), done, {eos}, torch.Generator().manual_seed(0))
+    assert tokens.count(eos) > 40, (
+        f"eos drawn {tokens.count(eos)} times in 50 rows that already have min_tokens (2) outputs: the ban "
+        "holds only while a sequence has fewer than min_tokens outputs")
 
 
 @pytest.mark.vllm
@@ -391,3 +437,18 @@ def test_sampling_honours_logit_bias_and_allowed_token_ids_and_reports_raw_logpr
     assert first[4] == pytest.approx(float(raw[4])), "the chosen token's logprob is the raw one, not the biased"
     assert first[5] == pytest.approx(float(raw[5])), "the top-1 entry is the model's most likely token"
     assert second == {2: pytest.approx(float(raw[2]))}
+    # The same in a batch where every row is greedy (no sampled row to force the per-row path).
+    greedy_rows = [SP(temperature=0.0, logit_bias={"4": 100}), SP(temperature=0.0, allowed_token_ids=[0, 2]),
+                   SP(temperature=0.0, logprobs=2), SP(temperature=0.0)]
+    seqs = [sequence.Sequence("g", [1], params) for params in greedy_rows]
+    tokens = engine.sample_tokens(logits.expand(4, -1).clone(), seqs, {3}, torch.Generator().manual_seed(0))
+    assert tokens == [4, 2, 5, 5], (
+        f"an all-greedy batch must still take the argmax of the processed rows (logit_bias, allowed_token_ids): "
+        f"expected [4, 2, 5, 5], got {tokens}")
+    assert seqs[2].logprobs == [{5: pytest.approx(float(raw[5])), 3: pytest.approx(float(raw[3]))}], (
+        f"a greedy request with logprobs=2 records its token and the top 2 even when no row samples, got "
+        f"{seqs[2].logprobs}")
+    # top_k above the vocabulary keeps every token (vLLM treats it as off), it does not fail.
+    wide = [sequence.Sequence("k", [1], SP(temperature=1.0, top_k=1000, seed=s)) for s in range(100)]
+    drawn = set(engine.sample_tokens(logits.expand(100, -1).clone(), wide, {3}, torch.Generator().manual_seed(0)))
+    assert len(drawn) > 1, f"top_k=1000 over 8 tokens keeps them all: sampling must still vary, drew {drawn}"
