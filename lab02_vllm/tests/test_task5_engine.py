@@ -438,13 +438,14 @@ def test_sampling_honours_logit_bias_and_allowed_token_ids_and_reports_raw_logpr
     assert first[5] == pytest.approx(float(raw[5])), "the top-1 entry is the model's most likely token"
     assert second == {2: pytest.approx(float(raw[2]))}
     # The same in a batch where every row is greedy (no sampled row to force the per-row path).
-    greedy_rows = [SP(temperature=0.0, logit_bias={"4": 100}), SP(temperature=0.0, allowed_token_ids=[0, 2]),
-                   SP(temperature=0.0, logprobs=2), SP(temperature=0.0)]
-    seqs = [sequence.Sequence("g", [1], params) for params in greedy_rows]
-    tokens = engine.sample_tokens(logits.expand(4, -1).clone(), seqs, {3}, torch.Generator().manual_seed(0))
-    assert tokens == [4, 2, 5, 5], (
-        f"an all-greedy batch must still take the argmax of the processed rows (logit_bias, allowed_token_ids): "
-        f"expected [4, 2, 5, 5], got {tokens}")
+    for with_logprobs in (False, True):
+        greedy_rows = [SP(temperature=0.0, logit_bias={"4": 100}), SP(temperature=0.0, allowed_token_ids=[0, 2]),
+                       SP(temperature=0.0, logprobs=2 if with_logprobs else None), SP(temperature=0.0)]
+        seqs = [sequence.Sequence("g", [1], params) for params in greedy_rows]
+        tokens = engine.sample_tokens(logits.expand(4, -1).clone(), seqs, {3}, torch.Generator().manual_seed(0))
+        assert tokens == [4, 2, 5, 5], (
+            f"an all-greedy batch must still take the argmax of the processed rows (logit_bias, allowed_token_ids): "
+            f"expected [4, 2, 5, 5], got {tokens}")
     assert seqs[2].logprobs == [{5: pytest.approx(float(raw[5])), 3: pytest.approx(float(raw[3]))}], (
         f"a greedy request with logprobs=2 records its token and the top 2 even when no row samples, got "
         f"{seqs[2].logprobs}")
