@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,27 @@ def solution_lines(root: Path = ROOT) -> dict[str, str]:
     return lines
 
 
+def literal_pattern(words: Iterable[str]) -> re.Pattern[str]:
+    """A regex that finds any of ``words`` (literally), the longest one at each position: the
+    words as a trie (``ab(?:c)?`` rather than ``abc|ab``), which ``re`` matches about a hundred
+    times faster than an alternation of some two thousand lines."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def branch(node: dict[str, dict]) -> str:
+        alternatives = [re.escape(char) + branch(child) for char, child in sorted(node.items()) if char]
+        if not alternatives:
+            return ""
+        body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+        return f"(?:{body})?" if "" in node else body  # greedy: a longer word wins
+
+    return re.compile(branch(trie))
+
+
 def find_leaks(out: Path, root: Path = ROOT) -> list[str]:
     """Every place in ``out`` where a solution line appears, except in a paragraph of code that
     states why it may (``# leak-check: allowed, <why>`` on its first line or the comment lines
@@ -92,7 +114,7 @@ def find_leaks(out: Path, root: Path = ROOT) -> list[str]:
     wanted = solution_lines(root)
     if not wanted:
         return []
-    pattern = re.compile("|".join(re.escape(line) for line in sorted(wanted, key=len, reverse=True)))
+    pattern = literal_pattern(wanted)
     found = []
     for path in sorted(out.rglob("*")):
         if not path.is_file():
