@@ -499,7 +499,8 @@ class LLMEngine:
         ``eos_token_id``) -> "stop" with ``stop_reason`` None, even when it is also listed in
         ``stop_token_ids``; then a ``stop_token_ids`` token -> "stop" (``stop_reason`` = the id, also
         for the tokenizer's eos id under ``ignore_eos``); then the model's other eos ids
-        (``self.eos_token_ids``, from its generation config), unless ``ignore_eos`` -> "stop". Past
+        (``self.eos_token_ids``, from its generation config), unless ``ignore_eos`` -> "stop" with
+        ``stop_reason`` the id (vLLM moves them into ``stop_token_ids``). Past
         ``min_tokens`` outputs (vLLM searches only the text after the first ``min_tokens`` tokens):
         a stop string in the text added since the previous step (it may straddle the old end) ->
         "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,
@@ -519,7 +520,7 @@ class LLMEngine:
         #   incremental_text on). max_tokens counts outputs; max_model_len counts prompt + outputs.
         # HINT task 5 level 3: remember the old text length; detokenize when needed; from min_tokens on:
         #   the tokenizer's eos unless ignore_eos -> "stop" (no stop_reason); a stop_token_ids hit ->
-        #   stop_reason the id, "stop"; another eos id unless ignore_eos -> "stop"; past
+        #   stop_reason the id, "stop"; another eos id unless ignore_eos -> the same; past
         #   min_tokens, each stop string found from old length minus its length + 1 -> cut the text there,
         #   stop_reason the string, "stop"; then "length" at either limit; else None.
         params, token = seq.params, seq.last_token_id
@@ -534,6 +535,7 @@ class LLMEngine:
                 seq.stop_reason = token
                 return "stop"
             if not params.ignore_eos and token in self.eos_token_ids:
+                seq.stop_reason = token  # vLLM adds the other eos ids to stop_token_ids
                 return "stop"
         if seq.num_output_tokens > params.min_tokens:  # vLLM: only text after the first min_tokens tokens
             for stop in params.stop_strings:
@@ -634,13 +636,19 @@ class LLM:
         """Stop the engine's worker processes (tensor parallelism); the ``LLM`` is unusable after."""
         self.engine.shutdown()
 
+    def get_default_sampling_params(self) -> SamplingParams:
+        """What ``generate`` uses when given no settings, as vLLM's ``LLM``: ``SamplingParams``
+        with the model's generation-config defaults (:func:`generation_defaults`) over its own."""
+        return SamplingParams(**generation_defaults(self.engine.model_dir))
+
     def generate(self, prompts: str | list[str] | list[list[int]],
                  sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         """Generate completions for every prompt, batched by the engine.
 
         Args:
             prompts: one prompt, a list of prompts, or a list of token-id lists.
-            sampling_params: one setting for all prompts, one per prompt, or None (defaults).
+            sampling_params: one setting for all prompts, one per prompt, or None
+                (``self.get_default_sampling_params()``: the model's generation-config defaults).
 
         Returns:
             One finished ``RequestOutput`` per prompt, in the prompts' order.
@@ -655,7 +663,7 @@ class LLM:
         #   runs and leaves no request behind in the engine. The outputs come back in the order of the prompts,
         #   not the order they finished. Reading: README task 5, the docstring above, and vLLM's LLM.generate.
         # HINT task 5 level 2: accepted shapes: one string, one list of token ids, a list of either. One
-        #   SamplingParams (or None for the defaults) applies to all; a list must have one per prompt. Validation
+        #   SamplingParams (or None for the model's defaults) applies to all; a list must have one per prompt. Validation
         #   happens in add_request, so a failure part-way must undo the requests already added (abort). Text is
         #   built once at the end here, so incremental detokenization can be off during the loop (restore it).
         # HINT task 5 level 3: wrap a single prompt in a list; refuse an empty list; expand the settings or
@@ -667,7 +675,7 @@ class LLM:
         if not prompts:
             raise ValueError("prompts must not be empty")
         if sampling_params is None or isinstance(sampling_params, SamplingParams):
-            params_list = [sampling_params or SamplingParams()] * len(prompts)
+            params_list = [sampling_params or self.get_default_sampling_params()] * len(prompts)
         else:
             params_list = list(sampling_params)
             if len(params_list) != len(prompts):
@@ -1036,6 +1044,22 @@ def load_tokenizer(model_dir: Path) -> Any:
         return AutoTokenizer.from_pretrained(model_dir)
     except Exception as error:
         raise ValueError(f"model folder {model_dir}: could not load its tokenizer ({error})") from error
+
+
+def generation_defaults(model_dir: Path) -> dict[str, Any]:
+    """The request defaults vLLM 0.32 takes from a model's ``generation_config.json`` (its
+    ``--generation-config auto``, and its offline ``LLM.get_default_sampling_params``):
+    ``temperature``, ``top_p``, ``top_k``, and ``max_new_tokens`` as ``max_tokens``, where the file
+    sets them; a request's own value always wins."""
+    import json
+
+    path = model_dir / "generation_config.json"
+    try:
+        config = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        config = {}
+    names = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_new_tokens": "max_tokens"}
+    return {ours: config[theirs] for theirs, ours in names.items() if config.get(theirs) is not None}
 
 
 def eos_token_ids(model_dir: Path, tokenizer: Any) -> set[int]:

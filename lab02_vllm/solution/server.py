@@ -65,7 +65,7 @@ from .dialects import (
     tgi_sampling_params,
     unencodable,
 )
-from .engine import AsyncLLMEngine, RequestOutput
+from .engine import AsyncLLMEngine, RequestOutput, generation_defaults
 from .sampling_params import SamplingParams
 
 STATIC = Path(__file__).parent / "static"
@@ -189,19 +189,6 @@ class Histogram:
                 self.counts[i] += 1
         self.sum += value
         self.count += 1
-
-
-def generation_defaults(model_dir: Path) -> dict[str, Any]:
-    """The request defaults vLLM 0.32 takes from a model's ``generation_config.json`` (its
-    ``--generation-config auto``): ``temperature``, ``top_p``, ``top_k``, and ``max_new_tokens`` as
-    ``max_tokens``, where the file sets them; a request's own value always wins."""
-    path = model_dir / "generation_config.json"
-    try:
-        config = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        config = {}
-    names = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_new_tokens": "max_tokens"}
-    return {ours: config[theirs] for theirs, ours in names.items() if config.get(theirs) is not None}
 
 
 def with_defaults(request: CompletionRequest | ChatCompletionRequest, defaults: dict[str, Any],

@@ -406,7 +406,8 @@ class LLMEngine:
         ``eos_token_id``) -> "stop" with ``stop_reason`` None, even when it is also listed in
         ``stop_token_ids``; then a ``stop_token_ids`` token -> "stop" (``stop_reason`` = the id, also
         for the tokenizer's eos id under ``ignore_eos``); then the model's other eos ids
-        (``self.eos_token_ids``, from its generation config), unless ``ignore_eos`` -> "stop". Past
+        (``self.eos_token_ids``, from its generation config), unless ``ignore_eos`` -> "stop" with
+        ``stop_reason`` the id (vLLM moves them into ``stop_token_ids``). Past
         ``min_tokens`` outputs (vLLM searches only the text after the first ``min_tokens`` tokens):
         a stop string in the text added since the previous step (it may straddle the old end) ->
         "stop" (text cut before it, ``stop_reason`` = the string). Then, at any length,
@@ -505,13 +506,19 @@ class LLM:
         """Stop the engine's worker processes (tensor parallelism); the ``LLM`` is unusable after."""
         self.engine.shutdown()
 
+    def get_default_sampling_params(self) -> SamplingParams:
+        """What ``generate`` uses when given no settings, as vLLM's ``LLM``: ``SamplingParams``
+        with the model's generation-config defaults (:func:`generation_defaults`) over its own."""
+        return SamplingParams(**generation_defaults(self.engine.model_dir))
+
     def generate(self, prompts: str | list[str] | list[list[int]],
                  sampling_params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         """Generate completions for every prompt, batched by the engine.
 
         Args:
             prompts: one prompt, a list of prompts, or a list of token-id lists.
-            sampling_params: one setting for all prompts, one per prompt, or None (defaults).
+            sampling_params: one setting for all prompts, one per prompt, or None
+                (``self.get_default_sampling_params()``: the model's generation-config defaults).
 
         Returns:
             One finished ``RequestOutput`` per prompt, in the prompts' order.
@@ -865,6 +872,22 @@ def load_tokenizer(model_dir: Path) -> Any:
         return AutoTokenizer.from_pretrained(model_dir)
     except Exception as error:
         raise ValueError(f"model folder {model_dir}: could not load its tokenizer ({error})") from error
+
+
+def generation_defaults(model_dir: Path) -> dict[str, Any]:
+    """The request defaults vLLM 0.32 takes from a model's ``generation_config.json`` (its
+    ``--generation-config auto``, and its offline ``LLM.get_default_sampling_params``):
+    ``temperature``, ``top_p``, ``top_k``, and ``max_new_tokens`` as ``max_tokens``, where the file
+    sets them; a request's own value always wins."""
+    import json
+
+    path = model_dir / "generation_config.json"
+    try:
+        config = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        config = {}
+    names = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "max_new_tokens": "max_tokens"}
+    return {ours: config[theirs] for theirs, ours in names.items() if config.get(theirs) is not None}
 
 
 def eos_token_ids(model_dir: Path, tokenizer: Any) -> set[int]:

@@ -1,6 +1,8 @@
 """Task 5: the engine: generate, step, sampling and stopping, against transformers."""
 
 import asyncio
+import json
+import shutil
 import time
 
 import pytest
@@ -105,7 +107,8 @@ def test_a_pool_too_small_for_all_forces_preemption_and_changes_nothing(model_di
 
 
 @pytest.mark.points(1)
-def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, model, tokenizer):
+def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, model, tokenizer, model_dir, device,
+                                                                        tmp_path):
     """eos ends with "stop" (unless ignore_eos), stop_reason None even when stop_token_ids lists it
     (vLLM checks its eos_token_id first); a stop token id ends right after it; a stop
     string cuts the text before it; min_tokens suppresses eos like transformers' min_new_tokens."""
@@ -158,6 +161,26 @@ def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, mo
         "min_tokens must suppress EOS: the tokens must equal transformers' min_new_tokens run"
     )
     assert len(late.token_ids) > minimum, f"min_tokens: more than {minimum} tokens expected, got {len(late.token_ids)}"
+    # A model whose generation config lists a second eos id (as Llama 3's end of turn): transformers'
+    # generate stops there too; vLLM moves it into stop_token_ids, so its stop_reason is that id. And
+    # generate given no settings takes the model's defaults (vLLM's get_default_sampling_params).
+    second = next(t for k, t in enumerate(free) if k >= 3 and t not in free[:k] and t != eos)
+    folder = tmp_path / "two-eos"
+    shutil.copytree(model_dir, folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config.update(eos_token_id=[eos, second], max_new_tokens=3, top_k=1)
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    two = engine.LLM(folder, block_size=16, num_kv_blocks=8, max_model_len=128, device=device, dtype="float32")
+    out = two.generate([ids], greedy(max_tokens=60))[0].outputs[0]
+    assert out.token_ids == hf_greedy(model, ids, 60, eos_token_id=[eos, second]), (
+        "a second eos id in the generation config must stop the output, as transformers' generate stops")
+    assert (out.finish_reason, out.stop_reason) == ("stop", second), (
+        "vLLM reports a generation config's other eos id as the stop_reason, got "
+        f"{(out.finish_reason, out.stop_reason)}")
+    default = two.generate([ids])[0].outputs[0]
+    assert (default.token_ids, default.finish_reason) == (free[:3], "length"), (
+        "generate with no settings takes the model's generation config (max_new_tokens 3, top_k 1 here), as vLLM's "
+        f"LLM.generate does: expected {free[:3]} and 'length', got {default.token_ids} and {default.finish_reason!r}")
 
 
 @pytest.mark.points(1)
