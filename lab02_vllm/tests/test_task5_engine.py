@@ -70,6 +70,10 @@ def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompt
     with pytest.raises(ValueError, match="sampling_params"):
         llm.generate(prompts32[:3], [greedy(), greedy()])
     assert not llm.engine.has_unfinished_requests(), "a refused call must leave nothing queued"
+    # No settings: the model's generation-config defaults over SamplingParams' own (vLLM's
+    # get_default_sampling_params): on the fixture, which sets none but max_new_tokens, that samples.
+    free_runs = {tuple(o.outputs[0].token_ids) for o in llm.generate([prompts32[1]] * 12)}
+    assert len(free_runs) > 1, "generate with no settings samples at temperature 1.0, as vLLM's does: not greedy"
 
 
 @pytest.mark.points(1.5)
@@ -297,6 +301,26 @@ def test_step_streams_incremental_outputs_and_abort_frees_blocks_at_once(llm, to
         llm.generate(["The cat", "x" * 10_000], greedy())
     assert not eng.has_unfinished_requests(), "nothing is left unfinished"
     assert eng.kv_cache_usage == 0.0, "the KV cache is empty"
+    # A 20-token prompt through an 8-token budget: two steps that only compute prompt chunks (no
+    # output), then its first token; vLLM's counters (stats) count what ran, not idle calls.
+    chunky = engine.LLMEngine(eng.model_dir, block_size=4, num_kv_blocks=16, max_model_len=32, max_num_seqs=2,
+                              max_num_batched_tokens=8, device=eng.device, dtype="float32")
+    assert chunky.step() == [] and chunky.stats.num_steps == 0, "an idle step() runs nothing and counts nothing"
+    prompt = (tokenizer("The cat sat on the mat").input_ids * 20)[:20]
+    chunky.add_request("c", prompt, greedy(max_tokens=3, ignore_eos=True))
+    assert [chunky.step(), chunky.step()] == [[], []], "a step that only computed prompt chunks reports nothing"
+    third = chunky.step()
+    assert [(o.request_id, len(o.outputs[0].token_ids)) for o in third] == [("c", 1)]
+    counts = (chunky.stats.num_steps, chunky.stats.prefill_tokens_computed, chunky.stats.generation_tokens)
+    assert counts == (3, 20, 1), (
+        "after three steps (8 + 8 + 4 prompt tokens, then the first token): steps, prefill tokens computed and "
+        f"generation tokens must be (3, 20, 1), got {counts}")
+    while not third[-1].finished:
+        third = chunky.step()
+    metrics = third[-1].metrics
+    assert metrics.finished_time is not None and metrics.finished_time >= metrics.first_token_time, (
+        f"a finished request's metrics carry its finished_time, got {metrics.finished_time}")
+    assert chunky.stats.num_requests_finished == 1, "a finished request is counted (vLLM's request_success)"
 
 
 @pytest.mark.points(0.5)
