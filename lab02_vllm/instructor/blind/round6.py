@@ -657,6 +657,7 @@ MUTANTS = [{'task': 3,
           '                seq.stop_reason = token\n'
           '                return "stop"\n'
           '            if not params.ignore_eos and token in self.eos_token_ids:\n'
+          '                seq.stop_reason = token  # vLLM adds the other eos ids to stop_token_ids\n'
           '                return "stop"',
   'replace': '            if not params.ignore_eos and token in self.eos_token_ids:\n'
              '                return "stop"\n'

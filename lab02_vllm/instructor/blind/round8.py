@@ -911,7 +911,7 @@ MUTANTS = [
               "...     print('ValueError', error)\n"
               "ValueError prompts must not be empty"},
     {"task": 5, "file": "engine.py",
-     "find": "params_list = [sampling_params or SamplingParams()] * len(prompts)",
+     "find": "params_list = [sampling_params or self.get_default_sampling_params()] * len(prompts)",
      "replace": "params_list = [sampling_params or SamplingParams(temperature=0)] * len(prompts)",
      "why": "no sampling_params is taken for greedy decoding (transformers' generate default), while "
             "vLLM's default SamplingParams samples at temperature 1.0",
