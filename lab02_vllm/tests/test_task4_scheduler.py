@@ -72,6 +72,19 @@ def test_running_sequences_first_then_waiting_ones_chunked_to_the_budget_left():
     assert a.block_table == [] and a.status.value == "finished"
     out = sched.schedule()
     assert scheduled(out) == [(b, 1), (c, 1), (d, 2)], "a left: d joins behind the running ones"
+    # Two prompts running mid-chunk, then a budget smaller than the first one's chunk: the budget
+    # is spent on it and the other waits for the next step (a scheduled sequence computes >= 1 token).
+    sched = new_scheduler(max_num_seqs=3, max_num_batched_tokens=16, long_prefill_token_threshold=8)
+    e, f = make_seq(20), make_seq(20)
+    sched.add(e)
+    sched.add(f)
+    out = sched.schedule()
+    assert scheduled(out) == [(e, 8), (f, 8)]
+    compute_step(out)
+    sched.max_num_batched_tokens = 4
+    out = sched.schedule()
+    assert scheduled(out) == [(e, 4)], (
+        f"a 4-token budget goes to e's next chunk; f, behind it, is not scheduled this step, got {scheduled(out)}")
 
 
 @pytest.mark.points(1)

@@ -65,6 +65,9 @@ def test_greedy_32_mixed_prompts_decoded_together_equal_transformers(llm, prompt
     assert single[0].outputs[0].token_ids == hf_outputs[0]
     text_prompt = tokenizer.decode(prompts32[1], skip_special_tokens=True)
     assert len(llm.generate(text_prompt, greedy(max_tokens=2))) == 1, "one string is one prompt"
+    empty = llm.generate("", greedy(max_tokens=2))
+    assert len(empty) == 1 and empty[0].prompt_token_ids == tokenizer("").input_ids, (
+        "the text '' is one prompt (its tokens are the tokenizer's, a bos here), not an empty list of prompts")
     with pytest.raises(ValueError, match="prompts"):
         llm.generate([], greedy())
     with pytest.raises(ValueError, match="sampling_params"):
@@ -181,6 +184,10 @@ def test_stop_conditions_eos_max_tokens_stop_ids_stop_strings_min_tokens(llm, mo
     assert (out.finish_reason, out.stop_reason) == ("stop", second), (
         "vLLM reports a generation config's other eos id as the stop_reason, got "
         f"{(out.finish_reason, out.stop_reason)}")
+    banned = two.generate([ids], greedy(max_tokens=12, min_tokens=10))[0].outputs[0]
+    assert banned.token_ids == hf_greedy(model, ids, 12, eos_token_id=[eos, second], min_new_tokens=10), (
+        "under min_tokens every eos id of the model is banned, the generation config's second one too (transformers' "
+        "min_new_tokens bans them all; vLLM's all_stop_token_ids holds them)")
     default = two.generate([ids])[0].outputs[0]
     assert (default.token_ids, default.finish_reason) == (free[:3], "length"), (
         "generate with no settings takes the model's generation config (max_new_tokens 3, top_k 1 here), as vLLM's "
@@ -496,6 +503,14 @@ def test_sampling_honours_logit_bias_and_allowed_token_ids_and_reports_raw_logpr
     assert seqs[2].logprobs == [{5: pytest.approx(float(raw[5])), 3: pytest.approx(float(raw[3]))}], (
         f"a greedy request with logprobs=2 records its token and the top 2 even when no row samples, got "
         f"{seqs[2].logprobs}")
+    # Tokens tied with the k-th largest logit stay (vLLM's and transformers' threshold keeps them).
+    from transformers import TopKLogitsWarper
+
+    tied = torch.tensor([1.0, 1.0, 0.0, 0.0, -1.0, 1.0, -2.0, 0.5])
+    kept = TopKLogitsWarper(2)(None, tied[None].clone())[0].isfinite().nonzero().flatten().tolist()
+    rows = [sequence.Sequence("t", [1], SP(temperature=1.0, top_k=2, seed=s)) for s in range(200)]
+    drawn = set(engine.sample_tokens(tied.expand(200, -1).clone(), rows, {3}, torch.Generator().manual_seed(0)))
+    assert drawn == set(kept), f"top_k=2 with three tokens tied at the top keeps all three {kept}, drew {sorted(drawn)}"
     # top_k above the vocabulary keeps every token (vLLM treats it as off), it does not fail.
     wide = [sequence.Sequence("k", [1], SP(temperature=1.0, top_k=1000, seed=s)) for s in range(100)]
     drawn = set(engine.sample_tokens(logits.expand(100, -1).clone(), wide, {3}, torch.Generator().manual_seed(0)))
