@@ -32,9 +32,11 @@ def percentile(values: list[float], q: float) -> float:
     return float(torch.quantile(torch.tensor(values, dtype=torch.float64), q / 100))
 
 
-def measure(model: Path, budget: int | None, args: argparse.Namespace) -> dict[str, float]:
+def measure(model: Path, budget: int | None, args: argparse.Namespace, device: str = "cpu",
+            dtype: str = "float32", load_format: str = "auto") -> dict[str, float]:
     """One run: the running requests' gaps before and after the long prompt arrives, and its TTFT
-    (milliseconds)."""
+    (milliseconds). ``args``: ``impl``, ``prompt_tokens``, ``running``, ``steady``; the GPU check
+    calls it too, on a 7B-shaped folder with dummy weights (``load_format="dummy"``)."""
     engine_mod = import_lab_module("lab02_vllm", "engine", impl=args.impl)
     sampling = import_lab_module("lab02_vllm", "sampling_params", impl=args.impl)
     max_model_len = args.prompt_tokens + 64
@@ -42,7 +44,8 @@ def measure(model: Path, budget: int | None, args: argparse.Namespace) -> dict[s
     engine = engine_mod.LLMEngine(
         model, block_size=16, max_num_seqs=args.running + 1, max_model_len=max_model_len,
         max_num_batched_tokens=budget if chunked else max_model_len, enable_chunked_prefill=chunked,
-        num_kv_blocks=(args.running + 1) * (max_model_len // 16 + 1), device="cpu", dtype="float32")
+        num_kv_blocks=(args.running + 1) * (max_model_len // 16 + 1), device=device, dtype=dtype,
+        load_format=load_format)
     generator = torch.Generator().manual_seed(0)
     params = sampling.SamplingParams(temperature=0, max_tokens=max_model_len - 64, ignore_eos=True)
     for i in range(args.running):
@@ -77,6 +80,7 @@ def measure(model: Path, budget: int | None, args: argparse.Namespace) -> dict[s
     assert arrival is not None and first_token is not None, "the long prompt never got its first token"
     for request_id in list(engine.requests):
         engine.abort(request_id)
+    engine.shutdown()
     return {"p50": percentile(during, 50), "p99": percentile(during, 99), "max": max(during),
             "steady_p99": percentile(steady, 99), "ttft": (first_token - arrival) * 1000}
 
