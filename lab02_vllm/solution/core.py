@@ -195,7 +195,7 @@ class _Sink:
 class EngineCore(AsyncLLMEngine):
     """vLLM's ``EngineCoreProc``: the in-process ``AsyncLLMEngine`` (its step loop and its fault
     isolation, unchanged) with requests from a socket and outputs to a socket, where the streams'
-    queues were.
+    queues were; it steps on the loop's own thread, which serves nobody else here.
 
     Args:
         engine: the engine to step.
