@@ -170,9 +170,10 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     ``allowed_token_ids`` and ``logit_bias``, see ``apply_logits_processors``; ``logits``
     itself when no request has them). Per row: while a sequence has fewer than ``min_tokens``
     outputs, its eos ids (``stop_ids``, even under ``ignore_eos``: vLLM bans its
-    ``all_stop_token_ids``) and ``stop_token_ids`` cannot be picked (logit -inf). Greedy rows (``params.greedy``) take the argmax. Others divide by the
-    temperature, keep the ``top_k`` largest logits (when ``top_k > 0``), keep the smallest set
-    of most likely tokens whose probability reaches ``top_p``, and draw from the softmax with
+    ``all_stop_token_ids``) and ``stop_token_ids`` cannot be picked (logit -inf). Greedy rows
+    (``params.greedy``) take the argmax. Others divide by the temperature, keep the ``top_k``
+    largest logits (when ``top_k > 0``), keep the smallest set of most likely tokens whose
+    probability reaches ``top_p``, and draw from the softmax with
     ``torch.multinomial`` using the sequence's own ``generator`` (seeded requests) or
     ``default_generator``. When ``params.logprobs`` is not None, append ``{token: logprob}``
     for the chosen token and the ``logprobs`` most likely ones to ``seq.logprobs``, from the
