@@ -9,7 +9,10 @@ runs, imported once for every run) sends its random dataset, 64 prompts of 64 to
 tokens each with ``--ignore-eos``, to both servers on the fixture: through ``--backend openai``
 (``/v1/completions``) and ``--backend openai-chat`` (``/v1/chat/completions``), at each
 ``--max-concurrency``. The two servers run side by side and take turns (which one goes first
-alternates), so that a busy machine slows both alike; each cell is run ``--reps`` times. The table
+alternates), so that a busy machine slows both alike; each cell is run ``--reps`` times. Before
+each run the script waits until both servers are idle: after a load, vLLM's CPU worker keeps
+polling for its next step at full speed for about a second (measured: 0.97 CPU-seconds in the
+second after a run, then 0.01-0.02), which would otherwise slow whichever server runs next. The table
 holds the median of each figure with its spread (min-max), and the course/vLLM ratio of the
 medians. One run of the whole sweep; compare ratios, not absolute figures.
 """
@@ -41,6 +44,33 @@ FIGURES = ("output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "
 
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):,.1f} ({min(values):,.1f}-{max(values):,.1f})"
+
+
+def wait_until_idle(pids: list[int], timeout_s: float = 15.0) -> float:
+    """Wait until the processes ``pids`` (and their children) use under 5 % of a core over 0.5 s;
+    returns the seconds waited (at most ``timeout_s``)."""
+    import time
+
+    import psutil
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                top = psutil.Process(pid)
+                for process in [top, *top.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        times = process.cpu_times()
+                        total += times.user + times.system
+        return total
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        before = cpu_seconds()
+        time.sleep(0.5)
+        if cpu_seconds() - before < 0.025:
+            break
+    return time.monotonic() - start
 
 
 def main() -> None:
@@ -79,8 +109,9 @@ def main() -> None:
 
     runs: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
+        pids = []
         for name, (command, env) in servers.items():
-            stack.enter_context(milestone.running_server(command, env, urls[name]))
+            pids.append(stack.enter_context(milestone.running_server(command, env, urls[name])).pid)
             console.print(f"{name} is up")
         names = list(servers)
         for rep in range(args.reps):
@@ -88,11 +119,13 @@ def main() -> None:
                 for backend in args.backends:
                     order = names if rep % 2 == 0 else names[::-1]
                     for name in order:
+                        waited = wait_until_idle(pids)
                         result = bench_serve(bench_serve_args(urls[name], model, backend=backend,
                                                              concurrency=concurrency, seed=rep, warmups=2))
                         row = {"server": name, "backend": backend, "concurrency": concurrency, "rep": rep,
                                "completed": result["completed"], "failed": result.get("failed", 0),
-                               "load_average": os.getloadavg()[0], **{f: result.get(f) for f in FIGURES}}
+                               "load_average": os.getloadavg()[0], "waited_s": waited,
+                               **{f: result.get(f) for f in FIGURES}}
                         runs.append(row)
                         console.print(f"rep {rep}, {backend}, {concurrency} clients, {name}: "
                                       f"{row['output_throughput']:,.0f} tokens/s, {row['failed']} failed")

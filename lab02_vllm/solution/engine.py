@@ -162,7 +162,8 @@ def apply_logits_processors(logits: torch.Tensor, seqs: list[Sequence]) -> torch
 
 def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int],
                   default_generator: torch.Generator | None = None) -> list[int]:
-    """Pick one token per sequence from its logits, each with its own sampling settings.
+    """Pick one token per sequence from its logits, each row with its own sampling settings, the
+    whole batch at once (vLLM v1's ``Sampler``: per-row settings become tensors, no loop over rows).
 
     Sampling starts from ``processed`` (given, first line: the rows after the requests'
     ``allowed_token_ids`` and ``logit_bias``, see ``apply_logits_processors``; ``logits``
@@ -170,13 +171,15 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     outputs, its eos ids (``stop_ids``, even under ``ignore_eos``: vLLM bans its
     ``all_stop_token_ids``) and ``stop_token_ids`` cannot be picked (logit -inf). Greedy rows
     (``params.greedy``) take the argmax. Others divide by the temperature, keep the ``top_k``
-    largest logits (when ``top_k > 0``), keep the smallest set of most likely tokens whose
-    probability reaches ``top_p``, and draw from the softmax with
-    ``torch.multinomial`` using the sequence's own ``generator`` (seeded requests) or
-    ``default_generator``. When ``params.logprobs`` is not None, append ``{token: logprob}``
-    for the chosen token and the ``logprobs`` most likely ones to ``seq.logprobs``, from the
-    log-softmax of the raw ``logits`` (vLLM's default ``logprobs_mode="raw_logprobs"``: the
-    model's, before any processing).
+    largest logits (when ``0 < top_k < vocab``; ties with the k-th are kept), keep the smallest
+    set of most likely tokens whose probability reaches ``top_p``, and draw from the softmax of
+    what is left: a sequence with its own ``generator`` (a seeded request) draws only from it,
+    so that its tokens do not depend on the rest of the batch; the others from
+    ``default_generator``. vLLM draws every row at once by the exponential race: with ``q`` one
+    independent Exponential(1) per token, ``argmax(probs / q)`` is a draw from ``probs``. When
+    ``params.logprobs`` is not None, append ``{token: logprob}`` for the chosen token and the
+    ``logprobs`` most likely ones to ``seq.logprobs``, from the log-softmax of the raw ``logits``
+    (vLLM's default ``logprobs_mode="raw_logprobs"``: the model's, before any processing).
 
     Args:
         logits: ``(num_seqs, vocab)`` float32, row ``i`` for ``seqs[i]``. Not modified.
@@ -188,54 +191,74 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
         One token id per sequence.
     """
     processed = apply_logits_processors(logits, seqs)
-    # BEGIN SOLUTION task 5: one token per row, drawn as vLLM's sampler would under that row's own settings, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
-    # HINT task 5 level 1: each row is independent: its own SamplingParams, its own generator. What must
-    #   hold: greedy rows give the argmax; sampled rows draw from the distribution the docstring's filters
+    # BEGIN SOLUTION task 5: one token per row, drawn as vLLM's sampler would under that row's own settings, the batch at once, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
+    # HINT task 5 level 1: every row obeys its own SamplingParams, but the work is done on the whole
+    #   (num_seqs, vocab) batch at once, as vLLM v1's sampler does: the settings become per-row tensors. What
+    #   must hold: greedy rows give the argmax; sampled rows draw from the distribution the docstring's filters
     #   leave; a seeded request draws the same tokens whatever else is in the batch; min_tokens forbids
     #   stopping early; the reported logprobs describe the model (raw logits), not the filtered scores:
     #   sample from processed (the requests' logit_bias and allowed_token_ids already in), report from logits.
     #   Reading: README task 5, the docstring above, vLLM's SamplingParams documentation (top_k, top_p,
-    #   min_tokens, logprobs), and Holtzman et al. 2019 for top-p.
-    # HINT task 5 level 2: processed and logits are (num_seqs, vocab) and must not be modified: work on a
-    #   copy of each processed row. Forbidding a token means its logit becomes -inf before any filter. top_k
-    #   = 0 (or >= vocab) keeps everything; top_p keeps the most likely tokens up to and including the one
-    #   whose cumulative probability first reaches top_p, so the most likely token always survives. logprobs
-    #   = 0 still records the chosen token. A batch that is all greedy with nothing to record can skip the
-    #   per-row work (its argmax is processed's).
-    # HINT task 5 level 3: per row: copy the processed row; mask the banned ids while under min_tokens;
-    #   greedy -> argmax; else divide by the temperature, set everything below the k-th largest to -inf, sort descending and
-    #   drop the tokens whose probability mass before them already reaches top_p, softmax, one multinomial
-    #   draw with the row's generator (or the default one); logprobs from log_softmax of the untouched row:
-    #   the chosen token and the top-n ids.
+    #   min_tokens, logprobs), vLLM v1's sampler (v1/sample/sampler.py, ops/topk_topp_sampler.py), and
+    #   Holtzman et al. 2019 for top-p.
+    # HINT task 5 level 2: processed and logits must not be modified: work on a copy. Forbidding a token
+    #   means its logit becomes -inf before any filter (one indexed assignment with row and column lists).
+    #   Greedy rows divide by 1, not 0, and take the argmax anyway. top_k = 0 (or >= vocab) keeps
+    #   everything, so treat it as vocab; one descending sort serves both filters: the k-th sorted value is
+    #   each row's threshold, and top_p keeps the most likely tokens up to and including the one whose
+    #   cumulative probability first reaches top_p (so the most likely always survives); scatter the sorted
+    #   scores back. Draw: q from the default generator for the batch, then each seeded row's q again from
+    #   its own generator. logprobs = 0 still records the chosen token. An all-greedy batch with nothing to
+    #   record is processed's argmax.
+    # HINT task 5 level 3: scores = processed.clone(); -inf at the (row, id) pairs banned under min_tokens;
+    #   greedy = argmax(scores); temperature (1 for greedy rows), top_k (vocab when off) and top_p as
+    #   (num_seqs, 1) tensors; scores / temperature; sort descending; mask sorted values below the k-th;
+    #   probs = softmax of that, drop where cumsum - probs > top_p; scatter back along the sort's indices;
+    #   probs = softmax; q = exponential_ (default generator), seeded rows' q rows from their generators;
+    #   drawn = argmax(probs / q); greedy rows keep the argmax; logprobs: log_softmax of the rows that ask.
     if all(s.params.greedy and s.params.logprobs is None and s.num_output_tokens >= s.params.min_tokens
            for s in seqs):
         return processed.argmax(dim=-1).tolist()
-    tokens: list[int] = []
-    for row, processed_row, seq in zip(logits, processed, seqs, strict=True):
-        params = seq.params
-        scores = processed_row.clone()
-        if seq.num_output_tokens < params.min_tokens:
-            banned = set(params.stop_token_ids) | stop_ids  # eos too under ignore_eos, as vLLM
-            scores[list(banned)] = float("-inf")
-        if params.greedy:
-            token = int(scores.argmax())
-        else:
-            scores = scores / params.temperature
-            if 0 < params.top_k < scores.shape[-1]:
-                kth = torch.topk(scores, params.top_k).values[-1]
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            if params.top_p < 1.0:
-                sorted_scores, order = torch.sort(scores, descending=True)
-                probs = sorted_scores.softmax(dim=-1)
-                drop = probs.cumsum(dim=-1) - probs > params.top_p  # mass before this token already enough
-                scores = scores.scatter(0, order[drop], float("-inf"))
-            probs = scores.softmax(dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=seq.generator or default_generator))
-        if params.logprobs is not None:
-            logprobs = torch.log_softmax(row, dim=-1)
-            top = torch.topk(logprobs, params.logprobs).indices.tolist() if params.logprobs else []
-            seq.logprobs.append({t: float(logprobs[t]) for t in [token, *top]})
-        tokens.append(token)
+    scores = processed.clone()
+    banned = [(row, token) for row, seq in enumerate(seqs) if seq.num_output_tokens < seq.params.min_tokens
+              for token in set(seq.params.stop_token_ids) | stop_ids]  # eos too under ignore_eos, as vLLM
+    if banned:
+        rows, tokens = zip(*banned, strict=True)
+        scores[list(rows), list(tokens)] = float("-inf")
+    chosen = scores.argmax(dim=-1)
+    greedy = torch.tensor([s.params.greedy for s in seqs], device=scores.device)
+    if not bool(greedy.all()):
+        vocab = scores.shape[-1]
+
+        def column(values: list[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=scores.dtype, device=scores.device)[:, None]
+
+        scores /= column([1.0 if s.params.greedy else s.params.temperature for s in seqs])
+        top_k = [s.params.top_k if 0 < s.params.top_k < vocab else vocab for s in seqs]
+        top_p = [s.params.top_p for s in seqs]
+        if min(top_k) < vocab or min(top_p) < 1.0:
+            sorted_scores, order = scores.sort(dim=-1, descending=True)
+            kth = sorted_scores.gather(1, column(top_k).long() - 1)
+            sorted_scores.masked_fill_(sorted_scores < kth, float("-inf"))
+            probs = sorted_scores.softmax(dim=-1)
+            sorted_scores.masked_fill_(probs.cumsum(dim=-1) - probs > column(top_p), float("-inf"))
+            scores = torch.empty_like(scores).scatter_(1, order, sorted_scores)
+        probs = scores.softmax(dim=-1)
+        q = torch.empty_like(probs).exponential_(generator=default_generator)
+        for row, seq in enumerate(seqs):
+            if seq.generator is not None:
+                q[row].exponential_(generator=seq.generator)
+        drawn = (probs / q.clamp_(min=torch.finfo(q.dtype).tiny)).argmax(dim=-1)
+        chosen = torch.where(greedy, chosen, drawn)
+    tokens = chosen.tolist()
+    asking = [row for row, seq in enumerate(seqs) if seq.params.logprobs is not None]
+    if asking:
+        logprobs = torch.log_softmax(logits[asking], dim=-1)
+        most = max(seqs[row].params.logprobs for row in asking)
+        top = torch.topk(logprobs, most).indices.tolist() if most else [[] for _ in asking]
+        for i, row in enumerate(asking):
+            ids = [tokens[row], *top[i][:seqs[row].params.logprobs]]
+            seqs[row].logprobs.append({t: float(logprobs[i, t]) for t in ids})
     return tokens
     # END SOLUTION
 

@@ -164,7 +164,8 @@ def apply_logits_processors(logits: torch.Tensor, seqs: list[Sequence]) -> torch
 
 def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int],
                   default_generator: torch.Generator | None = None) -> list[int]:
-    """Pick one token per sequence from its logits, each with its own sampling settings.
+    """Pick one token per sequence from its logits, each row with its own sampling settings, the
+    whole batch at once (vLLM v1's ``Sampler``: per-row settings become tensors, no loop over rows).
 
     Sampling starts from ``processed`` (given, first line: the rows after the requests'
     ``allowed_token_ids`` and ``logit_bias``, see ``apply_logits_processors``; ``logits``
@@ -172,13 +173,15 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     outputs, its eos ids (``stop_ids``, even under ``ignore_eos``: vLLM bans its
     ``all_stop_token_ids``) and ``stop_token_ids`` cannot be picked (logit -inf). Greedy rows
     (``params.greedy``) take the argmax. Others divide by the temperature, keep the ``top_k``
-    largest logits (when ``top_k > 0``), keep the smallest set of most likely tokens whose
-    probability reaches ``top_p``, and draw from the softmax with
-    ``torch.multinomial`` using the sequence's own ``generator`` (seeded requests) or
-    ``default_generator``. When ``params.logprobs`` is not None, append ``{token: logprob}``
-    for the chosen token and the ``logprobs`` most likely ones to ``seq.logprobs``, from the
-    log-softmax of the raw ``logits`` (vLLM's default ``logprobs_mode="raw_logprobs"``: the
-    model's, before any processing).
+    largest logits (when ``0 < top_k < vocab``; ties with the k-th are kept), keep the smallest
+    set of most likely tokens whose probability reaches ``top_p``, and draw from the softmax of
+    what is left: a sequence with its own ``generator`` (a seeded request) draws only from it,
+    so that its tokens do not depend on the rest of the batch; the others from
+    ``default_generator``. vLLM draws every row at once by the exponential race: with ``q`` one
+    independent Exponential(1) per token, ``argmax(probs / q)`` is a draw from ``probs``. When
+    ``params.logprobs`` is not None, append ``{token: logprob}`` for the chosen token and the
+    ``logprobs`` most likely ones to ``seq.logprobs``, from the log-softmax of the raw ``logits``
+    (vLLM's default ``logprobs_mode="raw_logprobs"``: the model's, before any processing).
 
     Args:
         logits: ``(num_seqs, vocab)`` float32, row ``i`` for ``seqs[i]``. Not modified.
@@ -190,7 +193,7 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
         One token id per sequence.
     """
     processed = apply_logits_processors(logits, seqs)
-    # TODO(lab02 task 5): one token per row, drawn as vLLM's sampler would under that row's own settings, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
+    # TODO(lab02 task 5): one token per row, drawn as vLLM's sampler would under that row's own settings, the batch at once, with its logprobs recorded when asked (README task 5; docs/02 on sampling; vLLM's SamplingParams docs).
     raise NotImplementedError("lab02 task 5: sample_tokens is not written yet (see lab02_vllm/README.md, task 5)")
 
 
