@@ -250,12 +250,19 @@ def test_sampled_tokens_follow_temperature_top_k_and_top_p(llm, model, tokenizer
         assert (seen - target).abs().max() < 0.09, f"{case}: frequencies {seen.topk(4)} vs {target.topk(4)}"
 
 
+#: Rows that share a batch with the measured ones in the test below, each with settings of its own.
+OTHER_SETTINGS = [dict(temperature=0.0), dict(temperature=0.3, top_k=2), dict(temperature=1.9, top_p=0.95),
+                  dict(temperature=1.0, top_k=6, top_p=0.5), dict(temperature=0.0, top_k=1, top_p=0.1)]
+
+
 @pytest.mark.points(1)
 @pytest.mark.parametrize("temperature,top_k,top_p", [(2.0, 0, 0.6), (0.5, 0, 0.9), (1.5, 3, 0.7), (0.7, 4, 1.0)])
 def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(temperature, top_k, top_p):
-    """sample_tokens on fixed logits, 1500 rows at once: the tokens drawn follow the distribution
+    """sample_tokens on fixed logits, 1500 rows, each between two rows of other settings (greedy
+    ones among them) and other logits: the measured rows' tokens follow the distribution
     transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper make, in that
-    order (transformers' and vLLM's: the nucleus is cut on the *scaled* distribution)."""
+    order (transformers' and vLLM's: the nucleus is cut on the *scaled* distribution), each row
+    under its own settings; the greedy rows among them give their own row's argmax."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     logits = torch.tensor([2.0, 1.0, 0.0, -0.4, -1.0, 0.5, -2.0, 1.5])
@@ -265,13 +272,29 @@ def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(t
     target = LogitsProcessorList(warpers)(None, logits[None].clone())[0].softmax(-1)
     rows = 1500
     params = sampling_params.SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, max_tokens=1)
-    seqs = [sequence.Sequence("r", [1], params) for _ in range(rows)]
-    batch = logits.expand(rows, -1).clone()
+    seqs, batch, measured = [], [], []
+    generator = torch.Generator().manual_seed(0)
+    for i in range(3 * rows):
+        if i % 3 == 1:
+            measured.append(len(seqs))
+            seqs.append(sequence.Sequence("r", [1], params))
+            batch.append(logits)
+        else:  # another request's row: other settings, its logits in another order
+            other = OTHER_SETTINGS[i % len(OTHER_SETTINGS)]
+            seqs.append(sequence.Sequence("o", [1], sampling_params.SamplingParams(max_tokens=1, **other)))
+            batch.append(logits[torch.randperm(logits.numel(), generator=generator)])
+    batch = torch.stack(batch)
+    before = batch.clone()
     tokens = engine.sample_tokens(batch, seqs, {3}, torch.Generator().manual_seed(0))
-    assert torch.equal(batch, logits.expand(rows, -1)), "sample_tokens must not modify the logits"
+    assert torch.equal(batch, before), "sample_tokens must not modify the logits"
+    for row, seq in enumerate(seqs):
+        if seq.params.greedy:
+            assert tokens[row] == int(batch[row].argmax()), f"row {row} is greedy: its argmax, whatever the others do"
+    tokens = [tokens[row] for row in measured]
     seen = torch.bincount(torch.tensor(tokens), minlength=logits.numel()).float() / rows
     outside = [t for t in set(tokens) if target[t] == 0]
-    assert not outside, f"tokens {outside} drawn, outside transformers' kept set {target.nonzero().flatten().tolist()}"
+    assert not outside, (f"tokens {outside} drawn, outside transformers' kept set {target.nonzero().flatten().tolist()} "
+                         "for these rows' own settings (each row keeps its own temperature, top_k and top_p)")
     assert (seen - target).abs().max() < 0.05, f"frequencies {seen.tolist()} vs transformers' {target.tolist()}"
 
 
