@@ -213,7 +213,7 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     # HINT task 5 level 3: scores = processed.clone(); -inf at the (row, id) pairs banned under min_tokens;
     #   greedy = argmax(scores); temperature (1 for greedy rows), top_k (vocab when off) and top_p as
     #   (num_seqs, 1) tensors; scores / temperature; sort descending; mask sorted values below the k-th;
-    #   probs = softmax of that, drop where cumsum - probs > top_p; scatter back along the sort's indices;
+    #   probs = softmax of that, drop where cumsum - probs >= top_p; scatter back along the sort's indices;
     #   probs = softmax; q = exponential_ (default generator), seeded rows' q rows from their generators;
     #   drawn = argmax(probs / q); greedy rows keep the argmax; logprobs: log_softmax of the rows that ask.
     if all(s.params.greedy and s.params.logprobs is None and s.num_output_tokens >= s.params.min_tokens
@@ -235,13 +235,14 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
 
         scores /= column([1.0 if s.params.greedy else s.params.temperature for s in seqs])
         top_k = [s.params.top_k if 0 < s.params.top_k < vocab else vocab for s in seqs]
-        top_p = [s.params.top_p for s in seqs]
+        # top_p = 1 keeps everything: the running sum's rounding must not drop a long tail's last tokens
+        top_p = [s.params.top_p if s.params.top_p < 1.0 else float("inf") for s in seqs]
         if min(top_k) < vocab or min(top_p) < 1.0:
             sorted_scores, order = scores.sort(dim=-1, descending=True)
             kth = sorted_scores.gather(1, column(top_k).long() - 1)
             sorted_scores.masked_fill_(sorted_scores < kth, float("-inf"))
             probs = sorted_scores.softmax(dim=-1)
-            sorted_scores.masked_fill_(probs.cumsum(dim=-1) - probs > column(top_p), float("-inf"))
+            sorted_scores.masked_fill_(probs.cumsum(dim=-1) - probs >= column(top_p), float("-inf"))
             scores = torch.empty_like(scores).scatter_(1, order, sorted_scores)
         probs = scores.softmax(dim=-1)
         q = torch.empty_like(probs).exponential_(generator=default_generator)

@@ -255,17 +255,25 @@ OTHER_SETTINGS = [dict(temperature=0.0), dict(temperature=0.3, top_k=2), dict(te
                   dict(temperature=1.0, top_k=6, top_p=0.5), dict(temperature=0.0, top_k=1, top_p=0.1)]
 
 
+#: Four tokens of probability exactly 1/4: top_p = 0.5 is reached by two of them, and keeps two.
+TIED = [0.0, float("-inf"), 0.0, float("-inf"), 0.0, float("-inf"), 0.0, float("-inf")]
+
+
 @pytest.mark.points(1)
-@pytest.mark.parametrize("temperature,top_k,top_p", [(2.0, 0, 0.6), (0.5, 0, 0.9), (1.5, 3, 0.7), (0.7, 4, 1.0)])
-def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(temperature, top_k, top_p):
+@pytest.mark.parametrize("temperature,top_k,top_p,tied", [(2.0, 0, 0.6, False), (0.5, 0, 0.9, False),
+                                                          (1.5, 3, 0.7, False), (0.7, 4, 1.0, False),
+                                                          (1.0, 0, 0.5, True)])
+def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(temperature, top_k, top_p, tied):
     """sample_tokens on fixed logits, 1500 rows, each between two rows of other settings (greedy
     ones among them) and other logits: the measured rows' tokens follow the distribution
     transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper make, in that
     order (transformers' and vLLM's: the nucleus is cut on the *scaled* distribution), each row
-    under its own settings; the greedy rows among them give their own row's argmax."""
+    under its own settings; the greedy rows among them give their own row's argmax. With tied
+    probabilities the nucleus is the smallest set that reaches top_p, as transformers' and
+    vLLM's (which of the tied tokens it keeps is the sort's choice)."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    logits = torch.tensor([2.0, 1.0, 0.0, -0.4, -1.0, 0.5, -2.0, 1.5])
+    logits = torch.tensor(TIED if tied else [2.0, 1.0, 0.0, -0.4, -1.0, 0.5, -2.0, 1.5])
     warpers = [TemperatureLogitsWarper(temperature)]
     warpers += [TopKLogitsWarper(top_k)] if top_k else []
     warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
@@ -292,9 +300,16 @@ def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(t
             assert tokens[row] == int(batch[row].argmax()), f"row {row} is greedy: its argmax, whatever the others do"
     tokens = [tokens[row] for row in measured]
     seen = torch.bincount(torch.tensor(tokens), minlength=logits.numel()).float() / rows
+    if tied:
+        kept = int((target > 0).sum())
+        assert len(set(tokens)) == kept, (f"{len(set(tokens))} tokens drawn ({seen.tolist()}): transformers' top-p "
+                                          f"keeps {kept} of the four tied ones (the smallest set that reaches top_p)")
+        assert (seen.sort().values - target.sort().values).abs().max() < 0.05, f"frequencies {seen.tolist()}"
+        return
     outside = [t for t in set(tokens) if target[t] == 0]
-    assert not outside, (f"tokens {outside} drawn, outside transformers' kept set {target.nonzero().flatten().tolist()} "
-                         "for these rows' own settings (each row keeps its own temperature, top_k and top_p)")
+    kept = target.nonzero().flatten().tolist()
+    assert not outside, (f"tokens {outside} drawn, outside transformers' kept set {kept} for these rows' own "
+                         "settings (each row keeps its own temperature, top_k and top_p)")
     assert (seen - target).abs().max() < 0.05, f"frequencies {seen.tolist()} vs transformers' {target.tolist()}"
 
 
