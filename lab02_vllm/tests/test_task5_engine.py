@@ -250,27 +250,34 @@ def test_sampled_tokens_follow_temperature_top_k_and_top_p(llm, model, tokenizer
         assert (seen - target).abs().max() < 0.09, f"{case}: frequencies {seen.topk(4)} vs {target.topk(4)}"
 
 
-#: Rows that share a batch with the measured ones in the test below, each with settings of its own.
-OTHER_SETTINGS = [dict(temperature=0.0), dict(temperature=0.3, top_k=2), dict(temperature=1.9, top_p=0.95),
-                  dict(temperature=1.0, top_k=6, top_p=0.5), dict(temperature=0.0, top_k=1, top_p=0.1)]
-
+#: Rows that share a batch with the measured ones in the test below, each with settings of its own
+#: ("mixed": every filter somewhere, a top_k larger than the vocabulary too; "plain": no filter,
+#: so that the measured rows' own top_k or top_p is the only one in the batch).
+OTHER_SETTINGS = {
+    "mixed": [dict(temperature=0.0), dict(temperature=0.3, top_k=2), dict(temperature=1.9, top_p=0.95),
+              dict(temperature=1.0, top_k=6, top_p=0.5), dict(temperature=0.0, top_k=1, top_p=0.1),
+              dict(temperature=0.8, top_k=1000)],
+    "plain": [dict(temperature=0.0), dict(temperature=1.0), dict(temperature=0.6)],
+}
 
 #: Four tokens of probability exactly 1/4: top_p = 0.5 is reached by two of them, and keeps two.
 TIED = [0.0, float("-inf"), 0.0, float("-inf"), 0.0, float("-inf"), 0.0, float("-inf")]
 
 
 @pytest.mark.points(1)
-@pytest.mark.parametrize("temperature,top_k,top_p,tied", [(2.0, 0, 0.6, False), (0.5, 0, 0.9, False),
-                                                          (1.5, 3, 0.7, False), (0.7, 4, 1.0, False),
-                                                          (1.0, 0, 0.5, True)])
-def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(temperature, top_k, top_p, tied):
+@pytest.mark.parametrize("temperature,top_k,top_p,others,tied", [
+    (2.0, 0, 0.6, "mixed", False), (0.5, 0, 0.9, "mixed", False), (1.5, 3, 0.7, "mixed", False),
+    (0.7, 4, 1.0, "mixed", False), (1.0, 0, 0.5, "mixed", True),
+    (1.5, 3, 1.0, "plain", False), (1.0, 0, 0.6, "plain", False)])
+def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(temperature, top_k, top_p, others,
+                                                                              tied):
     """sample_tokens on fixed logits, 1500 rows, each between two rows of other settings (greedy
-    ones among them) and other logits: the measured rows' tokens follow the distribution
-    transformers' TemperatureLogitsWarper, TopKLogitsWarper and TopPLogitsWarper make, in that
-    order (transformers' and vLLM's: the nucleus is cut on the *scaled* distribution), each row
-    under its own settings; the greedy rows among them give their own row's argmax. With tied
-    probabilities the nucleus is the smallest set that reaches top_p, as transformers' and
-    vLLM's (which of the tied tokens it keeps is the sort's choice)."""
+    ones among them; with filters of their own, or none) and other logits: the measured rows'
+    tokens follow the distribution transformers' TemperatureLogitsWarper, TopKLogitsWarper and
+    TopPLogitsWarper make, in that order (transformers' and vLLM's: the nucleus is cut on the
+    *scaled* distribution), each row under its own settings; the greedy rows among them give
+    their own row's argmax. With tied probabilities the nucleus is the smallest set that reaches
+    top_p, as transformers' and vLLM's (which of the tied tokens it keeps is the sort's choice)."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     logits = torch.tensor(TIED if tied else [2.0, 1.0, 0.0, -0.4, -1.0, 0.5, -2.0, 1.5])
@@ -288,7 +295,7 @@ def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(t
             seqs.append(sequence.Sequence("r", [1], params))
             batch.append(logits)
         else:  # another request's row: other settings, its logits in another order
-            other = OTHER_SETTINGS[i % len(OTHER_SETTINGS)]
+            other = OTHER_SETTINGS[others][i % len(OTHER_SETTINGS[others])]
             seqs.append(sequence.Sequence("o", [1], sampling_params.SamplingParams(max_tokens=1, **other)))
             batch.append(logits[torch.randperm(logits.numel(), generator=generator)])
     batch = torch.stack(batch)
