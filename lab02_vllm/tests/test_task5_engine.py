@@ -204,7 +204,10 @@ def test_seeded_sampling_is_reproducible_whatever_else_is_in_the_batch(llm, toke
     others = [sampling_params.SamplingParams(temperature=0.9, max_tokens=n, seed=n if n % 2 else None)
               for n in range(3, 12)]
     mixed = llm.generate([*prompts32[:9], ids], [*others, params])[-1].outputs[0].token_ids
-    assert mixed == alone
+    assert mixed == alone, "a seeded request's tokens must not depend on the requests before it in the batch"
+    first = llm.generate([ids, *prompts32[:9]], [params, *others])[0].outputs[0].token_ids
+    assert first == alone, ("a seeded request's tokens must not depend on the requests after it in the batch: its "
+                            "generator draws for its own row only")
     other_seed = llm.generate([ids], params.clone(seed=99))[0].outputs[0].token_ids
     assert other_seed != alone
     top1 = llm.generate([ids], params.clone(top_k=1))[0].outputs[0].token_ids
@@ -548,6 +551,23 @@ def test_sampling_honours_logit_bias_and_allowed_token_ids_and_reports_raw_logpr
     assert seqs[2].logprobs == [{5: pytest.approx(float(raw[5])), 3: pytest.approx(float(raw[3]))}], (
         f"a greedy request with logprobs=2 records its token and the top 2 even when no row samples, got "
         f"{seqs[2].logprobs}")
+    # Rows of their own logits, some asking for logprobs (different counts, greedy and sampled), some
+    # not: each asking row records its own token and its own row's top ids with its own raw values.
+    generator = torch.Generator().manual_seed(1)
+    mixed_logits = torch.randn(12, 8, generator=generator) * 2
+    asks = [None, 3, 0, None, 1, 5, None, 2, 3, None, 0, 4]
+    seqs = [sequence.Sequence("l", [1], SP(temperature=0.0 if i % 3 == 0 else 1.0, logprobs=n, seed=i))
+            for i, n in enumerate(asks)]
+    tokens = engine.sample_tokens(mixed_logits.clone(), seqs, {3}, torch.Generator().manual_seed(0))
+    for row, (seq, n) in enumerate(zip(seqs, asks, strict=True)):
+        own = torch.log_softmax(mixed_logits[row], dim=-1)
+        if n is None:
+            assert seq.logprobs == [], f"row {row} asked for no logprobs, got {seq.logprobs}"
+            continue
+        expected = {tokens[row]: float(own[tokens[row]]), **{t: float(own[t]) for t in own.topk(n).indices.tolist()}}
+        assert seq.logprobs == [pytest.approx(expected)], (
+            f"row {row} (logprobs={n}) must record its token and its own top {n} from its own raw row: expected "
+            f"{expected}, got {seq.logprobs}")
     # Tokens tied with the k-th largest logit stay (vLLM's and transformers' threshold keeps them).
     from transformers import TopKLogitsWarper
 
