@@ -254,12 +254,13 @@ def test_sampled_tokens_follow_temperature_top_k_and_top_p(llm, model, tokenizer
 
 
 #: Rows that share a batch with the measured ones in the test below, each with settings of its own
-#: ("mixed": every filter somewhere, a top_k larger than the vocabulary too; "plain": no filter,
-#: so that the measured rows' own top_k or top_p is the only one in the batch).
+#: ("mixed": every filter somewhere, a top_k larger than the vocabulary, a temperature so small it
+#: is greedy; "plain": no filter, so that the measured rows' own top_k or top_p is the only one in
+#: the batch).
 OTHER_SETTINGS = {
     "mixed": [dict(temperature=0.0), dict(temperature=0.3, top_k=2), dict(temperature=1.9, top_p=0.95),
               dict(temperature=1.0, top_k=6, top_p=0.5), dict(temperature=0.0, top_k=1, top_p=0.1),
-              dict(temperature=0.8, top_k=1000)],
+              dict(temperature=0.8, top_k=1000), dict(temperature=1e-6)],  # below vLLM's 1e-5: greedy
     "plain": [dict(temperature=0.0), dict(temperature=1.0), dict(temperature=0.6)],
 }
 
