@@ -175,8 +175,10 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     set of most likely tokens whose probability reaches ``top_p``, and draw from the softmax of
     what is left: a sequence with its own ``generator`` (a seeded request) draws only from it,
     so that its tokens do not depend on the rest of the batch; the others from
-    ``default_generator``. vLLM draws every row at once by the exponential race: with ``q`` one
-    independent Exponential(1) per token, ``argmax(probs / q)`` is a draw from ``probs``. When
+    ``default_generator``. Any exact draw passes; the reference draws every row at once by
+    inverse transform sampling (one uniform ``u`` per row; the token where the row's running sum
+    of probabilities first exceeds ``u`` times its total), where vLLM's GPU sampler uses the
+    exponential race (``argmax(probs / q)``, one Exponential(1) ``q`` per token). When
     ``params.logprobs`` is not None, append ``{token: logprob}`` for the chosen token and the
     ``logprobs`` most likely ones to ``seq.logprobs``, from the log-softmax of the raw ``logits``
     (vLLM's default ``logprobs_mode="raw_logprobs"``: the model's, before any processing).
@@ -207,15 +209,17 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     #   everything, so treat it as vocab; one descending sort serves both filters: the k-th sorted value is
     #   each row's threshold, and top_p keeps the most likely tokens up to and including the one whose
     #   cumulative probability first reaches top_p (so the most likely always survives); scatter the sorted
-    #   scores back. Draw: q from the default generator for the batch, then each seeded row's q again from
-    #   its own generator. logprobs = 0 still records the chosen token. An all-greedy batch with nothing to
+    #   scores back. Draw: one uniform per row from the default generator, then each seeded row's again
+    #   from its own generator; the token is where the row's cumulative probabilities pass it (a search in
+    #   sorted values). logprobs = 0 still records the chosen token. An all-greedy batch with nothing to
     #   record is processed's argmax.
     # HINT task 5 level 3: scores = processed.clone(); -inf at the (row, id) pairs banned under min_tokens;
     #   greedy = argmax(scores); temperature (1 for greedy rows), top_k (vocab when off) and top_p as
     #   (num_seqs, 1) tensors; scores / temperature; sort descending; mask sorted values below the k-th;
     #   probs = softmax of that, drop where cumsum - probs >= top_p; scatter back along the sort's indices;
-    #   probs = softmax; q = exponential_ (default generator), seeded rows' q rows from their generators;
-    #   drawn = argmax(probs / q); greedy rows keep the argmax; logprobs: log_softmax of the rows that ask.
+    #   probs = softmax, cdf = its cumsum; u = rand (default generator), seeded rows' u from their
+    #   generators; drawn = searchsorted(cdf, u x total, right=True); greedy rows keep the argmax;
+    #   logprobs: log_softmax of the rows that ask.
     if all(s.params.greedy and s.params.logprobs is None and s.num_output_tokens >= s.params.min_tokens
            for s in seqs):
         return processed.argmax(dim=-1).tolist()
@@ -244,12 +248,16 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
             probs = sorted_scores.softmax(dim=-1)
             sorted_scores.masked_fill_(probs.cumsum(dim=-1) - probs >= column(top_p), float("-inf"))
             scores = torch.empty_like(scores).scatter_(1, order, sorted_scores)
-        probs = scores.softmax(dim=-1)
-        q = torch.empty_like(probs).exponential_(generator=default_generator)
+        # Inverse transform sampling: one uniform per row (vocab-many random numbers per row, as the
+        # exponential race draws, cost ~20x more in PyTorch on a CPU: vLLM fuses them into a kernel)
+        cdf = scores.softmax(dim=-1).cumsum(dim=-1)
+        u = torch.rand(len(seqs), 1, generator=default_generator, device=scores.device)
         for row, seq in enumerate(seqs):
             if seq.generator is not None:
-                q[row].exponential_(generator=seq.generator)
-        drawn = (probs / q.clamp_(min=torch.finfo(q.dtype).tiny)).argmax(dim=-1)
+                u[row] = torch.rand(1, generator=seq.generator, device=scores.device)
+        total = cdf[:, -1:]
+        target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))  # below the total
+        drawn = torch.searchsorted(cdf, target, right=True)[:, 0]  # the first token whose cdf passes it
         chosen = torch.where(greedy, chosen, drawn)
     tokens = chosen.tolist()
     asking = [row for row, seq in enumerate(seqs) if seq.params.logprobs is not None]

@@ -177,8 +177,10 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     set of most likely tokens whose probability reaches ``top_p``, and draw from the softmax of
     what is left: a sequence with its own ``generator`` (a seeded request) draws only from it,
     so that its tokens do not depend on the rest of the batch; the others from
-    ``default_generator``. vLLM draws every row at once by the exponential race: with ``q`` one
-    independent Exponential(1) per token, ``argmax(probs / q)`` is a draw from ``probs``. When
+    ``default_generator``. Any exact draw passes; the reference draws every row at once by
+    inverse transform sampling (one uniform ``u`` per row; the token where the row's running sum
+    of probabilities first exceeds ``u`` times its total), where vLLM's GPU sampler uses the
+    exponential race (``argmax(probs / q)``, one Exponential(1) ``q`` per token). When
     ``params.logprobs`` is not None, append ``{token: logprob}`` for the chosen token and the
     ``logprobs`` most likely ones to ``seq.logprobs``, from the log-softmax of the raw ``logits``
     (vLLM's default ``logprobs_mode="raw_logprobs"``: the model's, before any processing).
