@@ -397,7 +397,10 @@ class LLMEngine:
             ValueError: a duplicate ``request_id``; a prompt of no token ids (``[]``; the text
                 ``""`` still gets the tokenizer's bos, and is accepted, as vLLM's ``LLM`` accepts
                 it); token ids outside the vocabulary; a prompt of ``max_model_len`` tokens or
-                more (argument ``prompt``).
+                more (argument ``prompt``); ``params`` that name ids outside the vocabulary or ask
+                for more logprobs than it holds (``SamplingParams.check_vocabulary``), or whose
+                ``allowed_token_ids`` are all stop or eos ids under ``min_tokens`` (nothing could be
+                sampled).
         """
         params = params or SamplingParams()
         if not isinstance(params, SamplingParams):
@@ -415,6 +418,11 @@ class LLMEngine:
         if not token_ids:
             raise ValueError("prompt must not be empty")
         params.check_vocabulary(self.config.vocab_size)
+        banned = set(params.stop_token_ids) | self.eos_token_ids
+        if params.min_tokens and params.allowed_token_ids and set(params.allowed_token_ids) <= banned:
+            # every token it may pick is one min_tokens forbids: its first step could sample nothing
+            raise ValueError(f"allowed_token_ids {params.allowed_token_ids} holds only stop or eos token ids, which "
+                             f"min_tokens={params.min_tokens} forbids: no token could be sampled")
         if len(token_ids) >= self.max_model_len:
             raise ValueError(f"prompt is {len(token_ids)} tokens long: it must be shorter than "
                              f"max_model_len={self.max_model_len}")

@@ -157,8 +157,13 @@ class SamplingParams:
 
         Raises:
             ValueError: "token_id(s) [...] in logit_bias contain out-of-vocab token ids. Vocabulary
-                size: N" or "allowed_token_ids contains out-of-vocab token id!".
+                size: N" or "allowed_token_ids contains out-of-vocab token id!"; ``logprobs`` above
+                the vocabulary size (vLLM's ``max_logprobs`` check, in its words, with the
+                vocabulary as the maximum: the most likely n cannot be more tokens than there are).
         """
+        if self.logprobs is not None and self.logprobs > vocab_size:
+            raise ValueError(f"Requested sample logprobs of {self.logprobs}, which is greater than max allowed: "
+                             f"{vocab_size}")
         bad = [t for t in self.logit_bias or () if not 0 <= t < vocab_size]
         if bad:
             raise ValueError(f"token_id(s) {bad} in logit_bias contain out-of-vocab token ids. "

@@ -425,6 +425,15 @@ def test_bad_input_is_refused_before_any_work(model_dir, tmp_path):
     with pytest.raises(ValueError, match=r"max_num_batched_tokens \(64\) is smaller than max_model_len \(128\)"):
         engine.LLM(model_dir, max_num_batched_tokens=64, max_num_seqs=4, max_model_len=128,
                    enable_chunked_prefill=False, device="cpu")
+    # Requests that could never be sampled are refused when added, never a crash in a step.
+    small = engine.LLMEngine(model_dir, block_size=16, num_kv_blocks=8, max_model_len=64, device="cpu")
+    eos = small.tokenizer.eos_token_id
+    with pytest.raises(ValueError, match="Requested sample logprobs of 100000, which is greater than max allowed"):
+        small.add_request("a", [1, 5], sampling_params.SamplingParams(logprobs=100_000))
+    with pytest.raises(ValueError, match="allowed_token_ids"):
+        small.add_request("b", [1, 5], sampling_params.SamplingParams(allowed_token_ids=[eos], min_tokens=1))
+    small.add_request("c", [1, 5], sampling_params.SamplingParams(allowed_token_ids=[eos, 7], min_tokens=1))
+    assert list(small.requests) == ["c"], "only the request that can be sampled is added"
 
 
 @pytest.mark.points(0.5)
