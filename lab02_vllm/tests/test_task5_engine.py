@@ -463,16 +463,22 @@ def test_min_tokens_bans_the_stop_token_ids_as_well_as_eos():
     assert eos not in set(tokens[2::4]) | set(tokens[3::4]), (
         "drew eos before min_tokens outputs under ignore_eos: vLLM bans it there too (its all_stop_token_ids "
         "holds eos whatever ignore_eos says)")
-    # Once a sequence has min_tokens outputs the ban is lifted: eos, now the most likely, is drawn.
+    # Once a sequence has min_tokens outputs the ban is lifted: eos, now the most likely, is drawn,
+    # also beside rows of the same batch still under their min_tokens (whose ban is their own).
     peaked = torch.tensor([0.0, 1.0, 0.5, 9.0, -1.0, 4.0, 2.0, -0.5])
     done = [sequence.Sequence("r", [1], sampling_params.SamplingParams(temperature=1.0, min_tokens=2, seed=s))
             for s in range(50)]
     for seq in done:
         seq.append_token(6), seq.append_token(6)
-    tokens = engine.sample_tokens(peaked.expand(len(done), -1).clone(), done, {eos}, torch.Generator().manual_seed(0))
-    assert tokens.count(eos) > 40, (
-        f"eos drawn {tokens.count(eos)} times in 50 rows that already have min_tokens (2) outputs: the ban "
-        "holds only while a sequence has fewer than min_tokens outputs")
+    fresh = [sequence.Sequence("f", [1], sampling_params.SamplingParams(temperature=t, min_tokens=2, seed=s))
+             for s, t in enumerate([0.0, 1.0] * 25)]
+    batch = [seq for pair in zip(done, fresh, strict=True) for seq in pair]
+    tokens = engine.sample_tokens(peaked.expand(len(batch), -1).clone(), batch, {eos},
+                                  torch.Generator().manual_seed(0))
+    assert tokens[0::2].count(eos) > 40, (
+        f"eos drawn {tokens[0::2].count(eos)} times in 50 rows that already have min_tokens (2) outputs: the "
+        "ban holds only while a sequence has fewer than min_tokens outputs, each row by its own count")
+    assert eos not in tokens[1::2], "rows under their min_tokens must not draw eos, whatever the rows beside them"
 
 
 @pytest.mark.vllm
