@@ -269,22 +269,24 @@ TIED = [0.0, float("-inf"), 0.0, float("-inf"), 0.0, float("-inf"), 0.0, float("
 
 
 @pytest.mark.points(1)
-@pytest.mark.parametrize("temperature,top_k,top_p,others,tied", [
-    (2.0, 0, 0.6, "mixed", False), (0.5, 0, 0.9, "mixed", False), (1.5, 3, 0.7, "mixed", False),
-    (0.7, 4, 1.0, "mixed", False), (1.0, 0, 0.5, "mixed", True),
-    (1.5, 3, 1.0, "plain", False), (1.0, 0, 0.6, "plain", False)])
+@pytest.mark.parametrize("temperature,top_k,top_p,others,tied,shift", [
+    (2.0, 0, 0.6, "mixed", False, 0.0), (0.5, 0, 0.9, "mixed", False, 0.0), (1.5, 3, 0.7, "mixed", False, 0.0),
+    (0.7, 4, 1.0, "mixed", False, 0.0), (1.0, 0, 0.5, "mixed", True, 0.0),
+    (1.5, 3, 1.0, "plain", False, 0.0), (1.0, 0, 0.6, "plain", False, 0.0), (0.5, 0, 1.0, "plain", False, 45.0)])
 def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(temperature, top_k, top_p, others,
-                                                                              tied):
+                                                                              tied, shift):
     """sample_tokens on fixed logits, 1500 rows, each between two rows of other settings (greedy
     ones among them; with filters of their own, or none) and other logits: the measured rows'
     tokens follow the distribution transformers' TemperatureLogitsWarper, TopKLogitsWarper and
     TopPLogitsWarper make, in that order (transformers' and vLLM's: the nucleus is cut on the
     *scaled* distribution), each row under its own settings; the greedy rows among them give
     their own row's argmax. With tied probabilities the nucleus is the smallest set that reaches
-    top_p, as transformers' and vLLM's (which of the tied tokens it keeps is the sort's choice)."""
+    top_p, as transformers' and vLLM's (which of the tied tokens it keeps is the sort's choice).
+    Logits shifted by 45 at temperature 0.5 (scores near 94, past what exp holds in float32) give
+    the same distribution: a softmax does not care where the logits sit."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    logits = torch.tensor(TIED if tied else [2.0, 1.0, 0.0, -0.4, -1.0, 0.5, -2.0, 1.5])
+    logits = torch.tensor(TIED if tied else [2.0, 1.0, 0.0, -0.4, -1.0, 0.5, -2.0, 1.5]) + shift
     warpers = [TemperatureLogitsWarper(temperature)]
     warpers += [TopKLogitsWarper(top_k)] if top_k else []
     warpers += [TopPLogitsWarper(top_p)] if top_p < 1.0 else []
