@@ -213,7 +213,7 @@ def sample_tokens(logits: torch.Tensor, seqs: list[Sequence], stop_ids: set[int]
     #   from its own generator; the token is where the row's cumulative probabilities pass it (a search in
     #   sorted values). logprobs = 0 still records the chosen token. An all-greedy batch with nothing to
     #   record is processed's argmax.
-    # HINT task 5 level 3: scores = processed.clone(); -inf at the (row, id) pairs banned under min_tokens;
+    # HINT task 5 level 3: scores: a copy of processed; -inf at the (row, id) pairs banned under min_tokens;
     #   greedy = argmax(scores); temperature (1 for greedy rows), top_k (vocab when off) and top_p as
     #   (num_seqs, 1) tensors; scores / temperature; sort descending; mask sorted values below the k-th;
     #   probs = softmax of that, drop where cumsum - probs >= top_p; scatter back along the sort's indices;

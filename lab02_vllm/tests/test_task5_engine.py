@@ -308,9 +308,10 @@ def test_sample_tokens_warps_as_transformers_temperature_then_top_k_then_top_p(t
     before = batch.clone()
     tokens = engine.sample_tokens(batch, seqs, {3}, torch.Generator().manual_seed(0))
     assert torch.equal(batch, before), "sample_tokens must not modify the logits"
-    for row, seq in enumerate(seqs):
+    for index, seq in enumerate(seqs):
         if seq.params.greedy:
-            assert tokens[row] == int(batch[row].argmax()), f"row {row} is greedy: its argmax, whatever the others do"
+            assert tokens[index] == int(batch[index].argmax()), (
+                f"row {index} is greedy: its argmax, whatever the others do")
     tokens = [tokens[row] for row in measured]
     seen = torch.bincount(torch.tensor(tokens), minlength=logits.numel()).float() / rows
     if tied:
