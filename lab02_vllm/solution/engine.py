@@ -418,11 +418,7 @@ class LLMEngine:
         if not token_ids:
             raise ValueError("prompt must not be empty")
         params.check_vocabulary(self.config.vocab_size)
-        banned = set(params.stop_token_ids) | self.eos_token_ids
-        if params.min_tokens and params.allowed_token_ids and set(params.allowed_token_ids) <= banned:
-            # every token it may pick is one min_tokens forbids: its first step could sample nothing
-            raise ValueError(f"allowed_token_ids {params.allowed_token_ids} holds only stop or eos token ids, which "
-                             f"min_tokens={params.min_tokens} forbids: no token could be sampled")
+        params.check_sampleable(self.eos_token_ids)
         if len(token_ids) >= self.max_model_len:
             raise ValueError(f"prompt is {len(token_ids)} tokens long: it must be shorter than "
                              f"max_model_len={self.max_model_len}")
@@ -862,6 +858,7 @@ class AsyncLLMEngine:
             self.engine: LLMEngine = None  # type: ignore[assignment]  # it lives in the core process
             self.model_dir = Path(model)
             self.max_model_len, self.vocab_size = self.core.max_model_len, self.core.vocab_size
+            self.eos_token_ids = eos_token_ids(self.model_dir, self.tokenizer)  # the core's, read here too
             return
         if engine is None:
             if model is None:
@@ -871,6 +868,7 @@ class AsyncLLMEngine:
         self.tokenizer = engine.tokenizer
         self.model_dir, self.max_model_len = engine.model_dir, engine.max_model_len
         self.vocab_size = engine.config.vocab_size
+        self.eos_token_ids: set[int] = engine.eos_token_ids
         self._queues: dict[str, asyncio.Queue[RequestOutput | BaseException]] = {}
         self._pending_adds: list[tuple[str, str | list[int], SamplingParams]] = []
         self._pending_aborts: list[str] = []

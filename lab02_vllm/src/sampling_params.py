@@ -171,6 +171,21 @@ class SamplingParams:
         if any(not 0 <= t < vocab_size for t in self.allowed_token_ids or ()):
             raise ValueError("allowed_token_ids contains out-of-vocab token id!")
 
+    def check_sampleable(self, eos_token_ids: set[int]) -> None:
+        """Refuse a request that could never be sampled: every id its ``allowed_token_ids`` lets
+        through is a stop or eos id (``stop_token_ids``, or the model's ``eos_token_ids``), which
+        ``min_tokens`` forbids at its first step, so its row would hold no finite logit (vLLM has
+        no such check; its sampler would draw from that row anyway). The engine calls it when a
+        request is added, the server before it answers (a 400 naming ``allowed_token_ids``).
+
+        Raises:
+            ValueError: naming ``allowed_token_ids`` and ``min_tokens``.
+        """
+        banned = set(self.stop_token_ids) | set(eos_token_ids)
+        if self.min_tokens and self.allowed_token_ids and set(self.allowed_token_ids) <= banned:
+            raise ValueError(f"allowed_token_ids {self.allowed_token_ids} holds only stop or eos token ids, which "
+                             f"min_tokens={self.min_tokens} forbids: no token could be sampled")
+
     @property
     def greedy(self) -> bool:
         """Whether this request picks the argmax (temperature 0)."""

@@ -410,6 +410,10 @@ async def openai_route(state: ServerState, raw: Request, request: CompletionRequ
     processors = logits_processors(request)  # logit_bias, allowed_token_ids (checked above)
     if processors.logit_bias or processors.allowed_token_ids:
         params = params.clone(logit_bias=processors.logit_bias, allowed_token_ids=processors.allowed_token_ids)
+    try:  # refused here, before a stream starts, as the engine would refuse it when added
+        params.check_sampleable(state.engine.eos_token_ids)
+    except ValueError as error:
+        raise APIError(400, str(error), "allowed_token_ids") from error
     request_id = random_id("chatcmpl" if chat else "cmpl")
     if request.stream:
         return StreamingResponse(guarded(stream_events(state, prompt_ids, params, request_id, request, chat),

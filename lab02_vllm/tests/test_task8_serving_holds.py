@@ -218,6 +218,10 @@ HOSTILE = [
      "allowed_token_ids"),
     ("allowed_token_ids past the vocabulary", "/v1/chat/completions",
      {"messages": [{"role": "user", "content": "Hi"}], "allowed_token_ids": [5, 10**8]}, 400, "allowed_token_ids"),
+    # Only stop ids allowed, which min_tokens forbids: nothing could ever be sampled (refused before a stream).
+    ("allowed_token_ids all stop ids under min_tokens", "/v1/completions",
+     {"prompt": "Hi", "allowed_token_ids": [5], "stop_token_ids": [5], "min_tokens": 2, "stream": True}, 400,
+     "allowed_token_ids"),
     # Fields vLLM honours and this engine cannot: refused, naming the field, never ignored.
     ("presence_penalty", "/v1/completions", {"prompt": "Hi", "presence_penalty": 1.0}, 400, "presence_penalty"),
     ("echo with logprobs (vLLM adds the prompt's)", "/v1/completions",
